@@ -1,0 +1,246 @@
+/**
+ * One decoder-only transformer for GPT-2, OPT, BLOOM and LLaMA; the differences are data (config.ts,
+ * architectures.ts). Parameters are `tf.Variable`s under their HF names.
+ *
+ * Legend: B batch, T new tokens, S total attended length (past + T), C hidden width, H heads, hs head size, V vocab.
+ */
+import { tf, type Tensor } from '../engine/tf.js';
+import { Rng } from '../engine/rng.js';
+import { uniqueScope } from '../engine/names.js';
+import type { ModelConfig } from './config.js';
+import { buildSpec, parameterShapes, type LayerSpec, type LinearSpec, type ModelSpec, type NormSpec } from './architectures.js';
+import { linear } from './ops/linear.js';
+import { embedding } from './ops/embedding.js';
+import { layerNorm, rmsNorm } from './ops/norms.js';
+import { activate } from './ops/activations.js';
+import { attention, causalMaskBias } from './ops/attention.js';
+import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/positions.js';
+import { matmul2d } from './ops/matmul.js';
+import type { LoraAdapter } from './lora.js';
+
+/** Keys and values of every layer for the positions seen so far: k/v [B, Hkv, S, hs]. */
+export interface KVCache {
+  keys: Tensor[];
+  values: Tensor[];
+}
+
+export interface ForwardOptions {
+  /** 0/1 [B, S] over past + new positions; all ones when omitted. */
+  attentionMask?: Tensor;
+  /** [B, T]. Defaults per architecture, as HF's forward computes them (see `defaultPositions`). */
+  positionIds?: Tensor;
+  cache?: KVCache;
+  /** Return the updated cache (new tensors; the caller disposes the old one). */
+  useCache?: boolean;
+  /** Dropout on (with the rates in the config). */
+  training?: boolean;
+}
+
+export interface ForwardOutput {
+  /** Final hidden states [B, T, C] (after the final norm / project_out). */
+  hidden: Tensor;
+  cache?: KVCache;
+}
+
+export class DecoderModel {
+  readonly config: ModelConfig;
+  readonly spec: ModelSpec;
+  readonly params = new Map<string, tf.Variable>();
+  /** LoRA adapter attached to this model (see lora.ts); skipped when `loraEnabled` is false. */
+  lora: LoraAdapter | null = null;
+  loraEnabled = true;
+  private dropoutRng = new Rng(0);
+
+  constructor(config: ModelConfig, weights: Map<string, Tensor>) {
+    this.config = config;
+    this.spec = buildSpec(config);
+    const shapes = parameterShapes(config, this.spec);
+    const scope = uniqueScope('model');
+    const missing = [...shapes.keys()].filter((n) => !weights.has(n));
+    if (missing.length) throw new Error(`checkpoint lacks ${missing.length} parameter(s) the config needs: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
+    for (const [name, info] of shapes) {
+      const w = weights.get(name)!;
+      if (w.shape.join() !== info.shape.join()) {
+        throw new Error(`parameter ${name} has shape [${w.shape}] but config.json implies [${info.shape}]`);
+      }
+      this.params.set(name, tf.variable(w, true, `${scope}/${name}`));
+    }
+  }
+
+  /** Fresh weights initialised as HF does for a new model (normal(0, initializer_range), norms at 1, biases 0). */
+  static fromConfig(config: ModelConfig, seed = 0): DecoderModel {
+    const spec = buildSpec(config);
+    const rng = new Rng(seed);
+    const std = typeof config.raw.initializer_range === 'number' ? config.raw.initializer_range : typeof config.raw.init_std === 'number' ? config.raw.init_std : 0.02;
+    const weights = new Map<string, Tensor>();
+    for (const [name, info] of parameterShapes(config, spec)) {
+      const n = info.shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      if (info.init === 'ones') data.fill(1);
+      else if (info.init !== 'zeros') {
+        // GPT-2 scales residual output projections by 1/√(2·n_layer) (its paper's modified init).
+        const s = info.init === 'scaled_normal' && config.modelType === 'gpt2' ? std / Math.sqrt(2 * config.numLayers) : std;
+        for (let i = 0; i < n; i++) data[i] = rng.normal() * s;
+      }
+      weights.set(name, tf.tensor(data, info.shape));
+    }
+    const m = new DecoderModel(config, weights);
+    for (const t of weights.values()) t.dispose();
+    return m;
+  }
+
+  setDropoutSeed(seed: number): void {
+    this.dropoutRng = new Rng(seed);
+  }
+
+  private p(name: string): Tensor {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`no parameter ${name}`);
+    return v;
+  }
+
+  private norm(x: Tensor, n: NormSpec): Tensor {
+    if (this.config.norm === 'rmsnorm') return rmsNorm(x, this.p(n.weight), this.config.normEps);
+    return layerNorm(x, this.p(n.weight), n.bias ? this.p(n.bias) : null, this.config.normEps);
+  }
+
+  private dropout(x: Tensor, rate: number, training: boolean): Tensor {
+    if (!training || rate <= 0) return x;
+    return tf.dropout(x, rate, undefined, this.dropoutRng.seed());
+  }
+
+  /** A projection, plus the LoRA update when an adapter targets it. */
+  linear(x: Tensor, l: LinearSpec, training = false): Tensor {
+    const y = linear(x, this.p(`${l.module}.weight`), l.bias ? this.p(`${l.module}.bias`) : null, l.layout);
+    if (this.lora && this.loraEnabled) {
+      const delta = this.lora.delta(l.module, x, training);
+      if (delta) return tf.add(y, delta);
+    }
+    return y;
+  }
+
+  /** Position ids HF's forward uses when none are given. */
+  defaultPositions(B: number, T: number, past: number, attentionMask: Tensor | undefined): Tensor {
+    if (this.config.positions === 'learned_offset2' && attentionMask) {
+      // OPT: cumsum(mask)·mask − 1 over the whole mask, last T columns (padding lands on −1).
+      return tf.tidy(() => {
+        const m = tf.cast(attentionMask, 'int32');
+        const pos = tf.sub(tf.mul(tf.cumsum(m, 1), m), tf.scalar(1, 'int32'));
+        return tf.slice(pos, [0, past], [B, T]);
+      });
+    }
+    return tf.tidy(() => tf.tile(tf.reshape(tf.range(past, past + T, 1, 'int32'), [1, T]), [B, 1]));
+  }
+
+  forward(inputIds: Tensor, opts: ForwardOptions = {}): ForwardOutput {
+    const c = this.config;
+    const training = opts.training ?? false;
+    const [B, T] = inputIds.shape as [number, number];
+    const past = opts.cache ? opts.cache.keys[0]!.shape[2]! : 0;
+    const S = past + T;
+    const mask = opts.attentionMask ?? tf.ones([B, S], 'int32');
+    const positionIds = opts.positionIds ?? this.defaultPositions(B, T, past, opts.attentionMask);
+
+    // 1. embeddings
+    let x = embedding(this.p(this.spec.embedTokens), inputIds); // (B, T, E)
+    if (this.spec.projectIn) x = this.linear(x, this.spec.projectIn);
+    if (this.spec.embedPositions) {
+      const offset = c.positions === 'learned_offset2' ? 2 : 0;
+      const pos = offset ? tf.add(positionIds, tf.scalar(offset, 'int32')) : positionIds;
+      x = tf.add(x, embedding(this.p(this.spec.embedPositions), pos));
+    }
+    if (this.spec.embedNorm) x = this.norm(x, this.spec.embedNorm);
+    x = this.dropout(x, c.embdDropout, training);
+
+    // 2. attention bias (causal + padding, plus ALiBi) and rotary tables, shared by every layer
+    let bias = causalMaskBias(mask, T); // (B, 1, T, S)
+    if (c.positions === 'alibi') bias = tf.add(bias, alibiBias(mask, c.numHeads)); // (B, H, T, S)
+    const rope = c.positions === 'rotary' ? rotaryTables(positionIds, c.headDim, c.ropeTheta) : null;
+
+    // 3. blocks
+    const keys: Tensor[] = [];
+    const values: Tensor[] = [];
+    this.spec.layers.forEach((layer, i) => {
+      const res = x;
+      const h = c.preNorm ? this.norm(x, layer.ln1) : x;
+      const { out, k, v } = this.selfAttention(h, layer, bias, rope, opts.cache ? [opts.cache.keys[i]!, opts.cache.values[i]!] : null, training);
+      keys.push(k);
+      values.push(v);
+      x = tf.add(res, this.dropout(out, c.residDropout, training));
+      if (!c.preNorm) x = this.norm(x, layer.ln1);
+      const res2 = x;
+      const h2 = c.preNorm ? this.norm(x, layer.ln2) : x;
+      x = tf.add(res2, this.dropout(this.mlp(h2, layer, training), c.residDropout, training));
+      if (!c.preNorm) x = this.norm(x, layer.ln2);
+    });
+
+    // 4. final norm
+    if (this.spec.finalNorm) x = this.norm(x, this.spec.finalNorm);
+    if (this.spec.projectOut) x = this.linear(x, this.spec.projectOut);
+    return { hidden: x, cache: opts.useCache ? { keys, values } : undefined };
+  }
+
+  private selfAttention(
+    x: Tensor, layer: LayerSpec, bias: Tensor, rope: { cos: Tensor; sin: Tensor } | null,
+    past: [Tensor, Tensor] | null, training: boolean,
+  ): { out: Tensor; k: Tensor; v: Tensor } {
+    const c = this.config;
+    const [B, T] = x.shape as [number, number];
+    const H = c.numHeads;
+    const Hkv = c.numKvHeads;
+    const hs = c.headDim;
+    const heads = (t: Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hs]), [0, 2, 1, 3]); // (B, n, T, hs)
+    let q: Tensor, k: Tensor, v: Tensor;
+    const a = layer.attn;
+    if (a.kind === 'fused_gpt2') {
+      const qkv = this.linear(x, a.qkv, training); // (B, T, 3C)
+      [q, k, v] = tf.split(qkv, 3, 2).map((t) => heads(t, H)) as [Tensor, Tensor, Tensor];
+    } else if (a.kind === 'fused_bloom') {
+      const qkv = tf.reshape(this.linear(x, a.qkv, training), [B, T, H, 3, hs]); // per head: q, k, v
+      [q, k, v] = tf.split(qkv, 3, 3).map((t) => tf.transpose(tf.reshape(t, [B, T, H, hs]), [0, 2, 1, 3])) as [Tensor, Tensor, Tensor];
+    } else {
+      q = heads(this.linear(x, a.q, training), H);
+      k = heads(this.linear(x, a.k, training), Hkv);
+      v = heads(this.linear(x, a.v, training), Hkv);
+    }
+    if (rope) {
+      q = applyRotary(q, rope.cos, rope.sin);
+      k = applyRotary(k, rope.cos, rope.sin);
+    }
+    if (past) {
+      k = tf.concat([past[0], k], 2);
+      v = tf.concat([past[1], v], 2);
+    }
+    const y = attention(q, k, v, bias, 1 / Math.sqrt(hs)); // (B, H, T, hs)
+    const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, H * hs]);
+    return { out: this.linear(merged, a.o, training), k, v };
+  }
+
+  private mlp(x: Tensor, layer: LayerSpec, training: boolean): Tensor {
+    const m = layer.mlp;
+    if (m.kind === 'plain') return this.linear(activate(this.linear(x, m.fcIn, training), this.config.activation), m.fcOut, training);
+    const g = activate(this.linear(x, m.gate, training), this.config.activation);
+    return this.linear(tf.mul(g, this.linear(x, m.up, training)), m.down, training);
+  }
+
+  /** Logits [B, T, V] from hidden states. */
+  logits(hidden: Tensor): Tensor {
+    const [B, T, C] = hidden.shape as [number, number, number];
+    const w = this.p(this.spec.lmHead); // (V, C)
+    const flat = matmul2d(tf.reshape(hidden, [B * T, C]), tf.transpose(w, [1, 0]));
+    return tf.reshape(flat, [B, T, w.shape[0]!]);
+  }
+
+  /** Parameters that exist in the checkpoint (a tied lm_head is not separate). */
+  namedParameters(): [string, tf.Variable][] {
+    return [...this.params.entries()];
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    this.params.clear();
+    this.lora?.dispose();
+  }
+}
+
+export { positionsFromMask };
