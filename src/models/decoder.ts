@@ -223,12 +223,20 @@ export class DecoderModel {
     return this.linear(tf.mul(g, this.linear(x, m.up, training)), m.down, training);
   }
 
-  /** Logits [B, T, V] from hidden states. */
-  logits(hidden: Tensor): Tensor {
+  /**
+   * Logits [B, T, V] from hidden states. `headT` is the head weight already transposed to [C, V] (generation passes
+   * it once per call instead of transposing V×C values every step).
+   */
+  logits(hidden: Tensor, headT?: Tensor): Tensor {
     const [B, T, C] = hidden.shape as [number, number, number];
-    const w = this.p(this.spec.lmHead); // (V, C)
-    const flat = matmul2d(tf.reshape(hidden, [B * T, C]), tf.transpose(w, [1, 0]));
-    return tf.reshape(flat, [B, T, w.shape[0]!]);
+    const wT = headT ?? tf.transpose(this.p(this.spec.lmHead), [1, 0]); // (C, V)
+    const flat = matmul2d(tf.reshape(hidden, [B * T, C]), wT);
+    return tf.reshape(flat, [B, T, wT.shape[1]!]);
+  }
+
+  /** The LM head weight transposed to [C, V]; the caller disposes it. */
+  lmHeadTransposed(): Tensor {
+    return tf.transpose(this.p(this.spec.lmHead), [1, 0]);
   }
 
   /** Parameters that exist in the checkpoint (a tied lm_head is not separate). */

@@ -21,7 +21,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
   const valid = tf.notEqual(labels, IGNORE_INDEX);
   const safe = tf.where(valid, labels, tf.zerosLike(labels));
   const logp = tf.logSoftmax(logits, -1);
-  const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.cast(safe, 'int32'), V, 1, 0, 'float32')), -1);
+  const picked = tf.sum(tf.mul(logp, tf.cast(tf.oneHot(tf.cast(safe, 'int32'), V), 'float32')), -1);
   const mask = tf.cast(valid, 'float32');
   const count = tf.maximum(tf.sum(mask), 1);
   return tf.div(tf.neg(tf.sum(tf.mul(picked, mask))), count);
@@ -32,6 +32,6 @@ export function tokenLogProbs(logits: Tensor, targets: Tensor): Tensor {
   return tf.tidy(() => {
     const V = logits.shape[2]!;
     const logp = tf.logSoftmax(logits, -1);
-    return tf.sum(tf.mul(logp, tf.oneHot(tf.cast(targets, 'int32'), V, 1, 0, 'float32')), -1);
+    return tf.sum(tf.mul(logp, tf.cast(tf.oneHot(tf.cast(targets, 'int32'), V), 'float32')), -1);
   });
 }

@@ -1,0 +1,127 @@
+/**
+ * Backend choice at run time: `--backend auto|tensorflow|webgpu|wasm|cpu`, or the env variable RLHF_BACKEND.
+ * `auto` tries tensorflow (tfjs-node-gpu, then tfjs-node, when the user installed them), webgpu (Dawn, when an adapter
+ * exists), wasm, then cpu, and keeps the first that passes a small forward+backward self-test against the cpu
+ * backend's numbers. It says which one it took and why it skipped the others.
+ */
+import { tf } from './tf.js';
+import { setUnbatchedMatmul } from '../models/ops/matmul.js';
+
+export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKENDS)[number];
+export const BACKEND_ENV = 'RLHF_BACKEND';
+
+type Log = (msg: string) => void;
+
+/** Dynamic import that tolerates a package the user has not installed. */
+async function tryImport(name: string): Promise<unknown> {
+  return import(name);
+}
+
+async function registerTensorflow(): Promise<string> {
+  const errors: string[] = [];
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      await tryImport(pkg);
+      if (await tf.setBackend('tensorflow')) return pkg;
+      errors.push(`${pkg} loaded but its backend did not initialise`);
+    } catch (e) {
+      errors.push(`${pkg} not usable (${firstLine(e)})`);
+    }
+  }
+  throw new Error(errors.join('; '));
+}
+
+async function registerWebgpu(): Promise<string> {
+  const mod = (await tryImport('webgpu')) as { create: (o: string[]) => unknown; globals: Record<string, unknown> };
+  Object.assign(globalThis, mod.globals);
+  const gpu = mod.create([]) as { requestAdapter: () => Promise<unknown> };
+  const nav = (globalThis as { navigator?: object }).navigator;
+  // Node 21+ has a navigator object (read-only getters); define the property rather than replace the object.
+  if (nav) Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
+  else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true });
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) throw new Error('no WebGPU adapter (no GPU or no Vulkan driver)');
+  await tryImport('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) throw new Error('webgpu backend did not initialise');
+  return 'webgpu (Dawn)';
+}
+
+async function registerWasm(): Promise<string> {
+  await tryImport('@tensorflow/tfjs-backend-wasm');
+  if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not initialise');
+  return 'wasm (XNNPACK, SIMD)';
+}
+
+async function registerCpu(): Promise<string> {
+  await tf.setBackend('cpu');
+  return 'cpu (plain JavaScript)';
+}
+
+function firstLine(e: unknown): string {
+  if ((e as { code?: string })?.code === 'ERR_MODULE_NOT_FOUND') return 'not installed';
+  return String((e as Error)?.message ?? e).split('\n')[0]!;
+}
+
+/**
+ * A tiny model step (embedding, projection, batched attention product, softmax, cross-entropy, gradients) whose
+ * numbers must agree with the cpu backend's; a backend missing a kernel fails here, not mid-run.
+ */
+async function selfTestValues(): Promise<number[]> {
+  const { embedding } = await import('../models/ops/embedding.js');
+  const { linear } = await import('../models/ops/linear.js');
+  const { bmm } = await import('../models/ops/matmul.js');
+  const { crossEntropy } = await import('../models/ops/loss.js');
+  return tf.tidy(() => {
+    const table = tf.variable(tf.tensor2d(Array.from({ length: 40 }, (_, i) => Math.sin(i)), [10, 4]));
+    const w = tf.variable(tf.tensor2d(Array.from({ length: 16 }, (_, i) => Math.cos(i)), [4, 4]));
+    const ids = tf.tensor2d([[1, 2, 3], [4, 5, 9]], [2, 3], 'int32');
+    const { value, grads } = tf.variableGrads(() => {
+      const x = linear(embedding(table, ids), w, null, 'out_in'); // (2, 3, 4)
+      const att = tf.softmax(bmm(x, tf.transpose(x, [0, 2, 1])), -1); // (2, 3, 3)
+      const y = bmm(att, x); // (2, 3, 4)
+      const logits = tf.reshape(tf.matMul(tf.reshape(y, [6, 4]), tf.transpose(table)), [6, 10]);
+      return crossEntropy(logits, tf.tensor1d([2, 3, 4, 5, 9, -100], 'int32')) as tf.Scalar;
+    }, [table, w]);
+    const out = [value.dataSync()[0]!, ...grads[table.name]!.dataSync(), ...grads[w.name]!.dataSync()];
+    table.dispose();
+    w.dispose();
+    return out;
+  });
+}
+
+let active: string | null = null;
+
+/** Initialises and returns the backend name actually in use. */
+export async function initBackend(choice: string = process.env[BACKEND_ENV] ?? 'auto', log: Log = (m) => console.error(m)): Promise<string> {
+  if (!(BACKENDS as readonly string[]).includes(choice)) {
+    throw new Error(`unknown backend "${choice}" (choose one of: ${BACKENDS.join(', ')})`);
+  }
+  await tf.setBackend('cpu');
+  const reference = await selfTestValues();
+  const candidates: Exclude<BackendChoice, 'auto'>[] = choice === 'auto' ? ['tensorflow', 'webgpu', 'wasm', 'cpu'] : [choice as Exclude<BackendChoice, 'auto'>];
+  const register = { tensorflow: registerTensorflow, webgpu: registerWebgpu, wasm: registerWasm, cpu: registerCpu };
+  const skipped: string[] = [];
+  for (const name of candidates) {
+    try {
+      const what = await register[name]();
+      await tf.ready();
+      const got = await selfTestValues();
+      const err = Math.sqrt(got.reduce((s, v, i) => s + (v - reference[i]!) ** 2, 0)) / Math.sqrt(reference.reduce((s, v) => s + v * v, 0));
+      if (!Number.isFinite(err) || err > 1e-3) throw new Error(`self-test disagrees with the cpu backend (relative error ${err.toExponential(2)})`);
+      // XNNPACK and the JS kernels are fastest on untransposed 2-D products; GPU backends batch natively.
+      setUnbatchedMatmul(name === 'wasm' || name === 'cpu');
+      active = name;
+      log(`backend: ${name} — ${what}${skipped.length ? ` (skipped: ${skipped.join('; ')})` : ''}`);
+      return name;
+    } catch (e) {
+      skipped.push(`${name}: ${firstLine(e)}`);
+      if (choice !== 'auto') throw new Error(`backend ${name} is not usable: ${firstLine(e)}`);
+    }
+  }
+  throw new Error(`no backend passed its self-test: ${skipped.join('; ')}`);
+}
+
+export function activeBackend(): string {
+  return active ?? tf.getBackend();
+}

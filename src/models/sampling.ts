@@ -1,0 +1,66 @@
+/**
+ * Next-token choice from one row of logits, on the host: repetition penalty, temperature, top-k, top-p, then a draw
+ * from the seeded RNG (or argmax when greedy). Order and semantics follow HF's logits processors.
+ */
+import type { Rng } from '../engine/rng.js';
+
+export interface SamplingOptions {
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  /** HF's CTRL-style penalty: logits of tokens already in the sequence are divided (if > 0) or multiplied by it. */
+  repetitionPenalty: number;
+}
+
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
+
+export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
+  if (penalty === 1) return;
+  for (const t of new Set(seen)) {
+    const v = logits[t]!;
+    logits[t] = v > 0 ? v / penalty : v * penalty;
+  }
+}
+
+/** Chooses a token from processed logits (modified in place). */
+export function chooseToken(logits: Float32Array, opts: SamplingOptions, rng: Rng): number {
+  if (!opts.doSample) return argmax(logits);
+  const V = logits.length;
+  const t = opts.temperature > 0 ? opts.temperature : 1;
+  let idx = Array.from({ length: V }, (_, i) => i);
+  if (opts.topK > 0 && opts.topK < V) {
+    idx.sort((a, b) => logits[b]! - logits[a]!);
+    idx = idx.slice(0, opts.topK);
+  }
+  let max = -Infinity;
+  for (const i of idx) max = Math.max(max, logits[i]! / t);
+  let probs = idx.map((i) => Math.exp(logits[i]! / t - max));
+  let sum = probs.reduce((a, b) => a + b, 0);
+  probs = probs.map((p) => p / sum);
+  if (opts.topP < 1) {
+    // Keep the smallest set of most likely tokens whose mass reaches top_p (always at least one).
+    const order = probs.map((_, j) => j).sort((a, b) => probs[b]! - probs[a]!);
+    const keep = new Set<number>();
+    let mass = 0;
+    for (const j of order) {
+      keep.add(j);
+      mass += probs[j]!;
+      if (mass >= opts.topP) break;
+    }
+    idx = idx.filter((_, j) => keep.has(j));
+    probs = probs.filter((_, j) => keep.has(j));
+    sum = probs.reduce((a, b) => a + b, 0);
+    probs = probs.map((p) => p / sum);
+  }
+  let u = rng.next();
+  for (let j = 0; j < probs.length; j++) {
+    u -= probs[j]!;
+    if (u <= 0) return idx[j]!;
+  }
+  return idx[idx.length - 1]!;
+}

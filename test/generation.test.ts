@@ -1,0 +1,55 @@
+import { describe, it, expect, beforeAll } from 'vitest';
+import { tf } from '../src/engine/tf.js';
+import { loadPretrained } from '../src/hub/checkpoint.js';
+import { generate } from '../src/models/generation.js';
+import { Rng } from '../src/engine/rng.js';
+import { ARCHS, expectedJson, fixtureDir } from './helpers/fixtures.js';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+describe.each(ARCHS)('%s generation', (arch) => {
+  const ej = expectedJson(arch);
+  const prompt = ej.greedy.prompt_ids;
+  const newTokens = ej.greedy.output_ids.length - prompt.length;
+
+  it.each([true, false])('greedy equals transformers (useCache=%s)', (useCache) => {
+    const { model } = loadPretrained(fixtureDir(arch));
+    const out = generate(model, [prompt], null, { maxNewTokens: newTokens, useCache });
+    expect(out.sequences[0]).toEqual(ej.greedy.output_ids);
+    model.dispose();
+  });
+
+  it('a left-padded prompt generates what it generates alone, sampled too', () => {
+    const { model } = loadPretrained(fixtureDir(arch));
+    const short = prompt.slice(2);
+    const pad = model.config.padTokenId ?? 0;
+    const alone = generate(model, [short], null, { maxNewTokens: 6, eosTokenId: null });
+    const batch = generate(model, [prompt, [pad, pad, ...short]], [prompt.map(() => 1), [0, 0, ...short.map(() => 1)]], { maxNewTokens: 6, eosTokenId: null });
+    expect(batch.sequences[1]!.slice(prompt.length)).toEqual(alone.sequences[0]!.slice(short.length));
+    const s1 = generate(model, [short], null, { maxNewTokens: 6, doSample: true, topK: 20, topP: 0.9, temperature: 0.8, rng: new Rng(7), eosTokenId: null });
+    const s2 = generate(model, [short], null, { maxNewTokens: 6, doSample: true, topK: 20, topP: 0.9, temperature: 0.8, rng: new Rng(7), eosTokenId: null });
+    expect(s1.sequences).toEqual(s2.sequences);
+    model.dispose();
+  });
+});
+
+describe('generation bookkeeping', () => {
+  it('stops a row at EOS: action mask ends at the first EOS inclusive, pad after it', () => {
+    const { model } = loadPretrained(fixtureDir('gpt2'));
+    const ej = expectedJson('gpt2');
+    // Greedy output repeats token 123 (see the fixture): declare it the EOS so row 0 stops at once.
+    const eos = ej.greedy.output_ids[ej.greedy.prompt_ids.length]!;
+    const before = tf.memory().numTensors;
+    const out = generate(model, [ej.greedy.prompt_ids], null, { maxNewTokens: 5, eosTokenId: eos, padTokenId: 7, returnLogProbs: true });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(out.actionMask[0]).toEqual([1]);
+    expect(out.sequences[0]!.at(-1)).toBe(eos);
+    expect(out.logProbs![0]![0]).toBeLessThan(0);
+    const two = generate(model, [ej.greedy.prompt_ids, ej.greedy.prompt_ids.map((t) => (t + 5) % 600)], null, { maxNewTokens: 4, eosTokenId: eos, padTokenId: 7 });
+    expect(two.actionMask[0]).toEqual([1, 0, 0, 0]);
+    expect(two.sequences[0]!.slice(-3)).toEqual([7, 7, 7]);
+    model.dispose();
+  });
+});
