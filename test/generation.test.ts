@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import { tf } from '../src/engine/tf.js';
-import { loadPretrained } from '../src/hub/checkpoint.js';
+import { loadPretrained } from '../src/models/pretrained.js';
 import { generate } from '../src/models/generation.js';
 import { Rng } from '../src/engine/rng.js';
 import { ARCHS, expectedJson, fixtureDir } from './helpers/fixtures.js';

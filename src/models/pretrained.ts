@@ -5,11 +5,11 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf, type Tensor } from '../engine/tf.js';
-import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from './safetensors.js';
-import { normalizeConfig, type ModelConfig } from '../models/config.js';
-import { DecoderModel } from '../models/decoder.js';
-import { buildSpec, parameterShapes } from '../models/architectures.js';
-import { LoraAdapter, allLinears, type LoraConfig } from '../models/lora.js';
+import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from '../hub/safetensors.js';
+import { normalizeConfig, type ModelConfig } from './config.js';
+import { DecoderModel } from './decoder.js';
+import { buildSpec, parameterShapes } from './architectures.js';
+import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
 
