@@ -192,16 +192,16 @@ export class DecoderModel {
     const heads = (t: Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hs]), [0, 2, 1, 3]); // (B, n, T, hs)
     let q: Tensor, k: Tensor, v: Tensor;
     const a = layer.attn;
-    if (a.kind === 'fused_gpt2') {
-      const qkv = this.linear(x, a.qkv, training); // (B, T, 3C)
-      [q, k, v] = tf.split(qkv, 3, 2).map((t) => heads(t, H)) as [Tensor, Tensor, Tensor];
-    } else if (a.kind === 'fused_bloom') {
-      const qkv = tf.reshape(this.linear(x, a.qkv, training), [B, T, H, 3, hs]); // per head: q, k, v
-      [q, k, v] = tf.split(qkv, 3, 3).map((t) => tf.transpose(tf.reshape(t, [B, T, H, hs]), [0, 2, 1, 3])) as [Tensor, Tensor, Tensor];
-    } else {
+    if (a.kind === 'separate') {
       q = heads(this.linear(x, a.q, training), H);
       k = heads(this.linear(x, a.k, training), Hkv);
       v = heads(this.linear(x, a.v, training), Hkv);
+    } else if (a.kind === 'fused_gpt2') {
+      const qkv = this.linear(x, a.qkv, training); // (B, T, 3C)
+      [q, k, v] = tf.split(qkv, 3, 2).map((t) => heads(t, H)) as [Tensor, Tensor, Tensor];
+    } else {
+      const qkv = tf.reshape(this.linear(x, a.qkv, training), [B, T, H, 3, hs]); // per head: q, k, v
+      [q, k, v] = tf.split(qkv, 3, 3).map((t) => tf.transpose(tf.reshape(t, [B, T, H, hs]), [0, 2, 1, 3])) as [Tensor, Tensor, Tensor];
     }
     if (rope) {
       q = applyRotary(q, rope.cos, rope.sin);

@@ -70,7 +70,7 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
   try {
     for (let step = 0; step < maxNew; step++) {
       // 1. logits of the last position, from the cache when we have one
-      const last = tf.tidy(() => {
+      const last = tf.tidy((): { logits: Tensor; cache?: KVCache } & tf.TensorContainerObject => {
         const fullMask = tf.tensor2d(masks, undefined, 'int32');
         const positions = positionsFromMask(fullMask); // (B, S)
         const S = seqs[0]!.length;
@@ -83,7 +83,7 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
         }
         const h = tf.slice(out.hidden, [0, out.hidden.shape[1]! - 1, 0], [B, 1, -1]);
         const logits = tf.reshape(model.logits(h, headT), [B, -1]);
-        return { logits, cache: out.cache };
+        return { logits, cache: out.cache as (KVCache & tf.TensorContainerObject) | undefined };
       });
       if (cache) disposeCache(cache);
       cache = useCache ? last.cache : undefined;

@@ -3,7 +3,7 @@
  * adapter) and save in the layout `save_pretrained` writes, so transformers loads what we write.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { tf, type Tensor } from '../engine/tf.js';
 import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from '../hub/safetensors.js';
 import { normalizeConfig, type ModelConfig } from './config.js';
@@ -61,6 +61,18 @@ export interface LoadedModel {
 
 /** Loads an HF directory; every shape is checked against config.json before any training starts. */
 export function loadPretrained(dir: string, opts: { lora?: string } = {}): LoadedModel {
+  // A directory holding only a PEFT adapter (a LoRA stage's output) loads its base, then the adapter.
+  if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'adapter_config.json'))) {
+    if (opts.lora) throw new Error(`${dir} is itself a LoRA adapter; pass its base model as the model and this as the adapter`);
+    const base = (JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as { base_model_name_or_path?: string }).base_model_name_or_path;
+    if (!base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
+    const loaded = loadPretrained(isAbsolute(base) ? base : join(dir, base), { lora: dir });
+    const vh = join(dir, VALUE_HEAD_FILE);
+    if (existsSync(vh)) {
+      loaded.valueHead = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
+    }
+    return { ...loaded, dir };
+  }
   const config = readConfig(dir);
   const spec = buildSpec(config);
   const expected = parameterShapes(config, spec);
@@ -171,6 +183,8 @@ export interface SaveOptions {
   valueHead?: Map<string, Tensor> | null;
   /** Extra config.json fields (e.g. marking a reward model). */
   configExtra?: Record<string, unknown>;
+  /** Weights to write instead of the model's own (e.g. with a LoRA adapter merged in). */
+  params?: Map<string, Tensor>;
 }
 
 /** Writes config.json, model.safetensors (value head included under `value_head.*`) and generation_config.json. */
@@ -184,7 +198,7 @@ export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptio
   if (!config.architectures) config.architectures = [{ gpt2: 'GPT2LMHeadModel', opt: 'OPTForCausalLM', bloom: 'BloomForCausalLM', llama: 'LlamaForCausalLM' }[c.modelType]];
   writeFileSync(join(dir, 'config.json'), JSON.stringify(sortKeys(config), null, 2) + '\n');
   const tensors = new Map<string, TensorToWrite>();
-  for (const [name, v] of model.params) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
+  for (const [name, v] of opts.params ?? model.params) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
   if (opts.valueHead) for (const [name, t] of opts.valueHead) tensors.set(name, { shape: t.shape, data: t.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   const gen: Record<string, unknown> = { _from_model_config: true };

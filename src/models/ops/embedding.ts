@@ -9,7 +9,7 @@ function hasSegmentSum(): boolean {
 }
 
 const hostScatterGather = tf.customGrad((table, ids, save) => {
-  save([ids as Tensor]);
+  (save as tf.GradSaveFunc)([ids as Tensor]);
   const t = table as Tensor;
   const [V, C] = t.shape as [number, number];
   return {

@@ -9,7 +9,7 @@ import { tf, type Tensor } from '../../engine/tf.js';
 export type WeightLayout = 'out_in' | 'in_out';
 
 const linearOutIn = tf.customGrad((x, w, save) => {
-  save([x as Tensor, w as Tensor]);
+  (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
   const wt = tf.transpose(w as Tensor, [1, 0]); // [in, out]
   return {
     value: tf.matMul(x as Tensor, wt),
@@ -22,7 +22,7 @@ const linearOutIn = tf.customGrad((x, w, save) => {
 }) as unknown as (x: Tensor, w: Tensor) => Tensor;
 
 const linearInOut = tf.customGrad((x, w, save) => {
-  save([x as Tensor, w as Tensor]);
+  (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
   return {
     value: tf.matMul(x as Tensor, w as Tensor),
     gradFunc: (dy: Tensor, saved: Tensor[]) => {

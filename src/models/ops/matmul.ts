@@ -19,7 +19,7 @@ function transpose2d(x: Tensor): Tensor {
 
 /** a[M,K] @ b[K,N] with fast-form gradients. */
 export const matmul2d: (a: Tensor, b: Tensor) => Tensor = tf.customGrad((a, b, save) => {
-  save([a as Tensor, b as Tensor]);
+  (save as tf.GradSaveFunc)([a as Tensor, b as Tensor]);
   return {
     value: tf.matMul(a as Tensor, b as Tensor),
     gradFunc: (dy: Tensor, saved: Tensor[]) => {
@@ -45,7 +45,7 @@ function transposeLast2(x: Tensor): Tensor {
 
 /** Batched product a[B,M,K] @ b[B,K,N] with fast-form gradients. */
 export const bmm: (a: Tensor, b: Tensor) => Tensor = tf.customGrad((a, b, save) => {
-  save([a as Tensor, b as Tensor]);
+  (save as tf.GradSaveFunc)([a as Tensor, b as Tensor]);
   return {
     value: bmmRaw(a as Tensor, b as Tensor),
     gradFunc: (dy: Tensor, saved: Tensor[]) => {

@@ -1,0 +1,129 @@
+/**
+ * What every command shares: option groups with ColossalChat's flag names, number parsing with clear errors, run
+ * setup (backend, seed), model + tokenizer loading, and a main wrapper that prints errors without a stack trace.
+ */
+import { Command, Option, InvalidArgumentError } from 'commander';
+import { initBackend, BACKENDS, BACKEND_ENV } from '../engine/backend.js';
+import { resolvePretrained } from '../hub/hf_cache.js';
+import { Tokenizer } from '../hub/tokenizer.js';
+import { loadPretrained, type LoadedModel } from '../models/pretrained.js';
+import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
+import { STRATEGIES } from '../strategies/strategy.js';
+
+export function int(name: string, min = 0) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got "${v}"`);
+    return n;
+  };
+}
+
+export function float(name: string, min = -Infinity, max = Infinity) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}], got "${v}"`);
+    return n;
+  };
+}
+
+export function bool(v: string): boolean {
+  if (/^(true|1|yes|on)$/i.test(v)) return true;
+  if (/^(false|0|no|off)$/i.test(v)) return false;
+  throw new InvalidArgumentError(`expected true or false, got "${v}"`);
+}
+
+/** --backend, --seed, --strategy, --log_dir: every training command has them. */
+export function addRunOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
+    .addOption(new Option('--strategy <name>', 'training strategy').choices([...STRATEGIES]).default('naive'))
+    .option('--seed <n>', 'random seed: the same seed on the same backend repeats a run exactly', int('--seed'), 42)
+    .option('--log_dir <dir>', 'where metrics.jsonl and TensorBoard event files go (default: <save_path>/logs)');
+}
+
+/** --model, --pretrain, --tokenizer. */
+export function addModelOptions(cmd: Command, pretrainRequired = true): Command {
+  const pretrain = '--pretrain <dir|hub id>';
+  return cmd
+    .addOption(new Option('--model <type>', 'model family; read from config.json when omitted').choices([...SUPPORTED_MODEL_TYPES]))
+    [pretrainRequired ? 'requiredOption' : 'option'](pretrain, 'HF model directory, or a Hub id resolved through the HF cache')
+    .option('--tokenizer <dir>', 'tokenizer directory (default: the --pretrain directory)');
+}
+
+/** LoRA flags, PEFT's meanings. */
+export function addLoraOptions(cmd: Command): Command {
+  return cmd
+    .option('--lora_rank <r>', 'LoRA rank; 0 trains every weight', int('--lora_rank'), 0)
+    .option('--lora_alpha <a>', 'LoRA alpha (scaling = alpha / rank)', float('--lora_alpha', 0), 16)
+    .option('--lora_dropout <p>', 'dropout on the LoRA input', float('--lora_dropout', 0, 1), 0)
+    .option('--lora_target <modules>', 'comma-separated PEFT target module names (default per model family), or all-linear')
+    .option('--merge_lora_weights [bool]', 'save full weights with the adapter merged in, instead of a PEFT adapter', bool, false);
+}
+
+/** Optimizer and schedule flags. */
+export function addOptimOptions(cmd: Command, defaults: { lr: number; batchSize: number; maxEpochs: number }): Command {
+  return cmd
+    .option('--lr <lr>', 'peak learning rate', float('--lr', 0), defaults.lr)
+    .option('--weight_decay <wd>', 'AdamW decoupled weight decay', float('--weight_decay', 0), 0)
+    .option('--warmup_ratio <r>', 'share of steps for linear warm-up, then cosine decay', float('--warmup_ratio', 0, 1), 0.03)
+    .option('--grad_clip <norm>', 'clip the global gradient norm (0: off)', float('--grad_clip', 0), 1.0)
+    .option('--accumulation_steps <n>', 'micro-batches per optimizer step', int('--accumulation_steps', 1), 1)
+    .option('--batch_size <n>', 'samples per micro-batch', int('--batch_size', 1), defaults.batchSize)
+    .option('--max_epochs <n>', 'passes over the data', int('--max_epochs', 1), defaults.maxEpochs);
+}
+
+/** --save_path, --save_steps, --need_optim_ckpt, --resume. */
+export function addCheckpointOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--save_path <dir>', 'output directory (an HF model directory)')
+    .option('--save_steps <n>', 'also write <save_path>/checkpoint-<step> every n steps (0: only at the end)', int('--save_steps'), 0)
+    .option('--need_optim_ckpt [bool]', 'write optimizer state with every checkpoint (for --resume)', bool, false)
+    .option('--resume <dir>', 'continue from a checkpoint directory written by this command');
+}
+
+export function parseTargets(v: string | undefined): string[] | string | undefined {
+  if (!v) return undefined;
+  if (v === 'all-linear') return v;
+  return v.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+export async function setupRun(opts: { backend: string; seed: number }): Promise<string> {
+  return initBackend(opts.backend);
+}
+
+export interface ModelAndTokenizer extends LoadedModel {
+  tokenizer: Tokenizer;
+  /** Local directory the model came from (a Hub id resolved to its cache snapshot). */
+  pretrainDir: string;
+}
+
+/** Loads --pretrain (and --tokenizer), checking --model against config.json. */
+export async function loadModelAndTokenizer(opts: { pretrain: string; model?: string; tokenizer?: string; lora?: string }): Promise<ModelAndTokenizer> {
+  const dir = await resolvePretrained(opts.pretrain);
+  const loaded = loadPretrained(dir, { lora: opts.lora });
+  if (opts.model && opts.model !== loaded.model.config.modelType) {
+    loaded.model.dispose();
+    throw new Error(`--model ${opts.model} but ${dir}/config.json says model_type "${loaded.model.config.modelType}"`);
+  }
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = await Tokenizer.fromDir(opts.tokenizer ?? dir);
+  } catch (e) {
+    loaded.model.dispose();
+    throw e;
+  }
+  return { ...loaded, tokenizer, pretrainDir: dir };
+}
+
+/** Runs a command's main function: errors print as one line (set DEBUG=1 for the stack) and exit 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      const msg = e instanceof Error ? e.message : String(e);
+      console.error(`error: ${msg}`);
+      if (process.env.DEBUG && e instanceof Error) console.error(e.stack);
+      process.exit(1);
+    },
+  );
+}

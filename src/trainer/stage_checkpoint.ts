@@ -1,0 +1,90 @@
+/**
+ * A stage's checkpoint directory: an HF model directory (full weights, LoRA merged, or a PEFT adapter that names its
+ * base), the tokenizer, `trainer_state.json`, and optionally `optimizer.safetensors` for an exact `--resume`.
+ * Written atomically: a crash leaves the previous checkpoint, never a half-written one.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tf } from '../engine/tf.js';
+import type { DecoderModel } from '../models/decoder.js';
+import { saveLoraAdapter, savePretrained } from '../models/pretrained.js';
+import type { ValueHead } from '../models/value_head.js';
+import type { Tokenizer } from '../hub/tokenizer.js';
+import { readSafetensors, writeSafetensors, type TensorToWrite } from '../hub/safetensors.js';
+import { writeDirAtomic, writeTrainerState, type TrainerState } from './checkpoint_io.js';
+import type { AdamWStateDict } from './adamw.js';
+import type { Optimization } from './optimization.js';
+
+export const OPTIMIZER_FILE = 'optimizer.safetensors';
+
+export interface CheckpointContents {
+  model: DecoderModel;
+  tokenizer: Tokenizer;
+  valueHead?: ValueHead | null;
+  /** Extra config.json fields (a reward model marks itself). */
+  configExtra?: Record<string, unknown>;
+  /** With a LoRA adapter: write merged full weights (true) or the PEFT adapter naming `baseModelPath` (false). */
+  mergeLora?: boolean;
+  baseModelPath?: string;
+  /** Optimizers to write for `--resume`, by name (e.g. `actor`, `critic`). */
+  optimizers?: Record<string, Optimization>;
+  trainerState?: TrainerState;
+}
+
+/** Weights with the adapter folded in, computed on the side (the live model keeps training unmerged). */
+function mergedParams(model: DecoderModel): Map<string, tf.Variable | tf.Tensor> {
+  const out = new Map<string, tf.Variable | tf.Tensor>(model.params);
+  if (!model.lora) return out;
+  const merged = new Map<string, tf.Variable>();
+  for (const [name, v] of model.params) merged.set(name, tf.variable(v, false, `${v.name}/merged`));
+  model.lora.mergeInto(merged, model.spec);
+  return merged;
+}
+
+export async function saveCheckpoint(dir: string, c: CheckpointContents): Promise<void> {
+  await writeDirAtomic(dir, async (tmp) => {
+    if (c.model.lora && !c.mergeLora) {
+      // Adapter only: PEFT's layout, plus config.json-free pointer to the base so later stages load it by path.
+      saveLoraAdapter(tmp, c.model, c.baseModelPath ? resolve(c.baseModelPath) : '');
+      if (c.valueHead) {
+        writeSafetensors(join(tmp, 'value_head.safetensors'), new Map([...c.valueHead.tensors()].map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }])));
+      }
+      if (c.configExtra) writeFileSync(join(tmp, 'rlhf_config.json'), JSON.stringify(c.configExtra, null, 2) + '\n');
+    } else {
+      const params = mergedParams(c.model);
+      try {
+        savePretrained(c.model, tmp, { valueHead: c.valueHead?.tensors() ?? null, configExtra: c.configExtra, params });
+      } finally {
+        if (c.model.lora) for (const v of params.values()) v.dispose();
+      }
+    }
+    await c.tokenizer.save(tmp);
+    if (c.optimizers) writeOptimizers(join(tmp, OPTIMIZER_FILE), c.optimizers);
+    if (c.trainerState) await writeTrainerState(tmp, c.trainerState);
+  });
+}
+
+function writeOptimizers(file: string, optimizers: Record<string, Optimization>): void {
+  const tensors = new Map<string, TensorToWrite>();
+  const meta: Record<string, string> = {};
+  for (const [name, opt] of Object.entries(optimizers)) {
+    const s = opt.stateDict();
+    for (const [k, t] of s.tensors) tensors.set(`${name}.${k}`, { shape: t.shape, data: t.data });
+    meta[`${name}.step`] = String(s.step);
+    meta[`${name}.global_step`] = String(opt.globalStep);
+    if (s.paramSteps) meta[`${name}.param_steps`] = JSON.stringify(s.paramSteps);
+  }
+  writeSafetensors(file, tensors, { format: 'pt', ...meta });
+}
+
+/** The saved state of optimizer `name`, or null when the checkpoint holds none. */
+export function readOptimizerState(dir: string, name: string): { state: AdamWStateDict; globalStep: number } | null {
+  const file = join(dir, OPTIMIZER_FILE);
+  if (!existsSync(file)) return null;
+  const { tensors, metadata } = readSafetensors(file, (n) => n.startsWith(`${name}.`));
+  if (metadata[`${name}.step`] === undefined) return null;
+  const state: AdamWStateDict = { step: Number(metadata[`${name}.step`]), tensors: new Map() };
+  for (const [k, t] of tensors) state.tensors.set(k.slice(name.length + 1), { shape: t.shape, data: t.data as Float32Array });
+  if (metadata[`${name}.param_steps`]) state.paramSteps = JSON.parse(metadata[`${name}.param_steps`]!) as Record<string, number>;
+  return { state, globalStep: Number(metadata[`${name}.global_step`] ?? state.step) };
+}
