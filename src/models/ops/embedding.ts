@@ -1,11 +1,13 @@
 /**
- * Embedding lookup whose gradient does not need `UnsortedSegmentSum` (missing on the wasm backend): where the backend
- * lacks it, the rows are scatter-added on the host, which for the cpu/wasm backends is the same memory anyway.
+ * Embedding lookup whose gradient does not need `UnsortedSegmentSum`: wasm lacks the kernel and cpu's is
+ * O(ids × vocab) slow, so on those (host-memory) backends the rows are scatter-added on the host; GPU and native
+ * backends keep tfjs's own gather gradient.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
 
-function hasSegmentSum(): boolean {
-  return tf.getKernel('UnsortedSegmentSum', tf.getBackend()) !== undefined;
+function nativeGatherGrad(): boolean {
+  const b = tf.getBackend();
+  return b !== 'cpu' && b !== 'wasm' && tf.getKernel('UnsortedSegmentSum', b) !== undefined;
 }
 
 const hostScatterGather = tf.customGrad((table, ids, save) => {
@@ -31,6 +33,6 @@ const hostScatterGather = tf.customGrad((table, ids, save) => {
 /** table[V,C] gathered at int32 ids of any shape → [...ids.shape, C]. */
 export function embedding(table: Tensor, ids: Tensor): Tensor {
   const flat = tf.reshape(ids, [-1]);
-  const rows = hasSegmentSum() ? tf.gather(table, flat) : hostScatterGather(table, flat);
+  const rows = nativeGatherGrad() ? tf.gather(table, flat) : hostScatterGather(table, flat);
   return tf.reshape(rows, [...ids.shape, table.shape[1]!]);
 }
