@@ -1,0 +1,13 @@
+/** The data layer: read files, normalize formats, render templates, tokenize, cache, batch. */
+export * from './location.js';
+export * from './types.js';
+export * from './readers.js';
+export * from './formats.js';
+export * from './preference.js';
+export * from './prompts.js';
+export * from './templates/index.js';
+export * from './sft_samples.js';
+export * from './token_cache.js';
+export * from './pretrain_data.js';
+export * from './split.js';
+export * from './batching.js';

@@ -1,0 +1,165 @@
+/**
+ * Preference datasets -> `{prompt: messages, chosen, rejected}` pairs for reward modelling (and DPO).
+ *
+ * | format     | fields                                                                          |
+ * |------------|---------------------------------------------------------------------------------|
+ * | hh_rlhf    | chosen, rejected: whole dialogues "\n\nHuman: ...\n\nAssistant: ..." (Anthropic) |
+ * | rm_static  | prompt ("\n\nHuman: ...\n\nAssistant:"), chosen, rejected (response ignored)     |
+ * | sharegpt   | conversations[{from, value}], chosen {from, value}, rejected {from, value}      |
+ *
+ * Replies are stored without the single space that follows "Assistant:" in hh-rlhf text: the human_assistant
+ * template puts it back, so rendering a pair reproduces the original dialogue.
+ */
+import { DataError, type RecordLocation } from './location.js';
+import { optionalString, parseTurn, requireArray, requireString } from './fields.js';
+import { readRecords, type ReadOptions } from './readers.js';
+import type { ChatMessage, LocatedRecord } from './types.js';
+
+export interface PreferencePair {
+  /** The shared conversation, ending with a user turn. */
+  prompt: ChatMessage[];
+  chosen: string;
+  rejected: string;
+  location?: RecordLocation;
+}
+
+export type PreferenceFormat = 'hh_rlhf' | 'rm_static' | 'sharegpt';
+
+const ASSISTANT_MARK = '\n\nAssistant:';
+const TURN_MARKS = /\n\n(Human|Assistant):/g;
+
+export function detectPreferenceFormat(first: LocatedRecord): PreferenceFormat {
+  const has = (k: string): boolean => k in first.value;
+  if (has('conversations')) return 'sharegpt';
+  if (has('prompt')) return 'rm_static';
+  if (has('chosen') || has('rejected')) return 'hh_rlhf';
+  throw new DataError(
+    first.location,
+    `not a preference record: fields (${Object.keys(first.value).join(', ')}); expected chosen/rejected ` +
+      '(hh-rlhf), prompt/chosen/rejected (rm-static) or conversations/chosen/rejected (ShareGPT)',
+  );
+}
+
+export function normalizePreferenceRecord(rec: LocatedRecord, format: PreferenceFormat): PreferencePair {
+  const location = rec.location;
+  switch (format) {
+    case 'hh_rlhf': {
+      const split = splitSharedPrompt(requireString(rec, 'chosen'), requireString(rec, 'rejected'));
+      if (!split) throw new DataError(location, `fields "chosen" and "rejected" share no "\\n\\nAssistant:" turn`);
+      const prompt = checkedPrompt(rec, parseHumanAssistantDialogue(split.prompt));
+      return { prompt, chosen: split.chosen, rejected: split.rejected, location };
+    }
+    case 'rm_static':
+      return {
+        prompt: checkedPrompt(rec, parseHumanAssistantDialogue(requireString(rec, 'prompt'))),
+        chosen: dropLeadingSpace(requireString(rec, 'chosen')),
+        rejected: dropLeadingSpace(requireString(rec, 'rejected')),
+        location,
+      };
+    case 'sharegpt': {
+      const prompt = requireArray(rec, 'conversations').map((t, i) => parseTurn(rec, t, `conversations[${i}]`));
+      const system = optionalString(rec, 'system');
+      if (system && prompt[0]?.role !== 'system') prompt.unshift({ role: 'system', content: system });
+      return {
+        prompt: checkedPrompt(rec, prompt),
+        chosen: replyText(rec, 'chosen'),
+        rejected: replyText(rec, 'rejected'),
+        location,
+      };
+    }
+  }
+}
+
+/**
+ * Split two hh-rlhf dialogues into the prompt they share and the two answers: at the LAST "\n\nAssistant:" that
+ * both strings contain at the same place (prompt = everything up to and including it). Usually that is simply the
+ * last one; a few hh-rlhf answers themselves contain "\n\nAssistant:", and then the shared one is the right cut.
+ */
+export function splitSharedPrompt(
+  chosen: string,
+  rejected: string,
+): { prompt: string; chosen: string; rejected: string } | undefined {
+  let common = 0;
+  const limit = Math.min(chosen.length, rejected.length);
+  while (common < limit && chosen.charCodeAt(common) === rejected.charCodeAt(common)) common++;
+  const cut = chosen.lastIndexOf(ASSISTANT_MARK, common - ASSISTANT_MARK.length);
+  if (cut < 0 || common < ASSISTANT_MARK.length) return undefined;
+  const end = cut + ASSISTANT_MARK.length;
+  return {
+    prompt: chosen.slice(0, end),
+    chosen: dropLeadingSpace(chosen.slice(end)),
+    rejected: dropLeadingSpace(rejected.slice(end)),
+  };
+}
+
+/**
+ * "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:" -> user/assistant messages. A trailing empty
+ * "Assistant:" (the generation slot) is dropped; text before the first marker becomes a system message; text with no
+ * markers at all is one user message.
+ */
+export function parseHumanAssistantDialogue(text: string): ChatMessage[] {
+  const marks = [...text.matchAll(TURN_MARKS)];
+  if (marks.length === 0) return [{ role: 'user', content: text }];
+  const messages: ChatMessage[] = [];
+  const preamble = text.slice(0, marks[0]!.index);
+  if (preamble.trim() !== '') messages.push({ role: 'system', content: preamble.trim() });
+  marks.forEach((m, i) => {
+    const start = m.index! + m[0].length;
+    const end = i + 1 < marks.length ? marks[i + 1]!.index! : text.length;
+    const content = dropLeadingSpace(text.slice(start, end));
+    const role = m[1] === 'Human' ? 'user' : 'assistant';
+    const isGenerationSlot = role === 'assistant' && i === marks.length - 1 && content.trim() === '';
+    if (!isGenerationSlot) messages.push({ role, content });
+  });
+  return messages;
+}
+
+export interface PreferenceLoadResult {
+  format: PreferenceFormat;
+  pairs: PreferencePair[];
+  skipped: number;
+  skippedExamples: string[];
+}
+
+export async function loadPreferencePairs(
+  path: string,
+  opts: ReadOptions & { format?: PreferenceFormat } = {},
+): Promise<PreferenceLoadResult> {
+  const read = await readRecords(path, opts);
+  const format = opts.format ?? detectPreferenceFormat(read.records[0]!);
+  const pairs: PreferencePair[] = [];
+  const skippedExamples = [...read.skippedExamples];
+  let skipped = read.skipped;
+  for (const rec of read.records) {
+    try {
+      pairs.push(normalizePreferenceRecord(rec, format));
+    } catch (err) {
+      if (!(err instanceof DataError) || !opts.skipBadRecords) throw err;
+      skipped++;
+      if (skippedExamples.length < 5) skippedExamples.push(err.message);
+    }
+  }
+  if (pairs.length === 0) throw new DataError({ file: path }, `no usable preference pairs (${skippedExamples[0]})`);
+  return { format, pairs, skipped, skippedExamples };
+}
+
+function replyText(rec: LocatedRecord, field: 'chosen' | 'rejected'): string {
+  const value = rec.value[field];
+  if (typeof value === 'string') return value;
+  if (value === undefined || value === null) throw new DataError(rec.location, `missing field "${field}"`);
+  const turn = parseTurn(rec, value, field);
+  if (turn.role !== 'assistant') throw new DataError(rec.location, `field "${field}" must be an assistant (gpt) turn`);
+  return turn.content;
+}
+
+function checkedPrompt(rec: LocatedRecord, prompt: ChatMessage[]): ChatMessage[] {
+  const last = prompt[prompt.length - 1];
+  if (!last || last.role !== 'user') {
+    throw new DataError(rec.location, `the prompt must end with a user (human) turn, got ${last ? last.role : 'nothing'}`);
+  }
+  return prompt;
+}
+
+function dropLeadingSpace(text: string): string {
+  return text.startsWith(' ') ? text.slice(1) : text;
+}

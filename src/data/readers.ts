@@ -1,0 +1,260 @@
+/**
+ * Read dataset files into located records, whatever the container: JSON array, JSONL, `.gz` of either, CSV with a
+ * header row, Arrow IPC, a `save_to_disk` directory, or plain `.txt`.
+ *
+ * Every record carries its location (file + line for JSONL/CSV, index for JSON arrays and Arrow) so later stages can
+ * say exactly which record is wrong. Bad records (a JSONL line that is not JSON, a ragged CSV row, a value that is not
+ * an object) are errors unless `skipBadRecords`, which skips and counts them.
+ */
+import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { createGunzip, gunzipSync } from 'node:zlib';
+import { arrowFileRecords, savedDatasetShards } from './arrow_reader.js';
+import { readCsvRecords } from './csv_reader.js';
+import { DataError, formatLocation, type RecordLocation } from './location.js';
+import type { DataRecord, LocatedRecord } from './types.js';
+
+export type FileKind = 'json' | 'jsonl' | 'csv' | 'arrow' | 'saved_dataset' | 'text';
+
+export interface ReadOptions {
+  /** Stop after this many good records. */
+  maxRecords?: number;
+  /** Skip malformed records instead of failing; they are counted in `ReadResult.skipped`. */
+  skipBadRecords?: boolean;
+  /** Override the kind guessed from the file extension. */
+  kind?: FileKind;
+  /** Split of a saved DatasetDict directory (default "train", else the first). */
+  split?: string;
+  /** Called for each skipped record (only with skipBadRecords). */
+  onSkip?: (location: RecordLocation, reason: string) => void;
+}
+
+export interface ReadResult {
+  records: LocatedRecord[];
+  /** How many malformed records were skipped (always 0 without skipBadRecords). */
+  skipped: number;
+  /** "file:line: reason" for the first few skipped records, for the caller's log. */
+  skippedExamples: string[];
+}
+
+const EXTENSION_KINDS: Record<string, FileKind> = {
+  json: 'json',
+  jsonl: 'jsonl',
+  ndjson: 'jsonl',
+  csv: 'csv',
+  arrow: 'arrow',
+  feather: 'arrow',
+  ipc: 'arrow',
+  txt: 'text',
+  text: 'text',
+  md: 'text',
+};
+
+/** The kind of a path from its extension (a `.gz` suffix is looked through); a directory is a saved dataset. */
+export function detectFileKind(path: string): FileKind {
+  if (statSync(path).isDirectory()) return 'saved_dataset';
+  const name = basename(path).replace(/\.gz$/, '');
+  const ext = name.includes('.') ? name.slice(name.lastIndexOf('.') + 1).toLowerCase() : '';
+  const kind = EXTENSION_KINDS[ext];
+  if (!kind) {
+    throw new DataError(
+      { file: path },
+      `unknown file type ".${ext}"; expected one of ${Object.keys(EXTENSION_KINDS).map((e) => '.' + e).join(', ')} ` +
+        '(optionally .gz), or a save_to_disk directory',
+    );
+  }
+  return kind;
+}
+
+/** Stream records one at a time (JSONL and CSV are never held whole in memory). */
+export async function* iterateRecords(path: string, opts: ReadOptions = {}): AsyncGenerator<LocatedRecord> {
+  const kind = opts.kind ?? detectFileKind(path);
+  const max = opts.maxRecords ?? Infinity;
+  if (max <= 0) return;
+  let count = 0;
+  for await (const record of recordsOfKind(path, kind, opts)) {
+    yield record;
+    if (++count >= max) return;
+  }
+}
+
+/** Read all records (up to maxRecords) and the count of skipped bad ones. */
+export async function readRecords(path: string, opts: ReadOptions = {}): Promise<ReadResult> {
+  const records: LocatedRecord[] = [];
+  const skippedExamples: string[] = [];
+  let skipped = 0;
+  const onSkip = (location: RecordLocation, reason: string): void => {
+    skipped++;
+    if (skippedExamples.length < 5) skippedExamples.push(`${formatLocation(location)}: ${reason}`);
+    opts.onSkip?.(location, reason);
+  };
+  for await (const record of iterateRecords(path, { ...opts, onSkip })) records.push(record);
+  if (records.length === 0 && skipped > 0) {
+    throw new DataError({ file: path }, `no valid records: all ${skipped} were malformed (${skippedExamples[0]})`);
+  }
+  return { records, skipped, skippedExamples };
+}
+
+function recordsOfKind(path: string, kind: FileKind, opts: ReadOptions): AsyncIterable<LocatedRecord> | Iterable<LocatedRecord> {
+  switch (kind) {
+    case 'json':
+      return jsonFileRecords(path, opts);
+    case 'jsonl':
+      return jsonlRecords(path, openText(path), opts);
+    case 'csv':
+      return readCsvRecords(path, openText(path), opts);
+    case 'arrow':
+      return arrowFileRecords(path);
+    case 'saved_dataset':
+      return savedDatasetRecords(path, opts.split);
+    case 'text':
+      return [textFileRecord(path)];
+  }
+}
+
+function openText(path: string): Readable {
+  const raw = createReadStream(path);
+  if (!path.endsWith('.gz')) return raw;
+  const gunzip = raw.pipe(createGunzip());
+  // Readers destroy the stream they were given when they stop early; let that close the file too.
+  gunzip.on('close', () => raw.destroy());
+  return gunzip;
+}
+
+function readWholeText(path: string): string {
+  const bytes = readFileSync(path);
+  const text = (path.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+function textFileRecord(path: string): LocatedRecord {
+  const text = readWholeText(path);
+  if (text.trim() === '') throw new DataError({ file: path }, 'empty file');
+  return { value: { text }, location: { file: path } };
+}
+
+/**
+ * A `.json` file: a JSON array of records, a single JSON object, or, as some datasets ship it (BELLE's dev1K.json),
+ * JSON Lines under a .json name. The first non-blank character tells an array from the rest.
+ */
+function* jsonFileRecords(path: string, opts: ReadOptions): Generator<LocatedRecord> {
+  const text = readWholeText(path);
+  const start = text.search(/\S/);
+  if (start < 0) throw new DataError({ file: path }, 'empty file');
+  if (text[start] !== '[') {
+    const single = tryParse(text);
+    if (single.ok) {
+      yield* checkedRecords([single.value], opts, (i) => ({ file: path, index: i }));
+    } else {
+      yield* jsonlLinesRecords(path, text.split('\n'), opts);
+    }
+    return;
+  }
+  const parsed = tryParse(text);
+  if (!parsed.ok) {
+    throw new DataError({ file: path, line: lineOfJsonError(text, parsed.error) }, `invalid JSON (${parsed.error.message})`);
+  }
+  const items = parsed.value as unknown[];
+  if (items.length === 0) throw new DataError({ file: path }, 'no records: the JSON array is empty');
+  yield* checkedRecords(items, opts, (i) => ({ file: path, index: i }));
+}
+
+function* checkedRecords(
+  items: unknown[],
+  opts: ReadOptions,
+  locate: (i: number) => RecordLocation,
+): Generator<LocatedRecord> {
+  for (let i = 0; i < items.length; i++) {
+    const location = locate(i);
+    const value = asRecord(items[i]);
+    if (typeof value === 'string') {
+      if (!opts.skipBadRecords) throw new DataError(location, value);
+      opts.onSkip?.(location, value);
+      continue;
+    }
+    yield { value, location };
+  }
+}
+
+/** Records are JSON objects; a bare string is taken as `{text}`. Anything else gives back the reason it is bad. */
+function asRecord(item: unknown): DataRecord | string {
+  if (typeof item === 'string') return { text: item };
+  if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+    return `expected a JSON object, got ${item === null ? 'null' : Array.isArray(item) ? 'an array' : typeof item}`;
+  }
+  return item as DataRecord;
+}
+
+async function* jsonlRecords(path: string, input: Readable, opts: ReadOptions): AsyncGenerator<LocatedRecord> {
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let line = 0;
+  let sawContent = false;
+  try {
+    for await (const rawLine of lines) {
+      line++;
+      const text = line === 1 && rawLine.charCodeAt(0) === 0xfeff ? rawLine.slice(1) : rawLine;
+      if (text.trim() === '') continue;
+      sawContent = true;
+      const record = parseJsonlLine(path, line, text, opts);
+      if (record) yield record;
+    }
+  } finally {
+    lines.close();
+    input.destroy();
+  }
+  if (!sawContent) throw new DataError({ file: path }, 'empty file');
+}
+
+function* jsonlLinesRecords(path: string, lines: string[], opts: ReadOptions): Generator<LocatedRecord> {
+  for (let i = 0; i < lines.length; i++) {
+    const text = lines[i]!;
+    if (text.trim() === '') continue;
+    const record = parseJsonlLine(path, i + 1, text, opts);
+    if (record) yield record;
+  }
+}
+
+function parseJsonlLine(path: string, line: number, text: string, opts: ReadOptions): LocatedRecord | undefined {
+  const location = { file: path, line };
+  const parsed = tryParse(text);
+  const value = parsed.ok ? asRecord(parsed.value) : `invalid JSON (${parsed.error.message})`;
+  if (typeof value !== 'string') return { value, location };
+  if (!opts.skipBadRecords) throw new DataError(location, value);
+  opts.onSkip?.(location, value);
+  return undefined;
+}
+
+async function* savedDatasetRecords(dir: string, split?: string): AsyncGenerator<LocatedRecord> {
+  let any = false;
+  for (const shard of savedDatasetShards(dir, split)) {
+    for (const record of arrowFileRecords(shard)) {
+      any = true;
+      yield record;
+    }
+  }
+  if (!any) throw new DataError({ file: dir }, 'no records in any data-*.arrow shard');
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; error: Error };
+
+function tryParse(text: string): Parsed {
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (err) {
+    return { ok: false, error: err as Error };
+  }
+}
+
+/** V8 reports "at position N" (Node 20) or "(line L column C)" (Node 22+); turn either into a 1-based line. */
+function lineOfJsonError(text: string, error: Error): number | undefined {
+  const lineMatch = /line (\d+) column/.exec(error.message);
+  if (lineMatch) return Number(lineMatch[1]);
+  const posMatch = /position (\d+)/.exec(error.message);
+  if (!posMatch) return undefined;
+  const pos = Number(posMatch[1]);
+  let line = 1;
+  for (let i = 0; i < pos && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
