@@ -2,7 +2,7 @@
  * What every command shares: option groups with ColossalChat's flag names, number parsing with clear errors, run
  * setup (backend, seed), model + tokenizer loading, and a main wrapper that prints errors without a stack trace.
  */
-import { Command, Option, InvalidArgumentError } from 'commander';
+import { Command, Option } from 'commander';
 import { initBackend, BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
@@ -10,27 +10,8 @@ import { loadPretrained, type LoadedModel } from '../models/pretrained.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES } from '../strategies/strategy.js';
 
-export function int(name: string, min = 0) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got "${v}"`);
-    return n;
-  };
-}
-
-export function float(name: string, min = -Infinity, max = Infinity) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}], got "${v}"`);
-    return n;
-  };
-}
-
-export function bool(v: string): boolean {
-  if (/^(true|1|yes|on)$/i.test(v)) return true;
-  if (/^(false|0|no|off)$/i.test(v)) return false;
-  throw new InvalidArgumentError(`expected true or false, got "${v}"`);
-}
+export { int, float, bool } from './args.js';
+import { int, float, bool } from './args.js';
 
 /** --backend, --seed, --strategy, --log_dir: every training command has them. */
 export function addRunOptions(cmd: Command): Command {
@@ -115,15 +96,4 @@ export async function loadModelAndTokenizer(opts: { pretrain: string; model?: st
   return { ...loaded, tokenizer, pretrainDir: dir };
 }
 
-/** Runs a command's main function: errors print as one line (set DEBUG=1 for the stack) and exit 1. */
-export function runMain(main: () => Promise<void>): void {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      const msg = e instanceof Error ? e.message : String(e);
-      console.error(`error: ${msg}`);
-      if (process.env.DEBUG && e instanceof Error) console.error(e.stack);
-      process.exit(1);
-    },
-  );
-}
+export { runMain } from './run_main.js';

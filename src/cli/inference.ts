@@ -26,13 +26,13 @@ interface InferenceOptions {
   history?: string;
   knowledge?: string;
   chat: boolean;
-  maxNewTokens: number;
-  maxLength?: number;
-  doSample: boolean;
-  topK: number;
-  topP: number;
+  max_new_tokens: number;
+  max_length?: number;
+  do_sample: boolean;
+  top_k: number;
+  top_p: number;
   temperature: number;
-  repetitionPenalty: number;
+  repetition_penalty: number;
   json: boolean;
   backend: string;
   seed: number;
@@ -80,8 +80,8 @@ function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string, templa
   const inputIds = tokenizer.encode(prompt, { addSpecialTokens: true });
   if (!inputIds.length) throw new Error('the input encodes to no tokens');
   const out = generate(model, [inputIds], null, {
-    maxNewTokens: o.maxLength !== undefined ? undefined : o.maxNewTokens, maxLength: o.maxLength, doSample: o.doSample,
-    topK: o.topK, topP: o.topP, temperature: o.temperature, repetitionPenalty: o.repetitionPenalty,
+    maxNewTokens: o.max_length !== undefined ? undefined : o.max_new_tokens, maxLength: o.max_length, doSample: o.do_sample,
+    topK: o.top_k, topP: o.top_p, temperature: o.temperature, repetitionPenalty: o.repetition_penalty,
     eosTokenId: tokenizer.eosTokenId ?? model.config.eosTokenId, rng,
   });
   const outputIds = out.sequences[0]!.slice(0, inputIds.length + out.actionMask[0]!.reduce((a, b) => a + b, 0));
