@@ -4,12 +4,16 @@
  * exists), wasm, then cpu, and keeps the first that passes a small forward+backward self-test against the cpu
  * backend's numbers. It says which one it took and why it skipped the others.
  */
+import { createRequire } from 'node:module';
+import os from 'node:os';
 import { tf } from './tf.js';
 import { setUnbatchedMatmul } from '../models/ops/matmul.js';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 export const BACKEND_ENV = 'RLHF_BACKEND';
+/** XNNPACK threads for the wasm backend (default: every core, at most 8); 1 keeps the single-threaded binary. */
+export const WASM_THREADS_ENV = 'RLHF_WASM_THREADS';
 
 type Log = (msg: string) => void;
 
@@ -47,10 +51,79 @@ async function registerWebgpu(): Promise<string> {
   return 'webgpu (Dawn)';
 }
 
+function requestedWasmThreads(): number {
+  const env = process.env[WASM_THREADS_ENV];
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${WASM_THREADS_ENV} must be a positive integer (got "${env}")`);
+    return Math.min(n, 8);
+  }
+  return Math.min(os.availableParallelism(), 8);
+}
+
+let wasmThreadCount = 1;
+/** Threads the wasm backend's matrix products run on (1 until wasm is initialised). */
+export function wasmThreads(): number {
+  return wasmThreadCount;
+}
+
+/**
+ * tfjs-backend-wasm ships a threaded SIMD binary but disables it under Node (tfjs issue #3830): it hands emscripten
+ * its pthread worker as a `blob:` URL and the module script as a Blob, which Node's worker_threads cannot load.
+ * This lets Node run it: the Worker class emscripten installs is wrapped so a `blob:` worker is started from the
+ * worker source as eval'd code and its `load` message points at the module script on disk. XNNPACK also caps its
+ * pool at half the logical cores (it assumes hyper-threading), so os.cpus() reports twice the wanted count while
+ * the backend initialises. Returns a function that undoes the temporary parts.
+ */
+function prepareThreadedWasm(threads: number): () => void {
+  const require = createRequire(import.meta.url);
+  const workerSource = (require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.worker.js') as { wasmWorkerContents: string })
+    .wasmWorkerContents.replace(/\n/g, '\\n'); // as tfjs escapes it before making its blob
+  const moduleScript = require.resolve('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js');
+  type WorkerCtor = new (file: string, opts?: Record<string, unknown>) => { postMessage(m: unknown, t?: unknown): void };
+  let wrapped: WorkerCtor | undefined;
+  Object.defineProperty(globalThis, 'Worker', {
+    configurable: true,
+    get: () => wrapped,
+    set: (NodeWorker: WorkerCtor) => {
+      wrapped = class extends NodeWorker {
+        constructor(file: string, opts?: Record<string, unknown>) {
+          if (typeof file === 'string' && file.startsWith('blob:')) super(workerSource, { ...opts, eval: true });
+          else super(file, opts);
+        }
+        override postMessage(msg: unknown, transfer?: unknown): void {
+          const m = msg as { cmd?: string; urlOrBlob?: unknown };
+          super.postMessage(m?.cmd === 'load' && typeof m.urlOrBlob !== 'string' ? { ...m, urlOrBlob: moduleScript } : msg, transfer);
+        }
+      };
+    },
+  });
+  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
+  const realCpus = os.cpus;
+  os.cpus = () => Array.from({ length: 2 * threads }, () => realCpus()[0]!);
+  return () => {
+    os.cpus = realCpus;
+    // Keep the wrapped class for workers emscripten starts later, as a plain global.
+    Object.defineProperty(globalThis, 'Worker', { configurable: true, writable: true, value: wrapped });
+  };
+}
+
 async function registerWasm(): Promise<string> {
-  await tryImport('@tensorflow/tfjs-backend-wasm');
-  if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not initialise');
-  return 'wasm (XNNPACK, SIMD)';
+  const wasm = (await tryImport('@tensorflow/tfjs-backend-wasm')) as { setThreadsCount(n: number): void; getThreadsCount(): number };
+  const threads = requestedWasmThreads();
+  if (threads > 1 && tf.findBackend('wasm') === null) {
+    const restore = prepareThreadedWasm(threads);
+    wasm.setThreadsCount(threads);
+    try {
+      if (!(await tf.setBackend('wasm'))) throw new Error('threaded wasm backend did not initialise');
+    } catch (e) {
+      throw new Error(`${firstLine(e)}; set ${WASM_THREADS_ENV}=1 for the single-threaded binary`);
+    } finally {
+      restore();
+    }
+  } else if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not initialise');
+  wasmThreadCount = wasm.getThreadsCount();
+  return `wasm (XNNPACK, SIMD, ${wasmThreadCount} thread${wasmThreadCount > 1 ? 's' : ''})`;
 }
 
 async function registerCpu(): Promise<string> {

@@ -16,6 +16,8 @@ import { activate } from './ops/activations.js';
 import { attention, causalMaskBias } from './ops/attention.js';
 import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/positions.js';
 import { matmul2d } from './ops/matmul.js';
+import { projectToVocab } from './ops/vocab_projection.js';
+import { installKernelOverrides } from './ops/kernel_overrides.js';
 import type { LoraAdapter } from './lora.js';
 
 /** Keys and values of every layer for the positions seen so far: k/v [B, Hkv, S, hs]. */
@@ -133,6 +135,7 @@ export class DecoderModel {
   }
 
   forward(inputIds: Tensor, opts: ForwardOptions = {}): ForwardOutput {
+    installKernelOverrides();
     const c = this.config;
     const training = opts.training ?? false;
     const [B, T] = inputIds.shape as [number, number];
@@ -229,9 +232,9 @@ export class DecoderModel {
    */
   logits(hidden: Tensor, headT?: Tensor): Tensor {
     const [B, T, C] = hidden.shape as [number, number, number];
-    const wT = headT ?? tf.transpose(this.p(this.spec.lmHead), [1, 0]); // (C, V)
-    const flat = matmul2d(tf.reshape(hidden, [B * T, C]), wT);
-    return tf.reshape(flat, [B, T, wT.shape[1]!]);
+    const h = tf.reshape(hidden, [B * T, C]);
+    const flat = headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
+    return tf.reshape(flat, [B, T, flat.shape[1]!]);
   }
 
   /** The LM head weight transposed to [C, V]; the caller disposes it. */

@@ -73,6 +73,11 @@ export class LoraAdapter {
     return ad;
   }
 
+  /** Restarts the dropout stream, so a trainer that reseeds per step draws the same masks after a resume. */
+  setDropoutSeed(seed: number): void {
+    this.rng = new Rng(seed);
+  }
+
   /** The LoRA term for `module` applied to x, or null when the module is not targeted. */
   delta(module: string, x: Tensor, training: boolean): Tensor | null {
     const m = this.modules.get(module);

@@ -1,10 +1,14 @@
 /**
  * One optimizer's whole update path, shared by every stage: gradients of a micro-batch loss, accumulation over
  * `accumulationSteps` micro-batches, reduction across ranks, global-norm clipping, the LR schedule and AdamW.
+ *
+ * Placement comes from the strategy: naive and ddp keep a full AdamW on every rank (ddp averages the gradients
+ * first, through `strategy.reduceGradients`); zero2 hands the whole step to the strategy's `ShardedUpdate`, which
+ * reduce-scatters the gradients, keeps only this rank's slice of the AdamW moments and all-gathers the parameters.
  */
 import { tf, type Tensor, type Variable } from '../engine/tf.js';
 import type { Strategy } from '../strategies/strategy.js';
-import { AdamW, noDecayForBiasAndNorm, type AdamWStateDict } from './adamw.js';
+import { AdamW, noDecayForBiasAndNorm, type AdamWConfig, type AdamWStateDict } from './adamw.js';
 import { accumulate, clipByGlobalNorm, disposeGrads, globalNorm, scaleGrads } from './grad_utils.js';
 import { constantWithWarmup, cosineWithWarmup } from './schedule.js';
 
@@ -36,13 +40,33 @@ export interface BackwardResult {
   aux: Record<string, number>;
 }
 
+/**
+ * An optimizer step whose state is sharded across ranks (zero2). It owns reduction, clipping and AdamW; its calls
+ * are collective: every rank makes them in the same order.
+ */
+export interface ShardedUpdate {
+  /** This rank's AdamW, over its pieces of the parameters only. */
+  readonly optimizer: AdamW;
+  /** Reduce the summed local gradients across ranks, clip (gradClip <= 0: off) and update. Consumes `grads`. */
+  step(grads: Map<string, Tensor>, lr: number, gradClip: number): { gradNorm: number; skipped: boolean };
+  /** The full state, as a one-process AdamW over every parameter would hold it (collective). */
+  gatherStateDict(): AdamWStateDict;
+  /** Takes this rank's part of a full state (any world size wrote it). */
+  loadStateDict(full: AdamWStateDict): void;
+  dispose(): void;
+}
+
 export class Optimization {
+  /** The AdamW this rank runs: over every parameter, or (zero2) over this rank's pieces of them. */
   readonly optimizer: AdamW;
   readonly config: OptimizationConfig;
   private readonly params: [string, Variable][];
   private readonly byVarName: Map<string, string>;
+  private readonly sharded: ShardedUpdate | null;
   private sum: Map<string, Tensor> | undefined;
   private micro = 0;
+  /** A full state gathered by `gatherStateDict`, valid until the next step. */
+  private snapshot: AdamWStateDict | undefined;
   /** Optimizer steps taken. */
   globalStep = 0;
 
@@ -51,10 +75,14 @@ export class Optimization {
     this.params = params;
     this.config = config;
     this.byVarName = new Map(params.map(([n, v]) => [v.name, n]));
-    this.optimizer = new AdamW(params, {
+    const adamw: AdamWConfig = {
       lr: config.lr, betas: config.betas ?? [0.9, 0.999], eps: config.eps ?? 1e-8, weightDecay: config.weightDecay,
       noDecay: noDecayForBiasAndNorm,
-    });
+    };
+    // Every rank starts from rank 0's weights (a no-op in one process), so replicas cannot drift from the start.
+    strategy.broadcastParameters(params.map(([, v]) => v));
+    this.sharded = strategy.createShardedUpdate(params, adamw);
+    this.optimizer = this.sharded?.optimizer ?? new AdamW(params, adamw);
   }
 
   lrAt(step: number): number {
@@ -97,10 +125,17 @@ export class Optimization {
   /** Reduce across ranks, clip, and apply AdamW at the scheduled LR. */
   step(): StepResult {
     if (!this.sum) throw new Error('Optimization.step() before any backward()');
-    let grads = this.strategy.reduceGradients(this.sum);
+    const local = this.strategy.worldSize > 1 ? this.completeGrads(this.sum) : this.sum;
     this.sum = undefined;
     this.micro = 0;
+    this.snapshot = undefined;
     const lr = this.lrAt(this.globalStep);
+    if (this.sharded) {
+      const { gradNorm, skipped } = this.sharded.step(local, lr, this.config.gradClip);
+      this.globalStep += 1;
+      return { lr, gradNorm, skipped };
+    }
+    let grads = this.strategy.reduceGradients(local);
     let gradNorm: number;
     if (this.config.gradClip > 0) {
       const c = clipByGlobalNorm(grads, this.config.gradClip);
@@ -116,17 +151,61 @@ export class Optimization {
     return { lr, gradNorm, skipped };
   }
 
+  /**
+   * Every parameter's gradient, in parameter order, zeros for those this rank's batch did not reach: ranks must
+   * exchange the same tensors in the same order (torch's DDP also steps unused parameters with a zero gradient).
+   */
+  private completeGrads(sum: Map<string, Tensor>): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [name, v] of this.params) out.set(name, sum.get(name) ?? tf.zeros(v.shape));
+    return out;
+  }
+
+  /**
+   * The full optimizer state for a checkpoint. Under zero2 the state is spread over the ranks: call
+   * `gatherStateDict()` on every rank first (`strategy.saveOnMain` does), after which this returns the gathered copy.
+   */
   stateDict(): AdamWStateDict {
+    if (this.snapshot) return this.snapshot;
+    if (this.sharded) {
+      throw new Error(
+        'Optimization.stateDict(): under --strategy zero2 each rank holds a slice of the optimizer state; save through ' +
+          'strategy.saveOnMain([optimization], write) on every rank, which gathers it first',
+      );
+    }
     return this.optimizer.stateDict();
   }
 
+  /** The full state, gathered from every rank under zero2 (collective: call on every rank); kept for `stateDict()`. */
+  gatherStateDict(): AdamWStateDict {
+    this.snapshot = this.sharded ? this.sharded.gatherStateDict() : this.optimizer.stateDict();
+    return this.snapshot;
+  }
+
+  /** Drops the copy `gatherStateDict` kept (it holds the full state in host memory). */
+  releaseStateDict(): void {
+    this.snapshot = undefined;
+  }
+
+  /** Loads a full state (from any world size); under zero2 each rank keeps its slice. */
   loadStateDict(s: AdamWStateDict, globalStep: number): void {
-    this.optimizer.loadStateDict(s);
+    if (this.sharded) this.sharded.loadStateDict(s);
+    else this.optimizer.loadStateDict(s);
+    this.snapshot = undefined;
     this.globalStep = globalStep;
+  }
+
+  /** Elements of AdamW state (exp_avg + exp_avg_sq) this rank holds: under zero2 about 1/worldSize of the total. */
+  localStateSize(): number {
+    let n = 0;
+    for (const t of this.optimizer.stateDict().tensors.values()) n += t.data.length;
+    return n;
   }
 
   dispose(): void {
     if (this.sum) disposeGrads(this.sum);
+    this.sharded?.dispose();
     this.optimizer.dispose();
+    this.snapshot = undefined;
   }
 }

@@ -42,26 +42,32 @@ function mergedParams(model: DecoderModel): Map<string, tf.Variable | tf.Tensor>
 }
 
 export async function saveCheckpoint(dir: string, c: CheckpointContents): Promise<void> {
-  await writeDirAtomic(dir, async (tmp) => {
-    if (c.model.lora && !c.mergeLora) {
-      // Adapter only: PEFT's layout, plus config.json-free pointer to the base so later stages load it by path.
-      saveLoraAdapter(tmp, c.model, c.baseModelPath ? resolve(c.baseModelPath) : '');
-      if (c.valueHead) {
-        writeSafetensors(join(tmp, 'value_head.safetensors'), new Map([...c.valueHead.tensors()].map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }])));
-      }
-      if (c.configExtra) writeFileSync(join(tmp, 'rlhf_config.json'), JSON.stringify(c.configExtra, null, 2) + '\n');
-    } else {
-      const params = mergedParams(c.model);
-      try {
-        savePretrained(c.model, tmp, { valueHead: c.valueHead?.tensors() ?? null, configExtra: c.configExtra, params });
-      } finally {
-        if (c.model.lora) for (const v of params.values()) v.dispose();
-      }
+  await writeDirAtomic(dir, (tmp) => writeCheckpointFiles(tmp, c));
+}
+
+/**
+ * The files of a checkpoint, written straight into `tmp` (not atomic by itself): for callers that assemble several
+ * models in one atomic directory (PPO writes the actor and, in a subdirectory, the critic).
+ */
+export async function writeCheckpointFiles(tmp: string, c: CheckpointContents): Promise<void> {
+  if (c.model.lora && !c.mergeLora) {
+    // Adapter only: PEFT's layout, plus config.json-free pointer to the base so later stages load it by path.
+    saveLoraAdapter(tmp, c.model, c.baseModelPath ? resolve(c.baseModelPath) : '');
+    if (c.valueHead) {
+      writeSafetensors(join(tmp, 'value_head.safetensors'), new Map([...c.valueHead.tensors()].map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }])));
     }
-    await c.tokenizer.save(tmp);
-    if (c.optimizers) writeOptimizers(join(tmp, OPTIMIZER_FILE), c.optimizers);
-    if (c.trainerState) await writeTrainerState(tmp, c.trainerState);
-  });
+    if (c.configExtra) writeFileSync(join(tmp, 'rlhf_config.json'), JSON.stringify(c.configExtra, null, 2) + '\n');
+  } else {
+    const params = mergedParams(c.model);
+    try {
+      savePretrained(c.model, tmp, { valueHead: c.valueHead?.tensors() ?? null, configExtra: c.configExtra, params });
+    } finally {
+      if (c.model.lora) for (const v of params.values()) v.dispose();
+    }
+  }
+  await c.tokenizer.save(tmp);
+  if (c.optimizers) writeOptimizers(join(tmp, OPTIMIZER_FILE), c.optimizers);
+  if (c.trainerState) await writeTrainerState(tmp, c.trainerState);
 }
 
 function writeOptimizers(file: string, optimizers: Record<string, Optimization>): void {

@@ -4,11 +4,32 @@ export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
-/** GELU, tanh approximation (GPT-2's `gelu_new`, BLOOM's bloom_gelu). */
-function geluTanh(x: Tensor): Tensor {
-  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), SQRT_2_OVER_PI);
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+const GELU_A = 0.044715;
+
+/** 2u = 2·√(2/π)·(x + a·x³), the argument for which 0.5·(1 + tanh(u)) = sigmoid(2u). */
+function twiceGeluInner(x: Tensor): Tensor {
+  return tf.mul(tf.mul(x, tf.add(tf.mul(tf.square(x), GELU_A), 1)), 2 * SQRT_2_OVER_PI);
 }
+
+/**
+ * GELU, tanh approximation (GPT-2's `gelu_new`, BLOOM's bloom_gelu): 0.5·x·(1 + tanh(u)) written as x·sigmoid(2u)
+ * (XNNPACK's sigmoid is ~20× faster than its tanh, and x³ needs no Pow), with the gradient written out:
+ * d/dx = s + x·s·(1 − s)·2·√(2/π)·(1 + 3a·x²), s = sigmoid(2u). Only x is saved; s is recomputed.
+ */
+const geluTanh = tf.customGrad((x, save) => {
+  (save as tf.GradSaveFunc)([x as Tensor]);
+  return {
+    value: tf.mul(x as Tensor, tf.sigmoid(twiceGeluInner(x as Tensor))),
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const sx = saved[0]!;
+      const s = tf.sigmoid(twiceGeluInner(sx));
+      const x2 = tf.square(sx);
+      const slope = tf.mul(tf.add(tf.mul(x2, 3 * GELU_A), 1), 2 * SQRT_2_OVER_PI); // d(2u)/dx
+      const ds = tf.mul(tf.mul(s, tf.sub(1, s)), slope);
+      return tf.mul(dy, tf.add(s, tf.mul(sx, ds)));
+    },
+  };
+}) as unknown as (x: Tensor) => Tensor;
 
 /** Exact GELU, 0.5·x·(1 + erf(x/√2)). */
 function geluErf(x: Tensor): Tensor {

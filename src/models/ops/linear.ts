@@ -2,43 +2,58 @@
  * Affine maps over the last axis, for both weight layouts HF checkpoints use:
  * `out_in` (torch nn.Linear, weight [out, in]) and `in_out` (GPT-2's Conv1D, weight [in, out]).
  * Weights stay in their checkpoint layout so names, shapes and saved files match HF exactly; the gradients are
- * written out so every product runs in the fast untransposed 2-D form.
+ * written out so every product runs in the fast untransposed 2-D form, and the bias gradient is a column sum
+ * (see `columnSums`) rather than tfjs's broadcast-add gradient.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
+import { columnSums } from './matmul.js';
 
 export type WeightLayout = 'out_in' | 'in_out';
 
-const linearOutIn = tf.customGrad((x, w, save) => {
-  (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
-  const wt = tf.transpose(w as Tensor, [1, 0]); // [in, out]
-  return {
-    value: tf.matMul(x as Tensor, wt),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
-      const [sx, sw] = saved as [Tensor, Tensor];
-      // dx = dy[N,out] @ w[out,in]; dw = dy^T[out,N] @ x[N,in]
-      return [tf.matMul(dy, sw), tf.matMul(tf.transpose(dy, [1, 0]), sx)];
-    },
-  };
-}) as unknown as (x: Tensor, w: Tensor) => Tensor;
+/** x[N, in] · W (+ b), with W [in, out] given as `wIn` (the weight in that orientation) for the forward product. */
+function forwardProduct(x: Tensor, wInOut: Tensor, b: Tensor | null): Tensor {
+  return b ? tf.fused.matMul({ a: x, b: wInOut, bias: b }) : tf.matMul(x, wInOut);
+}
 
-const linearInOut = tf.customGrad((x, w, save) => {
-  (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
-  return {
-    value: tf.matMul(x as Tensor, w as Tensor),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
-      const [sx, sw] = saved as [Tensor, Tensor];
-      // dx = dy[N,out] @ w^T[out,in]; dw = x^T[in,N] @ dy[N,out]
-      return [tf.matMul(dy, tf.transpose(sw, [1, 0])), tf.matMul(tf.transpose(sx, [1, 0]), dy)];
-    },
-  };
-}) as unknown as (x: Tensor, w: Tensor) => Tensor;
+/** dx = dy · Wᵀ and dW in the weight's own layout, both as untransposed products. */
+function weightGrads(dy: Tensor, x: Tensor, w: Tensor, layout: WeightLayout): [Tensor, Tensor] {
+  if (layout === 'out_in') {
+    // w [out, in]: dx = dy[N,out] · w; dw = dyᵀ[out,N] · x[N,in]
+    return [tf.matMul(dy, w), tf.matMul(tf.transpose(dy, [1, 0]), x)];
+  }
+  // w [in, out]: dx = dy · wᵀ[out,in]; dw = xᵀ[in,N] · dy[N,out]
+  return [tf.matMul(dy, tf.transpose(w, [1, 0])), tf.matMul(tf.transpose(x, [1, 0]), dy)];
+}
+
+function inOut(w: Tensor, layout: WeightLayout): Tensor {
+  return layout === 'out_in' ? tf.transpose(w, [1, 0]) : w;
+}
+
+function makeLinear(layout: WeightLayout) {
+  const noBias = tf.customGrad((x, w, save) => {
+    (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
+    return {
+      value: forwardProduct(x as Tensor, inOut(w as Tensor, layout), null),
+      gradFunc: (dy: Tensor, saved: Tensor[]) => weightGrads(dy, saved[0]!, saved[1]!, layout),
+    };
+  }) as unknown as (x: Tensor, w: Tensor) => Tensor;
+  const withBias = tf.customGrad((x, w, b, save) => {
+    (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
+    return {
+      value: forwardProduct(x as Tensor, inOut(w as Tensor, layout), b as Tensor),
+      gradFunc: (dy: Tensor, saved: Tensor[]) => [...weightGrads(dy, saved[0]!, saved[1]!, layout), columnSums(dy)],
+    };
+  }) as unknown as (x: Tensor, w: Tensor, b: Tensor) => Tensor;
+  return { noBias, withBias };
+}
+
+const LINEAR = { out_in: makeLinear('out_in'), in_out: makeLinear('in_out') };
 
 /** y = x W (+ b) for x of any rank ≥ 2; the product runs on the flattened [N, in] matrix. */
 export function linear(x: Tensor, w: Tensor, b: Tensor | null, layout: WeightLayout): Tensor {
   const inDim = x.shape[x.shape.length - 1]!;
   const outDim = layout === 'out_in' ? w.shape[0]! : w.shape[1]!;
   const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inDim]);
-  let y = layout === 'out_in' ? linearOutIn(x2, w) : linearInOut(x2, w);
-  if (b) y = tf.add(y, b);
+  const y = b ? LINEAR[layout].withBias(x2, w, b) : LINEAR[layout].noBias(x2, w);
   return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
 }

@@ -13,6 +13,16 @@ export function setUnbatchedMatmul(v: boolean): void {
   unbatched = v;
 }
 
+/**
+ * Sums of a [N, M] matrix over its rows → [M] (bias gradients). tfjs reduces a leading axis by transposing first
+ * (slow on wasm); on wasm a ones[1, N] · x product does it in one fast pass.
+ */
+export function columnSums(x: Tensor): Tensor {
+  if (tf.getBackend() !== 'wasm') return tf.sum(x, 0);
+  const [N, M] = x.shape as [number, number];
+  return tf.reshape(tf.matMul(tf.ones([1, N]), x), [M]);
+}
+
 function transpose2d(x: Tensor): Tensor {
   return tf.transpose(x, [1, 0]);
 }

@@ -1,7 +1,55 @@
 import { tf, type Tensor } from '../../engine/tf.js';
+import { columnSums } from './matmul.js';
+
+/**
+ * LayerNorm over the last axis (biased variance, as torch), with the gradient written out (llm.c's
+ * layernorm_backward) instead of differentiating nine elementwise ops:
+ *   x̂ = (x − mean)·rstd, y = x̂·w + b
+ *   dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), dx̂ = dy·w;  dw = Σ dy·x̂;  db = Σ dy
+ * Saved: x̂ and rstd (not x).
+ */
+function layerNormCore(x: Tensor, eps: number): { xhat: Tensor; rstd: Tensor } {
+  const axis = x.rank - 1;
+  const centered = tf.sub(x, tf.mean(x, axis, true));
+  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centered), axis, true), eps));
+  return { xhat: tf.mul(centered, rstd), rstd };
+}
+
+function inputGrad(dxhat: Tensor, xhat: Tensor, rstd: Tensor): Tensor {
+  const axis = xhat.rank - 1;
+  const m1 = tf.mean(dxhat, axis, true);
+  const m2 = tf.mean(tf.mul(dxhat, xhat), axis, true);
+  return tf.mul(tf.sub(tf.sub(dxhat, m1), tf.mul(xhat, m2)), rstd);
+}
+
+/** Row sums over every axis but the last → [C]. */
+function sumToLast(t: Tensor): Tensor {
+  const C = t.shape[t.rank - 1]!;
+  return columnSums(tf.reshape(t, [-1, C]));
+}
+
+const layerNormAffine = (eps: number) => tf.customGrad((x, w, b, save) => {
+  const { xhat, rstd } = layerNormCore(x as Tensor, eps);
+  (save as tf.GradSaveFunc)([xhat, rstd, w as Tensor]);
+  return {
+    value: tf.add(tf.mul(xhat, w as Tensor), b as Tensor),
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const [sxhat, srstd, sw] = saved as [Tensor, Tensor, Tensor];
+      return [inputGrad(tf.mul(dy, sw), sxhat, srstd), sumToLast(tf.mul(dy, sxhat)), sumToLast(dy)];
+    },
+  };
+}) as unknown as (x: Tensor, w: Tensor, b: Tensor) => Tensor;
+
+const affineByEps = new Map<number, (x: Tensor, w: Tensor, b: Tensor) => Tensor>();
 
 /** LayerNorm over the last axis (biased variance, as torch). */
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
+  if (weight && bias) {
+    let f = affineByEps.get(eps);
+    if (!f) affineByEps.set(eps, (f = layerNormAffine(eps)));
+    return f(x, weight, bias);
+  }
+  // Rare forms (no weight or no bias): plain ops, differentiated by tfjs.
   const axis = x.rank - 1;
   const mean = tf.mean(x, axis, true);
   const centered = tf.sub(x, mean);

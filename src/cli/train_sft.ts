@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+/**
+ * train_sft: supervised fine-tuning (or continued pretraining / training from scratch) with ColossalChat's flags.
+ *
+ *   train_sft --pretrain models/gpt2 --dataset data/alpaca.json --save_path out/sft --prompt_template alpaca
+ *   train_sft --from_config gpt2:n_layer=6,n_head=6,n_embd=384 --tokenizer char --dataset shakespeare.txt \
+ *             --max_len 256 --eval_ratio 0.1 --save_path out/char
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import {
+  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, parseTargets, runMain,
+} from './common.js';
+import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { DEFAULT_SFT_CONFIG, runSft, type SftConfig, type SftConfigInput } from '../sft/index.js';
+
+export function buildSftCommand(): Command {
+  const cmd = new Command('train_sft').description('Stage 1: supervised fine-tuning of a causal LM (also plain-text pretraining)');
+  addModelOptions(cmd, false);
+  cmd.option('--from_config <spec>', 'train a fresh model: a config.json path, or family:key=value,... (e.g. gpt2:n_layer=6,n_head=6,n_embd=384)');
+  cmd
+    .requiredOption('--dataset <path...>', 'training data: JSON, JSONL, .gz, CSV, Arrow, save_to_disk dir, or .txt (repeatable)')
+    .option('--eval_dataset <path...>', 'held-out data (default: --eval_ratio of --dataset)')
+    .option('--eval_ratio <r>', 'share of the training samples held out for eval loss/perplexity', float('--eval_ratio', 0, 0.99), DEFAULT_SFT_CONFIG.evalRatio)
+    .option('--max_datasets_size <n>', 'use at most n samples', int('--max_datasets_size', 1))
+    .option('--max_len <n>', 'longest sample in tokens (block size for plain text)', int('--max_len', 2), DEFAULT_SFT_CONFIG.maxLen)
+    .addOption(new Option('--prompt_template <name>', 'prompt template for chat data').choices([...TEMPLATE_NAMES]).default(DEFAULT_SFT_CONFIG.promptTemplate))
+    .option('--prompt_column <field>', 'field holding the prompt (overrides format detection)')
+    .option('--response_column <field>', 'field holding the response to train on')
+    .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)
+    .option('--cache_dir <dir>', 'cache of tokenized plain-text corpora', DEFAULT_SFT_CONFIG.cacheDir);
+  addLoraOptions(cmd);
+  addOptimOptions(cmd, { lr: DEFAULT_SFT_CONFIG.lr, batchSize: DEFAULT_SFT_CONFIG.batchSize, maxEpochs: DEFAULT_SFT_CONFIG.maxEpochs });
+  addCheckpointOptions(cmd);
+  addRunOptions(cmd);
+  return cmd;
+}
+
+/** commander's parsed options (flag names) -> the typed config. */
+export function sftConfigFromOptions(o: Record<string, unknown>): SftConfigInput {
+  return {
+    model: o.model as SftConfig['model'],
+    pretrain: o.pretrain as string | undefined,
+    fromConfig: o.from_config as string | undefined,
+    tokenizer: o.tokenizer as string | undefined,
+    loraRank: o.lora_rank as number,
+    loraAlpha: o.lora_alpha as number,
+    loraDropout: o.lora_dropout as number,
+    loraTarget: parseTargets(o.lora_target as string | undefined),
+    mergeLoraWeights: o.merge_lora_weights as boolean,
+    dataset: o.dataset as string[],
+    evalDataset: (o.eval_dataset as string[] | undefined) ?? [],
+    evalRatio: o.eval_ratio as number,
+    maxDatasetsSize: o.max_datasets_size as number | undefined,
+    maxLen: o.max_len as number,
+    promptTemplate: o.prompt_template as string,
+    promptColumn: o.prompt_column as string | undefined,
+    responseColumn: o.response_column as string | undefined,
+    skipBadRecords: o.skip_bad_records as boolean,
+    cacheDir: o.cache_dir as string,
+    maxEpochs: o.max_epochs as number,
+    batchSize: o.batch_size as number,
+    accumulationSteps: o.accumulation_steps as number,
+    lr: o.lr as number,
+    weightDecay: o.weight_decay as number,
+    warmupRatio: o.warmup_ratio as number,
+    gradClip: o.grad_clip as number,
+    seed: o.seed as number,
+    strategy: o.strategy as SftConfig['strategy'],
+    backend: o.backend as SftConfig['backend'],
+    savePath: o.save_path as string,
+    saveSteps: o.save_steps as number,
+    needOptimCkpt: o.need_optim_ckpt as boolean,
+    logDir: o.log_dir as string | undefined,
+    resume: o.resume as string | undefined,
+  };
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  runMain(async () => {
+    const cmd = buildSftCommand().parse(process.argv);
+    const result = await runSft(sftConfigFromOptions(cmd.opts()));
+    if (result.interrupted) console.error(`stopped early; the checkpoint is ${result.outputDir}`);
+  });
+}

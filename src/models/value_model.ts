@@ -1,0 +1,70 @@
+/**
+ * A backbone plus a value head: the shape of both a reward model (one score per sequence) and a PPO critic (one value
+ * per position). Positions come from the attention mask, so left-padded prompts (PPO rollouts) and right-padded
+ * sequences (reward-model training) give the same values for the same real tokens.
+ *
+ * Legend: B batch, T time (padded length), C hidden width.
+ */
+import { tf, type Tensor } from '../engine/tf.js';
+import type { DecoderModel } from './decoder.js';
+import type { ValueHead } from './value_head.js';
+import { positionsFromMask } from './ops/positions.js';
+
+/** How per-position values become one score per sequence: the value at the last real token, or their mean. */
+export type ValueReduction = 'last' | 'mean';
+
+export class ValueModel {
+  /**
+   * @param adapter whether the backbone's LoRA adapter is applied: a reward model that shares its backbone with a
+   * LoRA-trained critic reads the frozen base with `adapter: false`.
+   */
+  constructor(
+    readonly backbone: DecoderModel,
+    readonly head: ValueHead,
+    readonly adapter = true,
+  ) {
+    const C = backbone.config.hiddenSize;
+    if (head.weight.shape.join() !== `1,${C}`) {
+      throw new Error(`value head weight is [${head.weight.shape}] but the backbone's hidden size is ${C} (expected [1, ${C}])`);
+    }
+  }
+
+  /** Values [B, T] of ids [B, T] with their 0/1 attention mask [B, T] (any padding side). */
+  values(inputIds: Tensor, attentionMask: Tensor, training = false): Tensor {
+    const saved = this.backbone.loraEnabled;
+    this.backbone.loraEnabled = saved && this.adapter;
+    try {
+      const positionIds = positionsFromMask(attentionMask);
+      const { hidden } = this.backbone.forward(inputIds, { attentionMask, positionIds, training }); // (B, T, C)
+      return this.head.forward(hidden); // (B, T)
+    } finally {
+      this.backbone.loraEnabled = saved;
+    }
+  }
+
+  /** One score per sequence [B]. */
+  score(inputIds: Tensor, attentionMask: Tensor, reduction: ValueReduction = 'last'): Tensor {
+    return tf.tidy(() => reduceValues(this.values(inputIds, attentionMask), attentionMask, reduction));
+  }
+}
+
+/**
+ * values [B, T] → one number per row [B]. 'last': the value at the last position whose mask is 1 (the last real
+ * token, whichever side the padding is on). 'mean': the mean over positions whose mask is 1.
+ */
+export function reduceValues(values: Tensor, attentionMask: Tensor, reduction: ValueReduction): Tensor {
+  return tf.tidy(() => {
+    const [, T] = values.shape as [number, number];
+    const mask = tf.cast(attentionMask, 'float32'); // (B, T)
+    if (reduction === 'mean') return tf.div(tf.sum(tf.mul(values, mask), 1), tf.maximum(tf.sum(mask, 1), 1));
+    const positions = tf.add(tf.range(0, T, 1, 'float32'), 1); // (T)
+    const last = tf.argMax(tf.mul(mask, positions), 1); // (B) index of the last 1
+    // oneHot in int32, then cast: tfjs-wasm's OneHot returns all zeros when asked for float32 directly.
+    return tf.sum(tf.mul(values, tf.cast(tf.oneHot(last, T), 'float32')), 1);
+  });
+}
+
+/** Index of the last 1 in each row of a 0/1 mask (−1 for an all-zero row). */
+export function lastRealIndex(mask: number[][]): number[] {
+  return mask.map((row) => row.lastIndexOf(1));
+}

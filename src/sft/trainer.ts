@@ -1,0 +1,487 @@
+/**
+ * Stage 1: supervised fine-tuning (and continued pretraining) of a causal LM.
+ *
+ *   const trainer = await SftTrainer.create(config);   // validate, load model + data; writes nothing
+ *   const result = await trainer.train();               // steps, eval, checkpoints, Ctrl-C, final save
+ *   trainer.dispose();
+ *
+ * Resume is exact: the data order is a pure function of (seed, epoch), the loader position, optimizer moments,
+ * global step and dropout RNG state are saved in every checkpoint, and restored by `--resume`.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { tf } from '../engine/tf.js';
+import { Rng } from '../engine/rng.js';
+import { IGNORE_INDEX, padBatch, type BatchLoader, type Batch, type TokenizedSample } from '../data/index.js';
+import { resolvePretrained } from '../hub/hf_cache.js';
+import { Tokenizer } from '../hub/tokenizer.js';
+import type { DecoderModel } from '../models/decoder.js';
+import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
+import { causalLmLoss } from '../models/ops/loss.js';
+import { loadPretrained } from '../models/pretrained.js';
+import { createStrategy, type Strategy } from '../strategies/strategy.js';
+import { Optimization } from '../trainer/optimization.js';
+import { OPTIMIZER_FILE, readOptimizerState, saveCheckpoint } from '../trainer/stage_checkpoint.js';
+import { readTrainerState, TRAINER_STATE_FILE, type TrainerState } from '../trainer/checkpoint_io.js';
+import { MetricsLogger } from '../trainer/metrics.js';
+import { TrainingProgress } from '../trainer/progress.js';
+import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
+import { warmupStepsFromRatio } from '../trainer/schedule.js';
+import {
+  CHAR_TOKENIZER, RESUME_FIXED_FIELDS, resolveSftConfig, validateSftConfig, type SftConfig, type SftConfigInput,
+} from './config.js';
+import { detectDataMode, prepareChatData, prepareTextData, readCorpusTexts, type PreparedSftData, type SftDataOptions } from './data.js';
+import { charTokenizerFor, configForTokenizer, modelFromConfig, rawConfigFromSpec } from './from_config.js';
+import { replaceKeepingSubdirs } from './output.js';
+
+/** Name of the optimizer inside optimizer.safetensors. */
+const OPTIMIZER_NAME = 'model';
+
+export interface SftRunOptions {
+  /** Where progress notes go (default: stderr). */
+  log?: (message: string) => void;
+  /** Polled between steps; when set, a resumable checkpoint is saved and train() returns. Default: Ctrl-C/SIGTERM. */
+  interrupt?: InterruptFlag;
+  /** Progress bar / lines on stdout (default true). */
+  progress?: boolean;
+}
+
+export interface TrainStepResult {
+  /** Optimizer steps taken, this one included. */
+  step: number;
+  /** Mean loss of the step's micro-batches. */
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  /** True when the step was skipped for a non-finite gradient. */
+  skipped: boolean;
+  /** Real (non-padding) tokens in the step. */
+  tokens: number;
+  seconds: number;
+  /** Fractional epoch after the step (2.5: half-way through the third). */
+  epoch: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  perplexity: number;
+  /** Label tokens the loss averages over. */
+  tokens: number;
+}
+
+export interface SftResult {
+  /** Optimizer steps taken in total (resumed steps included). */
+  steps: number;
+  /** True when stopped by an interrupt: `outputDir` is then the resumable checkpoint. */
+  interrupted: boolean;
+  outputDir: string;
+  /** Evaluations of this run, in order. */
+  evals: (EvalResult & { step: number })[];
+  /** Loss of the last training step. */
+  lastLoss: number | null;
+}
+
+/** Pieces `create` assembles before the trainer exists. */
+interface Assembled {
+  config: SftConfig;
+  strategy: Strategy;
+  model: DecoderModel;
+  tokenizer: Tokenizer;
+  data: PreparedSftData;
+  baseModelPath: string | undefined;
+  resumeState: TrainerState | null;
+  log: (message: string) => void;
+}
+
+export class SftTrainer {
+  readonly config: SftConfig;
+  readonly model: DecoderModel;
+  readonly tokenizer: Tokenizer;
+  readonly data: PreparedSftData;
+  readonly optimization: Optimization;
+  /** Optimizer steps of the whole run. */
+  readonly totalSteps: number;
+  readonly loader: BatchLoader<TokenizedSample, Batch>;
+  private readonly strategy: Strategy;
+  private readonly evalBatches: Batch[];
+  private readonly baseModelPath: string | undefined;
+  private readonly log: (message: string) => void;
+  private readonly runOptions: SftRunOptions;
+  private dropoutRng: Rng;
+  private bestEvalLoss: number | null = null;
+  private logHistory: Record<string, number | null>[] = [];
+
+  private constructor(a: Assembled, runOptions: SftRunOptions) {
+    const c = a.config;
+    this.config = c;
+    this.strategy = a.strategy;
+    this.model = a.model;
+    this.tokenizer = a.tokenizer;
+    this.data = a.data;
+    this.baseModelPath = a.baseModelPath;
+    // Under ddp/zero2 every rank runs this; only rank 0 prints.
+    this.log = a.strategy.isMain() ? a.log : () => {};
+    this.runOptions = runOptions;
+    const padTokenId = a.tokenizer.padTokenId ?? a.tokenizer.eosTokenId ?? 0;
+    const collate = (xs: TokenizedSample[]) => padBatch(xs, { padTokenId });
+    this.loader = this.strategy.createLoader(a.data.train, { batchSize: c.batchSize, seed: c.seed, shuffle: true, collate });
+    this.evalBatches = [];
+    for (let i = 0; i < a.data.eval.length; i += c.batchSize) this.evalBatches.push(collate(a.data.eval.slice(i, i + c.batchSize)));
+
+    // Micro-batches run as one stream across epochs, so no batch is dropped at an epoch edge.
+    this.totalSteps = Math.floor((this.loader.batchesPerEpoch * c.maxEpochs) / c.accumulationSteps);
+    if (this.totalSteps < 1) {
+      throw new Error(
+        `${this.loader.batchesPerEpoch * c.maxEpochs} micro-batch(es) in ${c.maxEpochs} epoch(s) make no optimizer step of ` +
+          `${c.accumulationSteps}: lower --accumulation_steps or --batch_size, or raise --max_epochs`,
+      );
+    }
+    const trainable: [string, tf.Variable][] = a.model.lora
+      ? [...a.model.lora.modules].flatMap(([mod, { A, B }]) => [[`${mod}.lora_A.weight`, A], [`${mod}.lora_B.weight`, B]] as [string, tf.Variable][])
+      : a.model.namedParameters();
+    this.optimization = new Optimization(trainable, {
+      lr: c.lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: c.accumulationSteps,
+      warmupSteps: warmupStepsFromRatio(this.totalSteps, c.warmupRatio), totalSteps: this.totalSteps, schedule: 'cosine',
+    }, this.strategy);
+    this.dropoutRng = new Rng((c.seed ^ 0x5eed) >>> 0);
+    if (a.resumeState) this.restore(a.resumeState);
+  }
+
+  /** Validates the config, loads model, tokenizer and data. Nothing is written to disk (save_path included). */
+  static async create(input: SftConfigInput, runOptions: SftRunOptions = {}): Promise<SftTrainer> {
+    const config = resolveSftConfig(input);
+    validateSftConfig(config);
+    const strategy = createStrategy(config.strategy);
+    const log = runOptions.log ?? ((m: string) => console.error(m));
+    const resumeState = config.resume ? await readResumeState(config) : null;
+    const dataOpts: SftDataOptions = { ...config };
+    const mode = await detectDataMode([...config.dataset, ...config.evalDataset], dataOpts);
+    if (config.tokenizer === CHAR_TOKENIZER && mode !== 'text') {
+      throw new Error('--tokenizer char builds its vocabulary from a plain-text corpus (.txt or `text` records), but the datasets hold chat data');
+    }
+
+    const { model, tokenizer, baseModelPath } = await loadModel(config, dataOpts, log);
+    try {
+      checkFit(config, model, tokenizer);
+      const data = mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts);
+      for (const note of data.notes) log(`data: ${note}`);
+      const trainer = new SftTrainer({ config, strategy, model, tokenizer, data, baseModelPath, resumeState, log }, runOptions);
+      trainer.describe();
+      return trainer;
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
+
+  /** Causal-LM loss on a padded batch: logits at t predict labels[t+1]; -100 labels (prompt, padding) are ignored. */
+  computeLoss(batch: Batch, training: boolean): tf.Scalar {
+    return tf.tidy(() => {
+      const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (B, T)
+      const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (B, T)
+      const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T)
+      const { hidden } = this.model.forward(ids, { attentionMask: mask, training });
+      return causalLmLoss(this.model.logits(hidden), labels) as tf.Scalar; // logits (B, T, V)
+    });
+  }
+
+  /** One optimizer step: `accumulationSteps` micro-batches, then clip + AdamW at the scheduled lr. */
+  trainStep(): TrainStepResult {
+    const t0 = performance.now();
+    let lossSum = 0;
+    let micro = 0;
+    let tokens = 0;
+    while (!this.optimization.ready()) {
+      const { batch } = this.loader.next();
+      // Dropout masks come from a saved stream, so a resumed run draws the same ones (two seeds per micro-batch).
+      const [modelSeed, loraSeed] = [this.dropoutRng.seed(), this.dropoutRng.seed()];
+      this.model.setDropoutSeed(modelSeed);
+      this.model.lora?.setDropoutSeed(loraSeed);
+      lossSum += this.optimization.backward(() => this.computeLoss(batch, true)).loss;
+      micro += 1;
+      for (const row of batch.attentionMask) for (const m of row) tokens += m;
+    }
+    const { lr, gradNorm, skipped } = this.optimization.step();
+    const pos = this.loader.position;
+    const { loss } = this.strategy.reduceMetrics({ loss: lossSum / micro }, 'mean') as { loss: number };
+    const { total } = this.strategy.reduceMetrics({ total: tokens }, 'sum') as { total: number };
+    return {
+      step: this.optimization.globalStep, loss, lr, gradNorm, skipped, tokens: total,
+      seconds: (performance.now() - t0) / 1000, epoch: pos.epoch + pos.index / this.loader.batchesPerEpoch,
+    };
+  }
+
+  /** Mean loss over every label token of the held-out set, and its perplexity; null without held-out data. */
+  evaluate(): EvalResult | null {
+    if (!this.evalBatches.length) return null;
+    let sum = 0;
+    let count = 0;
+    for (const batch of this.evalBatches) {
+      // Tokens the loss averages over: labels after the shift (position 0 is never predicted).
+      const n = batch.labels.reduce((s, row) => s + row.slice(1).filter((l) => l !== IGNORE_INDEX).length, 0);
+      if (n === 0) continue;
+      const loss = tf.tidy(() => this.computeLoss(batch, false).dataSync()[0]!);
+      sum += loss * n;
+      count += n;
+    }
+    if (count === 0) return null;
+    const loss = sum / count;
+    return { loss, perplexity: Math.exp(loss), tokens: count };
+  }
+
+  /** The training loop: metrics every step, eval at epoch ends and save steps, checkpoints, Ctrl-C, final save. */
+  async train(): Promise<SftResult> {
+    const c = this.config;
+    const main = this.strategy.isMain();
+    const logger = main ? new MetricsLogger(c.logDir ?? join(c.savePath, 'logs')) : null;
+    const progress = new TrainingProgress({
+      total: this.totalSteps, startStep: this.optimization.globalStep, label: 'sft',
+      ...(this.runOptions.progress === false ? { bar: false, stream: nullStream() } : {}),
+    });
+    const interrupt = this.runOptions.interrupt ?? onInterrupt();
+    const evals: SftResult['evals'] = [];
+    let lastLoss: number | null = null;
+    try {
+      while (this.optimization.globalStep < this.totalSteps) {
+        const epochBefore = this.loader.position.epoch;
+        const s = this.trainStep();
+        lastLoss = s.loss;
+        if (s.skipped) this.log(`step ${s.step}: gradient norm is not finite; update skipped`);
+        const metrics: Record<string, number> = {
+          'train/loss': s.loss, 'train/lr': s.lr, 'train/grad_norm': s.gradNorm,
+          'train/tokens_per_s': s.tokens / Math.max(s.seconds, 1e-9), 'train/epoch': s.epoch, 'train/tokens': s.tokens,
+        };
+        const saveDue = c.saveSteps > 0 && s.step % c.saveSteps === 0 && s.step < this.totalSteps;
+        const epochEnded = this.loader.position.epoch > epochBefore;
+        if (epochEnded || saveDue || s.step === this.totalSteps) {
+          const ev = this.evaluate();
+          if (ev) {
+            metrics['eval/loss'] = ev.loss;
+            metrics['eval/perplexity'] = ev.perplexity;
+            evals.push({ step: s.step, ...ev });
+            if (this.bestEvalLoss === null || ev.loss < this.bestEvalLoss) this.bestEvalLoss = ev.loss;
+          }
+        }
+        logger?.log(s.step, metrics);
+        this.logHistory.push({ step: s.step, ...metrics });
+        progress.update(s.step, { loss: s.loss, lr: s.lr, tokens: s.tokens });
+        if (saveDue) await this.saveCheckpoint(join(c.savePath, `checkpoint-${s.step}`), c.needOptimCkpt);
+        // The step ran synchronously: give the event loop a turn so a Ctrl-C handler can set the flag.
+        await new Promise<void>((done) => setImmediate(done));
+        // Every rank asks, so all of them stop at the same step.
+        if (this.strategy.anyRank(interrupt.requested) && s.step < this.totalSteps) {
+          progress.stop();
+          const dir = join(c.savePath, `checkpoint-${s.step}`);
+          await this.saveCheckpoint(dir, true);
+          this.log(`interrupted at step ${s.step}/${this.totalSteps}: saved ${dir}; continue with the same command plus --resume ${dir}`);
+          return { steps: s.step, interrupted: true, outputDir: dir, evals, lastLoss };
+        }
+      }
+      progress.stop();
+      logger?.close();
+      await this.saveFinal();
+      this.log(`saved the ${this.model.lora && !c.mergeLoraWeights ? 'LoRA adapter' : 'model'} to ${c.savePath}`);
+      return { steps: this.optimization.globalStep, interrupted: false, outputDir: c.savePath, evals, lastLoss };
+    } finally {
+      progress.stop();
+      logger?.close();
+      if (!this.runOptions.interrupt) interrupt.dispose();
+    }
+  }
+
+  /** Everything `--resume` needs besides weights and optimizer state. */
+  trainerState(): TrainerState {
+    const pos = this.loader.position;
+    return {
+      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: this.bestEvalLoss,
+      rng_state: { data: this.config.seed, dropout: this.dropoutRng.getState() },
+      args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>, log_history: this.logHistory,
+    };
+  }
+
+  /**
+   * A resumable checkpoint: weights (LoRA: the adapter, unmerged), tokenizer, trainer state, optimizer state.
+   * Called on every rank (the strategy gathers sharded optimizer state); rank 0 writes.
+   */
+  async saveCheckpoint(dir: string, withOptimizer: boolean): Promise<void> {
+    const optimizers = withOptimizer ? { [OPTIMIZER_NAME]: this.optimization } : undefined;
+    await this.strategy.saveOnMain(withOptimizer ? [this.optimization] : [], () =>
+      saveCheckpoint(dir, {
+        model: this.model, tokenizer: this.tokenizer, mergeLora: false, baseModelPath: this.baseModelPath,
+        optimizers, trainerState: this.trainerState(),
+      }),
+    );
+  }
+
+  /** The run's output in --save_path (merged with --merge_lora_weights), keeping its checkpoint and log dirs. */
+  private async saveFinal(): Promise<void> {
+    const c = this.config;
+    const optimizers = c.needOptimCkpt ? { [OPTIMIZER_NAME]: this.optimization } : undefined;
+    await this.strategy.saveOnMain(c.needOptimCkpt ? [this.optimization] : [], () =>
+      replaceKeepingSubdirs(c.savePath, () =>
+        saveCheckpoint(c.savePath, {
+          model: this.model, tokenizer: this.tokenizer, mergeLora: c.mergeLoraWeights, baseModelPath: this.baseModelPath,
+          optimizers, trainerState: this.trainerState(),
+        }),
+      ),
+    );
+  }
+
+  private restore(state: TrainerState): void {
+    const dir = this.config.resume!;
+    const saved = readOptimizerState(dir, OPTIMIZER_NAME);
+    if (!saved) throw new Error(`${dir}/${OPTIMIZER_FILE} holds no optimizer state for "${OPTIMIZER_NAME}"`);
+    if (saved.globalStep !== state.global_step) {
+      throw new Error(`${dir}: ${OPTIMIZER_FILE} is at step ${saved.globalStep} but ${TRAINER_STATE_FILE} at ${state.global_step}`);
+    }
+    if (state.global_step > this.totalSteps) {
+      throw new Error(`${dir} is at step ${state.global_step}, past this run's ${this.totalSteps} steps`);
+    }
+    this.optimization.loadStateDict(saved.state, saved.globalStep);
+    this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
+    const dropout = state.rng_state.dropout;
+    if (dropout !== undefined) this.dropoutRng = Rng.fromState(dropout);
+    this.bestEvalLoss = state.best_metric;
+    this.logHistory = [...state.log_history];
+    this.log(`resumed from ${dir} at step ${state.global_step} (epoch ${state.epoch}, batch ${state.step_in_epoch})`);
+  }
+
+  private describe(): void {
+    const count = (vs: tf.Variable[]) => vs.reduce((s, v) => s + v.size, 0);
+    const all = count([...this.model.params.values()]);
+    const trained = this.model.lora ? count(this.model.lora.trainableVariables()) : all;
+    this.log(
+      `sft: ${this.data.train.length} train / ${this.data.eval.length} eval ${this.data.mode === 'text' ? 'blocks' : 'samples'}, ` +
+        `${this.loader.batchesPerEpoch} batches per epoch, ${this.totalSteps} optimizer steps; training ${trained.toLocaleString('en')} ` +
+        `of ${all.toLocaleString('en')} parameters${this.model.lora ? ` (LoRA r=${this.model.lora.config.r})` : ''}`,
+    );
+  }
+
+  dispose(): void {
+    this.optimization.dispose();
+    this.model.dispose();
+  }
+}
+
+/** Validate-and-run: the whole of `train_sft`. Returns after the final save (or an interrupt checkpoint). */
+export async function trainSft(input: SftConfigInput, runOptions: SftRunOptions = {}): Promise<SftResult> {
+  const trainer = await SftTrainer.create(input, runOptions);
+  try {
+    return await trainer.train();
+  } finally {
+    trainer.dispose();
+  }
+}
+
+/** The checkpoint's trainer state, checked against this run's config. */
+async function readResumeState(c: SftConfig): Promise<TrainerState> {
+  const dir = c.resume!;
+  if (!existsSync(join(dir, TRAINER_STATE_FILE))) {
+    throw new Error(`--resume ${dir}: no ${TRAINER_STATE_FILE}; pass a checkpoint-<step> directory written by train_sft`);
+  }
+  if (!existsSync(join(dir, OPTIMIZER_FILE))) {
+    throw new Error(
+      `--resume ${dir}: no ${OPTIMIZER_FILE} (it was saved without --need_optim_ckpt), so the run cannot continue exactly; ` +
+        `start a new run from these weights with --pretrain ${dir}`,
+    );
+  }
+  const state = await readTrainerState(dir);
+  const changed = RESUME_FIXED_FIELDS.filter((k) => JSON.stringify(state.args[k] ?? null) !== JSON.stringify(c[k] ?? null));
+  if (changed.length) {
+    const show = (v: unknown) => JSON.stringify(v ?? null);
+    throw new Error(
+      `--resume ${dir}: these options differ from the run that wrote it, so its data position and schedule do not apply: ` +
+        changed.map((k) => `${k} was ${show(state.args[k])}, now ${show(c[k])}`).join('; '),
+    );
+  }
+  return state;
+}
+
+/** Model + tokenizer for the run: from a checkpoint (resume), a fresh config, or a pretrained directory. */
+async function loadModel(
+  c: SftConfig, dataOpts: SftDataOptions, log: (m: string) => void,
+): Promise<{ model: DecoderModel; tokenizer: Tokenizer; baseModelPath: string | undefined }> {
+  if (c.resume) {
+    const dir = c.resume;
+    const adapterOnly = !existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'adapter_config.json'));
+    const { model } = loadPretrained(dir);
+    if (c.loraRank > 0 && !model.lora) {
+      model.dispose();
+      throw new Error(`--resume ${dir} holds merged weights, not a LoRA adapter: resume from one of the checkpoint-<step> directories`);
+    }
+    const tokenizer = await withModel(model, () => Tokenizer.fromDir(dir));
+    let baseModelPath: string | undefined;
+    if (adapterOnly) {
+      const base = (JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as { base_model_name_or_path: string }).base_model_name_or_path;
+      baseModelPath = isAbsolute(base) ? base : resolve(dir, base);
+    }
+    return { model, tokenizer, baseModelPath };
+  }
+
+  if (c.fromConfig) {
+    const spec = rawConfigFromSpec(c.fromConfig, c.model);
+    if (c.model && spec.raw.model_type !== c.model) throw new Error(`--model ${c.model} but --from_config describes a ${String(spec.raw.model_type)} model`);
+    const tokenizer = c.tokenizer === CHAR_TOKENIZER
+      ? charTokenizerFor(await readCorpusTexts(c.dataset, dataOpts))
+      : await Tokenizer.fromDir(await resolvePretrained(c.tokenizer!));
+    if (c.tokenizer === CHAR_TOKENIZER) log(`tokenizer: ${tokenizer.vocabSize} tokens (characters of the corpus + <unk>, <|endoftext|>)`);
+    const config = configForTokenizer(spec, tokenizer, c.maxLen);
+    return { model: modelFromConfig(config, c.seed), tokenizer, baseModelPath: undefined };
+  }
+
+  const dir = await resolvePretrained(c.pretrain!);
+  const { model } = loadPretrained(dir);
+  if (c.model && c.model !== model.config.modelType) {
+    model.dispose();
+    throw new Error(`--model ${c.model} but ${dir}/config.json says model_type "${model.config.modelType}"`);
+  }
+  let baseModelPath = resolve(dir);
+  if (model.lora) {
+    // --pretrain is a LoRA stage's output: fold its adapter in and train from the result.
+    if (c.loraRank > 0) {
+      model.dispose();
+      throw new Error(`--pretrain ${dir} is a LoRA adapter; a new adapter needs a full model: save that run with --merge_lora_weights, or use --lora_rank 0`);
+    }
+    model.lora.mergeInto(model.params, model.spec);
+    model.lora.dispose();
+    model.lora = null;
+    baseModelPath = resolve(dir);
+  }
+  const tokenizer = await withModel(model, async () => Tokenizer.fromDir(c.tokenizer ? await resolvePretrained(c.tokenizer) : dir));
+  if (c.loraRank > 0) {
+    const targetModules = c.loraTarget ?? DEFAULT_LORA_TARGETS[model.config.modelType]!;
+    try {
+      model.lora = LoraAdapter.create(model.spec, { r: c.loraRank, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules }, c.seed);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
+  return { model, tokenizer, baseModelPath };
+}
+
+/** Runs `f`, disposing `model` if it throws. */
+async function withModel<T>(model: DecoderModel, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
+/** The tokenizer's ids must index the embedding, and --max_len must fit the position table. */
+function checkFit(c: SftConfig, model: DecoderModel, tokenizer: Tokenizer): void {
+  const mc = model.config;
+  if (tokenizer.vocabSize > mc.vocabSize) {
+    throw new Error(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's embedding only ${mc.vocabSize} rows: pass the model's own --tokenizer`);
+  }
+  if (c.maxLen > mc.maxPositions) {
+    throw new Error(`--max_len ${c.maxLen} exceeds the ${mc.maxPositions} positions the model supports: use --max_len ${mc.maxPositions} or less`);
+  }
+}
+
+function nullStream(): Writable {
+  return new Writable({ write: (_chunk, _enc, done) => done() });
+}
