@@ -1,0 +1,144 @@
+/**
+ * The two benchmark suites. `foundation`: training-step throughput (forward+backward), generation throughput with
+ * the KV cache, decode cost early vs late in a sequence (equal when the cache works), peak tensor memory. `sft`: a
+ * whole SFT step (forward, loss, backward, clipping, AdamW) at the SFT shape.
+ */
+import { tf } from '../engine/tf.js';
+import { Rng } from '../engine/rng.js';
+import { DecoderModel } from '../models/decoder.js';
+import type { ModelConfig } from '../models/config.js';
+import { medianTiming, timeIt, type Timing } from './measure.js';
+import { formatProfile, profileCall, type ProfileSummary } from './profile.js';
+import type { Row } from './report.js';
+import { decodeStepMs, generateTokens, randomIds, sftLabels, sftOptimizer, sftStep, trainStep } from './workloads.js';
+
+export interface SuiteOptions {
+  batch: number;
+  seq: number;
+  /** Timed steps after the (profiled) warm-up step. */
+  steps: number;
+  genBatch: number;
+  promptLen: number;
+  newTokens: number;
+  /** Decode steps timed at each of the two positions. */
+  decodeSteps: number;
+  skipGeneration: boolean;
+  /** Print the top-N kernels of the profiled step (0: do not print). */
+  profileTop: number;
+  log: (msg: string) => void;
+}
+
+export interface SuiteResult {
+  rows: Row[];
+  metrics: Record<string, number>;
+  profile: ProfileSummary;
+}
+
+const MiB = 1024 * 1024;
+
+function paramBytes(model: DecoderModel): number {
+  return model.namedParameters().reduce((s, [, v]) => s + v.size * 4, 0);
+}
+
+function stepRows(prefix: string, tokens: number, t: Timing, p: ProfileSummary, shape: string): Row[] {
+  return [
+    { metric: `${prefix} tokens/s`, value: tokens / (t.wallMs / 1000), unit: 'tok/s', note: shape },
+    { metric: `${prefix} step`, value: t.wallMs / 1000, unit: 's', note: `median wall; CPU ${(t.cpuMs / 1000).toFixed(2)} s` },
+    { metric: `${prefix} matmul share`, value: 100 * p.matmulShare, unit: '%', note: 'of kernel time, profiled warm-up step' },
+    { metric: `${prefix} peak tensor memory`, value: p.peakBytes / MiB, unit: 'MiB', note: 'max tf.memory().numBytes' },
+  ];
+}
+
+export async function foundationSuite(config: ModelConfig, o: SuiteOptions): Promise<SuiteResult> {
+  const rng = new Rng(1);
+  const model = DecoderModel.fromConfig(config, 0);
+  const V = config.vocabSize;
+  const rows: Row[] = [{ metric: 'parameters', value: paramBytes(model) / 4 / 1e6, unit: 'M', note: `${(paramBytes(model) / MiB).toFixed(0)} MiB float32` }];
+  const metrics: Record<string, number> = {};
+  try {
+    // 1. forward + backward
+    const shape = `B=${o.batch} T=${o.seq}`;
+    o.log(`training step ${shape}: warm-up (profiled) …`);
+    const ids = tf.tensor2d(randomIds(rng, o.batch, o.seq, V), undefined, 'int32');
+    const profile = await profileCall(() => trainStep(model, ids));
+    if (o.profileTop > 0) o.log(formatProfile(`profile of one forward+backward step (${shape})`, profile, o.profileTop));
+    const times: Timing[] = [];
+    for (let i = 0; i < o.steps; i++) {
+      times.push(timeIt(() => trainStep(model, ids)));
+      o.log(`  step ${i + 1}/${o.steps}: ${(times[i]!.wallMs / 1000).toFixed(2)} s`);
+    }
+    ids.dispose();
+    const t = medianTiming(times);
+    rows.push(...stepRows('fwd+bwd', o.batch * o.seq, t, profile, shape));
+    Object.assign(metrics, {
+      train_tokens_per_s: (o.batch * o.seq) / (t.wallMs / 1000), train_step_s: t.wallMs / 1000, train_step_cpu_s: t.cpuMs / 1000,
+      train_matmul_share: profile.matmulShare, train_peak_bytes: profile.peakBytes,
+    });
+
+    if (!o.skipGeneration) {
+      // 2. generation with the KV cache
+      const gshape = `B=${o.genBatch} prompt=${o.promptLen} new=${o.newTokens}`;
+      o.log(`generation ${gshape} …`);
+      const prompts = randomIds(rng, o.genBatch, o.promptLen, V);
+      generateTokens(model, prompts, 2); // warm-up: creates the kernels' operators once
+      const g = timeIt(() => generateTokens(model, prompts, o.newTokens));
+      const perS = (o.genBatch * g.result) / (g.wallMs / 1000);
+      rows.push({ metric: 'generate new tokens/s', value: perS, unit: 'tok/s', note: `${gshape}, greedy, KV cache, prefill included` });
+      metrics.generate_tokens_per_s = perS;
+      metrics.generate_s = g.wallMs / 1000;
+
+      // 3. decode cost early vs late: the cache makes a step's cost (nearly) independent of the position
+      o.log(`decode steps at positions ~10 and ~120 (B=${o.genBatch}) …`);
+      const early = decodeStepMs(model, rng, o.genBatch, 10, o.decodeSteps);
+      const late = decodeStepMs(model, rng, o.genBatch, 120, o.decodeSteps);
+      rows.push(
+        { metric: 'decode step @ pos 10', value: early, unit: 'ms', note: `B=${o.genBatch}, median of ${o.decodeSteps}` },
+        { metric: 'decode step @ pos 120', value: late, unit: 'ms', note: `ratio ${(late / early).toFixed(2)} (≈1 expected)` },
+      );
+      Object.assign(metrics, { decode_ms_pos10: early, decode_ms_pos120: late, decode_ratio: late / early });
+    }
+    return { rows, metrics, profile };
+  } finally {
+    model.dispose();
+  }
+}
+
+export async function sftSuite(config: ModelConfig, o: SuiteOptions): Promise<SuiteResult> {
+  const rng = new Rng(2);
+  const model = DecoderModel.fromConfig(config, 0);
+  const opt = sftOptimizer(model);
+  const shape = `B=${o.batch} T=${o.seq}`;
+  const rows: Row[] = [{ metric: 'parameters', value: paramBytes(model) / 4 / 1e6, unit: 'M' }];
+  try {
+    const raw = randomIds(rng, o.batch, o.seq, config.vocabSize);
+    const ids = tf.tensor2d(raw, undefined, 'int32');
+    const labels = tf.tensor2d(sftLabels(raw), undefined, 'int32');
+    o.log(`SFT step ${shape}: warm-up (profiled) …`);
+    const profile = await profileCall(() => sftStep(model, opt, ids, labels));
+    if (o.profileTop > 0) o.log(formatProfile(`profile of one SFT step (${shape})`, profile, o.profileTop));
+    const times: Timing[] = [];
+    const split: { backwardMs: number; optimizerMs: number }[] = [];
+    for (let i = 0; i < o.steps; i++) {
+      const t = timeIt(() => sftStep(model, opt, ids, labels));
+      times.push(t);
+      split.push(t.result);
+      o.log(`  step ${i + 1}/${o.steps}: ${(t.wallMs / 1000).toFixed(2)} s (optimizer ${(t.result.optimizerMs / 1000).toFixed(2)} s)`);
+    }
+    ids.dispose();
+    labels.dispose();
+    const t = medianTiming(times);
+    const optMs = medianTiming(split.map((s) => ({ wallMs: s.optimizerMs, cpuMs: 0 }))).wallMs;
+    rows.push(...stepRows('SFT', o.batch * o.seq, t, profile, shape));
+    rows.push({ metric: 'SFT optimizer part', value: optMs / 1000, unit: 's', note: 'clip + AdamW, inside the step' });
+    return {
+      rows, profile,
+      metrics: {
+        sft_tokens_per_s: (o.batch * o.seq) / (t.wallMs / 1000), sft_step_s: t.wallMs / 1000, sft_step_cpu_s: t.cpuMs / 1000,
+        sft_optimizer_s: optMs / 1000, sft_matmul_share: profile.matmulShare, sft_peak_bytes: profile.peakBytes,
+      },
+    };
+  } finally {
+    opt.dispose();
+    model.dispose();
+  }
+}

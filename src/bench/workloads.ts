@@ -1,0 +1,101 @@
+/**
+ * The workloads the benchmark times, each written as the trainers and generation run them: a training step
+ * (forward, causal-LM loss, backward), a full SFT step (plus clipping and AdamW), batched generation with
+ * the KV cache, and single decode steps at a chosen position.
+ */
+import { tf, type Tensor } from '../engine/tf.js';
+import { Rng } from '../engine/rng.js';
+import type { DecoderModel, KVCache } from '../models/decoder.js';
+import { causalLmLoss, IGNORE_INDEX } from '../models/ops/loss.js';
+import { generate } from '../models/generation.js';
+import { AdamW, noDecayForBiasAndNorm } from '../trainer/adamw.js';
+import { clipByGlobalNorm, disposeGrads } from '../trainer/grad_utils.js';
+import { median, timeIt } from './measure.js';
+
+export function randomIds(rng: Rng, B: number, T: number, V: number): number[][] {
+  return Array.from({ length: B }, () => Array.from({ length: T }, () => rng.int(V)));
+}
+
+/** Gradients of the causal-LM loss for every parameter (dropout on, as in training); returns the loss. */
+export function trainStep(model: DecoderModel, ids: Tensor, labels: Tensor = ids): number {
+  const vars = model.namedParameters().map(([, v]) => v);
+  const { value, grads } = tf.variableGrads(() => causalLmLoss(model.logits(model.forward(ids, { training: true }).hidden), labels) as tf.Scalar, vars);
+  const loss = value.dataSync()[0]!;
+  value.dispose();
+  tf.dispose(grads);
+  return loss;
+}
+
+/** SFT labels: the first quarter of each row is "prompt" (ignored by the loss), the rest is the response. */
+export function sftLabels(ids: number[][]): number[][] {
+  return ids.map((row) => row.map((t, j) => (j < row.length >> 2 ? IGNORE_INDEX : t)));
+}
+
+/** The SFT stage's update: AdamW over every parameter (no decay on biases and norms), global-norm clipping at 1. */
+export function sftOptimizer(model: DecoderModel): AdamW {
+  return new AdamW(model.namedParameters(), { lr: 2e-5, weightDecay: 0.01, noDecay: noDecayForBiasAndNorm });
+}
+
+/** One SFT step: gradients of the masked loss, clipping, AdamW; times forward+backward and the update apart. */
+export function sftStep(model: DecoderModel, opt: AdamW, ids: Tensor, labels: Tensor): { loss: number; backwardMs: number; optimizerMs: number } {
+  const params = model.namedParameters();
+  const byVar = new Map(params.map(([n, v]) => [v.name, n]));
+  const b = timeIt(() => {
+    const { value, grads } = tf.variableGrads(
+      () => causalLmLoss(model.logits(model.forward(ids, { training: true }).hidden), labels) as tf.Scalar, params.map(([, v]) => v));
+    const loss = value.dataSync()[0]!;
+    value.dispose();
+    return { loss, grads: new Map(Object.entries(grads).map(([k, g]) => [byVar.get(k)!, g])) };
+  });
+  const s = timeIt(() => {
+    const clipped = clipByGlobalNorm(b.result.grads, 1);
+    opt.step(clipped.grads);
+    disposeGrads(clipped.grads);
+    disposeGrads(b.result.grads);
+  });
+  return { loss: b.result.loss, backwardMs: b.wallMs, optimizerMs: s.wallMs };
+}
+
+/** Greedy generation of exactly `newTokens` tokens for every row (no EOS), with the KV cache. */
+export function generateTokens(model: DecoderModel, prompts: number[][], newTokens: number): number {
+  const out = generate(model, prompts, null, { maxNewTokens: newTokens, eosTokenId: null, useCache: true });
+  return out.sequences[0]!.length - prompts[0]!.length;
+}
+
+/**
+ * Milliseconds per decode step (one new token for each of B rows, logits read back) after a prompt of `position`
+ * tokens: the same calls generation makes, timed one by one, median of `steps`.
+ */
+export function decodeStepMs(model: DecoderModel, rng: Rng, B: number, position: number, steps: number): number {
+  const V = model.config.vocabSize;
+  const headT = model.lmHeadTransposed();
+  let cache = tf.tidy(() => {
+    const ids = tf.tensor2d(randomIds(rng, B, position, V), undefined, 'int32');
+    return model.forward(ids, { useCache: true }).cache as KVCache & tf.TensorContainerObject;
+  });
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < steps; i++) {
+      const S = position + i + 1;
+      const t = timeIt(() => {
+        const out = tf.tidy(() => {
+          const ids = tf.tensor2d(randomIds(rng, B, 1, V), [B, 1], 'int32');
+          const o = model.forward(ids, {
+            attentionMask: tf.ones([B, S], 'int32'), positionIds: tf.fill([B, 1], S - 1, 'int32'), cache, useCache: true,
+          });
+          return { logits: model.logits(o.hidden, headT), cache: o.cache as KVCache & tf.TensorContainerObject };
+        });
+        out.logits.dataSync();
+        out.logits.dispose();
+        return out.cache;
+      });
+      tf.dispose(cache);
+      cache = t.result;
+      times.push(t.wallMs);
+    }
+  } finally {
+    tf.dispose(cache);
+    headT.dispose();
+  }
+  return median(times);
+}
