@@ -39,7 +39,11 @@ describe('SFT on alpaca_en_demo with the gpt2 fixture', () => {
 
       // One metrics object per optimizer step, with the required keys; eval at each epoch end (steps 15 and 30).
       const out = join(work, 'out');
-      const records = readFileSync(join(out, 'logs', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+      const rows = readFileSync(join(out, 'logs', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+      // Step 0 holds the eval before training; then one row per optimizer step.
+      expect(rows[0]!.step).toBe(0);
+      expect(rows[0]!['eval/loss']).toBeCloseTo(before.loss, 5);
+      const records = rows.slice(1);
       expect(records.map((r) => r.step)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
       for (const r of records) {
         for (const key of ['train/loss', 'train/lr', 'train/grad_norm', 'train/tokens_per_s', 'train/epoch']) {

@@ -243,6 +243,15 @@ export class SftTrainer {
     const evals: SftResult['evals'] = [];
     let lastLoss: number | null = null;
     try {
+      // Eval loss before any update (step 0), so a run shows where it started.
+      if (this.optimization.globalStep === 0) {
+        const ev = this.evaluate();
+        if (ev) {
+          logger?.log(0, { 'eval/loss': ev.loss, 'eval/perplexity': ev.perplexity });
+          evals.push({ step: 0, ...ev });
+          this.log(`eval before training: loss ${ev.loss.toFixed(4)}, perplexity ${ev.perplexity.toFixed(2)}`);
+        }
+      }
       while (this.optimization.globalStep < this.totalSteps) {
         const epochBefore = this.loader.position.epoch;
         const s = this.trainStep();
