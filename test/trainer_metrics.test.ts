@@ -173,7 +173,7 @@ describe('MetricsLogger', () => {
 describe('metric key table', () => {
   it('documents exactly the agreed prefixes', () => {
     expect(Object.keys(METRIC_PREFIXES)).toEqual([
-      'train/', 'eval/', 'objective/', 'policy/', 'value/', 'loss/', 'reward/', 'time/',
+      'train/', 'eval/', 'objective/', 'policy/', 'value/', 'loss/', 'reward/', 'response/', 'time/',
     ]);
     expect(() => checkMetricKey('policy/clipfrac')).not.toThrow();
     expect(() => checkMetricKey('policy/')).toThrow();

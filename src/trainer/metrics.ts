@@ -21,6 +21,7 @@ export const METRIC_PREFIXES = {
   'value/': 'critic (value function) statistics: value/clipfrac, value/mean, value/error',
   'loss/': 'loss terms: loss/policy, loss/value, loss/ptx, loss/total',
   'reward/': 'reward-model and PPO scores: reward/chosen, reward/rejected, reward/margin, reward/accuracy, reward/score',
+  'response/': 'what the actor generated: response/length (tokens per answer)',
   'time/': 'wall-clock and throughput: time/step_s, time/tokens_per_s, time/generate_s',
 } as const;
 

@@ -1,0 +1,146 @@
+/**
+ * PPO's two datasets: prompts (rendered with the template, tokenized, cut from the left to --max_input_len, served
+ * left-padded in a fresh random order every pass) and the optional ptx data (any SFT format, as LM-loss samples).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadPrompts } from '../data/prompts.js';
+import { loadSftSamples } from '../data/formats.js';
+import type { PromptTemplate } from '../data/templates/index.js';
+import { blockToSample, encodeDocuments, packBlocks, tokenizeChatSamples, type TokenizedSample } from '../data/sft_samples.js';
+import { BatchLoader, padBatch, type Batch, type LoaderOptions } from '../data/batching.js';
+import { DataError } from '../data/location.js';
+import { isChatSample } from '../data/types.js';
+import type { Tokenizer } from '../hub/tokenizer.js';
+
+export const DEFAULT_PROMPT_TEMPLATE = 'alpaca';
+
+/**
+ * The template an SFT directory was trained with, if it recorded one: `rlhf.prompt_template` in config.json or
+ * rlhf_config.json, else `args.promptTemplate` (or `prompt_template`) in its trainer_state.json.
+ */
+export function recordedTemplate(dir: string): string | null {
+  const read = (file: string): Record<string, unknown> | null => {
+    if (!existsSync(file)) return null;
+    try {
+      return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch {
+      return null;
+    }
+  };
+  for (const file of ['config.json', 'rlhf_config.json']) {
+    const rlhf = read(join(dir, file))?.rlhf as Record<string, unknown> | undefined;
+    const t = rlhf?.prompt_template ?? rlhf?.template;
+    if (typeof t === 'string') return t;
+  }
+  const args = read(join(dir, 'trainer_state.json'))?.args as Record<string, unknown> | undefined;
+  const t = args?.promptTemplate ?? args?.prompt_template;
+  return typeof t === 'string' ? t : null;
+}
+
+/** Whether the tokenizer's own post-processor puts BOS first (LLaMA, OPT), as SFT trained with it. */
+export function tokenizerAddsBos(tokenizer: Tokenizer): boolean {
+  const bos = tokenizer.bosTokenId;
+  if (bos === null) return false;
+  const plain = tokenizer.encode('a', { addSpecialTokens: false });
+  const full = tokenizer.encode('a');
+  return full.length > plain.length && full[0] === bos;
+}
+
+export interface PromptData {
+  /** Token ids of each rendered prompt (not padded). */
+  prompts: number[][];
+  /** The rendered texts, for sample logs. */
+  texts: string[];
+  skipped: number;
+  skippedExamples: string[];
+  /** Prompts longer than maxInputLen, cut from the left. */
+  truncated: number;
+}
+
+export interface PromptDataOptions {
+  template: PromptTemplate;
+  maxInputLen: number;
+  column?: string;
+  maxRecords?: number;
+  skipBadRecords?: boolean;
+}
+
+/** Reads, renders and tokenizes the prompts; errors name the file and record. */
+export async function preparePrompts(path: string, tokenizer: Tokenizer, o: PromptDataOptions): Promise<PromptData> {
+  const loaded = await loadPrompts(path, { column: o.column, maxRecords: o.maxRecords, skipBadRecords: o.skipBadRecords });
+  const bos = tokenizerAddsBos(tokenizer) ? [tokenizer.bosTokenId!] : [];
+  const prompts: number[][] = [];
+  const texts: string[] = [];
+  let truncated = 0;
+  for (const sample of loaded.prompts) {
+    let text: string;
+    try {
+      text = o.template.renderPrompt(sample.messages, { alpaca: sample.alpaca });
+    } catch (e) {
+      throw new DataError(sample.location, `template "${o.template.name}": ${(e as Error).message}`);
+    }
+    let ids = [...bos, ...tokenizer.encode(text, { addSpecialTokens: false })];
+    // Keep the end: it holds the request and the cue the answer follows ("### Response:").
+    if (ids.length > o.maxInputLen) {
+      ids = ids.slice(ids.length - o.maxInputLen);
+      truncated++;
+    }
+    prompts.push(ids);
+    texts.push(text);
+  }
+  return { prompts, texts, skipped: loaded.skipped, skippedExamples: loaded.skippedExamples, truncated };
+}
+
+/** Makes a loader; a strategy's `createLoader` gives each rank its share of every global batch. */
+export type LoaderFactory = <T, B>(items: readonly T[], opts: LoaderOptions<T, B>) => BatchLoader<T, B>;
+const plainLoader: LoaderFactory = (items, opts) => new BatchLoader(items, opts);
+
+/** Left-padded prompt batches in a reshuffled order every pass, resumable from a saved position. */
+export function promptLoader(prompts: number[][], batchSize: number, padTokenId: number, seed: number, make: LoaderFactory = plainLoader): BatchLoader<number[], Batch> {
+  return make(prompts, {
+    batchSize: Math.min(batchSize, prompts.length),
+    shuffle: true,
+    seed,
+    collate: (rows) => padBatch(rows.map((inputIds) => ({ inputIds })), { padTokenId, side: 'left' }),
+  });
+}
+
+export interface PtxDataOptions {
+  template: PromptTemplate;
+  maxLen: number;
+  maxRecords?: number;
+  skipBadRecords?: boolean;
+}
+
+/**
+ * ptx samples: chat records rendered with the template (loss on the replies, as in SFT); plain text packed into blocks
+ * of maxLen tokens (loss on every token), or one shorter sample when there is less than a block.
+ */
+export async function preparePtx(files: string[], tokenizer: Tokenizer, o: PtxDataOptions): Promise<TokenizedSample[]> {
+  const out: TokenizedSample[] = [];
+  const addBos = tokenizerAddsBos(tokenizer);
+  for (const file of files) {
+    const { samples } = await loadSftSamples(file, { maxRecords: o.maxRecords, skipBadRecords: o.skipBadRecords });
+    const chats = samples.filter(isChatSample);
+    if (chats.length) out.push(...tokenizeChatSamples(chats, o.template, tokenizer, { maxLen: o.maxLen, addBos }).samples);
+    const texts = samples.filter((s) => !isChatSample(s)).map((s) => (s as { text: string }).text);
+    if (texts.length) {
+      const stream = encodeDocuments(texts, tokenizer);
+      const { blocks } = packBlocks(stream, o.maxLen);
+      if (blocks.length) out.push(...blocks.map(blockToSample));
+      else if (stream.length >= 2) out.push(blockToSample(stream));
+    }
+  }
+  if (!out.length) throw new DataError({ file: files.join(', ') }, 'no ptx samples with a trained token');
+  return out;
+}
+
+export function ptxLoader(samples: TokenizedSample[], batchSize: number, padTokenId: number, seed: number, make: LoaderFactory = plainLoader): BatchLoader<TokenizedSample, Batch> {
+  return make(samples, {
+    batchSize: Math.min(batchSize, samples.length),
+    shuffle: true,
+    seed,
+    collate: (rows) => padBatch(rows, { padTokenId, side: 'right' }),
+  });
+}

@@ -1,0 +1,458 @@
+/**
+ * The PPO trainer. `PpoTrainer.create` validates the config and loads models and data (nothing is written before it
+ * succeeds); `train()` runs episodes:
+ *   1. collect   numCollectSteps batches of prompts → experience (experience.ts) → replay buffer
+ *   2. update    numUpdateSteps passes over the buffer in minibatches: actor step (clipped policy loss, + ptx),
+ *                critic step (clipped value loss), two AdamW optimizers
+ *   3. log       one metrics record per episode (names below), sample generations, peak tensor memory
+ *   4. KL        the adaptive controller (when --kl_target) moves β towards the target
+ *   5. save      checkpoint-<episode> every --save_steps, on Ctrl-C, and the final actor/critic at --save_path
+ *
+ * Metrics per episode (step = episodes done): reward/mean, reward/std, objective/kl (Σ_t k1, mean over rollouts),
+ * objective/kl_k3, objective/kl_coef, objective/non_score_reward, objective/rlhf_reward, policy/entropy,
+ * policy/clipfrac, policy/approxkl, response/length, policy/eos_rate, loss/policy, loss/value, loss/ptx,
+ * value/clipfrac, value/mean, train/actor_lr, train/critic_lr, train/actor_grad_norm, train/critic_grad_norm,
+ * train/peak_tensor_mb, time/generate_s, time/score_s, time/train_s, time/new_tokens_per_s. (Other RLHF tools call
+ * value/clipfrac `val/clipfrac`; this project's metric table keeps `val/`
+ * unambiguous and every key under a known prefix.)
+ */
+import { join, resolve } from 'node:path';
+import { tf } from '../engine/tf.js';
+import { Rng } from '../engine/rng.js';
+import { getTemplate } from '../data/templates/index.js';
+import type { Batch, BatchLoader } from '../data/batching.js';
+import type { TokenizedSample } from '../data/sft_samples.js';
+import { causalLmLoss, tokenLogProbs } from '../models/ops/loss.js';
+import { positionsFromMask } from '../models/ops/positions.js';
+import { createStrategy, type Strategy } from '../strategies/strategy.js';
+import { Optimization, type OptimizationConfig } from '../trainer/optimization.js';
+import { readOptimizerState } from '../trainer/stage_checkpoint.js';
+import { recoverInterruptedWrite } from '../trainer/checkpoint_io.js';
+import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
+import { TrainingProgress } from '../trainer/progress.js';
+import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
+import { longestSequence, newTokensFor, resolvePpoConfig, type PpoConfig, type PpoConfigInput } from './config.js';
+import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader, recordedTemplate } from './data.js';
+import { answerLogits, answerValues, makeExperience, type ExperienceItem, type ExperienceStats } from './experience.js';
+import { entropyFromLogits, maskedMean, policyLoss, valueLoss } from './functional.js';
+import { createKlController, type KlController } from './kl_controller.js';
+import { criticParams, loadPpoModels, trainableParams, type PpoModels } from './models.js';
+import { ReplayBuffer, type TrainBatch } from './replay_buffer.js';
+import { readPpoState, savePpoCheckpoint, type PpoTrainerState } from './checkpoint.js';
+
+export interface PpoRunOptions {
+  /** Progress and notices (default: stderr). */
+  log?: (msg: string) => void;
+  /** Stop flag polled between steps (default: Ctrl-C / SIGTERM handlers). */
+  interrupt?: InterruptFlag;
+  /** Draw a progress bar (default: when stdout is a TTY). */
+  progressBar?: boolean;
+  /** Called after each episode's update and log, before any checkpoint (for tools and tests). */
+  onEpisode?: (episode: number, metrics: Record<string, number>) => void;
+}
+
+export interface PpoResult {
+  /** One metrics record per episode of this run (as logged). */
+  history: Record<string, number>[];
+  /** Episodes done in total (including those before a resume). */
+  episodes: number;
+  interrupted: boolean;
+  /** Where the last checkpoint went. */
+  savedTo: string;
+  peakTensorBytes: number;
+}
+
+/** Highest tf.memory().numBytes seen at the sampled moments (after forwards, inside losses). */
+class PeakMemory {
+  bytes = 0;
+  sample = (): void => {
+    this.bytes = Math.max(this.bytes, tf.memory().numBytes);
+  };
+}
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, v) => a + v, 0) / xs.length : 0);
+const std = (xs: number[]) => {
+  const m = mean(xs);
+  return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+};
+const seconds = () => performance.now() / 1000;
+
+export class PpoTrainer {
+  private readonly buffer: ReplayBuffer;
+  private readonly actorOpt: Optimization;
+  private readonly criticOpt: Optimization;
+  private readonly kl: KlController;
+  private readonly memory = new PeakMemory();
+  /** Episodes done. */
+  private episode = 0;
+  private readonly logHistory: Record<string, number | null>[] = [];
+  private readonly eosTokenId: number | null;
+  private readonly padTokenId: number;
+
+  private constructor(
+    readonly config: PpoConfig,
+    private readonly models: PpoModels,
+    private readonly strategy: Strategy,
+    private readonly promptBatches: BatchLoader<number[], Batch>,
+    private readonly ptxBatches: BatchLoader<TokenizedSample, Batch> | null,
+    readonly templateName: string,
+    private readonly log: (msg: string) => void,
+    private readonly opts: PpoRunOptions,
+  ) {
+    const c = config;
+    const tok = models.tokenizer;
+    this.eosTokenId = tok.eosTokenId ?? models.actor.config.eosTokenId;
+    this.padTokenId = tok.padTokenId ?? models.actor.config.padTokenId ?? this.eosTokenId ?? 0;
+    this.buffer = new ReplayBuffer(this.padTokenId);
+    const optim = (lr: number): OptimizationConfig => ({
+      lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: 1, warmupSteps: 0, totalSteps: 1, schedule: 'constant',
+    });
+    this.actorOpt = new Optimization(trainableParams(models.actor), optim(c.lr), strategy);
+    this.criticOpt = new Optimization(criticParams(models.critic), optim(c.criticLr), strategy);
+    this.kl = createKlController(c.klCoef, c.klTarget, c.klHorizon);
+  }
+
+  /** Validates, loads the models and data, and restores a checkpoint with --resume. Writes nothing. */
+  static async create(input: PpoConfigInput | PpoConfig, opts: PpoRunOptions = {}): Promise<PpoTrainer> {
+    const c = resolvePpoConfig(input);
+    const strategy = createStrategy(c.strategy);
+    const log = strategy.isMain() ? (opts.log ?? ((m: string) => process.stderr.write(m + '\n'))) : () => {};
+    let state: PpoTrainerState | null = null;
+    if (c.resume) {
+      await recoverInterruptedWrite(c.resume);
+      state = await readPpoState(c.resume);
+      for (const [key, flag] of [['pretrain', '--pretrain'], ['rmPath', '--rm_path']] as const) {
+        const was = state.args[key];
+        if (typeof was === 'string' && resolve(was) !== resolve(c[key])) log(`note: ${c.resume} was trained with ${flag} ${was}, now ${c[key]}`);
+      }
+    }
+    const models = await loadPpoModels(c, c.resume);
+    try {
+      // 1. lengths must fit every model's positions
+      const longest = longestSequence(c);
+      for (const [what, m] of [['actor', models.actor], ['critic', models.critic.backbone], ['reward model', models.reward.backbone]] as const) {
+        if (longest > m.config.maxPositions) {
+          throw new Error(`prompt + answer can reach ${longest} tokens but the ${what} has ${m.config.maxPositions} positions: lower --max_seq_len (or --max_input_len / --max_new_tokens)`);
+        }
+      }
+      // 2. data
+      const templateName = c.promptTemplate ?? recordedTemplate(models.dirs.pretrain) ?? DEFAULT_PROMPT_TEMPLATE;
+      const template = getTemplate(templateName);
+      const prompts = await preparePrompts(c.promptDataset, models.tokenizer, {
+        template, maxInputLen: c.maxInputLen, column: c.promptColumn, maxRecords: c.maxDatasetsSize || undefined, skipBadRecords: c.skipBadRecords,
+      });
+      if (prompts.skipped) log(`prompts: skipped ${prompts.skipped} bad record(s), e.g. ${prompts.skippedExamples[0]}`);
+      if (prompts.truncated) log(`prompts: ${prompts.truncated} longer than --max_input_len ${c.maxInputLen} lost their beginning`);
+      const pad = models.tokenizer.padTokenId ?? models.actor.config.padTokenId ?? models.tokenizer.eosTokenId ?? 0;
+      const make = strategy.createLoader.bind(strategy);
+      const promptBatches = promptLoader(prompts.prompts, c.experienceBatchSize, pad, c.seed, make);
+      let ptxBatches: BatchLoader<TokenizedSample, Batch> | null = null;
+      if (c.pretrainDataset.length && c.ptxCoef > 0) {
+        const samples = await preparePtx(c.pretrainDataset, models.tokenizer, {
+          template, maxLen: Math.min(c.maxSeqLen, models.actor.config.maxPositions), maxRecords: c.maxDatasetsSize || undefined, skipBadRecords: c.skipBadRecords,
+        });
+        ptxBatches = ptxLoader(samples, c.ptxBatchSize, pad, c.seed + 2, make);
+      }
+      log(`ppo: ${prompts.prompts.length} prompts (template ${templateName})${ptxBatches ? `, ${ptxBatches.batchesPerEpoch * c.ptxBatchSize} ptx samples` : ''}; ` +
+        `actor ${models.actor.lora ? `LoRA r=${c.loraRank} on a base shared with the initial model` : 'full weights'}, ` +
+        `critic ${models.critic.backbone === models.reward.backbone ? 'sharing the reward model\'s base' : 'separate from the reward model'}`);
+      const trainer = new PpoTrainer(c, models, strategy, promptBatches, ptxBatches, templateName, log, opts);
+      if (state) trainer.restore(state, c.resume!);
+      return trainer;
+    } catch (e) {
+      models.dispose();
+      throw e;
+    }
+  }
+
+  private restore(s: PpoTrainerState, dir: string): void {
+    this.episode = s.global_step;
+    this.promptBatches.restore({ epoch: s.epoch, index: s.step_in_epoch });
+    if (s.ppo.ptx_position && this.ptxBatches) this.ptxBatches.restore(s.ppo.ptx_position);
+    this.kl.restore({ value: s.ppo.kl_coef });
+    this.logHistory.push(...s.log_history);
+    const actor = readOptimizerState(dir, 'actor');
+    const critic = readOptimizerState(dir, 'critic');
+    if (actor && critic) {
+      this.actorOpt.loadStateDict(actor.state, actor.globalStep);
+      this.criticOpt.loadStateDict(critic.state, critic.globalStep);
+    } else {
+      this.log(`note: ${dir} has no optimizer state (saved without --need_optim_ckpt): the optimizers start fresh`);
+    }
+    this.log(`resumed from ${dir} after episode ${this.episode} (kl_coef ${this.kl.value.toPrecision(4)})`);
+  }
+
+  get episodesDone(): number {
+    return this.episode;
+  }
+
+  get klCoef(): number {
+    return this.kl.value;
+  }
+
+  get modelSet(): PpoModels {
+    return this.models;
+  }
+
+  get logDir(): string {
+    return this.config.logDir ?? join(this.config.savePath, 'logs');
+  }
+
+  async train(): Promise<PpoResult> {
+    const c = this.config;
+    const main = this.strategy.isMain();
+    const logger = main ? new MetricsLogger(this.logDir) : null;
+    const progress = main ? new TrainingProgress({ total: c.numEpisodes, startStep: this.episode, label: 'ppo', bar: this.opts.progressBar }) : null;
+    const interrupt = this.opts.interrupt ?? onInterrupt();
+    const history: Record<string, number>[] = [];
+    let interrupted = false;
+    let savedTo = c.savePath;
+    try {
+      while (this.episode < c.numEpisodes) {
+        const t0 = seconds();
+        const before = this.promptBatches.position;
+        // 1. collect
+        const collected = this.collect(interrupt);
+        if (!collected) {
+          // Stopped before any weight moved: the episode restarts from its beginning on resume.
+          this.buffer.clear();
+          this.promptBatches.restore(before);
+          interrupted = true;
+          break;
+        }
+        // 2. update
+        const t1 = seconds();
+        const update = this.update();
+        this.buffer.clear();
+        const t2 = seconds();
+        // 3. log: metrics averaged over ranks, with the β this episode's rewards used
+        const metrics = this.strategy.reduceMetrics(this.episodeMetrics(collected.stats, update, this.kl.value, { collect: t1 - t0, train: t2 - t1 }));
+        this.episode += 1;
+        history.push(metrics);
+        this.logHistory.push({ step: this.episode, ...metrics });
+        logger?.log(this.episode, metrics);
+        if (logger && c.sampleEvery > 0 && this.episode % c.sampleEvery === 0) this.logSamples(logger, collected.items);
+        progress?.update(this.episode, { loss: metrics['loss/policy'], lr: metrics['train/actor_lr'], tokens: collected.items.reduce((a, it) => a + it.answer.length, 0) });
+        this.log(`episode ${this.episode}/${c.numEpisodes}: reward ${metrics['reward/mean']!.toFixed(4)}, kl ${metrics['objective/kl']!.toFixed(3)} ` +
+          `(β ${metrics['objective/kl_coef']!.toPrecision(3)}), answer ${metrics['response/length']!.toFixed(1)} tokens, ` +
+          `value loss ${metrics['loss/value']!.toFixed(4)}, ${(t2 - t0).toFixed(1)} s`);
+        this.opts.onEpisode?.(this.episode, metrics);
+        // 4. KL controller, fed the KL measured during collection
+        this.kl.update(metrics['objective/kl']!, collected.items.length * this.strategy.worldSize);
+        // 5. checkpoints
+        if (this.strategy.anyRank(interrupt.requested)) {
+          interrupted = true;
+          break;
+        }
+        if (c.saveSteps > 0 && this.episode % c.saveSteps === 0 && this.episode < c.numEpisodes) {
+          await this.save(join(c.savePath, `checkpoint-${this.episode}`), { final: false, optimizer: c.needOptimCkpt });
+        }
+      }
+      if (interrupted) {
+        savedTo = join(c.savePath, `checkpoint-${this.episode}`);
+        await this.save(savedTo, { final: false, optimizer: true });
+        this.log(`interrupted: saved ${savedTo}; continue with the same command plus --resume ${savedTo}`);
+      } else {
+        await this.save(c.savePath, { final: true, optimizer: c.needOptimCkpt });
+      }
+    } finally {
+      progress?.stop();
+      logger?.close();
+      if (!this.opts.interrupt) interrupt.dispose();
+    }
+    if (!interrupted) this.log(`ppo: done after ${this.episode} episodes; actor in ${c.savePath}, critic in ${join(c.savePath, 'critic')}; peak tensor memory ${(this.memory.bytes / 2 ** 20).toFixed(1)} MiB`);
+    return { history, episodes: this.episode, interrupted, savedTo, peakTensorBytes: this.memory.bytes };
+  }
+
+  /**
+   * The random stream for one use (0 sampling, 1 minibatch order) in the current episode on this rank: a pure function
+   * of (seed, rank, episode), so a resumed run draws what an uninterrupted one would, under any strategy.
+   */
+  private episodeRng(use: number): Rng {
+    let h = Math.imul(this.config.seed ^ 0x9e3779b9, 0x85ebca6b) >>> 0;
+    for (const v of [this.strategy.rank, this.episode, use]) h = Math.imul(h ^ (v + 0x165667b1), 0xc2b2ae35) >>> 0;
+    return new Rng(h ^ (h >>> 16));
+  }
+
+  /** Step 1: numCollectSteps rollout batches into the buffer; null when interrupted. */
+  private collect(interrupt: InterruptFlag): { items: ExperienceItem[]; stats: ExperienceStats[] } | null {
+    const c = this.config;
+    const rng = this.episodeRng(0);
+    const items: ExperienceItem[] = [];
+    const stats: ExperienceStats[] = [];
+    for (let i = 0; i < c.numCollectSteps; i++) {
+      if (this.strategy.anyRank(interrupt.requested)) return null;
+      const { batch } = this.promptBatches.next();
+      const P = batch.inputIds[0]!.length;
+      const exp = makeExperience(this.models, batch.inputIds, batch.attentionMask, {
+        maxNewTokens: newTokensFor(c, P), temperature: c.temperature, topK: c.topK, topP: c.topP,
+        eosTokenId: this.eosTokenId, padTokenId: this.padTokenId, rng,
+        klCoef: this.kl.value, klEstimator: c.klEstimator, rewardClip: c.rewardClip, gamma: c.gamma, lam: c.lam,
+        advantage: c.advantage, whitenAdvantages: c.whitenAdvantages, onMemory: this.memory.sample,
+      });
+      this.memory.sample();
+      this.buffer.add(exp.items);
+      items.push(...exp.items);
+      stats.push(exp.stats);
+    }
+    return { items, stats };
+  }
+
+  /** Step 2: numUpdateSteps passes over the buffer; the means of the minibatch metrics. */
+  private update(): Record<string, number> {
+    const running = new RunningMean();
+    const rng = this.episodeRng(1);
+    for (let pass = 0; pass < this.config.numUpdateSteps; pass++) {
+      for (const batch of this.buffer.minibatches(this.config.trainBatchSize, rng)) {
+        const ptx = this.ptxBatches ? this.ptxBatches.next().batch : null;
+        running.add(this.trainStep(batch, ptx));
+      }
+    }
+    return running.log();
+  }
+
+  /** One minibatch: an actor step on the clipped policy loss (+ ptx), then a critic step on the clipped value loss. */
+  private trainStep(b: TrainBatch, ptx: Batch | null): Record<string, number> {
+    const c = this.config;
+    const { actor, critic } = this.models;
+    const P = b.promptLength;
+    const N = b.answerLength;
+    const t = tf.tidy(() => ({
+      ids: tf.tensor2d(b.inputIds, undefined, 'int32'),
+      mask: tf.tensor2d(b.attentionMask, undefined, 'int32'),
+      answer: tf.tensor2d(b.answer, undefined, 'int32'),
+      action: tf.tensor2d(b.actionMask, undefined, 'float32'),
+      oldLogp: tf.tensor2d(b.logProbs),
+      oldValues: tf.tensor2d(b.values),
+      advantages: tf.tensor2d(b.advantages),
+      returns: tf.tensor2d(b.returns),
+    }));
+    const p = ptx
+      ? tf.tidy(() => ({
+          ids: tf.tensor2d(ptx.inputIds, undefined, 'int32'),
+          mask: tf.tensor2d(ptx.attentionMask, undefined, 'int32'),
+          labels: tf.tensor2d(ptx.labels, undefined, 'int32'),
+        }))
+      : null;
+    try {
+      // 1. actor
+      const a = this.actorOpt.backward((aux) => {
+        const logits = answerLogits(actor, t.ids, t.mask, P, N); // (B, N, V)
+        const logp = tokenLogProbs(logits, t.answer);
+        const pg = policyLoss(logp, t.oldLogp, t.advantages, t.action, c.clipEps);
+        aux.policy = tf.clone(pg.loss); // a separate handle: backward() disposes the returned loss and each aux
+        aux.clipfrac = pg.clipfrac;
+        aux.approxkl = pg.approxkl;
+        aux.entropy = maskedMean(entropyFromLogits(logits), t.action);
+        let loss: tf.Scalar = pg.loss;
+        if (p) {
+          const { hidden } = actor.forward(p.ids, { attentionMask: p.mask, positionIds: positionsFromMask(p.mask) });
+          const lm = causalLmLoss(actor.logits(hidden), p.labels) as tf.Scalar;
+          aux.ptx = lm;
+          loss = c.ptxMix === 'convex' ? tf.add(tf.mul(pg.loss, 1 - c.ptxCoef), tf.mul(lm, c.ptxCoef)) : tf.add(pg.loss, tf.mul(lm, c.ptxCoef));
+        }
+        this.memory.sample();
+        return loss;
+      });
+      const aStep = this.actorOpt.step();
+      // 2. critic
+      const v = this.criticOpt.backward((aux) => {
+        const values = answerValues(critic, t.ids, t.mask, P, N); // (B, N)
+        const vl = valueLoss(values, t.oldValues, t.returns, t.action, c.valueClip);
+        aux.clipfrac = vl.clipfrac;
+        this.memory.sample();
+        return vl.loss;
+      });
+      const vStep = this.criticOpt.step();
+      const out: Record<string, number> = {
+        'loss/policy': a.aux.policy!, 'policy/clipfrac': a.aux.clipfrac!, 'policy/approxkl': a.aux.approxkl!, 'policy/entropy': a.aux.entropy!,
+        'loss/value': v.loss, 'value/clipfrac': v.aux.clipfrac!,
+        'train/actor_grad_norm': aStep.gradNorm, 'train/critic_grad_norm': vStep.gradNorm, 'train/actor_lr': aStep.lr, 'train/critic_lr': vStep.lr,
+      };
+      if (p) out['loss/ptx'] = a.aux.ptx!;
+      return out;
+    } finally {
+      for (const x of Object.values(t)) x.dispose();
+      if (p) for (const x of Object.values(p)) x.dispose();
+    }
+  }
+
+  private episodeMetrics(stats: ExperienceStats[], update: Record<string, number>, klUsed: number, time: { collect: number; train: number }): Record<string, number> {
+    const all = <K extends keyof ExperienceStats>(k: K) => stats.flatMap((s) => s[k] as number[]);
+    const scores = all('scores');
+    const nonScore = all('nonScoreReward');
+    const generate = stats.reduce((a, s) => a + s.generateSeconds, 0);
+    const newTokens = all('responseLengths').reduce((a, v) => a + v, 0);
+    return {
+      'reward/mean': mean(scores),
+      'reward/std': std(scores),
+      'objective/kl': mean(all('klK1')),
+      'objective/kl_k3': mean(all('klK3')),
+      'objective/kl_coef': klUsed,
+      'objective/non_score_reward': mean(nonScore),
+      'objective/rlhf_reward': mean(scores.map((s, i) => s + nonScore[i]!)),
+      'response/length': mean(all('responseLengths')),
+      'policy/eos_rate': stats.reduce((a, s) => a + s.endedWithEos, 0) / Math.max(1, scores.length),
+      'value/mean': mean(stats.map((s) => s.meanValue)),
+      ...update,
+      'train/peak_tensor_mb': this.memory.bytes / 2 ** 20,
+      'time/generate_s': generate,
+      'time/score_s': stats.reduce((a, s) => a + s.scoreSeconds, 0),
+      'time/collect_s': time.collect,
+      'time/train_s': time.train,
+      'time/new_tokens_per_s': generate > 0 ? newTokens / generate : 0,
+    };
+  }
+
+  private logSamples(logger: MetricsLogger, items: ExperienceItem[]): void {
+    const tok = this.models.tokenizer;
+    for (const it of items.slice(0, 2)) {
+      const text = `${tok.decode(it.prompt, { skipSpecialTokens: true })}${tok.decode(it.answer, { skipSpecialTokens: true })}\n[reward ${it.score.toFixed(4)}, ${it.answer.length} tokens]`;
+      logger.logText('ppo/sample', text, this.episode);
+    }
+  }
+
+  private trainerState(): PpoTrainerState {
+    const pos = this.promptBatches.position;
+    return {
+      global_step: this.episode, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: null,
+      rng_state: { seed: this.config.seed },
+      args: JSON.parse(JSON.stringify({ ...this.config, promptTemplate: this.templateName })) as Record<string, unknown>,
+      log_history: this.logHistory,
+      ppo: { kl_coef: this.kl.value, ptx_position: this.ptxBatches?.position ?? null },
+    };
+  }
+
+  /** Final saves merge LoRA when asked (or when the base is itself an adapter); resumable checkpoints never do. */
+  async save(dir: string, o: { final: boolean; optimizer: boolean }): Promise<void> {
+    const c = this.config;
+    const m = this.models;
+    await this.strategy.saveOnMain(o.optimizer ? [this.actorOpt, this.criticOpt] : [], () => savePpoCheckpoint(dir, {
+      actor: m.actor, critic: m.critic, tokenizer: m.tokenizer,
+      mergeActor: o.final && (c.mergeLoraWeights || m.pretrainIsAdapter),
+      mergeCritic: o.final && (c.mergeLoraWeights || m.criticInitIsAdapter),
+      actorBase: m.dirs.pretrain, criticBase: m.dirs.criticInit,
+      actorExtra: { rlhf: { kind: 'ppo_actor', prompt_template: this.templateName } },
+      criticExtra: { rlhf: { kind: 'critic', reward_reduction: m.rewardReduction } },
+      optimizers: o.optimizer ? { actor: this.actorOpt, critic: this.criticOpt } : undefined,
+      state: this.trainerState(),
+    }));
+  }
+
+  dispose(): void {
+    this.actorOpt.dispose();
+    this.criticOpt.dispose();
+    this.models.dispose();
+  }
+}
+
+/** Runs a whole PPO stage from a config (the CLI and the pipeline scripts call this). */
+export async function runPpo(config: PpoConfigInput | PpoConfig, opts: PpoRunOptions = {}): Promise<PpoResult> {
+  const trainer = await PpoTrainer.create(config, opts);
+  try {
+    return await trainer.train();
+  } finally {
+    trainer.dispose();
+  }
+}
+
