@@ -10,9 +10,9 @@ export OUT=${OUT:-runs/pipeline}
 if [ -n "$TINY" ]; then
   export OUT=${OUT%/}-tiny
   # A few steps per stage; any of these may be preset in the environment.
-  : "${SFT_SAMPLES:=24}" "${SFT_EPOCHS:=1}" "${SFT_MAX_LEN:=64}" "${RM_SAMPLES:=24}" "${RM_EPOCHS:=1}" "${RM_MAX_LEN:=64}"
+  : "${SFT_SAMPLES:=24}" "${SFT_EPOCHS:=1}" "${SFT_MAX_LEN:=128}" "${RM_SAMPLES:=24}" "${RM_EPOCHS:=1}" "${RM_MAX_LEN:=96}"
   : "${PPO_EPISODES:=2}" "${PPO_COLLECT:=1}" "${PPO_UPDATES:=1}" "${PPO_EXP_BATCH:=4}" "${PPO_TRAIN_BATCH:=4}"
-  : "${PPO_NEW_TOKENS:=8}" "${PPO_PROMPTS:=16}" "${PPO_INPUT_LEN:=32}"
+  : "${PPO_NEW_TOKENS:=8}" "${PPO_PROMPTS:=16}" "${PPO_INPUT_LEN:=64}"
   export SFT_SAMPLES SFT_EPOCHS SFT_MAX_LEN RM_SAMPLES RM_EPOCHS RM_MAX_LEN PPO_EPISODES PPO_COLLECT PPO_UPDATES \
     PPO_EXP_BATCH PPO_TRAIN_BATCH PPO_NEW_TOKENS PPO_PROMPTS PPO_INPUT_LEN
 fi
