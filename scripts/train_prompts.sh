@@ -11,6 +11,6 @@ cli train_prompts "${PROMPTS:-$ROOT/datasets/prompts/awesome-chatgpt-prompts.csv
   --experience_batch_size "${PPO_EXP_BATCH:-8}" --train_batch_size "${PPO_TRAIN_BATCH:-8}" \
   --max_input_len "${PPO_INPUT_LEN:-96}" --max_new_tokens "${PPO_NEW_TOKENS:-32}" --top_k 50 \
   --lr "${PPO_LR:-5e-5}" --critic_lr "${PPO_CRITIC_LR:-1e-4}" --kl_coef 0.05 \
-  --max_datasets_size "${PPO_PROMPTS:-0}" \
+  ${PPO_PROMPTS:+--max_datasets_size "$PPO_PROMPTS"} \
   --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
   --save_path "$OUT/ppo" "$@"

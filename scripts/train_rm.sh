@@ -8,6 +8,6 @@ cli train_reward_model \
   --dataset "${RM_DATA:-$ROOT/datasets/preference/hh-rlhf-harmless-base-test.jsonl.gz}" \
   --prompt_template human_assistant --loss_fn log_sig \
   --max_len "${RM_MAX_LEN:-128}" --batch_size "${RM_BATCH:-8}" --max_epochs "${RM_EPOCHS:-2}" \
-  --max_datasets_size "${RM_SAMPLES:-0}" --lr "${RM_LR:-3e-4}" --eval_ratio 0.2 \
+  ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-3e-4}" --eval_ratio 0.2 \
   --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
   --save_path "$OUT/rm" "$@"

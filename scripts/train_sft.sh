@@ -8,6 +8,6 @@ cli train_sft \
   --dataset "${SFT_DATA:-$ROOT/datasets/sft/self-instruct-seed_tasks.jsonl}" \
   --prompt_template "${TEMPLATE:-alpaca}" \
   --max_len "${SFT_MAX_LEN:-192}" --batch_size "${SFT_BATCH:-8}" --max_epochs "${SFT_EPOCHS:-2}" \
-  --max_datasets_size "${SFT_SAMPLES:-0}" --lr "${SFT_LR:-5e-4}" --warmup_ratio 0.1 --eval_ratio 0.15 \
+  ${SFT_SAMPLES:+--max_datasets_size "$SFT_SAMPLES"} --lr "${SFT_LR:-5e-4}" --warmup_ratio 0.1 --eval_ratio 0.15 \
   --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
   --save_path "$OUT/sft" "$@"
