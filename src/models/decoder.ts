@@ -18,6 +18,7 @@ import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/p
 import { matmul2d } from './ops/matmul.js';
 import { projectToVocab } from './ops/vocab_projection.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
+import * as lean from './ops/lean.js';
 import type { LoraAdapter } from './lora.js';
 
 /** Keys and values of every layer for the positions seen so far: k/v [B, Hkv, S, hs]. */
@@ -108,7 +109,7 @@ export class DecoderModel {
 
   private dropout(x: Tensor, rate: number, training: boolean): Tensor {
     if (!training || rate <= 0) return x;
-    return tf.dropout(x, rate, undefined, this.dropoutRng.seed());
+    return lean.dropout(x, rate, this.dropoutRng.seed());
   }
 
   /** A projection, plus the LoRA update when an adapter targets it. */
@@ -116,7 +117,7 @@ export class DecoderModel {
     const y = linear(x, this.p(`${l.module}.weight`), l.bias ? this.p(`${l.module}.bias`) : null, l.layout);
     if (this.lora && this.loraEnabled) {
       const delta = this.lora.delta(l.module, x, training);
-      if (delta) return tf.add(y, delta);
+      if (delta) return lean.add(y, delta);
     }
     return y;
   }
@@ -150,7 +151,7 @@ export class DecoderModel {
     if (this.spec.embedPositions) {
       const offset = c.positions === 'learned_offset2' ? 2 : 0;
       const pos = offset ? tf.add(positionIds, tf.scalar(offset, 'int32')) : positionIds;
-      x = tf.add(x, embedding(this.p(this.spec.embedPositions), pos));
+      x = lean.add(x, embedding(this.p(this.spec.embedPositions), pos));
     }
     if (this.spec.embedNorm) x = this.norm(x, this.spec.embedNorm);
     x = this.dropout(x, c.embdDropout, training);
@@ -160,27 +161,40 @@ export class DecoderModel {
     if (c.positions === 'alibi') bias = tf.add(bias, alibiBias(mask, c.numHeads)); // (B, H, T, S)
     const rope = c.positions === 'rotary' ? rotaryTables(positionIds, c.headDim, c.ropeTheta) : null;
 
-    // 3. blocks
+    // 3. blocks, each in its own tidy: under a gradient tape every forward intermediate would otherwise stay alive
+    // until the backward pass ends; only what the gradients saved (and the block's output) is kept.
     const keys: Tensor[] = [];
     const values: Tensor[] = [];
     this.spec.layers.forEach((layer, i) => {
-      const res = x;
-      const h = c.preNorm ? this.norm(x, layer.ln1) : x;
-      const { out, k, v } = this.selfAttention(h, layer, bias, rope, opts.cache ? [opts.cache.keys[i]!, opts.cache.values[i]!] : null, training);
-      keys.push(k);
-      values.push(v);
-      x = tf.add(res, this.dropout(out, c.residDropout, training));
-      if (!c.preNorm) x = this.norm(x, layer.ln1);
-      const res2 = x;
-      const h2 = c.preNorm ? this.norm(x, layer.ln2) : x;
-      x = tf.add(res2, this.dropout(this.mlp(h2, layer, training), c.residDropout, training));
-      if (!c.preNorm) x = this.norm(x, layer.ln2);
+      const past: [Tensor, Tensor] | null = opts.cache ? [opts.cache.keys[i]!, opts.cache.values[i]!] : null;
+      const out = tf.tidy(() => this.block(x, layer, bias, rope, past, training, opts.useCache ?? false));
+      x = out.x;
+      if (out.k && out.v) {
+        keys.push(out.k);
+        values.push(out.v);
+      }
     });
 
     // 4. final norm
     if (this.spec.finalNorm) x = this.norm(x, this.spec.finalNorm);
     if (this.spec.projectOut) x = this.linear(x, this.spec.projectOut);
     return { hidden: x, cache: opts.useCache ? { keys, values } : undefined };
+  }
+
+  /** One transformer block: attention and MLP, each with its residual (pre- or post-norm). */
+  private block(
+    x: Tensor, layer: LayerSpec, bias: Tensor, rope: { cos: Tensor; sin: Tensor } | null, past: [Tensor, Tensor] | null,
+    training: boolean, useCache: boolean,
+  ): { x: Tensor; k?: Tensor; v?: Tensor } {
+    const c = this.config;
+    const h = c.preNorm ? this.norm(x, layer.ln1) : x;
+    const { out, k, v } = this.selfAttention(h, layer, bias, rope, past, training);
+    let y = lean.add(x, this.dropout(out, c.residDropout, training));
+    if (!c.preNorm) y = this.norm(y, layer.ln1);
+    const h2 = c.preNorm ? this.norm(y, layer.ln2) : y;
+    y = lean.add(y, this.dropout(this.mlp(h2, layer, training), c.residDropout, training));
+    if (!c.preNorm) y = this.norm(y, layer.ln2);
+    return useCache ? { x: y, k, v } : { x: y };
   }
 
   private selfAttention(
@@ -192,7 +206,7 @@ export class DecoderModel {
     const H = c.numHeads;
     const Hkv = c.numKvHeads;
     const hs = c.headDim;
-    const heads = (t: Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hs]), [0, 2, 1, 3]); // (B, n, T, hs)
+    const heads = (t: Tensor, n: number) => tf.transpose(lean.reshape(t, [B, T, n, hs]), [0, 2, 1, 3]); // (B, n, T, hs)
     let q: Tensor, k: Tensor, v: Tensor;
     const a = layer.attn;
     if (a.kind === 'separate') {
@@ -203,8 +217,8 @@ export class DecoderModel {
       const qkv = this.linear(x, a.qkv, training); // (B, T, 3C)
       [q, k, v] = tf.split(qkv, 3, 2).map((t) => heads(t, H)) as [Tensor, Tensor, Tensor];
     } else {
-      const qkv = tf.reshape(this.linear(x, a.qkv, training), [B, T, H, 3, hs]); // per head: q, k, v
-      [q, k, v] = tf.split(qkv, 3, 3).map((t) => tf.transpose(tf.reshape(t, [B, T, H, hs]), [0, 2, 1, 3])) as [Tensor, Tensor, Tensor];
+      const qkv = lean.reshape(this.linear(x, a.qkv, training), [B, T, H, 3, hs]); // per head: q, k, v
+      [q, k, v] = tf.split(qkv, 3, 3).map((t) => tf.transpose(lean.reshape(t, [B, T, H, hs]), [0, 2, 1, 3])) as [Tensor, Tensor, Tensor];
     }
     if (rope) {
       q = applyRotary(q, rope.cos, rope.sin);
@@ -215,7 +229,7 @@ export class DecoderModel {
       v = tf.concat([past[1], v], 2);
     }
     const y = attention(q, k, v, bias, 1 / Math.sqrt(hs)); // (B, H, T, hs)
-    const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, H * hs]);
+    const merged = lean.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, H * hs]);
     return { out: this.linear(merged, a.o, training), k, v };
   }
 
@@ -232,9 +246,9 @@ export class DecoderModel {
    */
   logits(hidden: Tensor, headT?: Tensor): Tensor {
     const [B, T, C] = hidden.shape as [number, number, number];
-    const h = tf.reshape(hidden, [B * T, C]);
+    const h = lean.reshape(hidden, [B * T, C]);
     const flat = headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
-    return tf.reshape(flat, [B, T, flat.shape[1]!]);
+    return lean.reshape(flat, [B, T, flat.shape[1]!]);
   }
 
   /** The LM head weight transposed to [C, V]; the caller disposes it. */

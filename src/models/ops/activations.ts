@@ -1,4 +1,5 @@
 import { tf, type Tensor } from '../../engine/tf.js';
+import { tidyGrad } from './tidy_grad.js';
 
 export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
 
@@ -20,14 +21,14 @@ const geluTanh = tf.customGrad((x, save) => {
   (save as tf.GradSaveFunc)([x as Tensor]);
   return {
     value: tf.mul(x as Tensor, tf.sigmoid(twiceGeluInner(x as Tensor))),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const sx = saved[0]!;
       const s = tf.sigmoid(twiceGeluInner(sx));
       const x2 = tf.square(sx);
       const slope = tf.mul(tf.add(tf.mul(x2, 3 * GELU_A), 1), 2 * SQRT_2_OVER_PI); // d(2u)/dx
       const ds = tf.mul(tf.mul(s, tf.sub(1, s)), slope);
       return tf.mul(dy, tf.add(s, tf.mul(sx, ds)));
-    },
+    }),
   };
 }) as unknown as (x: Tensor) => Tensor;
 

@@ -4,6 +4,7 @@
  * backends keep tfjs's own gather gradient.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
+import { tidyGrad } from './tidy_grad.js';
 
 function nativeGatherGrad(): boolean {
   const b = tf.getBackend();
@@ -16,7 +17,7 @@ const hostScatterGather = tf.customGrad((table, ids, save) => {
   const [V, C] = t.shape as [number, number];
   return {
     value: tf.gather(t, ids as Tensor),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const idx = saved[0]!.dataSync();
       const g = dy.dataSync();
       const out = new Float32Array(V * C);
@@ -26,7 +27,7 @@ const hostScatterGather = tf.customGrad((table, ids, save) => {
         for (let c = 0; c < C; c++) out[row + c] += g[src + c]!;
       }
       return [tf.tensor2d(out, [V, C]), tf.zerosLike(saved[0]!)];
-    },
+    }),
   };
 }) as unknown as (table: Tensor, ids: Tensor) => Tensor;
 

@@ -6,7 +6,9 @@
  * (see `columnSums`) rather than tfjs's broadcast-add gradient.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
+import { tidyGrad } from './tidy_grad.js';
 import { columnSums } from './matmul.js';
+import { reshape } from './lean.js';
 
 export type WeightLayout = 'out_in' | 'in_out';
 
@@ -34,14 +36,14 @@ function makeLinear(layout: WeightLayout) {
     (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
     return {
       value: forwardProduct(x as Tensor, inOut(w as Tensor, layout), null),
-      gradFunc: (dy: Tensor, saved: Tensor[]) => weightGrads(dy, saved[0]!, saved[1]!, layout),
+      gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => weightGrads(dy, saved[0]!, saved[1]!, layout)),
     };
   }) as unknown as (x: Tensor, w: Tensor) => Tensor;
   const withBias = tf.customGrad((x, w, b, save) => {
     (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
     return {
       value: forwardProduct(x as Tensor, inOut(w as Tensor, layout), b as Tensor),
-      gradFunc: (dy: Tensor, saved: Tensor[]) => [...weightGrads(dy, saved[0]!, saved[1]!, layout), columnSums(dy)],
+      gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => [...weightGrads(dy, saved[0]!, saved[1]!, layout), columnSums(dy)]),
     };
   }) as unknown as (x: Tensor, w: Tensor, b: Tensor) => Tensor;
   return { noBias, withBias };
@@ -53,7 +55,7 @@ const LINEAR = { out_in: makeLinear('out_in'), in_out: makeLinear('in_out') };
 export function linear(x: Tensor, w: Tensor, b: Tensor | null, layout: WeightLayout): Tensor {
   const inDim = x.shape[x.shape.length - 1]!;
   const outDim = layout === 'out_in' ? w.shape[0]! : w.shape[1]!;
-  const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inDim]);
+  const x2 = x.rank === 2 ? x : reshape(x, [x.size / inDim, inDim]);
   const y = b ? LINEAR[layout].withBias(x2, w, b) : LINEAR[layout].noBias(x2, w);
-  return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
+  return x.rank === 2 ? y : reshape(y, [...x.shape.slice(0, -1), outDim]);
 }

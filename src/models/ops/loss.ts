@@ -4,6 +4,8 @@
  * and one scatter), instead of tfjs's log-softmax gradient and an [N, V] one-hot product.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
+import { tidyGrad } from './tidy_grad.js';
+import { reshape } from './lean.js';
 import { installKernelOverrides } from './kernel_overrides.js';
 
 export const IGNORE_INDEX = -100;
@@ -20,17 +22,20 @@ const pickedLogProb = tf.customGrad((logits, targets, save) => {
   const probs = tf.softmax(x, -1); // (N, V)
   const lse = tf.sub(tf.max(x, -1), tf.log(tf.max(probs, -1))); // (N)
   const picked = tf.gather(tf.reshape(x, [N * V]), flatIdx); // (N)
-  (save as tf.GradSaveFunc)([probs, flatIdx, targets as Tensor]);
+  // Saved: the logits (alive anyway while the caller's tape runs) rather than a second [N, V] tensor of
+  // probabilities; the backward pass recomputes the softmax.
+  (save as tf.GradSaveFunc)([x, flatIdx, targets as Tensor]);
   return {
     value: tf.sub(picked, lse),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
-      const [p, idx, t] = saved as [Tensor, Tensor, Tensor];
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+      const [sx, idx, t] = saved as [Tensor, Tensor, Tensor];
+      const p = tf.softmax(sx, -1);
       const g = tf.reshape(dy, [N]);
       const negScaled = tf.reshape(tf.mul(p, tf.reshape(tf.neg(g), [N, 1])), [N * V]); // −g·softmax
       const atTarget = tf.add(tf.gather(negScaled, idx), g); // g·(1 − p_target)
       const grad = scatterAt(negScaled, idx, atTarget, N, V);
       return [tf.reshape(grad, [N, V]), tf.zeros(t.shape)];
-    },
+    }),
   };
 }) as unknown as (logits: Tensor, targets: Tensor) => Tensor;
 
@@ -52,7 +57,7 @@ export function causalLmLoss(logits: Tensor, labels: Tensor): Tensor {
   return tf.tidy(() => {
     const [B, T, V] = logits.shape as [number, number, number];
     const next = tf.concat([tf.slice(tf.cast(labels, 'int32'), [0, 1], [B, T - 1]), tf.fill([B, 1], IGNORE_INDEX, 'int32')], 1);
-    return crossEntropy(tf.reshape(logits, [B * T, V]), tf.reshape(next, [B * T]));
+    return crossEntropy(reshape(logits, [B * T, V]), tf.reshape(next, [B * T]));
   });
 }
 
@@ -72,7 +77,7 @@ export function tokenLogProbs(logits: Tensor, targets: Tensor): Tensor {
   return tf.tidy(() => {
     installKernelOverrides();
     const [B, T, V] = logits.shape as [number, number, number];
-    const lp = pickedLogProb(tf.reshape(logits, [B * T, V]), tf.reshape(tf.cast(targets, 'int32'), [B * T]));
-    return tf.reshape(lp, [B, T]);
+    const lp = pickedLogProb(reshape(logits, [B * T, V]), tf.reshape(tf.cast(targets, 'int32'), [B * T]));
+    return reshape(lp, [B, T]);
   });
 }

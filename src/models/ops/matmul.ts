@@ -6,11 +6,15 @@
  * carry custom gradients that transpose explicitly and then multiply in the fast form.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
+import { tidyGrad } from './tidy_grad.js';
 
 /** Whether batched products should be split into a loop of 2-D ones (true on wasm and cpu; native elsewhere). */
 let unbatched = true;
 export function setUnbatchedMatmul(v: boolean): void {
   unbatched = v;
+}
+export function isUnbatched(): boolean {
+  return unbatched;
 }
 
 /**
@@ -32,10 +36,10 @@ export const matmul2d: (a: Tensor, b: Tensor) => Tensor = tf.customGrad((a, b, s
   (save as tf.GradSaveFunc)([a as Tensor, b as Tensor]);
   return {
     value: tf.matMul(a as Tensor, b as Tensor),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const [sa, sb] = saved as [Tensor, Tensor];
       return [tf.matMul(dy, transpose2d(sb)), tf.matMul(transpose2d(sa), dy)];
-    },
+    }),
   };
 }) as unknown as (a: Tensor, b: Tensor) => Tensor;
 
@@ -58,9 +62,9 @@ export const bmm: (a: Tensor, b: Tensor) => Tensor = tf.customGrad((a, b, save) 
   (save as tf.GradSaveFunc)([a as Tensor, b as Tensor]);
   return {
     value: bmmRaw(a as Tensor, b as Tensor),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const [sa, sb] = saved as [Tensor, Tensor];
       return [bmmRaw(dy, transposeLast2(sb)), bmmRaw(transposeLast2(sa), dy)];
-    },
+    }),
   };
 }) as unknown as (a: Tensor, b: Tensor) => Tensor;

@@ -1,4 +1,5 @@
 import { tf, type Tensor } from '../../engine/tf.js';
+import { tidyGrad } from './tidy_grad.js';
 import { columnSums } from './matmul.js';
 
 /**
@@ -33,10 +34,10 @@ const layerNormAffine = (eps: number) => tf.customGrad((x, w, b, save) => {
   (save as tf.GradSaveFunc)([xhat, rstd, w as Tensor]);
   return {
     value: tf.add(tf.mul(xhat, w as Tensor), b as Tensor),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const [sxhat, srstd, sw] = saved as [Tensor, Tensor, Tensor];
       return [inputGrad(tf.mul(dy, sw), sxhat, srstd), sumToLast(tf.mul(dy, sxhat)), sumToLast(dy)];
-    },
+    }),
   };
 }) as unknown as (x: Tensor, w: Tensor, b: Tensor) => Tensor;
 

@@ -8,6 +8,7 @@
  * dh += dy_c · W_c (no transpose), dW_c = (hᵀ · dy_c)ᵀ. Other backends run one product with tfjs's transposes.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
+import { tidyGrad } from './tidy_grad.js';
 
 /** Vocabulary rows per chunk: ~4k keeps the packed operand of each product within a few MiB. */
 export const VOCAB_CHUNK = 4096;
@@ -32,25 +33,33 @@ const chunkedProjection = tf.customGrad((h, w, save) => {
   }
   return {
     value: outs.length === 1 ? outs[0]! : tf.concat(outs, 1),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const [sx, sW] = saved as [Tensor, Tensor];
       const N = sx.shape[0]!;
-      const dys = sizes.length === 1 ? [dy] : tf.split(dy, sizes, 1);
       const xT = tf.transpose(sx, [1, 0]); // (C, N)
       let dx: Tensor | null = null;
       const dWs: Tensor[] = [];
-      let r0 = 0;
-      dys.forEach((dyc, i) => {
-        const vc = sizes[i]!;
-        const Wc = tf.slice(sW, [r0, 0], [vc, C]);
-        r0 += vc;
-        const part = tf.matMul(dyc, Wc); // (N, C)
-        dx = dx ? tf.add(dx, part) : part;
-        // Transpose whichever side is smaller: the [C, vc] product or the [N, vc] gradient slice.
-        dWs.push(N >= C ? tf.transpose(tf.matMul(xT, dyc), [1, 0]) : tf.matMul(tf.transpose(dyc, [1, 0]), sx)); // (vc, C)
-      });
+      let v0 = 0;
+      // One chunk at a time, each in its own tidy, so only one chunk's temporaries are alive at once.
+      for (const vc of sizes) {
+        const { part, dWc } = tf.tidy(() => {
+          const dyc = sizes.length === 1 ? dy : tf.slice(dy, [0, v0], [N, vc]); // (N, vc)
+          const Wc = tf.slice(sW, [v0, 0], [vc, C]); // (vc, C)
+          // Transpose whichever side is smaller: the [C, vc] product or the [N, vc] gradient slice.
+          const dWc = N >= C ? tf.transpose(tf.matMul(xT, dyc), [1, 0]) : tf.matMul(tf.transpose(dyc, [1, 0]), sx);
+          return { part: tf.matMul(dyc, Wc), dWc }; // (N, C), (vc, C)
+        });
+        if (dx) {
+          const sum: Tensor = tf.add(dx, part);
+          dx.dispose();
+          part.dispose();
+          dx = sum;
+        } else dx = part;
+        dWs.push(dWc);
+        v0 += vc;
+      }
       return [dx!, dWs.length === 1 ? dWs[0]! : tf.concat(dWs, 0)];
-    },
+    }),
   };
 }) as unknown as (h: Tensor, w: Tensor) => Tensor;
 
