@@ -116,10 +116,11 @@ export function causalMaskBias(attentionMask: Tensor, T: number): Tensor {
   return tf.tidy(() => {
     const [B, S] = attentionMask.shape as [number, number];
     const past = S - T;
+    // Two small additive masks, combined by a broadcast minimum (elementwise logic over [B, 1, T, S] is slow on wasm).
     const qi = tf.reshape(tf.range(past, past + T, 1, 'int32'), [T, 1]);
     const kj = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
-    const causal = tf.lessEqual(kj, qi); // [T, S]
-    const keep = tf.logicalAnd(tf.reshape(causal, [1, 1, T, S]), tf.reshape(tf.cast(attentionMask, 'bool'), [B, 1, 1, S]));
-    return tf.where(keep, tf.zeros([B, 1, T, S]), tf.fill([B, 1, T, S], MASKED));
+    const causal = tf.mul(tf.cast(tf.greater(kj, qi), 'float32'), MASKED); // (T, S): 0 where j ≤ past + i
+    const padding = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // (B, S): 0 at real tokens
+    return tf.minimum(tf.reshape(causal, [1, 1, T, S]), tf.reshape(padding, [B, 1, 1, S]));
   });
 }

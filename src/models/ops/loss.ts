@@ -39,8 +39,8 @@ const pickedLogProb = tf.customGrad((logits, targets, save) => {
   };
 }) as unknown as (logits: Tensor, targets: Tensor) => Tensor;
 
-/** flat [N·V] with flat[idx[i]] = values[i]. */
-function scatterAt(flat: Tensor, idx: Tensor, values: Tensor, N: number, V: number): Tensor {
+/** flat [N·V] with flat[idx[i]] = values[i] (idx distinct). */
+export function scatterAt(flat: Tensor, idx: Tensor, values: Tensor, N: number, V: number): Tensor {
   if (tf.getKernel('TensorScatterUpdate', tf.getBackend())) return tf.tensorScatterUpdate(flat, tf.reshape(idx, [N, 1]), values);
   // Backends without the kernel: add the difference through a one-hot mask.
   const oneHot = tf.cast(tf.oneHot(tf.mod(idx, tf.scalar(V, 'int32')), V), 'float32'); // (N, V)

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+/**
+ * train_reward_model: Stage 2, a value-head reward model trained on preference pairs, with ColossalChat's flags.
+ *
+ *   train_reward_model --model gpt2 --pretrain out/sft --dataset data/hh-rlhf/train.jsonl.gz --save_path out/rm \
+ *                      --loss_fn log_sig --max_len 512 --batch_size 4 --max_epochs 1 --lr 5e-6
+ *
+ * The output directory is an HF model directory plus the value head and an `rlhf` field in config.json (or, with
+ * LoRA, a PEFT adapter beside value_head.safetensors and rlhf_config.json): train_prompts loads it by path alone.
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import {
+  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, parseTargets, runMain,
+} from './common.js';
+import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import {
+  PAIRWISE_LOSSES, REWARD_DEFAULTS, REWARD_REDUCTIONS, TEST_SUBSET, runRewardTraining, type RewardConfig, type RewardConfigInput,
+} from '../reward/index.js';
+
+export function buildRewardCommand(): Command {
+  const d = REWARD_DEFAULTS;
+  const cmd = new Command('train_reward_model').description('Stage 2: train a reward model (backbone + value head) on chosen/rejected pairs');
+  addModelOptions(cmd, true);
+  cmd
+    .requiredOption('--dataset <path>', 'preference pairs: hh-rlhf chosen/rejected dialogues, rm-static prompt/chosen/rejected, or ShareGPT conversations + chosen/rejected (JSON, JSONL, .gz, CSV, Arrow, save_to_disk dir)')
+    .option('--eval_dataset <path>', 'held-out pairs (default: --eval_ratio of --dataset)')
+    .option('--eval_ratio <r>', 'share of --dataset held out for evaluation when there is no --eval_dataset', float('--eval_ratio', 0, 0.99), d.evalRatio)
+    .option('--max_datasets_size <n>', 'read at most n records of each file (0: all)', int('--max_datasets_size'), d.maxDatasetsSize)
+    .option('--max_len <n>', 'tokens per sequence; longer ones lose prompt tokens on the left, then answer tokens on the right', int('--max_len', 2), d.maxLen)
+    .option('--test [bool]', `small run: ${TEST_SUBSET.train} training and ${TEST_SUBSET.eval} evaluation pairs`, bool, false)
+    .addOption(new Option('--prompt_template <name>', 'how a prompt is rendered before the answer').choices([...TEMPLATE_NAMES]).default(d.promptTemplate))
+    .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)
+    .addOption(new Option('--loss_fn <name>', 'log_sig: −log σ(r_chosen − r_rejected); log_exp: log(1 + exp(r_rejected − r_chosen))').choices([...PAIRWISE_LOSSES]).default(d.lossFn))
+    .addOption(new Option('--reward_reduction <how>', 'reward of a sequence: the value at its last real token, or the mean over its tokens').choices([...REWARD_REDUCTIONS]).default(d.rewardReduction))
+    .option('--log_steps <n>', 'log training metrics every n optimizer steps', int('--log_steps', 1), d.logSteps);
+  addLoraOptions(cmd);
+  addOptimOptions(cmd, { lr: d.lr, batchSize: d.batchSize, maxEpochs: d.maxEpochs });
+  addCheckpointOptions(cmd);
+  addRunOptions(cmd);
+  return cmd;
+}
+
+/** commander's parsed options (flag names) → the typed config. */
+export function rewardConfigFromOptions(o: Record<string, unknown>): RewardConfigInput {
+  return {
+    modelType: o.model as string | undefined,
+    pretrain: o.pretrain as string,
+    tokenizer: o.tokenizer as string | undefined,
+    loraRank: o.lora_rank as number,
+    loraAlpha: o.lora_alpha as number,
+    loraDropout: o.lora_dropout as number,
+    loraTargets: parseTargets(o.lora_target as string | undefined),
+    mergeLoraWeights: o.merge_lora_weights as boolean,
+    rewardReduction: o.reward_reduction as RewardConfig['rewardReduction'],
+    dataset: o.dataset as string,
+    evalDataset: o.eval_dataset as string | undefined,
+    evalRatio: o.eval_ratio as number,
+    maxLen: o.max_len as number,
+    maxDatasetsSize: o.max_datasets_size as number,
+    test: o.test as boolean,
+    promptTemplate: o.prompt_template as string,
+    skipBadRecords: o.skip_bad_records as boolean,
+    lossFn: o.loss_fn as RewardConfig['lossFn'],
+    batchSize: o.batch_size as number,
+    maxEpochs: o.max_epochs as number,
+    lr: o.lr as number,
+    weightDecay: o.weight_decay as number,
+    warmupRatio: o.warmup_ratio as number,
+    gradClip: o.grad_clip as number,
+    accumulationSteps: o.accumulation_steps as number,
+    seed: o.seed as number,
+    savePath: o.save_path as string,
+    saveSteps: o.save_steps as number,
+    needOptimCkpt: o.need_optim_ckpt as boolean,
+    resume: o.resume as string | undefined,
+    logDir: o.log_dir as string | undefined,
+    logSteps: o.log_steps as number,
+    backend: o.backend as string,
+    strategy: o.strategy as string,
+  };
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  runMain(async () => {
+    const cmd = buildRewardCommand().parse(process.argv);
+    const result = await runRewardTraining(rewardConfigFromOptions(cmd.opts()));
+    if (result.interrupted) console.error(`stopped early; the checkpoint is ${result.outputDir}`);
+  });
+}

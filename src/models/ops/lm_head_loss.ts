@@ -1,0 +1,139 @@
+/**
+ * Mean causal-LM cross-entropy straight from hidden states, for an LM head stored as [V, C] (a tied embedding or
+ * lm_head.weight), without ever holding the [N, V] logits: at GPT-2's 50k vocabulary an SFT batch of 8×512 tokens
+ * has 0.8 GiB of logits, and the softmax, its gradient and the head's gradient pieces need several such tensors,
+ * more than the 4 GiB wasm heap. Rows go through in chunks of a few hundred.
+ *
+ * The loss is a scalar, so its gradient with respect to each chunk's logits is already known in the forward pass:
+ * (softmax − onehot(label))·valid/count. The forward pass therefore also accumulates dh = G·W and dW = Gᵀ·h chunk
+ * by chunk, saves those two, and the backward pass only scales them by the incoming dy. When no gradient is being
+ * recorded only the loss is computed.
+ *
+ * Equivalent to `crossEntropy(h · Wᵀ, labels)` (labels already shifted; IGNORE_INDEX rows ignored).
+ */
+import { tf, type Tensor } from '../../engine/tf.js';
+import { IGNORE_INDEX, scatterAt } from './loss.js';
+import { VOCAB_CHUNK } from './vocab_projection.js';
+
+/** Rows per chunk: 256 rows × 50k vocabulary ≈ 50 MiB per [rows, V] temporary. */
+export const LOSS_ROWS_PER_CHUNK = 256;
+
+function gradientsRecording(): boolean {
+  return ((tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth ?? 0) > 0;
+}
+
+function splitSizes(total: number, chunk: number): number[] {
+  const sizes: number[] = [];
+  for (let i = 0; i < total; i += chunk) sizes.push(Math.min(chunk, total - i));
+  return sizes;
+}
+
+/** The head cut into vocabulary pieces W_j [vc, C] and their transposes [C, vc], made once per call. */
+function headPieces(W: Tensor, vocabSizes: number[]): { Wj: Tensor[]; WTj: Tensor[] } {
+  const C = W.shape[1]!;
+  const Wj = vocabSizes.length === 1 ? [W] : tf.split(W, vocabSizes, 0);
+  return { Wj, WTj: Wj.map((w) => tf.transpose(w, [1, 0])) };
+}
+
+interface ChunkResult {
+  /** Σ over the chunk's rows of weight·(lse − picked). */
+  loss: Tensor;
+  /** The gradient with respect to the chunk's logits, [R, V], when asked for. */
+  G?: Tensor;
+}
+
+/** One chunk of rows: logits, per-row loss, and (optionally) the logits gradient (p − onehot)·weight. */
+function chunkLoss(hc: Tensor, WTj: Tensor[], targets: Tensor, weight: Tensor, withGrad: boolean): ChunkResult {
+  const R = hc.shape[0]!;
+  const logits = WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+  const V = logits.shape[1]!;
+  const p = tf.softmax(logits, -1);
+  const lse = tf.sub(tf.max(logits, -1), tf.log(tf.max(p, -1)));
+  const flatIdx = tf.add(tf.mul(tf.range(0, R, 1, 'int32'), tf.scalar(V, 'int32')), targets);
+  const picked = tf.gather(tf.reshape(logits, [R * V]), flatIdx);
+  const loss = tf.sum(tf.mul(tf.sub(lse, picked), weight));
+  if (!withGrad) return { loss };
+  const scaled = tf.reshape(tf.mul(p, tf.reshape(weight, [R, 1])), [R * V]); // weight·p
+  const atTarget = tf.sub(tf.gather(scaled, flatIdx), weight); // weight·(p_target − 1)
+  const G = tf.reshape(scatterAt(scaled, flatIdx, atTarget, R, V), [R, V]);
+  return { loss, G };
+}
+
+/** Mean cross-entropy of (h[N, C] · head[V, C]ᵀ) against int labels [N], ignoring IGNORE_INDEX. */
+export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK): Tensor {
+  const [N, C] = h.shape as [number, number];
+  const V = head.shape[0]!;
+  if (head.shape[1] !== C) throw new Error(`lmHeadCrossEntropy: head [${head.shape}] does not match hidden width ${C}`);
+  if (labels.size !== N) throw new Error(`lmHeadCrossEntropy: ${labels.size} labels for ${N} rows`);
+  const rowSizes = splitSizes(N, rowsPerChunk);
+  const vocabSizes = splitSizes(V, VOCAB_CHUNK);
+  // Per-row weights valid/count and safe targets, shared by both paths.
+  const { targets, weights } = tf.tidy(() => {
+    const lb = tf.reshape(tf.cast(labels, 'int32'), [N]);
+    const valid = tf.notEqual(lb, IGNORE_INDEX);
+    const mask = tf.cast(valid, 'float32');
+    return { targets: tf.where(valid, lb, tf.zerosLike(lb)), weights: tf.div(mask, tf.maximum(tf.sum(mask), 1)) };
+  });
+  const rowsOf = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, C]));
+
+  try {
+    if (!gradientsRecording()) {
+      return tf.tidy(() => {
+        const { WTj } = headPieces(head, vocabSizes);
+        let total: Tensor = tf.scalar(0);
+        let r0 = 0;
+        for (const R of rowSizes) {
+          const part = tf.tidy(() => chunkLoss(rowsOf(h, r0, R), WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), false).loss);
+          const next: Tensor = tf.add(total, part);
+          tf.dispose([total, part]);
+          total = next;
+          r0 += R;
+        }
+        return total;
+      });
+    }
+    const op = tf.customGrad((hh, ww, save) => {
+      const x = hh as Tensor;
+      const { Wj, WTj } = headPieces(ww as Tensor, vocabSizes);
+      let total: Tensor = tf.scalar(0);
+      const dhParts: Tensor[] = [];
+      let dWT: (Tensor | null)[] = vocabSizes.map(() => null); // Σ hᵀ·G_j, [C, vc] per vocabulary piece
+      let r0 = 0;
+      for (const R of rowSizes) {
+        const step = tf.tidy(() => {
+          const hc = rowsOf(x, r0, R);
+          const { loss, G } = chunkLoss(hc, WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), true);
+          const Gj = vocabSizes.length === 1 ? [G!] : tf.split(G!, vocabSizes, 1);
+          const hcT = tf.transpose(hc, [1, 0]); // (C, R)
+          let dh: Tensor | null = null;
+          const dWTnew = Gj.map((g, j) => {
+            const part = tf.matMul(g, Wj[j]!); // (R, C)
+            dh = dh ? tf.add(dh, part) : part;
+            const prod = tf.matMul(hcT, g); // (C, vc)
+            return dWT[j] ? tf.add(dWT[j]!, prod) : prod;
+          });
+          return { loss: tf.add(total, loss), dh: dh!, dWTnew };
+        });
+        tf.dispose([total, ...dWT.filter((t): t is Tensor => t !== null)]);
+        total = step.loss;
+        dWT = step.dWTnew;
+        dhParts.push(step.dh);
+        r0 += R;
+      }
+      const dh = dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0);
+      const dW = tf.concat(dWT.map((t) => tf.transpose(t!, [1, 0])), 0); // (V, C)
+      (save as tf.GradSaveFunc)([dh, dW]);
+      return {
+        value: total,
+        gradFunc: (dy: Tensor, saved: Tensor[]) => {
+          const grads = tf.tidy(() => [tf.mul(saved[0]!, dy), tf.mul(saved[1]!, dy)]);
+          for (const t of saved) t.dispose();
+          return grads;
+        },
+      };
+    }) as unknown as (h: Tensor, w: Tensor) => Tensor;
+    return op(h, head);
+  } finally {
+    tf.dispose([targets, weights]);
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Preference pairs → token sequences for the reward model, and batches of them.
+ *
+ * Each side of a pair is one sequence: [BOS if the tokenizer adds one] + prompt rendered by the template (ending in
+ * the template's cue for the answer) + the answer + EOS. The prompt and the answer are encoded separately, so no
+ * token straddles them and the answer's tokens are the same in every context.
+ *
+ * Truncation to `maxLen` (counted in the stats), chosen so the reward still sees what it must compare:
+ *   1. If the sequence fits, nothing is cut.
+ *   2. Otherwise the PROMPT loses tokens from its LEFT (the oldest turns matter least) until the answer fits whole,
+ *      but the prompt keeps at least its last ⌊room/2⌋ tokens (room = maxLen − BOS).
+ *   3. If the answer is still too long, the ANSWER is cut on its RIGHT (losing its EOS); its reward is then read at
+ *      the last kept token.
+ */
+import { DataError, type RecordLocation } from '../data/location.js';
+import type { PreferencePair } from '../data/preference.js';
+import { loadPreferencePairs } from '../data/preference.js';
+import { splitTrainVal } from '../data/split.js';
+import { padBatch } from '../data/batching.js';
+import type { PromptTemplate } from '../data/templates/index.js';
+import { joinSegments } from '../data/templates/index.js';
+import type { TextEncoderLike } from '../data/sft_samples.js';
+import type { RewardConfig } from './config.js';
+import { TEST_SUBSET } from './config.js';
+
+export interface TokenizedPair {
+  chosen: number[];
+  rejected: number[];
+  location?: RecordLocation;
+}
+
+export interface PairTokenizeOptions {
+  maxLen: number;
+  /** Put BOS first (see `tokenizerAddsBos`). Default false. */
+  addBos?: boolean;
+}
+
+export interface PairTokenizeStats {
+  /** Pairs kept. */
+  pairs: number;
+  /** Sequences (two per pair) whose prompt lost tokens on the left. */
+  promptTruncated: number;
+  /** Sequences whose answer lost tokens on the right (and so its EOS). */
+  answerTruncated: number;
+  /** Pairs dropped because chosen and rejected were the same tokens after truncation (nothing to learn). */
+  droppedIdentical: number;
+  /** Tokens in all kept sequences. */
+  tokens: number;
+}
+
+/** Whether the tokenizer itself puts BOS in front when asked for special tokens (LLaMA and OPT do, GPT-2 does not). */
+export function tokenizerAddsBos(tokenizer: TextEncoderLike): boolean {
+  const bos = tokenizer.bosTokenId;
+  if (bos === null) return false;
+  return tokenizer.encode('a', { addSpecialTokens: true })[0] === bos && tokenizer.encode('a', { addSpecialTokens: false })[0] !== bos;
+}
+
+/** The rendered prompt and the answer text that follows it, for one side of a pair. */
+export function renderPairSide(template: PromptTemplate, pair: PreferencePair, answer: string): { prompt: string; answer: string } {
+  let prompt: string;
+  let full: string;
+  try {
+    prompt = template.renderPrompt(pair.prompt);
+    full = joinSegments(template.render([...pair.prompt, { role: 'assistant', content: answer }]));
+  } catch (err) {
+    throw new DataError(pair.location, `template "${template.name}": ${(err as Error).message}`);
+  }
+  if (!full.startsWith(prompt)) {
+    throw new DataError(pair.location, `template "${template.name}" renders the conversation with a different prefix than its prompt`);
+  }
+  return { prompt, answer: full.slice(prompt.length) };
+}
+
+/** Fits BOS + prompt + answer into maxLen by the rule in the file comment. */
+export function fitSequence(
+  bos: number[],
+  prompt: number[],
+  answer: number[],
+  maxLen: number,
+): { ids: number[]; promptCut: boolean; answerCut: boolean } {
+  const room = maxLen - bos.length;
+  if (room < 2) throw new Error(`max_len ${maxLen} leaves no room for a prompt token and an answer token`);
+  if (prompt.length + answer.length <= room) return { ids: [...bos, ...prompt, ...answer], promptCut: false, answerCut: false };
+  const promptKeep = Math.min(prompt.length, Math.max(room - answer.length, Math.floor(room / 2)));
+  const answerKeep = room - promptKeep;
+  return {
+    ids: [...bos, ...prompt.slice(prompt.length - promptKeep), ...answer.slice(0, answerKeep)],
+    promptCut: promptKeep < prompt.length,
+    answerCut: answerKeep < answer.length,
+  };
+}
+
+/** Renders and tokenizes pairs; errors name the pair's file and record. */
+export function tokenizePreferencePairs(
+  pairs: readonly PreferencePair[],
+  template: PromptTemplate,
+  tokenizer: TextEncoderLike,
+  opts: PairTokenizeOptions,
+): { pairs: TokenizedPair[]; stats: PairTokenizeStats } {
+  const bos = opts.addBos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
+  const eos = tokenizer.eosTokenId;
+  const stats: PairTokenizeStats = { pairs: 0, promptTruncated: 0, answerTruncated: 0, droppedIdentical: 0, tokens: 0 };
+  const out: TokenizedPair[] = [];
+  const encodeSide = (pair: PreferencePair, answerText: string): number[] => {
+    const side = renderPairSide(template, pair, answerText);
+    const prompt = tokenizer.encode(side.prompt, { addSpecialTokens: false });
+    const answer = tokenizer.encode(side.answer, { addSpecialTokens: false });
+    // EOS closes the answer: the position the reward is read at has then seen the answer end.
+    if (eos !== null && answer[answer.length - 1] !== eos) answer.push(eos);
+    const fit = fitSequence(bos, prompt, answer, opts.maxLen);
+    if (fit.promptCut) stats.promptTruncated++;
+    if (fit.answerCut) stats.answerTruncated++;
+    return fit.ids;
+  };
+  for (const pair of pairs) {
+    const chosen = encodeSide(pair, pair.chosen);
+    const rejected = encodeSide(pair, pair.rejected);
+    if (chosen.length === rejected.length && chosen.every((id, i) => id === rejected[i])) {
+      stats.droppedIdentical++;
+      continue;
+    }
+    out.push({ chosen, rejected, location: pair.location });
+    stats.pairs++;
+    stats.tokens += chosen.length + rejected.length;
+  }
+  return { pairs: out, stats };
+}
+
+/** B pairs as one right-padded batch of 2B rows: rows 0..B−1 the chosen sequences, rows B..2B−1 the rejected. */
+export interface PairBatch {
+  inputIds: number[][];
+  attentionMask: number[][];
+  /** Pairs in the batch (B). */
+  pairs: number;
+  /** Real (unpadded) tokens in the batch. */
+  tokens: number;
+}
+
+export function collatePairs(items: readonly TokenizedPair[], padTokenId: number): PairBatch {
+  const seqs = [...items.map((p) => ({ inputIds: p.chosen })), ...items.map((p) => ({ inputIds: p.rejected }))];
+  const b = padBatch(seqs, { padTokenId, side: 'right' });
+  return { inputIds: b.inputIds, attentionMask: b.attentionMask, pairs: items.length, tokens: seqs.reduce((s, x) => s + x.inputIds.length, 0) };
+}
+
+export interface RewardData {
+  train: PreferencePair[];
+  eval: PreferencePair[];
+  /** Messages for the run's log (format detected, skipped records, split). */
+  notes: string[];
+}
+
+/**
+ * Reads the training (and evaluation) pairs as the config says: `maxDatasetsSize` records per file, an
+ * `evalDataset` or an `evalRatio` split (seeded), and the small `test` subset.
+ */
+export async function loadRewardData(c: Pick<RewardConfig, 'dataset' | 'evalDataset' | 'evalRatio' | 'maxDatasetsSize' | 'test' | 'skipBadRecords' | 'seed'>): Promise<RewardData> {
+  const notes: string[] = [];
+  const trainCap = c.test ? TEST_SUBSET.train + (c.evalDataset ? 0 : TEST_SUBSET.eval) : 0;
+  const read = async (path: string, cap: number) => {
+    const limit = [cap, c.maxDatasetsSize].filter((n) => n > 0);
+    const r = await loadPreferencePairs(path, { maxRecords: limit.length ? Math.min(...limit) : undefined, skipBadRecords: c.skipBadRecords });
+    notes.push(`${path}: ${r.pairs.length} pairs (${r.format})${r.skipped ? `, ${r.skipped} bad records skipped, e.g. ${r.skippedExamples[0]}` : ''}`);
+    return r.pairs;
+  };
+  const all = await read(c.dataset, trainCap);
+  let train: PreferencePair[];
+  let evalPairs: PreferencePair[];
+  if (c.evalDataset) {
+    train = all;
+    evalPairs = await read(c.evalDataset, c.test ? TEST_SUBSET.eval : 0);
+  } else if (c.test) {
+    const split = splitTrainVal(all, TEST_SUBSET.eval / (TEST_SUBSET.train + TEST_SUBSET.eval), c.seed);
+    train = split.train;
+    evalPairs = split.val;
+  } else {
+    const split = splitTrainVal(all, c.evalRatio, c.seed);
+    train = split.train;
+    evalPairs = split.val;
+  }
+  if (c.test) train = train.slice(0, TEST_SUBSET.train);
+  if (train.length === 0) throw new Error(`${c.dataset}: no training pairs left after the evaluation split (lower --eval_ratio)`);
+  notes.push(`train ${train.length} pairs, eval ${evalPairs.length} pairs`);
+  return { train, eval: evalPairs, notes };
+}

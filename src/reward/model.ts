@@ -1,0 +1,97 @@
+/**
+ * A reward model: any decoder of the zoo (the backbone, with its LoRA adapter if any) plus a value head (hidden → 1),
+ * built on src/models/value_model.ts (which PPO's critic shares).
+ *
+ * The reward of a sequence is, by default, the value at its LAST REAL token: the index of the last 1 in the
+ * attention mask. With right padding that is the EOS closing the answer, the one position whose causal context is
+ * the whole prompt and answer (TRL and ColossalChat's later RewardModel read the same position); padding after it
+ * cannot change it. `mean` (--reward_reduction mean) averages the values over the real tokens instead.
+ *
+ * Legend: B batch, T time (padded length), C hidden width.
+ */
+import { tf, type Tensor } from '../engine/tf.js';
+import type { DecoderModel } from '../models/decoder.js';
+import type { ValueHead } from '../models/value_head.js';
+import { reduceValues, ValueModel } from '../models/value_model.js';
+import type { RewardReduction } from './config.js';
+
+/** The `rlhf.kind` a reward model's config.json carries (also `rlhf_config.json` beside a LoRA adapter). */
+export const REWARD_MODEL_KIND = 'reward_model';
+
+export interface RewardModelMeta {
+  kind: typeof REWARD_MODEL_KIND;
+  reward_reduction: RewardReduction;
+}
+
+/** Extra config.json fields that mark a saved directory as a reward model. */
+export function rewardConfigExtra(reduction: RewardReduction): { rlhf: RewardModelMeta } {
+  return { rlhf: { kind: REWARD_MODEL_KIND, reward_reduction: reduction } };
+}
+
+export class RewardModel {
+  readonly valueModel: ValueModel;
+
+  constructor(
+    backbone: DecoderModel,
+    valueHead: ValueHead,
+    readonly reduction: RewardReduction = 'last',
+  ) {
+    this.valueModel = new ValueModel(backbone, valueHead);
+  }
+
+  get backbone(): DecoderModel {
+    return this.valueModel.backbone;
+  }
+
+  get valueHead(): ValueHead {
+    return this.valueModel.head;
+  }
+
+  /** Per-token values [B, T] of ids [B, T] with their 0/1 mask [B, T]. */
+  values(inputIds: Tensor, attentionMask: Tensor, training = false): Tensor {
+    return tf.tidy(() => this.valueModel.values(inputIds, attentionMask, training));
+  }
+
+  /** One reward per sequence [B] (differentiable: the trainer calls it under the gradient tape). */
+  score(inputIds: Tensor, attentionMask: Tensor, training = false): Tensor {
+    if (inputIds.rank !== 2 || attentionMask.shape.join() !== inputIds.shape.join()) {
+      throw new Error(`RewardModel.score: ids [${inputIds.shape}] and attention mask [${attentionMask.shape}] must both be [B, T]`);
+    }
+    return tf.tidy(() => reduceValues(this.valueModel.values(inputIds, attentionMask, training), attentionMask, this.reduction));
+  }
+
+  /** Rewards of plain arrays (evaluation, scoring generations), as numbers. */
+  scoreArrays(inputIds: number[][], attentionMask: number[][]): number[] {
+    const r = tf.tidy(() => this.score(tf.tensor2d(inputIds, undefined, 'int32'), tf.tensor2d(attentionMask, undefined, 'int32')));
+    const out = Array.from(r.dataSync());
+    r.dispose();
+    return out;
+  }
+
+  /** What training updates: the LoRA adapter (when there is one) or every backbone weight, plus the value head. */
+  trainableParameters(): [string, tf.Variable][] {
+    const head: [string, tf.Variable][] = [['value_head.weight', this.valueHead.weight], ['value_head.bias', this.valueHead.bias]];
+    const lora = this.backbone.lora;
+    if (lora && this.backbone.loraEnabled) {
+      const adapter = [...lora.modules].flatMap(([mod, { A, B }]): [string, tf.Variable][] => [
+        [`${mod}.lora_A.weight`, A],
+        [`${mod}.lora_B.weight`, B],
+      ]);
+      return [...adapter, ...head];
+    }
+    return [...this.backbone.namedParameters(), ...head];
+  }
+
+  /** Restarts the dropout streams (backbone and adapter), so a resumed run draws the same masks. */
+  setDropoutSeed(seed: number): void {
+    this.backbone.setDropoutSeed(seed);
+    this.backbone.lora?.setDropoutSeed(seed ^ 0x5bd1e995);
+  }
+
+  dispose(): void {
+    this.backbone.dispose();
+    this.valueHead.dispose();
+  }
+}
+
+export { reduceValues };

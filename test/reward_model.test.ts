@@ -1,0 +1,140 @@
+/**
+ * RewardModel: the reward is the value at the last real token (or the mean over real tokens), so padding cannot
+ * change it; what training updates; saving as an HF directory (full or LoRA adapter) and loading it back by path.
+ */
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import '@tensorflow/tfjs-backend-wasm';
+import { tf } from '../src/engine/tf.js';
+import { Tokenizer } from '../src/hub/tokenizer.js';
+import { readSafetensors } from '../src/hub/safetensors.js';
+import { loadPretrained } from '../src/models/pretrained.js';
+import { LoraAdapter, DEFAULT_LORA_TARGETS } from '../src/models/lora.js';
+import { ValueHead } from '../src/models/value_head.js';
+import { saveCheckpoint } from '../src/trainer/stage_checkpoint.js';
+import { loadRewardModel, readRewardMeta, reduceValues, RewardModel, rewardConfigExtra } from '../src/reward/index.js';
+import { ARCHS, fixtureDir, type Arch } from './helpers/fixtures.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'reward-model-'));
+
+function freshRewardModel(arch: Arch, reduction: 'last' | 'mean' = 'last'): RewardModel {
+  const { model } = loadPretrained(fixtureDir(arch));
+  return new RewardModel(model, ValueHead.create(model.config.hiddenSize, 7), reduction);
+}
+
+describe.each(['cpu', 'wasm'] as const)('reduceValues on %s', (backend) => {
+  beforeAll(async () => {
+    await tf.setBackend(backend);
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('last: the value at the last 1 of the mask, whatever the padding side; mean: over real tokens', () => {
+    const values = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]];
+    const mask = [[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0]];
+    const run = (r: 'last' | 'mean') => tf.tidy(() => Array.from(reduceValues(tf.tensor2d(values), tf.tensor2d(mask, undefined, 'int32'), r).dataSync()));
+    expect(run('last')).toEqual([2, 8, 11]);
+    const mean = run('mean');
+    [1.5, 6.5, 10.5].forEach((m, i) => expect(mean[i]!).toBeCloseTo(m, 6));
+  });
+});
+
+describe.each(ARCHS)('%s reward model', (arch) => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('a right-padded copy of a sequence gets the same reward as the unpadded one', () => {
+    const rm = freshRewardModel(arch);
+    const seq = [11, 25, 37, 49, 53, 61];
+    const longer = [17, 19, 23, 29, 31, 37, 41, 43, 47];
+    const alone = rm.scoreArrays([seq], [seq.map(() => 1)])[0]!;
+    const pad = 0;
+    const padded = [...seq, pad, pad, pad];
+    const batch = rm.scoreArrays([longer, padded], [longer.map(() => 1), [...seq.map(() => 1), 0, 0, 0]]);
+    expect(Math.abs(batch[1]! - alone)).toBeLessThan(1e-5);
+    // and the reward really is the last real token's value: a different last token changes it
+    const changed = rm.scoreArrays([[...seq.slice(0, -1), 99]], [seq.map(() => 1)])[0]!;
+    expect(Math.abs(changed - alone)).toBeGreaterThan(1e-6);
+    rm.dispose();
+  });
+
+  it('mean reduction averages the values of the real tokens only', () => {
+    const rm = freshRewardModel(arch, 'mean');
+    const seq = [5, 6, 7, 8, 9];
+    const values = tf.tidy(() => Array.from(rm.values(tf.tensor2d([seq], undefined, 'int32'), tf.tensor2d([seq.map(() => 1)], undefined, 'int32')).dataSync()));
+    const expected = values.reduce((a, b) => a + b, 0) / values.length;
+    const [padded] = rm.scoreArrays([[...seq, 0, 0]], [[1, 1, 1, 1, 1, 0, 0]]);
+    expect(padded!).toBeCloseTo(expected, 5);
+    rm.dispose();
+  });
+});
+
+describe('what training updates', () => {
+  it('every backbone weight plus the head; with LoRA only the adapter plus the head', () => {
+    const rm = freshRewardModel('gpt2');
+    const full = rm.trainableParameters().map(([n]) => n);
+    expect(full).toContain('value_head.weight');
+    expect(full).toContain('transformer.h.0.attn.c_attn.weight');
+    expect(full.length).toBe(rm.backbone.params.size + 2);
+    rm.backbone.lora = LoraAdapter.create(rm.backbone.spec, { r: 2, alpha: 4, dropout: 0, targetModules: DEFAULT_LORA_TARGETS.gpt2! }, 1);
+    const lora = rm.trainableParameters().map(([n]) => n);
+    expect(lora).toEqual([
+      'transformer.h.0.attn.c_attn.lora_A.weight', 'transformer.h.0.attn.c_attn.lora_B.weight',
+      'transformer.h.1.attn.c_attn.lora_A.weight', 'transformer.h.1.attn.c_attn.lora_B.weight',
+      'value_head.weight', 'value_head.bias',
+    ]);
+    rm.dispose();
+  });
+});
+
+describe('saved reward models load by path alone', () => {
+  const ids = [[3, 14, 15, 92, 65, 35], [89, 79, 32, 0, 0, 0]];
+  const mask = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]];
+
+  it('full weights: value head inside model.safetensors, rlhf marker in config.json, identical rewards', async () => {
+    const rm = freshRewardModel('opt', 'mean');
+    const before = rm.scoreArrays(ids, mask);
+    const dir = join(tmp, 'full');
+    await saveCheckpoint(dir, { model: rm.backbone, tokenizer: await Tokenizer.fromDir(fixtureDir('opt')), valueHead: rm.valueHead, configExtra: rewardConfigExtra('mean') });
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    expect(config.rlhf).toEqual({ kind: 'reward_model', reward_reduction: 'mean' });
+    expect([...readSafetensors(join(dir, 'model.safetensors')).tensors.keys()]).toContain('value_head.weight');
+    const loaded = loadRewardModel(dir);
+    expect(loaded.reduction).toBe('mean');
+    const after = loaded.scoreArrays(ids, mask);
+    after.forEach((r, i) => expect(r).toBeCloseTo(before[i]!, 6));
+    rm.dispose();
+    loaded.dispose();
+  });
+
+  it('LoRA adapter: adapter + value_head.safetensors + rlhf_config.json beside it, base found through adapter_config', async () => {
+    const rm = freshRewardModel('llama');
+    rm.backbone.lora = LoraAdapter.create(rm.backbone.spec, { r: 2, alpha: 4, dropout: 0, targetModules: DEFAULT_LORA_TARGETS.llama! }, 3);
+    for (const { B } of rm.backbone.lora.modules.values()) B.assign(tf.randomNormal(B.shape, 0, 0.5, 'float32', 5));
+    const before = rm.scoreArrays(ids, mask);
+    rm.backbone.loraEnabled = false;
+    const baseOnly = rm.scoreArrays(ids, mask);
+    rm.backbone.loraEnabled = true;
+    expect(Math.abs(baseOnly[0]! - before[0]!)).toBeGreaterThan(1e-4); // the adapter matters
+    const dir = join(tmp, 'lora');
+    await saveCheckpoint(dir, {
+      model: rm.backbone, tokenizer: await Tokenizer.fromDir(fixtureDir('llama')), valueHead: rm.valueHead,
+      configExtra: rewardConfigExtra('last'), mergeLora: false, baseModelPath: fixtureDir('llama'),
+    });
+    expect(existsSync(join(dir, 'config.json'))).toBe(false);
+    expect(existsSync(join(dir, 'adapter_model.safetensors'))).toBe(true);
+    expect(readRewardMeta(dir)).toEqual({ kind: 'reward_model', reward_reduction: 'last' });
+    const loaded = loadRewardModel(dir);
+    loaded.scoreArrays(ids, mask).forEach((r, i) => expect(r).toBeCloseTo(before[i]!, 5));
+    rm.dispose();
+    loaded.dispose();
+  });
+
+  it('a directory without a value head is refused with a clear error', () => {
+    expect(() => loadRewardModel(fixtureDir('gpt2'))).toThrow(/no value head .*not a reward model: pass the output directory of train_reward_model/);
+  });
+});
