@@ -1,3 +1,6 @@
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
 /** Runs a command's main function: errors print as one line (set DEBUG=1 for the stack) and exit 1. Kept free of
  * heavy imports so light commands (report) start fast. */
 export function runMain(main: () => Promise<void>): void {
@@ -10,4 +13,15 @@ export function runMain(main: () => Promise<void>): void {
       process.exit(1);
     },
   );
+}
+
+/** True when this module is the program being run (not imported by a test or another module). */
+export function invokedDirectly(moduleUrl: string): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(moduleUrl);
+  } catch {
+    return false;
+  }
 }

@@ -6,10 +6,9 @@
  *   train_prompts --prompt_dataset prompts.jsonl --pretrain out/sft --rm_path out/rm --save_path out/ppo \
  *                 --lora_rank 8 --kl_target 6 --pretrain_dataset data/alpaca.json --ptx_coef 0.1
  */
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { addCheckpointOptions, addLoraOptions, addModelOptions, addRunOptions, bool, float, int, parseTargets, runMain, setupRun } from './common.js';
+import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { PPO_DEFAULTS, applyLegacyTimesteps, type PpoConfig, type PpoConfigInput } from '../ppo/config.js';
@@ -145,17 +144,7 @@ export function ppoConfigFromOptions(o: Record<string, unknown>, positional?: st
   });
 }
 
-function invokedDirectly(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (invokedDirectly(import.meta.url)) {
   runMain(async () => {
     const cmd = buildPromptsCommand().parse(process.argv);
     const config = ppoConfigFromOptions(cmd.opts(), cmd.args[0]);

@@ -8,12 +8,11 @@
  * The output directory is an HF model directory plus the value head and an `rlhf` field in config.json (or, with
  * LoRA, a PEFT adapter beside value_head.safetensors and rlhf_config.json): train_prompts loads it by path alone.
  */
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import {
   addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, parseTargets, runMain,
 } from './common.js';
+import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import {
   PAIRWISE_LOSSES, REWARD_DEFAULTS, REWARD_REDUCTIONS, TEST_SUBSET, runRewardTraining, type RewardConfig, type RewardConfigInput,
@@ -82,17 +81,7 @@ export function rewardConfigFromOptions(o: Record<string, unknown>): RewardConfi
   };
 }
 
-function invokedDirectly(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (invokedDirectly(import.meta.url)) {
   runMain(async () => {
     const cmd = buildRewardCommand().parse(process.argv);
     const result = await runRewardTraining(rewardConfigFromOptions(cmd.opts()));

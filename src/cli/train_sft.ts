@@ -6,12 +6,11 @@
  *   train_sft --from_config gpt2:n_layer=6,n_head=6,n_embd=384 --tokenizer char --dataset shakespeare.txt \
  *             --max_len 256 --eval_ratio 0.1 --save_path out/char
  */
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import {
   addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, parseTargets, runMain,
 } from './common.js';
+import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { DEFAULT_SFT_CONFIG, runSft, type SftConfig, type SftConfigInput } from '../sft/index.js';
 
@@ -77,17 +76,7 @@ export function sftConfigFromOptions(o: Record<string, unknown>): SftConfigInput
   };
 }
 
-function invokedDirectly(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (invokedDirectly(import.meta.url)) {
   runMain(async () => {
     const cmd = buildSftCommand().parse(process.argv);
     const result = await runSft(sftConfigFromOptions(cmd.opts()));

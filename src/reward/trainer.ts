@@ -34,7 +34,7 @@ import { resolveRewardConfig, type RewardConfig, type RewardConfigInput } from '
 import { pairMetrics, pairwiseLoss, type PairwiseLoss } from './losses.js';
 import { RewardModel, rewardConfigExtra } from './model.js';
 import { collatePairs, loadRewardData, tokenizePreferencePairs, tokenizerAddsBos, type PairBatch, type TokenizedPair } from './dataset.js';
-import { writeKeepingSubdirs } from './output.js';
+import { replaceKeepingSubdirs } from '../trainer/keep_subdirs.js';
 
 /** Name of the optimizer inside optimizer.safetensors. */
 export const OPTIMIZER_NAME = 'reward_model';
@@ -319,7 +319,7 @@ export class RewardTrainer {
       // 4. the final model, in --save_path (keeping its checkpoint-* and logs subdirectories)
       logger?.close();
       await this.strategy.saveOnMain(c.needOptimCkpt ? [this.optimization] : [], () =>
-        writeKeepingSubdirs(c.savePath, () => this.writeCheckpoint(c.savePath, { withOptimizer: c.needOptimCkpt, merge: c.mergeLoraWeights })),
+        replaceKeepingSubdirs(c.savePath, () => this.writeCheckpoint(c.savePath, { withOptimizer: c.needOptimCkpt, merge: c.mergeLoraWeights })),
       );
       this.log(`saved the reward model to ${c.savePath}`);
       return { outputDir: c.savePath, interrupted: false, steps: this.optimization.globalStep, epochs };

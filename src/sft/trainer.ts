@@ -33,7 +33,7 @@ import {
 } from './config.js';
 import { detectDataMode, prepareChatData, prepareTextData, readCorpusTexts, type PreparedSftData, type SftDataOptions } from './data.js';
 import { charTokenizerFor, configForTokenizer, modelFromConfig, rawConfigFromSpec } from './from_config.js';
-import { replaceKeepingSubdirs } from './output.js';
+import { replaceKeepingSubdirs } from '../trainer/keep_subdirs.js';
 
 /** Name of the optimizer inside optimizer.safetensors. */
 const OPTIMIZER_NAME = 'model';

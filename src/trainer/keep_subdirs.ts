@@ -1,5 +1,5 @@
 /**
- * The final model is written to --save_path, which also holds the run's checkpoint-<step> directories and, by
+ * A stage's final model is written to --save_path, which also holds the run's checkpoint-<step> directories and, by
  * default, its logs. A stage checkpoint replaces its directory whole (atomically), so the subdirectories are moved
  * to a holding directory beside it for the write and moved back after. A crash in between leaves them in
  * `.<name>.keep-*` beside save_path, never deleted.
