@@ -29,7 +29,9 @@ describe.skipIf(skip)('a failing rank under mpirun', () => {
     const r = await mpirun(2, WORKER, [dir, JSON.stringify([job('zero2', 'SIGSTOP')])], { env: { RLHF_MPI_TIMEOUT: '8' }, timeoutMs: 120_000 });
     expect(r.code).not.toBe(0);
     expect(r.output).toMatch(/error: MPI \w+ timed out after \d+ s on rank 0 of 2: another rank has died, hung/);
-    expect(r.output).toMatch(/MPI_ABORT was invoked on rank 0/);
+    // Our abort path announces itself; mpirun's own MPI_ABORT banner is usually printed too, but Open MPI sometimes
+    // garbles it (show_help "Data unpack would read past end of buffer"), so either one counts.
+    expect(r.output).toMatch(/rank 0: exiting with code 1; aborting the MPI job|MPI_ABORT was invoked on rank 0/);
     expect(r.seconds).toBeLessThan(100);
   });
 });
