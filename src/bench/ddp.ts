@@ -2,12 +2,13 @@
  * Data-parallel throughput: SFT-style training steps (causal-LM loss, AdamW, clipping) on a GPT-2-shaped model with
  * `--strategy ddp` (or zero2) on 1 and on 2 MPI ranks, printing training tokens/s for each and the scaling.
  *
- *   npx tsx src/bench/ddp.ts [--ranks 1,2] [--strategy ddp|zero2] [--backend cpu|wasm|auto] [--steps 4] [--batch 4]
- *                        [--seq 64] [--layers 2] [--hidden 128] [--vocab 1024]
+ *   npm run bench -- ddp [--ranks 1,2] [--strategy ddp|zero2] [--backend wasm|cpu|auto] [--steps 4] [--batch 4]
+ *                        [--seq 128] [--layers 4] [--hidden 256] [--vocab 8192]
  *
  * Each rank keeps the per-rank batch, so 2 ranks process twice the tokens per step (weak scaling, as ddp is used).
- * (after `npm run build`: `node dist/bench/ddp.js ...`). The launcher runs `mpirun -np N` on this same file; under
- * mpirun the file is the rank program. The first step (kernel warm-up) is not timed.
+ * (from source: `npx tsx src/bench/ddp.ts ...`). The launcher runs `mpirun -np N` on this same file; under mpirun the
+ * file is the rank program. The first step (kernel warm-up) is not timed. The default model (5M parameters, 512 tokens
+ * per rank and step) is big enough that compute, not the all-reduce, dominates a step; each rank runs one wasm thread.
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -18,7 +19,6 @@ import { initBackend } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
 import { normalizeConfig } from '../models/config.js';
 import { DecoderModel } from '../models/decoder.js';
-import { causalLmLoss } from '../models/ops/loss.js';
 import { createStrategy } from '../strategies/strategy.js';
 import { launcherWorld } from '../strategies/mpi.js';
 import { Optimization } from '../trainer/optimization.js';
@@ -26,18 +26,18 @@ import { Optimization } from '../trainer/optimization.js';
 const OPTIONS = {
   ranks: { type: 'string', default: '1,2' },
   strategy: { type: 'string', default: 'ddp' },
-  backend: { type: 'string', default: 'cpu' },
+  backend: { type: 'string', default: 'wasm' },
   steps: { type: 'string', default: '4' },
   batch: { type: 'string', default: '4' },
-  seq: { type: 'string', default: '64' },
-  layers: { type: 'string', default: '2' },
-  hidden: { type: 'string', default: '128' },
-  vocab: { type: 'string', default: '1024' },
+  seq: { type: 'string', default: '128' },
+  layers: { type: 'string', default: '4' },
+  hidden: { type: 'string', default: '256' },
+  vocab: { type: 'string', default: '8192' },
 } as const;
 
 type Args = { [K in keyof typeof OPTIONS]: string };
 
-interface RankReport {
+export interface RankReport {
   ranks: number;
   strategy: string;
   backend: string;
@@ -67,7 +67,7 @@ async function rank(a: Args): Promise<void> {
   let updateS = 0;
   const step = () => {
     const ids = tf.tensor2d(Array.from({ length: B * T }, () => rng.int(config.vocabSize)), [B, T], 'int32');
-    opt.backward(() => causalLmLoss(model.logits(model.forward(ids, { training: true }).hidden), ids) as tf.Scalar);
+    opt.backward(() => model.lmLoss(model.forward(ids, { training: true }).hidden, ids) as tf.Scalar);
     ids.dispose();
     const u0 = performance.now();
     opt.step();
@@ -104,8 +104,8 @@ function allreduce(strategy: ReturnType<typeof createStrategy>, buffer: Float32A
   for (const t of reduced.values()) t.dispose();
 }
 
-/** The launcher: one mpirun per rank count, then the table. */
-function launch(a: Args): void {
+/** The launcher: one mpirun per rank count, then the table; returns each run's report. */
+function launch(a: Args, print: (line: string) => void): RankReport[] {
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   const self = fileURLToPath(import.meta.url);
   const passOn = Object.entries(a).filter(([k]) => k !== 'ranks').flatMap(([k, v]) => [`--${k}`, v]);
@@ -120,24 +120,32 @@ function launch(a: Args): void {
     reports.push(JSON.parse(line.slice(6)) as RankReport);
   }
   const first = reports[0]!;
-  console.log(`${first.strategy} on ${first.backend}: GPT-2 shape, ${first.params.toLocaleString('en')} parameters, batch ${a.batch} x ${a.seq} tokens per rank`);
-  console.log('ranks  tokens/s  step_s  update_s  allreduce_ms  scaling');
+  print(`${first.strategy} on ${first.backend}: GPT-2 shape, ${first.params.toLocaleString('en')} parameters, batch ${a.batch} x ${a.seq} tokens per rank`);
+  print('ranks  tokens/s  step_s  update_s  allreduce_ms  scaling');
   for (const r of reports) {
     const scaling = r.tokensPerS / first.tokensPerS;
-    console.log(
+    print(
       `${String(r.ranks).padStart(5)}  ${r.tokensPerS.toFixed(1).padStart(8)}  ${r.stepS.toFixed(3).padStart(6)}  ` +
         `${r.updateS.toFixed(3).padStart(8)}  ${r.allreduceMs.toFixed(1).padStart(12)}  ${scaling.toFixed(2)}x`,
     );
   }
-  console.log(`(scaling = tokens/s over the ${first.ranks}-rank run; ${os.availableParallelism()} cores here, load average ${os.loadavg()[0]!.toFixed(1)})`);
+  print(`(scaling = tokens/s over the ${first.ranks}-rank run; ${os.availableParallelism()} cores here, load average ${os.loadavg()[0]!.toFixed(1)})`);
+  print(JSON.stringify({ suite: 'ddp', cores: os.availableParallelism(), runs: reports }));
+  return reports;
 }
 
-/** `ddp` benchmark entry point: launches the runs (or, under mpirun, is one rank of them). */
-export async function runDdpBench(argv: string[]): Promise<void> {
+/**
+ * `ddp` benchmark entry point: launches the runs and returns their reports (or, under mpirun, is one rank of them and
+ * returns null).
+ */
+export async function runDdpBench(argv: string[], print: (line: string) => void = console.log): Promise<RankReport[] | null> {
   const { values } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
   const args = values as Args;
-  if (launcherWorld()) await rank(args);
-  else launch(args);
+  if (launcherWorld()) {
+    await rank(args);
+    return null;
+  }
+  return launch(args, print);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

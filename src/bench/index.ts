@@ -1,23 +1,37 @@
 #!/usr/bin/env node
 /**
- * `npm run bench -- [foundation|sft] [--backend wasm|cpu|webgpu] [--quick]`: throughput of the model core on the
- * chosen backend, for models built from config (no download). Prints a table, then the same numbers as one JSON
- * object on stdout's last line (and in --json FILE). Progress goes to stderr.
+ * `npm run bench -- [foundation|sft|rm|ppo] [--backend wasm|cpu|webgpu] [--quick]`: throughput of the model core and
+ * of each stage on the chosen backend, for models built from config (no download). Prints a table, then the same
+ * numbers as one JSON object on stdout's last line (and in --json FILE). Progress goes to stderr.
+ * `npm run bench -- ddp [...]` is the data-parallel benchmark (1 vs 2 MPI ranks; src/bench/ddp.ts has its flags).
  */
 import { Command, Option } from 'commander';
 import { cpus } from 'node:os';
-import { tf } from '../engine/tf.js';
 import { BACKENDS, initBackend, WASM_THREADS_ENV, wasmThreads } from '../engine/backend.js';
-import { benchConfig, PRESETS, type PresetName } from './shapes.js';
+import { benchConfig, describeConfig, PRESETS, type PresetName } from './shapes.js';
 import { load1 } from './measure.js';
 import { emitJson, formatTable } from './report.js';
-import { foundationSuite, sftSuite, type SuiteOptions } from './suites.js';
+import { foundationSuite, sftSuite, wasmHeapBytes, type SuiteOptions, type SuiteResult } from './suites.js';
+import { ppoSuite, rmSuite } from './rlhf_suites.js';
 
-const SUITES = ['foundation', 'sft'] as const;
+const SUITES = ['foundation', 'sft', 'rm', 'ppo'] as const;
 type Suite = (typeof SUITES)[number];
 
-/** Reference shapes; on CPU backends the user may shrink them with flags (the output then says so). */
-const REFERENCE: Record<Suite, { batch: number; seq: number }> = { foundation: { batch: 8, seq: 128 }, sft: { batch: 8, seq: 512 } };
+/**
+ * Reference shapes (rm: pairs and their length; ppo: the training minibatch is --train-batch, generation the --gen-*
+ * flags); on CPU backends the user may shrink them with flags (the output then says so).
+ */
+const REFERENCE: Record<Suite, { batch: number; seq: number; model: PresetName }> = {
+  foundation: { batch: 8, seq: 128, model: 'gpt2-124m' },
+  sft: { batch: 8, seq: 512, model: 'gpt2-124m' },
+  rm: { batch: 8, seq: 512, model: 'opt-125m' },
+  ppo: { batch: 16, seq: 192, model: 'gpt2-124m' },
+};
+
+/** LoRA rank of the ppo suite when none is given: full weights need ~5 GiB for four 124M models and two AdamW. */
+function defaultPpoLoraRank(backend: string): number {
+  return backend === 'wasm' || backend === 'cpu' ? 8 : 0;
+}
 
 function positiveInt(flag: string) {
   return (v: string): number => {
@@ -31,6 +45,7 @@ interface Flags {
   backend: string; quick?: boolean; model: PresetName; layers?: number; width?: number; heads?: number; vocab?: number;
   batch?: number; seq?: number; steps?: number; genBatch: number; promptLen: number; newTokens?: number;
   skipGeneration?: boolean; profile?: number; threads?: number; json?: string;
+  microBatch?: number; loraRank?: number; trainBatch: number;
 }
 
 async function main(): Promise<void> {
@@ -39,20 +54,23 @@ async function main(): Promise<void> {
     .argument('[suite]', `what to measure: ${SUITES.join(' | ')}`, 'foundation')
     .addOption(new Option('--backend <name>', 'tensor backend').choices([...BACKENDS]).default('wasm'))
     .option('--quick', 'fewer timed steps and 16 new tokens instead of 128 (stated in the output)')
-    .addOption(new Option('--model <preset>', 'model shape').choices(Object.keys(PRESETS)).default('gpt2-124m'))
+    .addOption(new Option('--model <preset>', 'model shape (default opt-125m for rm, else gpt2-124m)').choices(Object.keys(PRESETS)))
     .option('--layers <n>', 'override the number of layers', positiveInt('--layers'))
     .option('--width <n>', 'override the hidden width', positiveInt('--width'))
     .option('--heads <n>', 'override the number of heads', positiveInt('--heads'))
     .option('--vocab <n>', 'override the vocabulary size', positiveInt('--vocab'))
-    .option('--batch <n>', 'training batch (foundation 8, sft 8)', positiveInt('--batch'))
-    .option('--seq <n>', 'training sequence length (foundation 128, sft 512)', positiveInt('--seq'))
+    .option('--batch <n>', 'training batch (foundation 8, sft 8; rm: 8 pairs)', positiveInt('--batch'))
+    .option('--seq <n>', 'training sequence length (foundation 128, sft 512, rm 512)', positiveInt('--seq'))
+    .option('--micro-batch <pairs>', 'rm: pairs per forward, accumulating gradients up to --batch (default: all)', positiveInt('--micro-batch'))
+    .option('--lora-rank <r>', 'ppo: LoRA rank of actor and critic, 0 for full weights (default 0 on webgpu, 8 on wasm/cpu)', (v) => (v === '0' ? 0 : positiveInt('--lora-rank')(v)))
+    .option('--train-batch <n>', 'ppo: rollouts per PPO minibatch update', positiveInt('--train-batch'), 8)
     .option('--steps <n>', 'timed training steps after the warm-up (2; --quick 1)', positiveInt('--steps'))
     .option('--gen-batch <n>', 'generation batch', positiveInt('--gen-batch'), 16)
     .option('--prompt-len <n>', 'generation prompt length', positiveInt('--prompt-len'), 64)
     .option('--new-tokens <n>', 'generated tokens per row (128; --quick 16)', positiveInt('--new-tokens'))
     .option('--skip-generation', 'time the training step only')
     .option('--profile [n]', 'print the top-n kernels of the profiled warm-up step (default 15)', (v) => positiveInt('--profile')(v))
-    .option('--threads <n>', `wasm: XNNPACK threads (default: env ${WASM_THREADS_ENV}, else all cores)`, positiveInt('--threads'))
+    .option('--threads <n>', `wasm: XNNPACK threads (default: env ${WASM_THREADS_ENV}, else 1)`, positiveInt('--threads'))
     .option('--json <file>', 'also write the JSON result to this file')
     .parse();
   const suite = program.args[0] as Suite;
@@ -62,46 +80,60 @@ async function main(): Promise<void> {
   const log = (m: string) => process.stderr.write(m + '\n');
 
   const backend = await initBackend(f.backend, log);
-  const config = benchConfig(f.model, { layers: f.layers, width: f.width, heads: f.heads, vocab: f.vocab });
   const ref = REFERENCE[suite];
+  const preset = f.model ?? ref.model;
+  const config = benchConfig(preset, { layers: f.layers, width: f.width, heads: f.heads, vocab: f.vocab });
+  const loraRank = f.loraRank ?? defaultPpoLoraRank(backend);
   const o: SuiteOptions = {
     batch: f.batch ?? ref.batch, seq: f.seq ?? ref.seq, steps: f.steps ?? (f.quick ? 1 : 2),
     genBatch: f.genBatch, promptLen: f.promptLen, newTokens: f.newTokens ?? (f.quick ? 16 : 128), decodeSteps: f.quick ? 3 : 5,
+    microBatch: f.microBatch, loraRank, trainBatch: f.trainBatch,
     skipGeneration: !!f.skipGeneration, profileTop: f.profile === undefined ? 0 : typeof f.profile === 'number' ? f.profile : 15, log,
   };
   const notes: string[] = [];
-  if (o.batch !== ref.batch || o.seq !== ref.seq) notes.push(`training shape B=${o.batch} T=${o.seq} (reference B=${ref.batch} T=${ref.seq}, reduced by flags)`);
-  if (f.quick) notes.push(`--quick: ${o.steps} timed step(s), ${o.newTokens} new tokens per row`);
+  if (suite !== 'ppo' && (o.batch !== ref.batch || o.seq !== ref.seq)) notes.push(`training shape B=${o.batch} T=${o.seq} (reference B=${ref.batch} T=${ref.seq}, changed by flags)`);
+  if (suite === 'ppo' && (o.genBatch !== 16 || o.promptLen !== 64 || o.newTokens !== 128)) notes.push(`experience shape B=${o.genBatch} prompt=${o.promptLen} new=${o.newTokens} (reference 16, 64, 128)`);
+  if (suite === 'ppo' && f.loraRank === undefined && loraRank > 0) notes.push(`LoRA r=${loraRank} by default on ${backend} (four 124M models with two AdamW need ~5 GiB; --lora-rank 0 for full weights)`);
+  const generates = (suite === 'foundation' && !o.skipGeneration) || suite === 'ppo';
+  if (f.quick) notes.push(`--quick: ${o.steps} timed step(s)${generates ? `, ${o.newTokens} new tokens per row` : ''}`);
   const threads = backend === 'wasm' ? wasmThreads() : null;
   const loadBefore = load1();
 
+  const suites: Record<Suite, (c: typeof config, o: SuiteOptions) => Promise<SuiteResult>> = {
+    foundation: foundationSuite, sft: sftSuite, rm: rmSuite, ppo: ppoSuite,
+  };
   let result;
   try {
-    result = suite === 'foundation' ? await foundationSuite(config, o) : await sftSuite(config, o);
+    result = await suites[suite](config, o);
   } catch (e) {
     const msg = String((e as Error)?.message ?? e);
-    if (/memory|OOM|allocat/i.test(msg)) {
-      throw new Error(`out of memory at B=${o.batch} T=${o.seq} on ${backend} (${msg.split('\n')[0]}); the wasm heap is at most 4 GiB: try a smaller --batch or --seq`);
+    // wasm reports a full heap in several ways (Aborted(), out-of-bounds access, failed allocations).
+    const heap = backend === 'wasm' ? wasmHeapBytes() : null;
+    if (/memory|OOM|allocat|Aborted/i.test(msg) || (heap !== null && heap > 3.5 * 2 ** 30)) {
+      const heapNote = backend === 'wasm' ? '; the wasm heap is at most 4 GiB' : '';
+      const hint = { foundation: 'a smaller --batch or --seq', sft: 'a smaller --batch or --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens' }[suite];
+      const at = suite === 'ppo' ? `generation B=${o.genBatch}, train batch ${o.trainBatch}` : `B=${o.batch} T=${o.seq}`;
+      throw new Error(`out of memory at ${at} on ${backend} (${msg.split('\n')[0]})${heapNote}: try ${hint}`);
     }
     throw e;
   }
   const header = [
     `bench ${suite} — backend ${backend}${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}, ${cpus().length} cores, load ${loadBefore.toFixed(1)} → ${load1().toFixed(1)}`,
-    `model gpt2 L${config.numLayers} C${config.hiddenSize} H${config.numHeads} V${config.vocabSize}`,
+    `model ${preset}: ${describeConfig(config)}`,
     ...notes.map((n) => `note: ${n}`),
   ].join('\n');
   process.stdout.write(formatTable(header, result.rows) + '\n');
   emitJson({
     suite, backend, threads, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
-    model: { layers: config.numLayers, width: config.hiddenSize, heads: config.numHeads, vocab: config.vocabSize },
-    shape: { batch: o.batch, seq: o.seq, genBatch: o.genBatch, promptLen: o.promptLen, newTokens: o.newTokens },
+    model: { preset, type: config.modelType, layers: config.numLayers, width: config.hiddenSize, heads: config.numHeads, kvHeads: config.numKvHeads, vocab: config.vocabSize },
+    shape: { batch: o.batch, seq: o.seq, microBatch: o.microBatch ?? null, genBatch: o.genBatch, promptLen: o.promptLen, newTokens: o.newTokens, trainBatch: o.trainBatch, loraRank: suite === 'ppo' ? loraRank : null },
     metrics: result.metrics,
     topKernels: result.profile.kernels.slice(0, 10).map((k) => ({ name: k.name, ms: Math.round(k.ms), share: +k.share.toFixed(3) })),
   }, f.json);
-  void tf;
 }
 
-main().then(() => process.exit(0), (e) => {
+const run = process.argv[2] === 'ddp' ? import('./ddp.js').then((m) => m.runDdpBench(process.argv.slice(3))) : main();
+run.then(() => process.exit(0), (e) => {
   process.stderr.write(`bench: ${String((e as Error)?.message ?? e)}\n`);
   process.exit(1);
 });

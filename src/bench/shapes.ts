@@ -1,14 +1,27 @@
 /**
- * Model shapes the benchmark builds from config alone (no download): GPT-2 124M, and the small GPT-2 the demo model
- * uses. Either can be overridden piecewise from the command line.
+ * Model shapes the benchmark builds from config alone (no download): GPT-2 124M, OPT-125m, a small GPT-2 (6 layers,
+ * 384 wide), and the shape of the demo model models/tiny-chat (LLaMA-style). Layers, width, heads and vocabulary can
+ * be overridden from the command line.
  */
 import { normalizeConfig, type ModelConfig } from '../models/config.js';
 
 export const PRESETS = {
   /** GPT-2 small, as on the hub (openai-community/gpt2). */
-  'gpt2-124m': { n_layer: 12, n_head: 12, n_embd: 768, n_positions: 1024, vocab_size: 50257 },
-  /** The size of the demo model: 6 layers, 384 wide, GPT-2 vocabulary. */
-  small: { n_layer: 6, n_head: 6, n_embd: 384, n_positions: 1024, vocab_size: 50257 },
+  'gpt2-124m': { model_type: 'gpt2', n_layer: 12, n_head: 12, n_embd: 768, n_positions: 1024, vocab_size: 50257 },
+  /** OPT-125m, as on the hub (facebook/opt-125m): the reward-model benchmark's shape. */
+  'opt-125m': {
+    model_type: 'opt', num_hidden_layers: 12, num_attention_heads: 12, hidden_size: 768, ffn_dim: 3072, word_embed_proj_dim: 768,
+    max_position_embeddings: 2048, vocab_size: 50272, do_layer_norm_before: true, activation_function: 'relu', enable_bias: true,
+    pad_token_id: 1, bos_token_id: 2, eos_token_id: 2,
+  },
+  /** A small GPT-2: 6 layers, 384 wide, GPT-2 vocabulary. */
+  small: { model_type: 'gpt2', n_layer: 6, n_head: 6, n_embd: 384, n_positions: 1024, vocab_size: 50257 },
+  /** The shape of models/tiny-chat: LLaMA-style, grouped kv heads, 6400-token vocabulary, tied head. */
+  'tiny-chat': {
+    model_type: 'llama', num_hidden_layers: 4, num_attention_heads: 6, num_key_value_heads: 3, hidden_size: 192,
+    intermediate_size: 512, max_position_embeddings: 512, vocab_size: 6400, rms_norm_eps: 1e-6, rope_theta: 10000,
+    hidden_act: 'silu', tie_word_embeddings: true,
+  },
 } as const;
 export type PresetName = keyof typeof PRESETS;
 
@@ -20,19 +33,24 @@ export interface ShapeOverrides {
 }
 
 export function benchConfig(preset: PresetName, o: ShapeOverrides = {}): ModelConfig {
-  const p = PRESETS[preset];
+  const p = PRESETS[preset] as Record<string, unknown> | undefined;
   if (!p) throw new Error(`unknown --model "${preset}" (choose one of: ${Object.keys(PRESETS).join(', ')})`);
-  return normalizeConfig({
-    model_type: 'gpt2',
-    n_layer: o.layers ?? p.n_layer,
-    n_head: o.heads ?? p.n_head,
-    n_embd: o.width ?? p.n_embd,
-    n_positions: p.n_positions,
-    vocab_size: o.vocab ?? p.vocab_size,
-  }, `--model ${preset}`);
+  const raw: Record<string, unknown> = { ...p };
+  const gpt2 = p.model_type === 'gpt2';
+  if (o.layers) raw[gpt2 ? 'n_layer' : 'num_hidden_layers'] = o.layers;
+  if (o.width) {
+    raw[gpt2 ? 'n_embd' : 'hidden_size'] = o.width;
+    if (p.model_type === 'opt') Object.assign(raw, { word_embed_proj_dim: o.width, ffn_dim: 4 * o.width });
+  }
+  if (o.heads) {
+    raw[gpt2 ? 'n_head' : 'num_attention_heads'] = o.heads;
+    if (!gpt2) raw.num_key_value_heads = o.heads;
+  }
+  if (o.vocab) raw.vocab_size = o.vocab;
+  return normalizeConfig(raw, `--model ${preset}`);
 }
 
-/** Parameter count from the config's shapes (tied head counted once). */
-export function describeConfig(c: ModelConfig, params: number): string {
-  return `gpt2 L${c.numLayers} C${c.hiddenSize} H${c.numHeads} V${c.vocabSize} (${(params / 1e6).toFixed(1)}M params)`;
+export function describeConfig(c: ModelConfig): string {
+  const kv = c.numKvHeads !== c.numHeads ? `/${c.numKvHeads}kv` : '';
+  return `${c.modelType} L${c.numLayers} C${c.hiddenSize} H${c.numHeads}${kv} V${c.vocabSize}`;
 }

@@ -23,6 +23,12 @@ export interface SuiteOptions {
   /** Decode steps timed at each of the two positions. */
   decodeSteps: number;
   skipGeneration: boolean;
+  /** rm: pairs per forward (gradient accumulation up to `batch`); default the whole batch. */
+  microBatch?: number;
+  /** ppo: LoRA rank of actor and critic (0: full weights). */
+  loraRank?: number;
+  /** ppo: rollouts per PPO minibatch update. */
+  trainBatch?: number;
   /** Print the top-N kernels of the profiled step (0: do not print). */
   profileTop: number;
   log: (msg: string) => void;
@@ -36,8 +42,23 @@ export interface SuiteResult {
 
 const MiB = 1024 * 1024;
 
+/** High-water mark of the wasm heap (it never shrinks), the memory the process really holds for tensors. */
+export function wasmHeapBytes(): number | null {
+  const b = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
+  return b.wasm?.HEAPU8 ? b.wasm.HEAPU8.length : null;
+}
+
+export function heapRow(): Row[] {
+  const h = wasmHeapBytes();
+  return h === null ? [] : [{ metric: 'wasm heap high-water', value: h / MiB, unit: 'MiB', note: 'of at most 4096 (wasm32)' }];
+}
+
+export function paramCount(model: DecoderModel): number {
+  return model.namedParameters().reduce((s, [, v]) => s + v.size, 0);
+}
+
 function paramBytes(model: DecoderModel): number {
-  return model.namedParameters().reduce((s, [, v]) => s + v.size * 4, 0);
+  return paramCount(model) * 4;
 }
 
 function stepRows(prefix: string, tokens: number, t: Timing, p: ProfileSummary, shape: string): Row[] {
@@ -69,10 +90,10 @@ export async function foundationSuite(config: ModelConfig, o: SuiteOptions): Pro
     }
     ids.dispose();
     const t = medianTiming(times);
-    rows.push(...stepRows('fwd+bwd', o.batch * o.seq, t, profile, shape));
+    rows.push(...stepRows('fwd+bwd', o.batch * o.seq, t, profile, shape), ...heapRow());
     Object.assign(metrics, {
       train_tokens_per_s: (o.batch * o.seq) / (t.wallMs / 1000), train_step_s: t.wallMs / 1000, train_step_cpu_s: t.cpuMs / 1000,
-      train_matmul_share: profile.matmulShare, train_peak_bytes: profile.peakBytes,
+      train_matmul_share: profile.matmulShare, train_peak_bytes: profile.peakBytes, train_wasm_heap_bytes: wasmHeapBytes() ?? NaN,
     });
 
     if (!o.skipGeneration) {
@@ -128,13 +149,14 @@ export async function sftSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
     labels.dispose();
     const t = medianTiming(times);
     const optMs = medianTiming(split.map((s) => ({ wallMs: s.optimizerMs, cpuMs: 0 }))).wallMs;
-    rows.push(...stepRows('SFT', o.batch * o.seq, t, profile, shape));
+    rows.push(...stepRows('SFT', o.batch * o.seq, t, profile, shape), ...heapRow());
     rows.push({ metric: 'SFT optimizer part', value: optMs / 1000, unit: 's', note: 'clip + AdamW, inside the step' });
     return {
       rows, profile,
       metrics: {
         sft_tokens_per_s: (o.batch * o.seq) / (t.wallMs / 1000), sft_step_s: t.wallMs / 1000, sft_step_cpu_s: t.cpuMs / 1000,
         sft_optimizer_s: optMs / 1000, sft_matmul_share: profile.matmulShare, sft_peak_bytes: profile.peakBytes,
+        sft_wasm_heap_bytes: wasmHeapBytes() ?? NaN,
       },
     };
   } finally {

@@ -6,7 +6,7 @@
 import { tf, type Tensor } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
 import type { DecoderModel, KVCache } from '../models/decoder.js';
-import { causalLmLoss, IGNORE_INDEX } from '../models/ops/loss.js';
+import { IGNORE_INDEX } from '../models/ops/loss.js';
 import { generate } from '../models/generation.js';
 import { AdamW, noDecayForBiasAndNorm } from '../trainer/adamw.js';
 import { clipByGlobalNorm, disposeGrads } from '../trainer/grad_utils.js';
@@ -16,10 +16,10 @@ export function randomIds(rng: Rng, B: number, T: number, V: number): number[][]
   return Array.from({ length: B }, () => Array.from({ length: T }, () => rng.int(V)));
 }
 
-/** Gradients of the causal-LM loss for every parameter (dropout on, as in training); returns the loss. */
+/** Gradients of the causal-LM loss (as the trainers compute it) for every parameter, dropout on; returns the loss. */
 export function trainStep(model: DecoderModel, ids: Tensor, labels: Tensor = ids): number {
   const vars = model.namedParameters().map(([, v]) => v);
-  const { value, grads } = tf.variableGrads(() => causalLmLoss(model.logits(model.forward(ids, { training: true }).hidden), labels) as tf.Scalar, vars);
+  const { value, grads } = tf.variableGrads(() => model.lmLoss(model.forward(ids, { training: true }).hidden, labels) as tf.Scalar, vars);
   const loss = value.dataSync()[0]!;
   value.dispose();
   tf.dispose(grads);
@@ -36,13 +36,12 @@ export function sftOptimizer(model: DecoderModel): AdamW {
   return new AdamW(model.namedParameters(), { lr: 2e-5, weightDecay: 0.01, noDecay: noDecayForBiasAndNorm });
 }
 
-/** One SFT step: gradients of the masked loss, clipping, AdamW; times forward+backward and the update apart. */
+/** One SFT step: gradients of the masked loss (model.lmLoss, as the SFT trainer), clipping, AdamW; times forward+backward and the update apart. */
 export function sftStep(model: DecoderModel, opt: AdamW, ids: Tensor, labels: Tensor): { loss: number; backwardMs: number; optimizerMs: number } {
   const params = model.namedParameters();
   const byVar = new Map(params.map(([n, v]) => [v.name, n]));
   const b = timeIt(() => {
-    const { value, grads } = tf.variableGrads(
-      () => causalLmLoss(model.logits(model.forward(ids, { training: true }).hidden), labels) as tf.Scalar, params.map(([, v]) => v));
+    const { value, grads } = tf.variableGrads(() => model.lmLoss(model.forward(ids, { training: true }).hidden, labels) as tf.Scalar, params.map(([, v]) => v));
     const loss = value.dataSync()[0]!;
     value.dispose();
     return { loss, grads: new Map(Object.entries(grads).map(([k, g]) => [byVar.get(k)!, g])) };
@@ -69,6 +68,7 @@ export function generateTokens(model: DecoderModel, prompts: number[][], newToke
 export function decodeStepMs(model: DecoderModel, rng: Rng, B: number, position: number, steps: number): number {
   const V = model.config.vocabSize;
   const headT = model.lmHeadTransposed();
+  const releaseWeights = model.holdTransposedWeights();
   let cache = tf.tidy(() => {
     const ids = tf.tensor2d(randomIds(rng, B, position, V), undefined, 'int32');
     return model.forward(ids, { useCache: true }).cache as KVCache & tf.TensorContainerObject;
@@ -96,6 +96,7 @@ export function decodeStepMs(model: DecoderModel, rng: Rng, B: number, position:
   } finally {
     tf.dispose(cache);
     headT.dispose();
+    releaseWeights();
   }
   return median(times);
 }

@@ -3,12 +3,12 @@
  * setup (backend, seed), model + tokenizer loading, and a main wrapper that prints errors without a stack trace.
  */
 import { Command, Option } from 'commander';
-import { initBackend, BACKENDS, BACKEND_ENV } from '../engine/backend.js';
+import { initBackend, BACKENDS, BACKEND_ENV, type BackendChoice } from '../engine/backend.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { loadPretrained, type LoadedModel } from '../models/pretrained.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
-import { STRATEGIES } from '../strategies/strategy.js';
+import { STRATEGIES, type StrategyKind } from '../strategies/strategy.js';
 
 export { int, float, bool } from './args.js';
 import { int, float, bool } from './args.js';
@@ -66,6 +66,45 @@ export function parseTargets(v: string | undefined): string[] | string | undefin
   if (!v) return undefined;
   if (v === 'all-linear') return v;
   return v.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Config fields of the flags every training command has: run, LoRA and checkpoint groups, and --skip_bad_records. */
+export interface SharedTrainingConfig {
+  backend: BackendChoice;
+  strategy: StrategyKind;
+  seed: number;
+  logDir: string | undefined;
+  loraRank: number;
+  loraAlpha: number;
+  loraDropout: number;
+  loraTarget: string[] | string | undefined;
+  mergeLoraWeights: boolean;
+  savePath: string;
+  saveSteps: number;
+  needOptimCkpt: boolean;
+  resume: string | undefined;
+  skipBadRecords: boolean;
+}
+
+/** commander's parsed options -> the shared config fields, so each command maps only its own flags. */
+export function sharedConfigFromOptions(o: Record<string, unknown>): SharedTrainingConfig {
+  return {
+    backend: o.backend as BackendChoice,
+    strategy: o.strategy as StrategyKind,
+    seed: o.seed as number,
+    logDir: o.log_dir as string | undefined,
+    loraRank: o.lora_rank as number,
+    loraAlpha: o.lora_alpha as number,
+    loraDropout: o.lora_dropout as number,
+    loraTarget: parseTargets(o.lora_target as string | undefined),
+    mergeLoraWeights: o.merge_lora_weights as boolean,
+    savePath: o.save_path as string,
+    saveSteps: o.save_steps as number,
+    needOptimCkpt: o.need_optim_ckpt as boolean,
+    resume: o.resume as string | undefined,
+    // Each command declares --skip_bad_records itself (with the same meaning), next to its data flags.
+    skipBadRecords: o.skip_bad_records as boolean,
+  };
 }
 
 export async function setupRun(opts: { backend: string; seed: number }): Promise<string> {

@@ -7,7 +7,9 @@
  *                 --lora_rank 8 --kl_target 6 --pretrain_dataset data/alpaca.json --ptx_coef 0.1
  */
 import { Command, Option } from 'commander';
-import { addCheckpointOptions, addLoraOptions, addModelOptions, addRunOptions, bool, float, int, parseTargets, runMain, setupRun } from './common.js';
+import {
+  addCheckpointOptions, addLoraOptions, addModelOptions, addRunOptions, bool, float, int, runMain, setupRun, sharedConfigFromOptions,
+} from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
@@ -81,23 +83,18 @@ export function ppoConfigFromOptions(o: Record<string, unknown>, positional?: st
   if (!prompts) throw new Error('no prompts: give the prompts file as the first argument or with --prompt_dataset');
   if (!o.rm_path) throw new Error('--rm_path is required: the reward model directory (train_reward_model output)');
   const cfg: PpoConfigInput = {
+    ...sharedConfigFromOptions(o),
     pretrain: o.pretrain as string,
     model: o.model as string | undefined,
     tokenizer: o.tokenizer as string | undefined,
     rmPath: o.rm_path as string,
     rmModel: o.rm_model as string | undefined,
     rmPretrain: o.rm_pretrain as string | undefined,
-    loraRank: o.lora_rank as number,
-    loraAlpha: o.lora_alpha as number,
-    loraDropout: o.lora_dropout as number,
-    loraTarget: parseTargets(o.lora_target as string | undefined),
-    mergeLoraWeights: o.merge_lora_weights as boolean,
     promptDataset: prompts,
     promptColumn: o.prompt_column as string | undefined,
     promptTemplate: o.prompt_template as string | undefined,
     pretrainDataset: (o.pretrain_dataset as string[] | undefined) ?? [],
     maxDatasetsSize: o.max_datasets_size as number | undefined,
-    skipBadRecords: o.skip_bad_records as boolean,
     numEpisodes: o.num_episodes as number | undefined,
     numCollectSteps: o.num_collect_steps as number | undefined,
     numUpdateSteps: o.num_update_steps as number | undefined,
@@ -127,15 +124,7 @@ export function ppoConfigFromOptions(o: Record<string, unknown>, positional?: st
     criticLr: o.critic_lr as number,
     weightDecay: o.weight_decay as number,
     gradClip: o.grad_clip as number,
-    savePath: o.save_path as string,
-    saveSteps: o.save_steps as number,
-    needOptimCkpt: o.need_optim_ckpt as boolean,
-    resume: o.resume as string | undefined,
-    logDir: o.log_dir as string | undefined,
     sampleEvery: o.sample_every as number,
-    seed: o.seed as number,
-    backend: o.backend as string,
-    strategy: o.strategy as string,
   };
   return applyLegacyTimesteps(cfg, {
     maxTimesteps: o.max_timesteps as number | undefined,

@@ -10,7 +10,7 @@
  */
 import { Command, Option } from 'commander';
 import {
-  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, parseTargets, runMain,
+  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
@@ -43,15 +43,14 @@ export function buildRewardCommand(): Command {
 
 /** commander's parsed options (flag names) → the typed config. */
 export function rewardConfigFromOptions(o: Record<string, unknown>): RewardConfigInput {
+  // RewardConfig names the LoRA targets `loraTargets`.
+  const { loraTarget, ...shared } = sharedConfigFromOptions(o);
   return {
+    ...shared,
+    loraTargets: loraTarget,
     modelType: o.model as string | undefined,
     pretrain: o.pretrain as string,
     tokenizer: o.tokenizer as string | undefined,
-    loraRank: o.lora_rank as number,
-    loraAlpha: o.lora_alpha as number,
-    loraDropout: o.lora_dropout as number,
-    loraTargets: parseTargets(o.lora_target as string | undefined),
-    mergeLoraWeights: o.merge_lora_weights as boolean,
     rewardReduction: o.reward_reduction as RewardConfig['rewardReduction'],
     dataset: o.dataset as string,
     evalDataset: o.eval_dataset as string | undefined,
@@ -60,7 +59,6 @@ export function rewardConfigFromOptions(o: Record<string, unknown>): RewardConfi
     maxDatasetsSize: o.max_datasets_size as number,
     test: o.test as boolean,
     promptTemplate: o.prompt_template as string,
-    skipBadRecords: o.skip_bad_records as boolean,
     lossFn: o.loss_fn as RewardConfig['lossFn'],
     batchSize: o.batch_size as number,
     maxEpochs: o.max_epochs as number,
@@ -69,15 +67,7 @@ export function rewardConfigFromOptions(o: Record<string, unknown>): RewardConfi
     warmupRatio: o.warmup_ratio as number,
     gradClip: o.grad_clip as number,
     accumulationSteps: o.accumulation_steps as number,
-    seed: o.seed as number,
-    savePath: o.save_path as string,
-    saveSteps: o.save_steps as number,
-    needOptimCkpt: o.need_optim_ckpt as boolean,
-    resume: o.resume as string | undefined,
-    logDir: o.log_dir as string | undefined,
     logSteps: o.log_steps as number,
-    backend: o.backend as string,
-    strategy: o.strategy as string,
   };
 }
 

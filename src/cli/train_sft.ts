@@ -8,7 +8,7 @@
  */
 import { Command, Option } from 'commander';
 import {
-  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, parseTargets, runMain,
+  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
@@ -39,15 +39,11 @@ export function buildSftCommand(): Command {
 /** commander's parsed options (flag names) -> the typed config. */
 export function sftConfigFromOptions(o: Record<string, unknown>): SftConfigInput {
   return {
+    ...sharedConfigFromOptions(o),
     model: o.model as SftConfig['model'],
     pretrain: o.pretrain as string | undefined,
     fromConfig: o.from_config as string | undefined,
     tokenizer: o.tokenizer as string | undefined,
-    loraRank: o.lora_rank as number,
-    loraAlpha: o.lora_alpha as number,
-    loraDropout: o.lora_dropout as number,
-    loraTarget: parseTargets(o.lora_target as string | undefined),
-    mergeLoraWeights: o.merge_lora_weights as boolean,
     dataset: o.dataset as string[],
     evalDataset: (o.eval_dataset as string[] | undefined) ?? [],
     evalRatio: o.eval_ratio as number,
@@ -56,7 +52,6 @@ export function sftConfigFromOptions(o: Record<string, unknown>): SftConfigInput
     promptTemplate: o.prompt_template as string,
     promptColumn: o.prompt_column as string | undefined,
     responseColumn: o.response_column as string | undefined,
-    skipBadRecords: o.skip_bad_records as boolean,
     cacheDir: o.cache_dir as string,
     maxEpochs: o.max_epochs as number,
     batchSize: o.batch_size as number,
@@ -65,14 +60,6 @@ export function sftConfigFromOptions(o: Record<string, unknown>): SftConfigInput
     weightDecay: o.weight_decay as number,
     warmupRatio: o.warmup_ratio as number,
     gradClip: o.grad_clip as number,
-    seed: o.seed as number,
-    strategy: o.strategy as SftConfig['strategy'],
-    backend: o.backend as SftConfig['backend'],
-    savePath: o.save_path as string,
-    saveSteps: o.save_steps as number,
-    needOptimCkpt: o.need_optim_ckpt as boolean,
-    logDir: o.log_dir as string | undefined,
-    resume: o.resume as string | undefined,
   };
 }
 

@@ -12,7 +12,7 @@
  */
 import { DataError, type RecordLocation } from './location.js';
 import { optionalString, parseTurn, requireArray, requireString } from './fields.js';
-import { readRecords, type ReadOptions } from './readers.js';
+import { convertRecords, readRecords, type ReadOptions } from './readers.js';
 import type { ChatMessage, LocatedRecord } from './types.js';
 
 export interface PreferencePair {
@@ -127,18 +127,7 @@ export async function loadPreferencePairs(
 ): Promise<PreferenceLoadResult> {
   const read = await readRecords(path, opts);
   const format = opts.format ?? detectPreferenceFormat(read.records[0]!);
-  const pairs: PreferencePair[] = [];
-  const skippedExamples = [...read.skippedExamples];
-  let skipped = read.skipped;
-  for (const rec of read.records) {
-    try {
-      pairs.push(normalizePreferenceRecord(rec, format));
-    } catch (err) {
-      if (!(err instanceof DataError) || !opts.skipBadRecords) throw err;
-      skipped++;
-      if (skippedExamples.length < 5) skippedExamples.push(err.message);
-    }
-  }
+  const { items: pairs, skipped, skippedExamples } = convertRecords(read, (rec) => normalizePreferenceRecord(rec, format), opts.skipBadRecords);
   if (pairs.length === 0) throw new DataError({ file: path }, `no usable preference pairs (${skippedExamples[0]})`);
   return { format, pairs, skipped, skippedExamples };
 }

@@ -7,7 +7,7 @@
 import { DataError } from './location.js';
 import { optionalString, parseTurn, requireArray, requireString } from './fields.js';
 import { detectPreferenceFormat, normalizePreferenceRecord } from './preference.js';
-import { readRecords, type ReadOptions } from './readers.js';
+import { convertRecords, readRecords, type ReadOptions } from './readers.js';
 import type { ChatSample, LocatedRecord } from './types.js';
 
 /** Columns tried in order when none is given. */
@@ -29,18 +29,7 @@ export interface PromptLoadResult {
 export async function loadPrompts(path: string, opts: PromptLoadOptions = {}): Promise<PromptLoadResult> {
   const read = await readRecords(path, opts);
   const source = opts.column ?? detectPromptSource(read.records[0]!);
-  const prompts: ChatSample[] = [];
-  const skippedExamples = [...read.skippedExamples];
-  let skipped = read.skipped;
-  for (const rec of read.records) {
-    try {
-      prompts.push(promptOf(rec, source));
-    } catch (err) {
-      if (!(err instanceof DataError) || !opts.skipBadRecords) throw err;
-      skipped++;
-      if (skippedExamples.length < 5) skippedExamples.push(err.message);
-    }
-  }
+  const { items: prompts, skipped, skippedExamples } = convertRecords(read, (rec) => promptOf(rec, source), opts.skipBadRecords);
   if (prompts.length === 0) throw new DataError({ file: path }, `no usable prompts (${skippedExamples[0]})`);
   return { prompts, source, skipped, skippedExamples };
 }

@@ -39,6 +39,9 @@ export interface ReadResult {
   skippedExamples: string[];
 }
 
+/** How many skipped records are described in `skippedExamples`. */
+const MAX_SKIPPED_EXAMPLES = 5;
+
 const EXTENSION_KINDS: Record<string, FileKind> = {
   json: 'json',
   jsonl: 'jsonl',
@@ -87,7 +90,7 @@ export async function readRecords(path: string, opts: ReadOptions = {}): Promise
   let skipped = 0;
   const onSkip = (location: RecordLocation, reason: string): void => {
     skipped++;
-    if (skippedExamples.length < 5) skippedExamples.push(`${formatLocation(location)}: ${reason}`);
+    if (skippedExamples.length < MAX_SKIPPED_EXAMPLES) skippedExamples.push(`${formatLocation(location)}: ${reason}`);
     opts.onSkip?.(location, reason);
   };
   for await (const record of iterateRecords(path, { ...opts, onSkip })) records.push(record);
@@ -95,6 +98,33 @@ export async function readRecords(path: string, opts: ReadOptions = {}): Promise
     throw new DataError({ file: path }, `no valid records: all ${skipped} were malformed (${skippedExamples[0]})`);
   }
   return { records, skipped, skippedExamples };
+}
+
+export interface ConvertResult<T> {
+  items: T[];
+  /** The reader's skipped records plus those the conversion rejected. */
+  skipped: number;
+  skippedExamples: string[];
+}
+
+/**
+ * Converts every record read. With skipBadRecords a record whose conversion throws a DataError is skipped and counted
+ * together with the reader's own skips; any other error, or any error without skipBadRecords, propagates.
+ */
+export function convertRecords<T>(read: ReadResult, convert: (rec: LocatedRecord) => T, skipBadRecords = false): ConvertResult<T> {
+  const items: T[] = [];
+  const skippedExamples = [...read.skippedExamples];
+  let skipped = read.skipped;
+  for (const rec of read.records) {
+    try {
+      items.push(convert(rec));
+    } catch (err) {
+      if (!(err instanceof DataError) || !skipBadRecords) throw err;
+      skipped++;
+      if (skippedExamples.length < MAX_SKIPPED_EXAMPLES) skippedExamples.push(err.message);
+    }
+  }
+  return { items, skipped, skippedExamples };
 }
 
 function recordsOfKind(path: string, kind: FileKind, opts: ReadOptions): AsyncIterable<LocatedRecord> | Iterable<LocatedRecord> {

@@ -12,7 +12,7 @@ import { setUnbatchedMatmul } from '../models/ops/matmul.js';
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 export const BACKEND_ENV = 'RLHF_BACKEND';
-/** XNNPACK threads for the wasm backend (default: every core, at most 8); 1 keeps the single-threaded binary. */
+/** XNNPACK threads for the wasm backend (default 1, at most 8); above 1 loads the threaded SIMD binary. */
 export const WASM_THREADS_ENV = 'RLHF_WASM_THREADS';
 
 type Log = (msg: string) => void;
@@ -51,14 +51,17 @@ async function registerWebgpu(): Promise<string> {
   return 'webgpu (Dawn)';
 }
 
+/**
+ * XNNPACK threads requested for wasm: RLHF_WASM_THREADS, else 1. Two threads nearly doubled a 1024³ product on an
+ * idle 2-core machine (17 → 35 GFLOP/s) but ran slower than one whenever other processes shared the cores (the
+ * pool synchronises after every product), so more than one is opt-in.
+ */
 function requestedWasmThreads(): number {
   const env = process.env[WASM_THREADS_ENV];
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${WASM_THREADS_ENV} must be a positive integer (got "${env}")`);
-    return Math.min(n, 8);
-  }
-  return Math.min(os.availableParallelism(), 8);
+  if (env === undefined || env === '') return 1;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${WASM_THREADS_ENV} must be a positive integer (got "${env}")`);
+  return Math.min(n, 8);
 }
 
 let wasmThreadCount = 1;
@@ -90,7 +93,10 @@ function prepareThreadedWasm(threads: number): () => void {
         constructor(file: string, opts?: Record<string, unknown>) {
           if (typeof file === 'string' && file.startsWith('blob:')) super(workerSource, { ...opts, eval: true });
           else super(file, opts);
+          (this as unknown as { unref(): void }).unref();
         }
+        /** XNNPACK's pool threads live for the whole process: they must not keep Node from exiting. */
+        ref(): void {}
         override postMessage(msg: unknown, transfer?: unknown): void {
           const m = msg as { cmd?: string; urlOrBlob?: unknown };
           super.postMessage(m?.cmd === 'load' && typeof m.urlOrBlob !== 'string' ? { ...m, urlOrBlob: moduleScript } : msg, transfer);

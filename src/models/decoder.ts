@@ -17,6 +17,8 @@ import { attention, causalMaskBias } from './ops/attention.js';
 import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/positions.js';
 import { matmul2d } from './ops/matmul.js';
 import { projectToVocab } from './ops/vocab_projection.js';
+import { lmHeadCrossEntropy } from './ops/lm_head_loss.js';
+import { IGNORE_INDEX } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
 import type { LoraAdapter } from './lora.js';
@@ -112,9 +114,37 @@ export class DecoderModel {
     return lean.dropout(x, rate, this.dropoutRng.seed());
   }
 
+  /**
+   * Weights stored [out, in], transposed once to [in, out] for a decoding session (see `holdTransposedWeights`):
+   * otherwise every decode step transposes every such matrix again (LLaMA, OPT, BLOOM).
+   */
+  private decodingWeights: Map<string, Tensor> | null = null;
+
+  /**
+   * For generation: keeps the [out, in] weights transposed until the returned release function is called (one
+   * extra copy of those weights meanwhile). Only for inference: the copies do not follow parameter updates.
+   */
+  holdTransposedWeights(): () => void {
+    const held = new Map<string, Tensor>();
+    for (const layer of this.spec.layers) {
+      const a = layer.attn;
+      const m = layer.mlp;
+      const specs = [...(a.kind === 'separate' ? [a.q, a.k, a.v, a.o] : [a.qkv, a.o]), ...(m.kind === 'plain' ? [m.fcIn, m.fcOut] : [m.gate, m.up, m.down])];
+      for (const l of specs) if (l.layout === 'out_in') held.set(l.module, tf.keep(tf.transpose(this.p(`${l.module}.weight`), [1, 0])));
+    }
+    this.decodingWeights = held;
+    return () => {
+      if (this.decodingWeights === held) this.decodingWeights = null;
+      for (const t of held.values()) t.dispose();
+    };
+  }
+
   /** A projection, plus the LoRA update when an adapter targets it. */
   linear(x: Tensor, l: LinearSpec, training = false): Tensor {
-    const y = linear(x, this.p(`${l.module}.weight`), l.bias ? this.p(`${l.module}.bias`) : null, l.layout);
+    const held = l.layout === 'out_in' ? this.decodingWeights?.get(l.module) : undefined;
+    const y = held
+      ? linear(x, held, l.bias ? this.p(`${l.module}.bias`) : null, 'in_out')
+      : linear(x, this.p(`${l.module}.weight`), l.bias ? this.p(`${l.module}.bias`) : null, l.layout);
     if (this.lora && this.loraEnabled) {
       const delta = this.lora.delta(l.module, x, training);
       if (delta) return lean.add(y, delta);
@@ -249,6 +279,19 @@ export class DecoderModel {
     const h = lean.reshape(hidden, [B * T, C]);
     const flat = headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
     return lean.reshape(flat, [B, T, flat.shape[1]!]);
+  }
+
+  /**
+   * Causal-LM loss straight from hidden states [B, T, C]: position t predicts labels[t+1] (IGNORE_INDEX ignored),
+   * as `causalLmLoss(this.logits(hidden), labels)` but without the [B·T, V] logits (lmHeadCrossEntropy), which at a
+   * 50k vocabulary and 8×512 tokens would not fit the wasm heap.
+   */
+  lmLoss(hidden: Tensor, labels: Tensor): Tensor {
+    return tf.tidy(() => {
+      const [B, T, C] = hidden.shape as [number, number, number];
+      const next = tf.concat([tf.slice(tf.cast(labels, 'int32'), [0, 1], [B, T - 1]), tf.fill([B, 1], IGNORE_INDEX, 'int32')], 1);
+      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.p(this.spec.lmHead), tf.reshape(next, [B * T]));
+    });
   }
 
   /** The LM head weight transposed to [C, V]; the caller disposes it. */

@@ -66,6 +66,7 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
   const logProbs = inputIds.map(() => [] as number[]);
   const done = new Array<boolean>(B).fill(false);
   const headT = model.lmHeadTransposed();
+  const releaseWeights = model.holdTransposedWeights(); // once per call, not once per token
   let cache: KVCache | undefined;
   try {
     for (let step = 0; step < maxNew; step++) {
@@ -114,6 +115,7 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
     }
   } finally {
     headT.dispose();
+    releaseWeights();
     if (cache) disposeCache(cache);
   }
   return { sequences: seqs, attentionMask: masks, actionMask, logProbs: opts.returnLogProbs ? logProbs : undefined, promptLength: P };

@@ -65,9 +65,10 @@ export class LoraAdapter {
       const bound = 1 / Math.sqrt(l.inDim); // kaiming_uniform_(a=√5) on [r, in]
       const a = new Float32Array(config.r * l.inDim);
       for (let i = 0; i < a.length; i++) a[i] = (rng.next() * 2 - 1) * bound;
+      // tidy frees the initial values (a variable keeps its own reference to the data; tidy never disposes variables)
       ad.modules.set(l.module, {
-        A: tf.variable(tf.tensor2d(a, [config.r, l.inDim]), true, `${ad.scope}/${l.module}.lora_A.weight`),
-        B: tf.variable(tf.zeros([l.outDim, config.r]), true, `${ad.scope}/${l.module}.lora_B.weight`),
+        A: tf.tidy(() => tf.variable(tf.tensor2d(a, [config.r, l.inDim]), true, `${ad.scope}/${l.module}.lora_A.weight`)),
+        B: tf.tidy(() => tf.variable(tf.zeros([l.outDim, config.r]), true, `${ad.scope}/${l.module}.lora_B.weight`)),
       });
     }
     return ad;

@@ -157,8 +157,8 @@ export function loadLoraAdapter(dir: string, model: DecoderModel): LoraAdapter {
       throw new Error(`${file}: ${mod} lora_A [${a.shape}] / lora_B [${b.shape}] do not fit a [${l.outDim}×${l.inDim}] projection with r=${cfg.r}`);
     }
     ad.modules.set(mod, {
-      A: tf.variable(tf.tensor(a.data, a.shape, 'float32'), true, `${ad.scope}/${mod}.lora_A.weight`),
-      B: tf.variable(tf.tensor(b.data, b.shape, 'float32'), true, `${ad.scope}/${mod}.lora_B.weight`),
+      A: tf.tidy(() => tf.variable(tf.tensor(a.data, a.shape, 'float32'), true, `${ad.scope}/${mod}.lora_A.weight`)),
+      B: tf.tidy(() => tf.variable(tf.tensor(b.data, b.shape, 'float32'), true, `${ad.scope}/${mod}.lora_B.weight`)),
     });
   }
   return ad;

@@ -22,7 +22,11 @@ export class ValueHead {
     const w = new Float32Array(hiddenSize);
     const std = 1 / (hiddenSize + 1);
     for (let i = 0; i < hiddenSize; i++) w[i] = rng.normal() * std;
-    return new ValueHead(tf.tensor2d(w, [1, hiddenSize]), tf.zeros([1]));
+    const [weight, bias] = [tf.tensor2d(w, [1, hiddenSize]), tf.zeros([1])];
+    const head = new ValueHead(weight, bias); // the variables hold their own references to the data
+    weight.dispose();
+    bias.dispose();
+    return head;
   }
 
   static fromTensors(t: Map<string, Tensor>): ValueHead {

@@ -7,4 +7,5 @@ export * from './models.js';
 export * from './experience.js';
 export * from './replay_buffer.js';
 export * from './checkpoint.js';
+export * from './train_step.js';
 export * from './trainer.js';

@@ -22,8 +22,6 @@ import { Rng } from '../engine/rng.js';
 import { getTemplate } from '../data/templates/index.js';
 import type { Batch, BatchLoader } from '../data/batching.js';
 import type { TokenizedSample } from '../data/sft_samples.js';
-import { causalLmLoss, tokenLogProbs } from '../models/ops/loss.js';
-import { positionsFromMask } from '../models/ops/positions.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization, type OptimizationConfig } from '../trainer/optimization.js';
 import { readOptimizerState } from '../trainer/stage_checkpoint.js';
@@ -33,8 +31,8 @@ import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
 import { longestSequence, newTokensFor, resolvePpoConfig, type PpoConfig, type PpoConfigInput } from './config.js';
 import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader, recordedTemplate } from './data.js';
-import { answerLogits, answerValues, makeExperience, type ExperienceItem, type ExperienceStats } from './experience.js';
-import { entropyFromLogits, maskedMean, policyLoss, valueLoss } from './functional.js';
+import { makeExperience, type ExperienceItem, type ExperienceStats } from './experience.js';
+import { ppoTrainStep } from './train_step.js';
 import { createKlController, type KlController } from './kl_controller.js';
 import { criticParams, loadPpoModels, trainableParams, type PpoModels } from './models.js';
 import { ReplayBuffer, type TrainBatch } from './replay_buffer.js';
@@ -311,70 +309,9 @@ export class PpoTrainer {
     return running.log();
   }
 
-  /** One minibatch: an actor step on the clipped policy loss (+ ptx), then a critic step on the clipped value loss. */
+  /** One minibatch: see ppoTrainStep. */
   private trainStep(b: TrainBatch, ptx: Batch | null): Record<string, number> {
-    const c = this.config;
-    const { actor, critic } = this.models;
-    const P = b.promptLength;
-    const N = b.answerLength;
-    const t = tf.tidy(() => ({
-      ids: tf.tensor2d(b.inputIds, undefined, 'int32'),
-      mask: tf.tensor2d(b.attentionMask, undefined, 'int32'),
-      answer: tf.tensor2d(b.answer, undefined, 'int32'),
-      action: tf.tensor2d(b.actionMask, undefined, 'float32'),
-      oldLogp: tf.tensor2d(b.logProbs),
-      oldValues: tf.tensor2d(b.values),
-      advantages: tf.tensor2d(b.advantages),
-      returns: tf.tensor2d(b.returns),
-    }));
-    const p = ptx
-      ? tf.tidy(() => ({
-          ids: tf.tensor2d(ptx.inputIds, undefined, 'int32'),
-          mask: tf.tensor2d(ptx.attentionMask, undefined, 'int32'),
-          labels: tf.tensor2d(ptx.labels, undefined, 'int32'),
-        }))
-      : null;
-    try {
-      // 1. actor
-      const a = this.actorOpt.backward((aux) => {
-        const logits = answerLogits(actor, t.ids, t.mask, P, N); // (B, N, V)
-        const logp = tokenLogProbs(logits, t.answer);
-        const pg = policyLoss(logp, t.oldLogp, t.advantages, t.action, c.clipEps);
-        aux.policy = tf.clone(pg.loss); // a separate handle: backward() disposes the returned loss and each aux
-        aux.clipfrac = pg.clipfrac;
-        aux.approxkl = pg.approxkl;
-        aux.entropy = maskedMean(entropyFromLogits(logits), t.action);
-        let loss: tf.Scalar = pg.loss;
-        if (p) {
-          const { hidden } = actor.forward(p.ids, { attentionMask: p.mask, positionIds: positionsFromMask(p.mask) });
-          const lm = causalLmLoss(actor.logits(hidden), p.labels) as tf.Scalar;
-          aux.ptx = lm;
-          loss = c.ptxMix === 'convex' ? tf.add(tf.mul(pg.loss, 1 - c.ptxCoef), tf.mul(lm, c.ptxCoef)) : tf.add(pg.loss, tf.mul(lm, c.ptxCoef));
-        }
-        this.memory.sample();
-        return loss;
-      });
-      const aStep = this.actorOpt.step();
-      // 2. critic
-      const v = this.criticOpt.backward((aux) => {
-        const values = answerValues(critic, t.ids, t.mask, P, N); // (B, N)
-        const vl = valueLoss(values, t.oldValues, t.returns, t.action, c.valueClip);
-        aux.clipfrac = vl.clipfrac;
-        this.memory.sample();
-        return vl.loss;
-      });
-      const vStep = this.criticOpt.step();
-      const out: Record<string, number> = {
-        'loss/policy': a.aux.policy!, 'policy/clipfrac': a.aux.clipfrac!, 'policy/approxkl': a.aux.approxkl!, 'policy/entropy': a.aux.entropy!,
-        'loss/value': v.loss, 'value/clipfrac': v.aux.clipfrac!,
-        'train/actor_grad_norm': aStep.gradNorm, 'train/critic_grad_norm': vStep.gradNorm, 'train/actor_lr': aStep.lr, 'train/critic_lr': vStep.lr,
-      };
-      if (p) out['loss/ptx'] = a.aux.ptx!;
-      return out;
-    } finally {
-      for (const x of Object.values(t)) x.dispose();
-      if (p) for (const x of Object.values(p)) x.dispose();
-    }
+    return ppoTrainStep(this.models, { actor: this.actorOpt, critic: this.criticOpt }, b, ptx, this.config, this.memory.sample);
   }
 
   private episodeMetrics(stats: ExperienceStats[], update: Record<string, number>, klUsed: number, time: { collect: number; train: number }): Record<string, number> {

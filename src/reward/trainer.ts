@@ -127,6 +127,21 @@ export function evaluatePairs(
   };
 }
 
+/**
+ * The training objective on one pair batch (chosen rows first, then rejected): both sides scored in one forward,
+ * then the pairwise loss; accuracy and mean rewards go to `aux`. The trainer and the benchmark both call this.
+ */
+export function pairBatchLoss(model: RewardModel, loss: PairwiseLoss, batch: PairBatch, aux: Record<string, tf.Tensor>, training: boolean): tf.Scalar {
+  const B = batch.pairs;
+  const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (2B, T)
+  const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (2B, T)
+  const rewards = model.score(ids, mask, training); // (2B): chosen rows first
+  const chosen = tf.slice(rewards, [0], [B]);
+  const rejected = tf.slice(rewards, [B], [B]);
+  Object.assign(aux, pairMetrics(chosen, rejected));
+  return loss(chosen, rejected);
+}
+
 export class RewardTrainer {
   readonly config: RewardConfig;
   readonly model: RewardModel;
@@ -172,14 +187,7 @@ export class RewardTrainer {
 
   /** Rewards of a pair batch and the pairwise loss on them; batch statistics go to `aux`. */
   computeLoss(batch: PairBatch, aux: Record<string, tf.Tensor>, training: boolean): tf.Scalar {
-    const B = batch.pairs;
-    const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (2B, T)
-    const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (2B, T)
-    const rewards = this.model.score(ids, mask, training); // (2B): chosen rows first
-    const chosen = tf.slice(rewards, [0], [B]);
-    const rejected = tf.slice(rewards, [B], [B]);
-    Object.assign(aux, pairMetrics(chosen, rejected));
-    return this.loss(chosen, rejected);
+    return pairBatchLoss(this.model, this.loss, batch, aux, training);
   }
 
   /** This rank's share of the held-out pairs, scored; metrics averaged over ranks. Null without held-out pairs. */

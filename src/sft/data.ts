@@ -13,22 +13,16 @@ import {
   splitTrainVal, tokenizeChatSamples, DataError, type ChatSample, type FormatOptions, type TokenizedSample,
 } from '../data/index.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
+import type { SftConfig } from './config.js';
 
 export type SftDataMode = 'chat' | 'text';
 
-export interface SftDataOptions {
-  dataset: string[];
-  evalDataset: string[];
-  evalRatio: number;
-  maxDatasetsSize?: number;
-  maxLen: number;
-  promptTemplate: string;
-  promptColumn?: string;
-  responseColumn?: string;
-  skipBadRecords: boolean;
-  cacheDir: string;
-  seed: number;
-}
+/** The SftConfig fields data preparation reads (documented there). */
+export type SftDataOptions = Pick<
+  SftConfig,
+  | 'dataset' | 'evalDataset' | 'evalRatio' | 'maxDatasetsSize' | 'maxLen' | 'promptTemplate' | 'promptColumn'
+  | 'responseColumn' | 'skipBadRecords' | 'cacheDir' | 'seed'
+>;
 
 export interface PreparedSftData {
   mode: SftDataMode;

@@ -18,7 +18,6 @@ import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
-import { causalLmLoss } from '../models/ops/loss.js';
 import { loadPretrained } from '../models/pretrained.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
@@ -182,7 +181,7 @@ export class SftTrainer {
       const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (B, T)
       const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T)
       const { hidden } = this.model.forward(ids, { attentionMask: mask, training });
-      return causalLmLoss(this.model.logits(hidden), labels) as tf.Scalar; // logits (B, T, V)
+      return this.model.lmLoss(hidden, labels) as tf.Scalar; // no (B, T, V) logits
     });
   }
 

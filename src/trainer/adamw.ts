@@ -111,27 +111,34 @@ export class AdamW {
     this.stepCount += 1;
   }
 
+  /**
+   * One parameter's update, in three small tidies so that at most a few parameter-sized temporaries live at once
+   * (one tidy over the whole formula kept ~14 of them: 2 GiB for GPT-2's 38.6M-element embedding). The step is
+   * torch's: p − (lr/bc1)·m / (sqrt(v)/sqrt(bc2) + eps).
+   */
   private updateOne(name: string, param: Variable, grad: Tensor, lr: number): void {
     const previous = this.state.get(name);
     const t = (previous?.step ?? 0) + 1;
     const decay = this.noDecay(name) ? 0 : this.weightDecay;
-    const [m, v] = tf.tidy(() => {
-      const p0 = decay > 0 ? tf.mul(param, 1 - lr * decay) : param; // 1. same as p - lr*wd*p
-      const m = previous
-        ? tf.add(tf.mul(previous.m, this.beta1), tf.mul(grad, 1 - this.beta1))
-        : tf.mul(grad, 1 - this.beta1); // 2. from m = 0
-      const v = previous
-        ? tf.add(tf.mul(previous.v, this.beta2), tf.mul(tf.square(grad), 1 - this.beta2))
-        : tf.mul(tf.square(grad), 1 - this.beta2); // 3. from v = 0
-      const mHat = tf.div(m, 1 - this.beta1 ** t); // 4.
-      const vHat = tf.div(v, 1 - this.beta2 ** t);
-      const update = tf.div(mHat, tf.add(tf.sqrt(vHat), this.eps));
-      param.assign(tf.sub(p0, tf.mul(update, lr))); // 5.
-      return [m, v];
+    const m = tf.tidy(() => {
+      const g = tf.mul(grad, 1 - this.beta1);
+      return previous ? tf.add(tf.mul(previous.m, this.beta1), g) : g; // 2. (from m = 0 on the first step)
+    });
+    const v = tf.tidy(() => {
+      const g2 = tf.mul(tf.square(grad), 1 - this.beta2);
+      return previous ? tf.add(tf.mul(previous.v, this.beta2), g2) : g2; // 3.
     });
     previous?.m.dispose();
     previous?.v.dispose();
-    this.state.set(name, { step: t, m: m!, v: v! });
+    this.state.set(name, { step: t, m, v });
+    const bc1 = 1 - this.beta1 ** t; // 4.
+    const bc2 = 1 - this.beta2 ** t;
+    const update = tf.tidy(() => tf.div(tf.mul(m, lr / bc1), tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), this.eps)));
+    tf.tidy(() => {
+      const p0 = decay > 0 ? tf.mul(param, 1 - lr * decay) : param; // 1. same as p - lr*wd*p
+      param.assign(tf.sub(p0, update)); // 5.
+    });
+    update.dispose();
   }
 
   /** A host copy of the state, for checkpoints (`exp_avg.<param>`, `exp_avg_sq.<param>`). */

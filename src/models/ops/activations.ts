@@ -37,12 +37,25 @@ function geluErf(x: Tensor): Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
 }
 
+/** SiLU x·sigmoid(x) (LLaMA), gradient s + x·s·(1 − s) written out; saves x only. */
+const silu = tf.customGrad((x, save) => {
+  (save as tf.GradSaveFunc)([x as Tensor]);
+  return {
+    value: tf.mul(x as Tensor, tf.sigmoid(x as Tensor)),
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+      const sx = saved[0]!;
+      const s = tf.sigmoid(sx);
+      return tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(sx, tf.sub(1, s)))));
+    }),
+  };
+}) as unknown as (x: Tensor) => Tensor;
+
 export function activate(x: Tensor, kind: Activation): Tensor {
   switch (kind) {
     case 'gelu_new': return geluTanh(x);
     case 'gelu': return geluErf(x);
     case 'relu': return tf.relu(x);
-    case 'silu': return tf.mul(x, tf.sigmoid(x));
+    case 'silu': return silu(x);
   }
 }
 

@@ -6,30 +6,23 @@ import { tidyGrad } from './tidy_grad.js';
 export const MASKED = -1e9;
 
 /**
- * Below this many query positions (decoding) the forward products are broadcast multiply-and-sum: a decode step's
- * q·kᵀ and P·v are a few hundred thousand multiply-adds, which elementwise kernels do in a millisecond while
- * per-head 2-D products pay a call each and tfjs's batched kernel runs at ~0.1 GFLOP/s on these shapes.
+ * Below this many query rows (decoding), the products are broadcast multiply-and-sum: a decode step's q·kᵀ and P·v
+ * are a few hundred thousand multiply-adds, which elementwise kernels do in about a millisecond, while per-head 2-D
+ * products pay a call each and tfjs's batched kernel runs at ~0.1 GFLOP/s on these shapes.
  */
 const MIN_ROWS_FOR_HEAD_LOOP = 16;
 
-/** q [B, H, T, hs] · k [B, H, S, hs]ᵀ → [B, H, T, S], as a broadcast product summed over hs. */
+type Form = 'nn' | 'nt' | 'tn';
+
+/** q [B, H, M, hs] · k [B, H, S, hs]ᵀ → [B, H, M, S], as a broadcast product summed over hs. */
 function broadcastScores(q: Tensor, k: Tensor): Tensor {
   return tf.sum(tf.mul(tf.expandDims(q, 3), tf.expandDims(k, 2)), -1);
 }
 
-/** P [B, H, T, S] · v [B, H, S, hs] → [B, H, T, hs], as a broadcast product summed over S. */
+/** P [B, H, M, S] · v [B, H, S, hs] → [B, H, M, hs], as a broadcast product summed over S. */
 function broadcastMix(p: Tensor, v: Tensor): Tensor {
   const vT = tf.expandDims(tf.transpose(v, [0, 1, 3, 2]), 2); // (B, H, 1, hs, S)
   return tf.sum(tf.mul(tf.expandDims(p, 3), vT), -1);
-}
-
-type Form = 'nn' | 'nt' | 'tn';
-
-function repeatKv(x: Tensor, rep: number): Tensor {
-  if (rep === 1) return x;
-  const [B, Hkv, S, hs] = x.shape as [number, number, number, number];
-  // Rank-3 tile (tfjs has no rank-5 tile gradient): each kv head is repeated for its `rep` query heads.
-  return tf.reshape(tf.tile(tf.reshape(x, [B * Hkv, 1, S * hs]), [1, rep, 1]), [B, Hkv * rep, S, hs]);
 }
 
 function swapLast2(x: Tensor): Tensor {
@@ -37,41 +30,23 @@ function swapLast2(x: Tensor): Tensor {
 }
 
 /**
- * Per-head products of a [B, Ha, ·, ·] and b [B, Hb, ·, ·] in form nn (a·b), nt (a·bᵀ) or tn (aᵀ·b). Heads pair up
- * as grouped-query attention does: query head h uses kv head ⌊h / rep⌋. With `groupSum`, the per-query-head
- * results are summed within each kv group (the gradient of a shared kv head), giving B·Hkv results.
+ * Per-head products of a [B, G, ·, ·] and b [B, G, ·, ·] in form nn (a·b), nt (a·bᵀ) or tn (aᵀ·b). `loop`: a loop of
+ * untransposed 2-D products (the fast form on XNNPACK) over unstacked heads; otherwise one batched kernel.
  */
-function headProducts(a: Tensor, b: Tensor, form: Form, rep: number, groupSum: boolean, loop: boolean): Tensor {
-  const [B, Ha] = a.shape as [number, number];
+function headProducts(a: Tensor, b: Tensor, form: Form, loop: boolean): Tensor {
+  if (!loop) return tf.matMul(a, b, form === 'tn', form === 'nt');
+  const [B, G] = a.shape as [number, number];
   const at = form === 'tn' ? swapLast2(a) : a;
   const bt = form === 'nt' ? swapLast2(b) : b;
   const M = at.shape[2]!;
   const N = bt.shape[3]!;
-  if (!loop) {
-    // One batched kernel (GPU backends, or tiny decode-step products): repeat shared kv heads, sum groups after.
-    const bFull = groupSum || rep === 1 ? bt : repeatKv(bt, rep);
-    const out = tf.matMul(at, bFull); // (B, Ha, M, N)
-    return groupSum && rep > 1 ? tf.sum(tf.reshape(out, [B, Ha / rep, rep, M, N]), 2) : out;
-  }
-  // wasm/cpu: a loop of untransposed 2-D products (the fast form on XNNPACK), on slices that share nothing.
-  const as = tf.unstack(tf.reshape(at, [B * Ha, M, at.shape[3]!]));
-  const bs = tf.unstack(tf.reshape(bt, [-1, bt.shape[2]!, N]));
-  const Hb = bt.shape[1]!;
-  const outs: Tensor[] = [];
-  for (let i = 0; i < as.length; i++) {
-    const bi = groupSum ? i : Math.floor(i / Ha) * Hb + Math.floor((i % Ha) / rep);
-    const prod = tf.matMul(as[i]!, bs[bi]!);
-    if (groupSum && i % rep !== 0) {
-      const acc = outs.pop()!;
-      outs.push(tf.add(acc, prod));
-      acc.dispose();
-      prod.dispose();
-    } else outs.push(prod);
-  }
+  const as = tf.unstack(tf.reshape(at, [B * G, M, at.shape[3]!]));
+  const bs = tf.unstack(tf.reshape(bt, [B * G, bt.shape[2]!, N]));
+  const outs = as.map((x, i) => tf.matMul(x, bs[i]!));
   tf.dispose([...as, ...bs]);
   const out = tf.stack(outs);
   tf.dispose(outs);
-  return tf.reshape(out, [B, groupSum ? Ha / rep : Ha, M, N]);
+  return tf.reshape(out, [B, G, M, N]);
 }
 
 /**
@@ -79,29 +54,39 @@ function headProducts(a: Tensor, b: Tensor, form: Form, rep: number, groupSum: b
  * Shapes: q [B, H, T, hs], k and v [B, Hkv, S, hs] (grouped heads shared as HF's repeat_kv does), bias broadcastable
  * to [B, H, T, S]. Returns [B, H, T, hs].
  *
+ * Grouped heads are never repeated: query heads h = g·rep … g·rep + rep − 1 share kv head g, so q viewed as
+ * [B, Hkv, rep·T, hs] makes every product one kv head against rep·T query rows (and the sum over a group in the
+ * k/v gradients falls out of the product itself).
+ *
  * One custom-gradient op: it saves q, k, v and the probabilities only (tfjs's own graph kept every score tensor
  * its ops touched until the backward pass ended) and frees them as soon as its gradient is computed:
  *   P = softmax(q·kᵀ·scale + bias), out = P·v
  *   dP = dout·vᵀ, dv = Pᵀ·dout, dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale, dq = dS·k, dk = dSᵀ·q
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: number): Tensor {
-  const T = q.shape[2]!;
-  const rep = q.shape[1]! / k.shape[1]!;
-  const loop = isUnbatched() && T >= MIN_ROWS_FOR_HEAD_LOOP;
-  const broadcast = isUnbatched() && !loop;
+  const [B, H, T, hs] = q.shape as [number, number, number, number];
+  const [, G, S] = k.shape as [number, number, number];
+  const rows = (H / G) * T; // query rows per kv head
+  const grouped = (t: Tensor) => tf.reshape(t, [B, G, rows, t.shape[3]!]); // (B, H, T, ·) → (B, G, rep·T, ·)
+  const perHead = (t: Tensor) => tf.reshape(t, [B, H, T, t.shape[3]!]);
+  const unbatched = isUnbatched();
+  const loop = unbatched && rows >= MIN_ROWS_FOR_HEAD_LOOP;
+  const broadcast = unbatched && !loop;
   const op = tf.customGrad((qq, kk, vv, save) => {
-    const [sq, sk, sv] = [qq as Tensor, kk as Tensor, vv as Tensor];
-    const scores = broadcast ? broadcastScores(sq, repeatKv(sk, rep)) : headProducts(sq, sk, 'nt', rep, false, loop); // (B, H, T, S)
-    const probs = tf.softmax(tf.add(tf.mul(scores, scale), bias), -1);
+    const [sq, sk, sv] = [grouped(qq as Tensor), kk as Tensor, vv as Tensor];
+    const scores = perHead(broadcast ? broadcastScores(sq, sk) : headProducts(sq, sk, 'nt', loop)); // (B, H, T, S)
+    const probs = grouped(tf.softmax(tf.add(tf.mul(scores, scale), bias), -1)); // (B, G, rep·T, S)
     (save as tf.GradSaveFunc)([sq, sk, sv, probs]);
     return {
-      value: broadcast ? broadcastMix(probs, repeatKv(sv, rep)) : headProducts(probs, sv, 'nn', rep, false, loop), // (B, H, T, hs)
+      value: perHead(broadcast ? broadcastMix(probs, sv) : headProducts(probs, sv, 'nn', loop)), // (B, H, T, hs)
       gradFunc: tidyGrad((dout: Tensor, saved: Tensor[]) => {
         const [q0, k0, v0, p] = saved as [Tensor, Tensor, Tensor, Tensor];
-        const dprobs = headProducts(dout, v0, 'nt', rep, false, loop); // (B, H, T, S)
-        const dv = headProducts(p, dout, 'tn', rep, true, loop); // (B, Hkv, S, hs)
+        const mode = unbatched; // tiny backward products (T < 16) also run fine as a loop
+        const d = grouped(dout);
+        const dprobs = headProducts(d, v0, 'nt', mode); // (B, G, rep·T, S)
+        const dv = headProducts(p, d, 'tn', mode); // (B, G, S, hs)
         const dscores = tf.mul(tf.mul(p, tf.sub(dprobs, tf.sum(tf.mul(dprobs, p), -1, true))), scale);
-        return [headProducts(dscores, k0, 'nn', rep, false, loop), headProducts(dscores, q0, 'tn', rep, true, loop), dv];
+        return [perHead(headProducts(dscores, k0, 'nn', mode)), headProducts(dscores, q0, 'tn', mode), dv];
       }),
     };
   }) as unknown as (q: Tensor, k: Tensor, v: Tensor) => Tensor;

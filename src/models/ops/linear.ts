@@ -6,7 +6,7 @@
  * (see `columnSums`) rather than tfjs's broadcast-add gradient.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
-import { tidyGrad } from './tidy_grad.js';
+import { gradientsRecording, tidyGrad } from './tidy_grad.js';
 import { columnSums } from './matmul.js';
 import { reshape } from './lean.js';
 
@@ -27,8 +27,15 @@ function weightGrads(dy: Tensor, x: Tensor, w: Tensor, layout: WeightLayout): [T
   return [tf.matMul(dy, tf.transpose(w, [1, 0])), tf.matMul(tf.transpose(x, [1, 0]), dy)];
 }
 
+/**
+ * The weight as [in, out] for the forward product. XNNPACK keeps a packed copy of every right-hand matrix until
+ * that tensor is freed; for a parameter that is until the optimizer replaces it, i.e. across the whole backward
+ * pass (one more copy of the model). While training, an [in, out] weight is therefore multiplied through a
+ * short-lived copy, whose packed form goes with it. At inference the packed weight is reused from call to call.
+ */
 function inOut(w: Tensor, layout: WeightLayout): Tensor {
-  return layout === 'out_in' ? tf.transpose(w, [1, 0]) : w;
+  if (layout === 'out_in') return tf.transpose(w, [1, 0]);
+  return gradientsRecording() && tf.getBackend() === 'wasm' ? tf.slice(w, [0, 0], w.shape as [number, number]) : w;
 }
 
 function makeLinear(layout: WeightLayout) {

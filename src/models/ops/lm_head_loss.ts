@@ -14,13 +14,10 @@
 import { tf, type Tensor } from '../../engine/tf.js';
 import { IGNORE_INDEX, scatterAt } from './loss.js';
 import { VOCAB_CHUNK } from './vocab_projection.js';
+import { gradientsRecording } from './tidy_grad.js';
 
 /** Rows per chunk: 256 rows × 50k vocabulary ≈ 50 MiB per [rows, V] temporary. */
 export const LOSS_ROWS_PER_CHUNK = 256;
-
-function gradientsRecording(): boolean {
-  return ((tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth ?? 0) > 0;
-}
 
 function splitSizes(total: number, chunk: number): number[] {
   const sizes: number[] = [];

@@ -61,8 +61,31 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   return y;
 }
 
-/** RMSNorm over the last axis (LLaMA): x · rsqrt(mean(x²) + eps) · weight. */
+/**
+ * RMSNorm over the last axis (LLaMA): y = x·rstd·w, rstd = rsqrt(mean(x²) + eps), with the gradient written out:
+ * dx = rstd·(dx̂ − x̂·mean(dx̂·x̂)), dx̂ = dy·w, x̂ = x·rstd;  dw = Σ dy·x̂. Saved: x̂ and rstd.
+ */
+const rmsNormByEps = new Map<number, (x: Tensor, w: Tensor) => Tensor>();
+
 export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
-  const ms = tf.mean(tf.square(x), x.rank - 1, true);
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), weight);
+  let f = rmsNormByEps.get(eps);
+  if (!f) {
+    f = tf.customGrad((xx, ww, save) => {
+      const t = xx as Tensor;
+      const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(t), t.rank - 1, true), eps));
+      const xhat = tf.mul(t, rstd);
+      (save as tf.GradSaveFunc)([xhat, rstd, ww as Tensor]);
+      return {
+        value: tf.mul(xhat, ww as Tensor),
+        gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+          const [sxhat, srstd, sw] = saved as [Tensor, Tensor, Tensor];
+          const dxhat = tf.mul(dy, sw);
+          const m = tf.mean(tf.mul(dxhat, sxhat), sxhat.rank - 1, true);
+          return [tf.mul(tf.sub(dxhat, tf.mul(sxhat, m)), srstd), sumToLast(tf.mul(dy, sxhat))];
+        }),
+      };
+    }) as unknown as (x: Tensor, w: Tensor) => Tensor;
+    rmsNormByEps.set(eps, f);
+  }
+  return f(x, weight);
 }

@@ -1,5 +1,6 @@
 /** Position encodings that differ per architecture: rotary (LLaMA), ALiBi (BLOOM), mask-derived position ids. */
 import { tf, type Tensor } from '../../engine/tf.js';
+import { tidyGrad } from './tidy_grad.js';
 
 /** Position ids from a 0/1 mask [B, S]: cumsum(mask) − 1 at real tokens, 0 (OPT: clamped) at padding. */
 export function positionsFromMask(attentionMask: Tensor): Tensor {
@@ -23,16 +24,34 @@ export function rotaryTables(positionIds: Tensor, headDim: number, theta: number
   });
 }
 
-/** Applies rotary embedding to x [B, H, T, hs] with cos/sin [B, T, hs]. */
+/** rotate_half: [x1, x2] → [−x2, x1] over the last axis (halves). */
+function rotateHalf(x: Tensor, sign: 1 | -1): Tensor {
+  const half = x.shape[3]! / 2;
+  const [x1, x2] = tf.split(x, [half, half], 3);
+  // sign 1: rotate_half; sign −1: its transpose [x2, −x1], which carries the gradient back.
+  return sign === 1 ? tf.concat([tf.neg(x2!), x1!], 3) : tf.concat([x2!, tf.neg(x1!)], 3);
+}
+
+/**
+ * Applies rotary embedding to x [B, H, T, hs] with cos/sin [B, T, hs]: x·cos + rotate_half(x)·sin. The map is
+ * linear in x, so its gradient is dy·cos + rotate_halfᵀ(dy·sin) and nothing needs saving (cos/sin are constants).
+ */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
-  const hs = x.shape[3]!;
-  const half = hs / 2;
-  const c = tf.expandDims(cos, 1);
-  const s = tf.expandDims(sin, 1);
-  const x1 = tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, half]);
-  const x2 = tf.slice(x, [0, 0, 0, half], [-1, -1, -1, half]);
-  const rotated = tf.concat([tf.neg(x2), x1], 3);
-  return tf.add(tf.mul(x, c), tf.mul(rotated, s));
+  const tableShape = cos.shape;
+  const op = tf.customGrad((xx, cc, ss, save) => {
+    const c = tf.expandDims(cc as Tensor, 1);
+    const s = tf.expandDims(ss as Tensor, 1);
+    (save as tf.GradSaveFunc)([c, s]);
+    return {
+      value: tf.add(tf.mul(xx as Tensor, c), tf.mul(rotateHalf(xx as Tensor, 1), s)),
+      gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+        const [sc, sn] = saved as [Tensor, Tensor];
+        // cos/sin come from position ids: constants, whose gradient is never used.
+        return [tf.add(tf.mul(dy, sc), rotateHalf(tf.mul(dy, sn), -1)), tf.zeros(tableShape), tf.zeros(tableShape)];
+      }),
+    };
+  }) as unknown as (t: Tensor, c: Tensor, s: Tensor) => Tensor;
+  return op(x, cos, sin);
 }
 
 /** ALiBi slopes per head, as BLOOM defines them (also for head counts that are not powers of two). */

@@ -19,3 +19,8 @@ export function tidyGrad<G extends Tensor | Tensor[]>(f: (dy: Tensor, saved: Ten
     return grads;
   };
 }
+
+/** Whether a gradient tape is recording (we are inside tf.grads / tf.variableGrads). */
+export function gradientsRecording(): boolean {
+  return ((tf.engine() as unknown as { state: { gradientDepth?: number } }).state.gradientDepth ?? 0) > 0;
+}
