@@ -6,6 +6,7 @@ import {
   TRAINER_STATE_FILE,
   readTrainerState,
   recoverInterruptedWrite,
+  resumeMismatches,
   writeDirAtomic,
   writeTrainerState,
   type TrainerState,
@@ -111,5 +112,29 @@ describe('trainer_state.json', () => {
     fs.writeFileSync(file, '{not json');
     await expect(readTrainerState(root)).rejects.toThrow(/trainer_state.json: cannot read trainer state/);
     await expect(writeTrainerState(root, { ...state, best_metric: 'x' as unknown as number })).rejects.toThrow(/best_metric/);
+  });
+});
+
+describe('resumeMismatches', () => {
+  const state = (args: Record<string, unknown>, world_size?: number): TrainerState => ({
+    global_step: 3, epoch: 0, step_in_epoch: 3, best_metric: null, rng_state: {}, args, log_history: [], ...(world_size ? { world_size } : {}),
+  });
+
+  it('compares the batch as per-rank batch × ranks, so a run resumes across world sizes at the same global batch', () => {
+    const fields = ['batchSize', 'seed'];
+    expect(resumeMismatches(state({ batchSize: 2, seed: 1 }, 2), { batchSize: 4, seed: 1 }, fields, 1)).toEqual([]);
+    expect(resumeMismatches(state({ batchSize: 4, seed: 1 }), { batchSize: 2, seed: 1 }, fields, 2)).toEqual([]);
+    expect(resumeMismatches(state({ batchSize: 2, seed: 1 }, 2), { batchSize: 2, seed: 1 }, fields, 1)).toEqual([
+      { field: 'batchSize', was: '2 × 2 ranks = 4', now: '2' },
+    ]);
+  });
+
+  it('reports every other changed field as JSON, and a checkpoint without world_size counts as one rank', () => {
+    const m = resumeMismatches(state({ batchSize: 4, seed: 1, dataset: ['a.jsonl'] }), { batchSize: 4, seed: 2, dataset: ['a.jsonl'] }, ['batchSize', 'seed', 'dataset'], 1);
+    expect(m).toEqual([{ field: 'seed', was: '1', now: '2' }]);
+  });
+
+  it('refuses a malformed world_size in trainer_state.json', async () => {
+    await expect(writeTrainerState(root, { ...state({}), world_size: 0 })).rejects.toThrow(/world_size/);
   });
 });

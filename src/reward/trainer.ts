@@ -25,7 +25,7 @@ import { ValueHead } from '../models/value_head.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import { OPTIMIZER_FILE, readOptimizerState, saveCheckpoint } from '../trainer/stage_checkpoint.js';
-import { readTrainerState, recoverInterruptedWrite, TRAINER_STATE_FILE, type TrainerState } from '../trainer/checkpoint_io.js';
+import { readTrainerState, recoverInterruptedWrite, resumeMismatches, TRAINER_STATE_FILE, type TrainerState } from '../trainer/checkpoint_io.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
@@ -218,7 +218,7 @@ export class RewardTrainer {
     return {
       global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: this.bestAccuracy,
       rng_state: { data: this.config.seed }, args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>,
-      log_history: this.logHistory,
+      log_history: this.logHistory, world_size: this.strategy.worldSize,
     };
   }
 
@@ -362,7 +362,7 @@ export function adapterBase(dir: string): string | null {
   return isAbsolute(base) ? base : resolve(dir, base);
 }
 
-async function readResumeState(c: RewardConfig): Promise<TrainerState> {
+async function readResumeState(c: RewardConfig, worldSize: number): Promise<TrainerState> {
   const dir = c.resume!;
   await recoverInterruptedWrite(dir);
   if (!existsSync(join(dir, TRAINER_STATE_FILE))) {
@@ -375,13 +375,10 @@ async function readResumeState(c: RewardConfig): Promise<TrainerState> {
     );
   }
   const state = await readTrainerState(dir);
-  for (const [key, flag] of RESUME_FIXED) {
-    if (JSON.stringify(state.args[key] ?? null) !== JSON.stringify(c[key] ?? null)) {
-      throw new Error(
-        `--resume ${dir}: --${flag} is ${JSON.stringify(c[key] ?? null)} but the checkpoint was trained with ` +
-          `${JSON.stringify(state.args[key] ?? null)}; resume with the same value`,
-      );
-    }
+  const flags = new Map<string, string>(RESUME_FIXED);
+  const [m] = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
+  if (m) {
+    throw new Error(`--resume ${dir}: --${flags.get(m.field)} is ${m.now} but the checkpoint was trained with ${m.was}; resume with the same value`);
   }
   if (c.loraRank > 0 && adapterBase(dir) === null) {
     throw new Error(
@@ -447,7 +444,7 @@ export async function runRewardTraining(input: RewardConfigInput, runOptions: Re
   const strategy = createStrategy(c.strategy);
   const say = strategy.isMain() ? log : () => {};
   await initBackend(c.backend, say);
-  const resumeState = c.resume ? await readResumeState(c) : null;
+  const resumeState = c.resume ? await readResumeState(c, strategy.worldSize) : null;
 
   // 2. model and tokenizer (the checkpoint's when resuming)
   const loaded = await loadBackbone(c.resume ?? c.pretrain, c.modelType, c.resume ? undefined : c.tokenizer);

@@ -22,7 +22,7 @@ import { loadPretrained } from '../models/pretrained.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import { OPTIMIZER_FILE, readOptimizerState, saveCheckpoint } from '../trainer/stage_checkpoint.js';
-import { readTrainerState, TRAINER_STATE_FILE, type TrainerState } from '../trainer/checkpoint_io.js';
+import { readTrainerState, resumeMismatches, TRAINER_STATE_FILE, type TrainerState } from '../trainer/checkpoint_io.js';
 import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
@@ -153,7 +153,7 @@ export class SftTrainer {
     validateSftConfig(config);
     const strategy = createStrategy(config.strategy);
     const log = runOptions.log ?? ((m: string) => console.error(m));
-    const resumeState = config.resume ? await readResumeState(config) : null;
+    const resumeState = config.resume ? await readResumeState(config, strategy.worldSize) : null;
     const dataOpts: SftDataOptions = { ...config };
     const mode = await detectDataMode([...config.dataset, ...config.evalDataset], dataOpts);
     if (config.tokenizer === CHAR_TOKENIZER && mode !== 'text') {
@@ -305,6 +305,7 @@ export class SftTrainer {
       global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: this.bestEvalLoss,
       rng_state: { data: this.config.seed, dropout: this.dropoutRng.getState() },
       args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>, log_history: this.logHistory,
+      world_size: this.strategy.worldSize,
     };
   }
 
@@ -383,7 +384,7 @@ export async function trainSft(input: SftConfigInput, runOptions: SftRunOptions 
 }
 
 /** The checkpoint's trainer state, checked against this run's config. */
-async function readResumeState(c: SftConfig): Promise<TrainerState> {
+async function readResumeState(c: SftConfig, worldSize: number): Promise<TrainerState> {
   const dir = c.resume!;
   if (!existsSync(join(dir, TRAINER_STATE_FILE))) {
     throw new Error(`--resume ${dir}: no ${TRAINER_STATE_FILE}; pass a checkpoint-<step> directory written by train_sft`);
@@ -395,12 +396,11 @@ async function readResumeState(c: SftConfig): Promise<TrainerState> {
     );
   }
   const state = await readTrainerState(dir);
-  const changed = RESUME_FIXED_FIELDS.filter((k) => JSON.stringify(state.args[k] ?? null) !== JSON.stringify(c[k] ?? null));
+  const changed = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, worldSize);
   if (changed.length) {
-    const show = (v: unknown) => JSON.stringify(v ?? null);
     throw new Error(
       `--resume ${dir}: these options differ from the run that wrote it, so its data position and schedule do not apply: ` +
-        changed.map((k) => `${k} was ${show(state.args[k])}, now ${show(c[k])}`).join('; '),
+        changed.map((m) => `${m.field} was ${m.was}, now ${m.now}`).join('; '),
     );
   }
   return state;

@@ -131,6 +131,38 @@ export interface TrainerState {
   args: Record<string, unknown>;
   /** The last logged metric records (`{step, ...metrics}`), at most `maxLogHistory` of them. */
   log_history: Record<string, number | null>[];
+  /**
+   * Ranks of the run that wrote it (absent: 1). Under ddp/zero2 `args.batchSize` is per rank and the data position
+   * counts global batches of batchSize × world_size, so a resume compares that product.
+   */
+  world_size?: number;
+}
+
+/** A setting of a resumed run that differs from the run that wrote the checkpoint. */
+export interface ResumeMismatch {
+  field: string;
+  was: string;
+  now: string;
+}
+
+/**
+ * The `fields` of the current config that differ from the checkpoint's `args`. `batchSize` is compared as the global
+ * batch (per-rank batch × ranks), so a 2-rank run with batch 4 resumes exactly as a 1-rank run with batch 8.
+ */
+export function resumeMismatches(state: TrainerState, current: Record<string, unknown>, fields: readonly string[], worldSize: number): ResumeMismatch[] {
+  const show = (v: unknown) => JSON.stringify(v ?? null);
+  const out: ResumeMismatch[] = [];
+  const wasRanks = state.world_size ?? 1;
+  for (const field of fields) {
+    const [was, now] = [state.args[field], current[field]];
+    if (field === 'batchSize' && typeof was === 'number' && typeof now === 'number') {
+      if (was * wasRanks !== now * worldSize) {
+        const global = (b: number, n: number) => (n === 1 ? String(b) : `${b} × ${n} ranks = ${b * n}`);
+        out.push({ field, was: global(was, wasRanks), now: global(now, worldSize) });
+      }
+    } else if (show(was) !== show(now)) out.push({ field, was: show(was), now: show(now) });
+  }
+  return out;
 }
 
 /** Writes `<dir>/trainer_state.json`, keeping only the last `maxLogHistory` log records. */
@@ -170,6 +202,7 @@ function validateTrainerState(value: unknown, file: string): asserts value is Tr
     if (!Number.isSafeInteger(v)) fail(`rng_state.${name}`, 'an integer');
   }
   if (!isPlainObject(s.args)) fail('args', 'an object');
+  if (s.world_size !== undefined && !(Number.isSafeInteger(s.world_size) && (s.world_size as number) >= 1)) fail('world_size', 'an integer >= 1');
   if (!Array.isArray(s.log_history)) fail('log_history', 'an array');
   (s.log_history as unknown[]).forEach((record, i) => {
     if (!isPlainObject(record)) fail(`log_history[${i}]`, 'an object');
