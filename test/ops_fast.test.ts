@@ -13,6 +13,7 @@ import { setUnbatchedMatmul, columnSums } from '../src/models/ops/matmul.js';
 import { projectToVocab, VOCAB_CHUNK } from '../src/models/ops/vocab_projection.js';
 import { crossEntropy, tokenLogProbs, causalLmLoss, IGNORE_INDEX } from '../src/models/ops/loss.js';
 import { lmHeadCrossEntropy } from '../src/models/ops/lm_head_loss.js';
+import { headLogProbsAndEntropy } from '../src/models/ops/head_logprobs.js';
 import { activate } from '../src/models/ops/activations.js';
 import { layerNorm } from '../src/models/ops/norms.js';
 import { linear } from '../src/models/ops/linear.js';
@@ -147,6 +148,31 @@ describe.each(['cpu', 'wasm'] as const)('%s backend: fast ops match plain tfjs',
     // Without a tape: the loss alone, same value.
     expect(Math.abs(lmHeadCrossEntropy(h, W, labels, 10).dataSync()[0]! - tf.tidy(() => crossEntropy(tf.matMul(h, W, false, true), labels)).dataSync()[0]!)).toBeLessThan(1e-5);
     tf.dispose([h, W, labels]);
+  });
+
+  it('headLogProbsAndEntropy equals log-softmax pick and entropy of h·Wᵀ, values and gradients, over row and vocab chunks', () => {
+    const N = 23, C = 8, V = VOCAB_CHUNK + 100;
+    const h = rand([N, C], 2);
+    const W = rand([V, C], 0.5);
+    const targets = tf.tensor1d(Array.from({ length: N }, (_, i) => (i * 7919) % V), 'int32');
+    const plain = (a: Tensor, b: Tensor) => {
+      const z = tf.matMul(a, b, false, true); // (N, V)
+      const logp = tokenLogProbs(tf.reshape(z, [1, N, V]), tf.reshape(targets, [1, N]));
+      const ls = tf.logSoftmax(z, -1);
+      const H = tf.neg(tf.sum(tf.mul(tf.exp(ls), ls), -1));
+      return tf.stack([tf.reshape(logp, [N]), H], 1);
+    };
+    // rowsPerChunk 6: four row chunks, the last one short. On wasm, XNNPACK sums dh = dz·W's 4,196-long products in
+    // one float32 chain, and dz sums to zero over the vocabulary: 3.5e-5 there (3e-7 on cpu, 9e-6 at V = 1,000).
+    const tol = backend === 'wasm' ? 1e-4 : 1e-5;
+    expectClose(valueAndGrads((a, b) => headLogProbsAndEntropy(a, b, targets, 6), [h, W]), valueAndGrads(plain, [h, W]), tol);
+    // Without a tape, the same values; and only the log-prob column carrying a gradient (PPO's policy loss) works too.
+    const free = headLogProbsAndEntropy(h, W, targets, 6);
+    expect(relErr(free.dataSync(), tf.tidy(() => plain(h, W)).dataSync())).toBeLessThan(1e-5);
+    const onlyLogp = (a: Tensor, b: Tensor) => tf.slice(headLogProbsAndEntropy(a, b, targets, 6), [0, 0], [N, 1]);
+    const onlyLogpPlain = (a: Tensor, b: Tensor) => tf.slice(plain(a, b), [0, 0], [N, 1]);
+    expectClose(valueAndGrads(onlyLogp, [h, W]), valueAndGrads(onlyLogpPlain, [h, W]), tol);
+    tf.dispose([h, W, targets, free]);
   });
 
   it('GELU (tanh form), LayerNorm and linear-with-bias match their plain formulas', () => {

@@ -290,8 +290,13 @@ export class DecoderModel {
     return tf.tidy(() => {
       const [B, T, C] = hidden.shape as [number, number, number];
       const next = tf.concat([tf.slice(tf.cast(labels, 'int32'), [0, 1], [B, T - 1]), tf.fill([B, 1], IGNORE_INDEX, 'int32')], 1);
-      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.p(this.spec.lmHead), tf.reshape(next, [B * T]));
+      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.lmHeadWeight(), tf.reshape(next, [B * T]));
     });
+  }
+
+  /** The LM head weight [V, C] (the tied embedding where the head is tied); owned by the model. */
+  lmHeadWeight(): Tensor {
+    return this.p(this.spec.lmHead);
   }
 
   /** The LM head weight transposed to [C, V]; the caller disposes it. */

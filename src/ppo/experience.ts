@@ -13,7 +13,7 @@ import { tf, type Tensor } from '../engine/tf.js';
 import type { Rng } from '../engine/rng.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { generate } from '../models/generation.js';
-import { tokenLogProbs } from '../models/ops/loss.js';
+import { headLogProbsAndEntropy } from '../models/ops/head_logprobs.js';
 import { positionsFromMask } from '../models/ops/positions.js';
 import type { ValueModel, ValueReduction } from '../models/value_model.js';
 import { reduceValues } from '../models/value_model.js';
@@ -83,16 +83,30 @@ export interface ExperienceOptions {
   onMemory?: () => void;
 }
 
-/** Logits of the answer tokens [B, N, V]: one forward over ids [B, P+N], positions from the mask. */
-export function answerLogits(model: DecoderModel, ids: Tensor, mask: Tensor, P: number, N: number): Tensor {
+/** Hidden states [B, N, C] of the positions that predict the N answer tokens: one forward over ids [B, P+N]. */
+export function answerHidden(model: DecoderModel, ids: Tensor, mask: Tensor, P: number, N: number): Tensor {
   const [B] = ids.shape as [number];
   const { hidden } = model.forward(ids, { attentionMask: mask, positionIds: positionsFromMask(mask) }); // (B, P+N, C)
-  return model.logits(tf.slice(hidden, [0, P - 1, 0], [B, N, -1])); // (B, N, V)
+  return tf.slice(hidden, [0, P - 1, 0], [B, N, -1]);
+}
+
+/**
+ * log π(answer tokens) [B, N] and the entropy of π at each answer position [B, N], from the hidden states through
+ * the LM head in row chunks (no [B, N, V] logits: see headLogProbsAndEntropy).
+ */
+export function answerLogProbsAndEntropy(model: DecoderModel, ids: Tensor, mask: Tensor, answer: Tensor, P: number): { logp: Tensor; entropy: Tensor } {
+  const [B, N] = answer.shape as [number, number];
+  const h = answerHidden(model, ids, mask, P, N);
+  const both = headLogProbsAndEntropy(tf.reshape(h, [B * N, h.shape[2]!]), model.lmHeadWeight(), tf.reshape(answer, [B * N])); // (B·N, 2)
+  return {
+    logp: tf.reshape(tf.slice(both, [0, 0], [B * N, 1]), [B, N]),
+    entropy: tf.reshape(tf.slice(both, [0, 1], [B * N, 1]), [B, N]),
+  };
 }
 
 /** log π(answer tokens) [B, N]. */
 export function answerLogProbs(model: DecoderModel, ids: Tensor, mask: Tensor, answer: Tensor, P: number): Tensor {
-  return tokenLogProbs(answerLogits(model, ids, mask, P, answer.shape[1]!), answer);
+  return tf.tidy(() => answerLogProbsAndEntropy(model, ids, mask, answer, P).logp);
 }
 
 /** Critic values of the states before each answer token [B, N]. */

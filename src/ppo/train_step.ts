@@ -2,18 +2,17 @@
  * One PPO minibatch update, shared by the trainer and the benchmark: an actor step on the clipped policy loss (plus
  * the ptx LM loss when a ptx batch is given), then a critic step on the clipped value loss, each with its own AdamW.
  *
- * Legend: B batch, P prompt length (left-padded), N answer length (right-padded), V vocabulary.
+ * Legend: B batch, P prompt length (left-padded), N answer length (right-padded).
  */
 import { tf } from '../engine/tf.js';
 import type { Batch } from '../data/batching.js';
 import type { DecoderModel } from '../models/decoder.js';
 import type { ValueModel } from '../models/value_model.js';
-import { tokenLogProbs } from '../models/ops/loss.js';
 import { positionsFromMask } from '../models/ops/positions.js';
 import type { Optimization } from '../trainer/optimization.js';
 import type { PpoConfig } from './config.js';
-import { answerLogits, answerValues } from './experience.js';
-import { entropyFromLogits, maskedMean, policyLoss, valueLoss } from './functional.js';
+import { answerLogProbsAndEntropy, answerValues } from './experience.js';
+import { maskedMean, policyLoss, valueLoss } from './functional.js';
 import type { TrainBatch } from './replay_buffer.js';
 
 export type PpoLossConfig = Pick<PpoConfig, 'clipEps' | 'valueClip' | 'ptxCoef' | 'ptxMix'>;
@@ -54,13 +53,12 @@ export function ppoTrainStep(
   try {
     // 1. actor
     const a = opt.actor.backward((aux) => {
-      const logits = answerLogits(actor, t.ids, t.mask, P, N); // (B, N, V)
-      const logp = tokenLogProbs(logits, t.answer);
+      const { logp, entropy } = answerLogProbsAndEntropy(actor, t.ids, t.mask, t.answer, P); // (B, N) each
       const pg = policyLoss(logp, t.oldLogp, t.advantages, t.action, c.clipEps);
       aux.policy = tf.clone(pg.loss); // a separate handle: backward() disposes the returned loss and each aux
       aux.clipfrac = pg.clipfrac;
       aux.approxkl = pg.approxkl;
-      aux.entropy = maskedMean(entropyFromLogits(logits), t.action);
+      aux.entropy = maskedMean(entropy, t.action);
       let loss: tf.Scalar = pg.loss;
       if (p) {
         const { hidden } = actor.forward(p.ids, { attentionMask: p.mask, positionIds: positionsFromMask(p.mask) });

@@ -19,14 +19,14 @@ import { gradientsRecording } from './tidy_grad.js';
 /** Rows per chunk: 256 rows × 50k vocabulary ≈ 50 MiB per [rows, V] temporary. */
 export const LOSS_ROWS_PER_CHUNK = 256;
 
-function splitSizes(total: number, chunk: number): number[] {
+export function splitSizes(total: number, chunk: number): number[] {
   const sizes: number[] = [];
   for (let i = 0; i < total; i += chunk) sizes.push(Math.min(chunk, total - i));
   return sizes;
 }
 
 /** The head cut into vocabulary pieces W_j [vc, C] and their transposes [C, vc], made once per call. */
-function headPieces(W: Tensor, vocabSizes: number[]): { Wj: Tensor[]; WTj: Tensor[] } {
+export function headPieces(W: Tensor, vocabSizes: number[]): { Wj: Tensor[]; WTj: Tensor[] } {
   const C = W.shape[1]!;
   const Wj = vocabSizes.length === 1 ? [W] : tf.split(W, vocabSizes, 0);
   return { Wj, WTj: Wj.map((w) => tf.transpose(w, [1, 0])) };

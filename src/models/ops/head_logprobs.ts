@@ -1,0 +1,118 @@
+/**
+ * Per-token log-probabilities of chosen tokens, and the entropy of each next-token distribution, straight from
+ * hidden states and an LM head stored as [V, C], without holding the [N, V] logits. PPO needs both for every answer
+ * token of a minibatch: through logits, B=8 answers of 128 tokens at GPT-2's 50k vocabulary are 206 MiB per [N, V]
+ * tensor, and log-softmax, softmax, entropy and their gradients need about eight of them. Here rows go through in
+ * chunks of a few hundred; the backward pass recomputes each chunk's logits (one more product) instead of keeping them.
+ *
+ * For a row with logits z, lse = log Σ exp z, p = exp(z − lse):
+ *   logp = z_target − lse,  H = lse − Σ p·z
+ *   ∂logp/∂z = onehot(target) − p,  ∂H/∂z = −p ⊙ (z − lse + H)
+ * so dz = dlogp·(onehot − p) − dH·p ⊙ (z − lse + H), then dh = dz·W and dW = dzᵀ·h.
+ */
+import { tf, type Tensor } from '../../engine/tf.js';
+import { headPieces, LOSS_ROWS_PER_CHUNK, splitSizes } from './lm_head_loss.js';
+import { scatterAt } from './loss.js';
+import { VOCAB_CHUNK } from './vocab_projection.js';
+import { gradientsRecording, tidyGrad } from './tidy_grad.js';
+
+interface ChunkStats {
+  z: Tensor; // (R, V) logits
+  lse: Tensor; // (R, 1)
+  p: Tensor; // (R, V)
+  flatIdx: Tensor; // (R) index of each row's target in the flattened (R·V) logits
+  logp: Tensor; // (R)
+  entropy: Tensor; // (R)
+}
+
+function chunkStats(hc: Tensor, WTj: Tensor[], targets: Tensor): ChunkStats {
+  const R = hc.shape[0]!;
+  const z = WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+  const V = z.shape[1]!;
+  const p = tf.softmax(z, -1);
+  const lse = tf.sub(tf.max(z, -1, true), tf.log(tf.max(p, -1, true))); // (R, 1): the largest p is exp(max z − lse)
+  const flatIdx = tf.add(tf.mul(tf.range(0, R, 1, 'int32'), tf.scalar(V, 'int32')), targets);
+  const logp = tf.sub(tf.gather(tf.reshape(z, [R * V]), flatIdx), tf.reshape(lse, [R]));
+  const entropy = tf.sub(tf.reshape(lse, [R]), tf.sum(tf.mul(p, z), -1));
+  return { z, lse, p, flatIdx, logp, entropy };
+}
+
+/**
+ * h [N, C], head [V, C], targets [N] (int) → [N, 2]: column 0 log p(target), column 1 the entropy (nats).
+ * Differentiable in h and head.
+ */
+export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK): Tensor {
+  const [N, C] = h.shape as [number, number];
+  if (head.shape[1] !== C) throw new Error(`headLogProbsAndEntropy: head [${head.shape}] does not match hidden width ${C}`);
+  if (targets.size !== N) throw new Error(`headLogProbsAndEntropy: ${targets.size} targets for ${N} rows`);
+  const rowSizes = splitSizes(N, rowsPerChunk);
+  const vocabSizes = splitSizes(head.shape[0]!, VOCAB_CHUNK);
+  const rows = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, t.shape[1]!]));
+  const tg = tf.reshape(tf.cast(targets, 'int32'), [N]);
+  const forward = (x: Tensor, W: Tensor): Tensor =>
+    tf.tidy(() => {
+      const { WTj } = headPieces(W, vocabSizes);
+      const parts: Tensor[] = [];
+      let r0 = 0;
+      for (const R of rowSizes) {
+        parts.push(tf.tidy(() => {
+          const s = chunkStats(rows(x, r0, R), WTj, rows(tg, r0, R));
+          return tf.stack([s.logp, s.entropy], 1); // (R, 2)
+        }));
+        r0 += R;
+      }
+      return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+    });
+  try {
+    if (!gradientsRecording()) return forward(h, head);
+    const op = tf.customGrad((hh, ww, save) => {
+      (save as tf.GradSaveFunc)([hh as Tensor, ww as Tensor, tf.clone(tg)]);
+      return {
+        value: forward(hh as Tensor, ww as Tensor),
+        gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+          const [x, W, t] = saved as [Tensor, Tensor, Tensor];
+          const { Wj, WTj } = headPieces(W, vocabSizes);
+          const dhParts: Tensor[] = [];
+          let dWT: Tensor[] | null = null; // Σ hᵀ·dz_j, [C, vc] per vocabulary piece
+          let r0 = 0;
+          for (const R of rowSizes) {
+            const step = tf.tidy(() => {
+              const hc = rows(x, r0, R);
+              const s = chunkStats(hc, WTj, rows(t, r0, R));
+              const V = s.z.shape[1]!;
+              const d = rows(dy, r0, R); // (R, 2)
+              const dlogp = tf.slice(d, [0, 0], [R, 1]);
+              const dH = tf.slice(d, [0, 1], [R, 1]);
+              // −dlogp·p − dH·p⊙(z − lse + H), then + dlogp at each row's target
+              const H = tf.reshape(s.entropy, [R, 1]);
+              const dzDense = tf.neg(tf.mul(s.p, tf.add(dlogp, tf.mul(dH, tf.add(tf.sub(s.z, s.lse), H)))));
+              const flat = tf.reshape(dzDense, [R * V]);
+              const atTarget = tf.add(tf.gather(flat, s.flatIdx), tf.reshape(dlogp, [R]));
+              const dz = tf.reshape(scatterAt(flat, s.flatIdx, atTarget, R, V), [R, V]);
+              const dzj = vocabSizes.length === 1 ? [dz] : tf.split(dz, vocabSizes, 1);
+              const hcT = tf.transpose(hc, [1, 0]); // (C, R)
+              let dh: Tensor | null = null;
+              const next = dzj.map((g, j) => {
+                const part = tf.matMul(g, Wj[j]!); // (R, C)
+                dh = dh ? tf.add(dh, part) : part;
+                const prod = tf.matMul(hcT, g); // (C, vc)
+                return dWT ? tf.add(dWT[j]!, prod) : prod;
+              });
+              return { dh: dh!, next };
+            });
+            if (dWT) tf.dispose(dWT);
+            dWT = step.next;
+            dhParts.push(step.dh);
+            r0 += R;
+          }
+          const dh = dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0);
+          const dW = tf.concat(dWT!.map((x) => tf.transpose(x, [1, 0])), 0); // (V, C)
+          return [dh, dW];
+        }),
+      };
+    }) as unknown as (h: Tensor, w: Tensor) => Tensor;
+    return op(h, head);
+  } finally {
+    tg.dispose();
+  }
+}
