@@ -39,11 +39,16 @@ describe('bench suites', () => {
     }
   });
 
-  it('sft: a full step (loss, clipping, AdamW) moves the weights and reports its parts', async () => {
-    const r = await sftSuite(toy('small'), opts);
-    expect(r.metrics.sft_tokens_per_s).toBeGreaterThan(0);
-    expect(r.metrics.sft_optimizer_s).toBeGreaterThanOrEqual(0);
-    expect(r.metrics.sft_optimizer_s).toBeLessThan(r.metrics.sft_step_s!);
+  it('sft: a full step (loss, clipping, AdamW), whole or in micro-batches, reports its parts and leaks nothing', async () => {
+    const before = tf.memory().numTensors;
+    for (const microBatch of [undefined, 1]) {
+      const r = await sftSuite(toy('small'), { ...opts, microBatch });
+      expect(r.metrics.sft_tokens_per_s).toBeGreaterThan(0);
+      expect(r.metrics.sft_optimizer_s).toBeGreaterThanOrEqual(0);
+      expect(r.metrics.sft_optimizer_s).toBeLessThan(r.metrics.sft_step_s!);
+      expect(r.rows.find((x) => x.metric === 'SFT tokens/s')!.note).toMatch(microBatch ? /1 rows per micro-batch/ : /^B=2 T=16$/);
+    }
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('rm: pairs/s with and without gradient accumulation, no tensors left behind', async () => {

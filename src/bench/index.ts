@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     .option('--vocab <n>', 'override the vocabulary size', positiveInt('--vocab'))
     .option('--batch <n>', 'training batch (foundation 8, sft 8; rm: 8 pairs)', positiveInt('--batch'))
     .option('--seq <n>', 'training sequence length (foundation 128, sft 512, rm 512)', positiveInt('--seq'))
-    .option('--micro-batch <pairs>', 'rm: pairs per forward, accumulating gradients up to --batch (default: all)', positiveInt('--micro-batch'))
+    .option('--micro-batch <n>', 'sft: rows, rm: pairs per forward, accumulating gradients up to --batch (default: all)', positiveInt('--micro-batch'))
     .option('--lora-rank <r>', 'ppo: LoRA rank of actor and critic, 0 for full weights (default 0 on webgpu, 8 on wasm/cpu)', (v) => (v === '0' ? 0 : positiveInt('--lora-rank')(v)))
     .option('--train-batch <n>', 'ppo: rollouts per PPO minibatch update', positiveInt('--train-batch'), 8)
     .option('--steps <n>', 'timed training steps after the warm-up (2; --quick 1)', positiveInt('--steps'))
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     const heap = backend === 'wasm' ? wasmHeapBytes() : null;
     if (/memory|OOM|allocat|Aborted/i.test(msg) || (heap !== null && heap > 3.5 * 2 ** 30)) {
       const heapNote = backend === 'wasm' ? '; the wasm heap is at most 4 GiB' : '';
-      const hint = { foundation: 'a smaller --batch or --seq', sft: 'a smaller --batch or --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens' }[suite];
+      const hint = { foundation: 'a smaller --batch or --seq', sft: '--micro-batch 2 (gradient accumulation) or a smaller --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens' }[suite];
       const at = suite === 'ppo' ? `generation B=${o.genBatch}, train batch ${o.trainBatch}` : `B=${o.batch} T=${o.seq}`;
       throw new Error(`out of memory at ${at} on ${backend} (${msg.split('\n')[0]})${heapNote}: try ${hint}`);
     }

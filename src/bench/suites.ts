@@ -10,7 +10,7 @@ import type { ModelConfig } from '../models/config.js';
 import { medianTiming, timeIt, type Timing } from './measure.js';
 import { formatProfile, profileCall, type ProfileSummary } from './profile.js';
 import type { Row } from './report.js';
-import { decodeStepMs, generateTokens, randomIds, sftLabels, sftOptimizer, sftStep, trainStep } from './workloads.js';
+import { decodeStepMs, generateTokens, randomIds, sftLabels, sftOptimization, sftStep, trainStep } from './workloads.js';
 
 export interface SuiteOptions {
   batch: number;
@@ -127,26 +127,28 @@ export async function foundationSuite(config: ModelConfig, o: SuiteOptions): Pro
 export async function sftSuite(config: ModelConfig, o: SuiteOptions): Promise<SuiteResult> {
   const rng = new Rng(2);
   const model = DecoderModel.fromConfig(config, 0);
-  const opt = sftOptimizer(model);
-  const shape = `B=${o.batch} T=${o.seq}`;
+  const micro = Math.min(o.microBatch ?? o.batch, o.batch);
+  if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch}`);
+  const opt = sftOptimization(model, o.batch / micro);
+  const shape = `B=${o.batch} T=${o.seq}${micro < o.batch ? `, ${micro} rows per micro-batch` : ''}`;
   const rows: Row[] = [{ metric: 'parameters', value: paramBytes(model) / 4 / 1e6, unit: 'M' }];
+  const batches: { ids: tf.Tensor; labels: tf.Tensor }[] = [];
   try {
-    const raw = randomIds(rng, o.batch, o.seq, config.vocabSize);
-    const ids = tf.tensor2d(raw, undefined, 'int32');
-    const labels = tf.tensor2d(sftLabels(raw), undefined, 'int32');
+    for (let i = 0; i < o.batch / micro; i++) {
+      const raw = randomIds(rng, micro, o.seq, config.vocabSize);
+      batches.push({ ids: tf.tensor2d(raw, undefined, 'int32'), labels: tf.tensor2d(sftLabels(raw), undefined, 'int32') });
+    }
     o.log(`SFT step ${shape}: warm-up (profiled) …`);
-    const profile = await profileCall(() => sftStep(model, opt, ids, labels));
+    const profile = await profileCall(() => sftStep(model, opt, batches));
     if (o.profileTop > 0) o.log(formatProfile(`profile of one SFT step (${shape})`, profile, o.profileTop));
     const times: Timing[] = [];
     const split: { backwardMs: number; optimizerMs: number }[] = [];
     for (let i = 0; i < o.steps; i++) {
-      const t = timeIt(() => sftStep(model, opt, ids, labels));
+      const t = timeIt(() => sftStep(model, opt, batches));
       times.push(t);
       split.push(t.result);
       o.log(`  step ${i + 1}/${o.steps}: ${(t.wallMs / 1000).toFixed(2)} s (optimizer ${(t.result.optimizerMs / 1000).toFixed(2)} s)`);
     }
-    ids.dispose();
-    labels.dispose();
     const t = medianTiming(times);
     const optMs = medianTiming(split.map((s) => ({ wallMs: s.optimizerMs, cpuMs: 0 }))).wallMs;
     rows.push(...stepRows('SFT', o.batch * o.seq, t, profile, shape), ...heapRow());
@@ -160,6 +162,7 @@ export async function sftSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
       },
     };
   } finally {
+    for (const b of batches) tf.dispose([b.ids, b.labels]);
     opt.dispose();
     model.dispose();
   }

@@ -8,8 +8,8 @@ import { Rng } from '../engine/rng.js';
 import type { DecoderModel, KVCache } from '../models/decoder.js';
 import { IGNORE_INDEX } from '../models/ops/loss.js';
 import { generate } from '../models/generation.js';
-import { AdamW, noDecayForBiasAndNorm } from '../trainer/adamw.js';
-import { clipByGlobalNorm, disposeGrads } from '../trainer/grad_utils.js';
+import { Optimization } from '../trainer/optimization.js';
+import { createStrategy } from '../strategies/strategy.js';
 import { median, timeIt } from './measure.js';
 
 export function randomIds(rng: Rng, B: number, T: number, V: number): number[][] {
@@ -31,28 +31,24 @@ export function sftLabels(ids: number[][]): number[][] {
   return ids.map((row) => row.map((t, j) => (j < row.length >> 2 ? IGNORE_INDEX : t)));
 }
 
-/** The SFT stage's update: AdamW over every parameter (no decay on biases and norms), global-norm clipping at 1. */
-export function sftOptimizer(model: DecoderModel): AdamW {
-  return new AdamW(model.namedParameters(), { lr: 2e-5, weightDecay: 0.01, noDecay: noDecayForBiasAndNorm });
+/**
+ * The SFT stage's update, as the SFT trainer builds it: AdamW over every parameter (no decay on biases and norms),
+ * global-norm clipping at 1, gradients accumulated over `accumulationSteps` micro-batches.
+ */
+export function sftOptimization(model: DecoderModel, accumulationSteps: number): Optimization {
+  return new Optimization(model.namedParameters(), {
+    lr: 2e-5, weightDecay: 0.01, gradClip: 1, accumulationSteps, warmupSteps: 0, totalSteps: 1, schedule: 'constant',
+  }, createStrategy('naive'));
 }
 
-/** One SFT step: gradients of the masked loss (model.lmLoss, as the SFT trainer), clipping, AdamW; times forward+backward and the update apart. */
-export function sftStep(model: DecoderModel, opt: AdamW, ids: Tensor, labels: Tensor): { loss: number; backwardMs: number; optimizerMs: number } {
-  const params = model.namedParameters();
-  const byVar = new Map(params.map(([n, v]) => [v.name, n]));
-  const b = timeIt(() => {
-    const { value, grads } = tf.variableGrads(() => model.lmLoss(model.forward(ids, { training: true }).hidden, labels) as tf.Scalar, params.map(([, v]) => v));
-    const loss = value.dataSync()[0]!;
-    value.dispose();
-    return { loss, grads: new Map(Object.entries(grads).map(([k, g]) => [byVar.get(k)!, g])) };
-  });
-  const s = timeIt(() => {
-    const clipped = clipByGlobalNorm(b.result.grads, 1);
-    opt.step(clipped.grads);
-    disposeGrads(clipped.grads);
-    disposeGrads(b.result.grads);
-  });
-  return { loss: b.result.loss, backwardMs: b.wallMs, optimizerMs: s.wallMs };
+/**
+ * One SFT step over micro-batches (ids and labels [b, T] each): the masked loss (model.lmLoss, as the SFT trainer)
+ * and its gradients per micro-batch, then clipping and AdamW; times the backward passes and the update apart.
+ */
+export function sftStep(model: DecoderModel, opt: Optimization, micro: { ids: Tensor; labels: Tensor }[]): { loss: number; backwardMs: number; optimizerMs: number } {
+  const b = timeIt(() => micro.reduce((sum, m) => sum + opt.backward(() => model.lmLoss(model.forward(m.ids, { training: true }).hidden, m.labels) as tf.Scalar).loss, 0));
+  const s = timeIt(() => opt.step());
+  return { loss: b.result / micro.length, backwardMs: b.wallMs, optimizerMs: s.wallMs };
 }
 
 /** Greedy generation of exactly `newTokens` tokens for every row (no EOS), with the KV cache. */
