@@ -11,7 +11,8 @@ import { BACKENDS, initBackend, WASM_THREADS_ENV, wasmThreads } from '../engine/
 import { benchConfig, describeConfig, PRESETS, type PresetName } from './shapes.js';
 import { load1 } from './measure.js';
 import { emitJson, formatTable } from './report.js';
-import { foundationSuite, sftSuite, wasmHeapBytes, type SuiteOptions, type SuiteResult } from './suites.js';
+import { foundationSuite, sftSuite, type SuiteOptions, type SuiteResult } from './suites.js';
+import { looksLikeOutOfMemory, outOfMemoryNote } from '../engine/memory.js';
 import { ppoSuite, rmSuite } from './rlhf_suites.js';
 
 const SUITES = ['foundation', 'sft', 'rm', 'ppo'] as const;
@@ -106,14 +107,10 @@ async function main(): Promise<void> {
   try {
     result = await suites[suite](config, o);
   } catch (e) {
-    const msg = String((e as Error)?.message ?? e);
-    // wasm reports a full heap in several ways (Aborted(), out-of-bounds access, failed allocations).
-    const heap = backend === 'wasm' ? wasmHeapBytes() : null;
-    if (/memory|OOM|allocat|Aborted/i.test(msg) || (heap !== null && heap > 3.5 * 2 ** 30)) {
-      const heapNote = backend === 'wasm' ? '; the wasm heap is at most 4 GiB' : '';
+    if (looksLikeOutOfMemory(e)) {
       const hint = { foundation: 'a smaller --batch or --seq', sft: '--micro-batch 2 (gradient accumulation) or a smaller --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens' }[suite];
       const at = suite === 'ppo' ? `generation B=${o.genBatch}, train batch ${o.trainBatch}` : `B=${o.batch} T=${o.seq}`;
-      throw new Error(`out of memory at ${at} on ${backend} (${msg.split('\n')[0]})${heapNote}: try ${hint}`);
+      throw new Error(`${outOfMemoryNote()} at ${at} (${String((e as Error)?.message ?? e).split('\n')[0]}): try ${hint}`);
     }
     throw e;
   }

@@ -26,7 +26,8 @@ import { PPO_DEFAULTS } from '../ppo/config.js';
 import { medianTiming, timeIt, type Timing } from './measure.js';
 import { formatProfile, profileCall } from './profile.js';
 import type { Row } from './report.js';
-import { heapRow, paramCount, wasmHeapBytes, type SuiteOptions, type SuiteResult } from './suites.js';
+import { heapRow, paramCount, type SuiteOptions, type SuiteResult } from './suites.js';
+import { wasmHeapBytes } from '../engine/memory.js';
 import { randomIds } from './workloads.js';
 
 const MiB = 2 ** 20;

@@ -4,6 +4,7 @@
  * whole SFT step (forward, loss, backward, clipping, AdamW) at the SFT shape.
  */
 import { tf } from '../engine/tf.js';
+import { wasmHeapBytes } from '../engine/memory.js';
 import { Rng } from '../engine/rng.js';
 import { DecoderModel } from '../models/decoder.js';
 import type { ModelConfig } from '../models/config.js';
@@ -41,12 +42,6 @@ export interface SuiteResult {
 }
 
 const MiB = 1024 * 1024;
-
-/** High-water mark of the wasm heap (it never shrinks), the memory the process really holds for tensors. */
-export function wasmHeapBytes(): number | null {
-  const b = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
-  return b.wasm?.HEAPU8 ? b.wasm.HEAPU8.length : null;
-}
 
 export function heapRow(): Row[] {
   const h = wasmHeapBytes();

@@ -6,9 +6,13 @@ import { fileURLToPath } from 'node:url';
 export function runMain(main: () => Promise<void>): void {
   main().then(
     () => process.exit(0),
-    (e: unknown) => {
+    async (e: unknown) => {
       const msg = e instanceof Error ? e.message : String(e);
       console.error(`error: ${msg}`);
+      const memory = await import('../engine/memory.js').catch(() => null);
+      if (memory?.looksLikeOutOfMemory(e)) {
+        console.error(`note: ${memory.outOfMemoryNote()}: lower --batch_size (keeping the effective batch with --accumulation_steps), --max_len or --max_seq_len, or train LoRA adapters (--lora_rank 8)`);
+      }
       if (process.env.DEBUG && e instanceof Error) console.error(e.stack);
       process.exit(1);
     },
