@@ -10,8 +10,11 @@ import { ARCHS, expectedJson, expectedTensors, fixtureDir, relErr } from './help
 import { join } from 'node:path';
 import { AdamW } from '../src/trainer/adamw.js';
 import '@tensorflow/tfjs-backend-wasm';
+import { installNativeMatmul, NATIVE_BLAS_ENV, nativeBlasAvailable, nativeBlasStatus } from '../src/engine/native_blas.js';
+import { setUnbatchedMatmul } from '../src/models/ops/matmul.js';
 
-const BACKENDS = ['cpu', 'wasm'] as const;
+/** 'wasm+openblas': the wasm backend with its products through OpenBLAS (src/engine/native_blas.ts), when built. */
+const BACKENDS = ['cpu', 'wasm', ...(nativeBlasAvailable() && process.env[NATIVE_BLAS_ENV] !== '0' ? ['wasm+openblas'] : [])];
 
 /** Logits at real (unpadded) positions only. */
 function realPositions(logits: Float32Array, mask: Int32Array, T: number, V: number): number[] {
@@ -23,8 +26,13 @@ function realPositions(logits: Float32Array, mask: Int32Array, T: number, V: num
 
 describe.each(BACKENDS.flatMap((b) => ARCHS.map((a) => [b, a] as const)))('%s backend: %s parity with transformers', (backend, arch) => {
   beforeAll(async () => {
-    await tf.setBackend(backend);
+    await tf.setBackend(backend.split('+')[0]!);
     await tf.ready();
+    if (backend === 'wasm+openblas') {
+      // The last group: the kernels stay installed for the rest of this file only.
+      expect(installNativeMatmul(), nativeBlasStatus()).toBe(true);
+      setUnbatchedMatmul(false);
+    }
   });
   const exp = expectedTensors(arch);
   const ej = expectedJson(arch);
