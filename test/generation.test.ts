@@ -2,6 +2,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { tf } from '../src/engine/tf.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { generate } from '../src/models/generation.js';
+import { topKIndices } from '../src/models/sampling.js';
 import { Rng } from '../src/engine/rng.js';
 import { ARCHS, expectedJson, fixtureDir } from './helpers/fixtures.js';
 
@@ -51,5 +52,17 @@ describe('generation bookkeeping', () => {
     expect(two.actionMask[0]).toEqual([1, 0, 0, 0]);
     expect(two.sequences[0]!.slice(-3)).toEqual([7, 7, 7]);
     model.dispose();
+  });
+});
+
+describe('top-k selection', () => {
+  it('picks what a stable descending sort of all indices puts first, ties and infinities included', () => {
+    const rng = new Rng(3);
+    for (const [V, k] of [[50, 1], [50, 7], [1000, 50], [37, 36]] as const) {
+      // few distinct values, so ties are everywhere; some -Infinity as masked logits
+      const x = Float32Array.from({ length: V }, () => (rng.next() < 0.1 ? -Infinity : Math.floor(rng.next() * 9)));
+      const sorted = Array.from({ length: V }, (_, i) => i).sort((a, b) => (x[b]! === x[a]! ? 0 : x[b]! - x[a]!));
+      expect(topKIndices(x, k), `V=${V} k=${k}`).toEqual(sorted.slice(0, k));
+    }
   });
 });

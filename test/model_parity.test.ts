@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { AdamW } from '../src/trainer/adamw.js';
 import '@tensorflow/tfjs-backend-wasm';
 import { installNativeMatmul, NATIVE_BLAS_ENV, nativeBlasAvailable, nativeBlasStatus } from '../src/engine/native_blas.js';
-import { setUnbatchedMatmul } from '../src/models/ops/matmul.js';
+import { setFastTransposedProducts, setUnbatchedMatmul } from '../src/models/ops/matmul.js';
 
 /** 'wasm+openblas': the wasm backend with its products through OpenBLAS (src/engine/native_blas.ts), when built. */
 const BACKENDS = ['cpu', 'wasm', ...(nativeBlasAvailable() && process.env[NATIVE_BLAS_ENV] !== '0' ? ['wasm+openblas'] : [])];
@@ -32,6 +32,7 @@ describe.each(BACKENDS.flatMap((b) => ARCHS.map((a) => [b, a] as const)))('%s ba
       // The last group: the kernels stay installed for the rest of this file only.
       expect(installNativeMatmul(), nativeBlasStatus()).toBe(true);
       setUnbatchedMatmul(false);
+      setFastTransposedProducts(true);
     }
   });
   const exp = expectedTensors(arch);

@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { tf } from './tf.js';
-import { setUnbatchedMatmul } from '../models/ops/matmul.js';
+import { setFastTransposedProducts, setUnbatchedMatmul } from '../models/ops/matmul.js';
 import { installNativeMatmul, nativeBlasStatus, nativeMatmulInstalled } from './native_blas.js';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -194,6 +194,8 @@ export async function initBackend(choice: string = process.env[BACKEND_ENV] ?? '
       // XNNPACK and the JS kernels are fastest on untransposed 2-D products; GPU backends and OpenBLAS batch natively
       // (OpenBLAS batched: GPT-2 124M B8×T128 step 10.3 s vs 10.9 s as 2-D loops, tiny-chat 1.8k vs 1.5k tok/s).
       setUnbatchedMatmul(name === 'cpu' || (name === 'wasm' && !nativeMatmulInstalled()));
+      // Transposed operands: free in OpenBLAS and GPU kernels, ~10× slower than plain ones in XNNPACK and the JS kernels.
+      setFastTransposedProducts(name === 'wasm' ? nativeMatmulInstalled() : name !== 'cpu');
       active = name;
       log(`backend: ${name} — ${what}${skipped.length ? ` (skipped: ${skipped.join('; ')})` : ''}`);
       return name;

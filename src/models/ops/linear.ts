@@ -7,18 +7,29 @@
  */
 import { tf, type Tensor } from '../../engine/tf.js';
 import { gradientsRecording, tidyGrad } from './tidy_grad.js';
-import { columnSums } from './matmul.js';
+import { columnSums, fastTransposedProducts } from './matmul.js';
 import { reshape } from './lean.js';
 
 export type WeightLayout = 'out_in' | 'in_out';
 
 /** x[N, in] · W (+ b), with W [in, out] given as `wIn` (the weight in that orientation) for the forward product. */
-function forwardProduct(x: Tensor, wInOut: Tensor, b: Tensor | null): Tensor {
-  return b ? tf.fused.matMul({ a: x, b: wInOut, bias: b }) : tf.matMul(x, wInOut);
+function forwardProduct(x: Tensor, wInOut: Tensor, b: Tensor | null, transposeB = false): Tensor {
+  return b ? tf.fused.matMul({ a: x, b: wInOut, bias: b, transposeB }) : tf.matMul(x, wInOut, false, transposeB);
 }
 
-/** dx = dy · Wᵀ and dW in the weight's own layout, both as untransposed products. */
+/** x · W (+ b) for the weight in its own layout: transpose flags where they are fast, else an [in, out] copy. */
+function product(x: Tensor, w: Tensor, b: Tensor | null, layout: WeightLayout): Tensor {
+  if (fastTransposedProducts()) return forwardProduct(x, w, b, layout === 'out_in');
+  return forwardProduct(x, inOut(w, layout), b);
+}
+
+/** dx = dy · Wᵀ and dW in the weight's own layout: with transpose flags where fast, else as untransposed products. */
 function weightGrads(dy: Tensor, x: Tensor, w: Tensor, layout: WeightLayout): [Tensor, Tensor] {
+  if (fastTransposedProducts()) {
+    return layout === 'out_in'
+      ? [tf.matMul(dy, w), tf.matMul(dy, x, true, false)] // w [out, in]
+      : [tf.matMul(dy, w, false, true), tf.matMul(x, dy, true, false)]; // w [in, out]
+  }
   if (layout === 'out_in') {
     // w [out, in]: dx = dy[N,out] · w; dw = dyᵀ[out,N] · x[N,in]
     return [tf.matMul(dy, w), tf.matMul(tf.transpose(dy, [1, 0]), x)];
@@ -42,14 +53,14 @@ function makeLinear(layout: WeightLayout) {
   const noBias = tf.customGrad((x, w, save) => {
     (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
     return {
-      value: forwardProduct(x as Tensor, inOut(w as Tensor, layout), null),
+      value: product(x as Tensor, w as Tensor, null, layout),
       gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => weightGrads(dy, saved[0]!, saved[1]!, layout)),
     };
   }) as unknown as (x: Tensor, w: Tensor) => Tensor;
   const withBias = tf.customGrad((x, w, b, save) => {
     (save as tf.GradSaveFunc)([x as Tensor, w as Tensor]);
     return {
-      value: forwardProduct(x as Tensor, inOut(w as Tensor, layout), b as Tensor),
+      value: product(x as Tensor, w as Tensor, b as Tensor, layout),
       gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => [...weightGrads(dy, saved[0]!, saved[1]!, layout), columnSums(dy)]),
     };
   }) as unknown as (x: Tensor, w: Tensor, b: Tensor) => Tensor;

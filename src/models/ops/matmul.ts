@@ -18,6 +18,18 @@ export function isUnbatched(): boolean {
 }
 
 /**
+ * Whether products with transpose flags run as fast as plain ones (OpenBLAS, GPU backends): then gradients and
+ * weight products pass the flags instead of materialising transposed copies first, which stock XNNPACK needs.
+ */
+let transposeFlagsFast = false;
+export function setFastTransposedProducts(v: boolean): void {
+  transposeFlagsFast = v;
+}
+export function fastTransposedProducts(): boolean {
+  return transposeFlagsFast;
+}
+
+/**
  * Sums of a [N, M] matrix over its rows → [M] (bias gradients). tfjs reduces a leading axis by transposing first
  * (slow on wasm); on wasm a ones[1, N] · x product does it in one fast pass.
  */
@@ -38,6 +50,7 @@ export const matmul2d: (a: Tensor, b: Tensor) => Tensor = tf.customGrad((a, b, s
     value: tf.matMul(a as Tensor, b as Tensor),
     gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const [sa, sb] = saved as [Tensor, Tensor];
+      if (transposeFlagsFast) return [tf.matMul(dy, sb, false, true), tf.matMul(sa, dy, true, false)];
       return [tf.matMul(dy, transpose2d(sb)), tf.matMul(transpose2d(sa), dy)];
     }),
   };
@@ -64,6 +77,7 @@ export const bmm: (a: Tensor, b: Tensor) => Tensor = tf.customGrad((a, b, save) 
     value: bmmRaw(a as Tensor, b as Tensor),
     gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const [sa, sb] = saved as [Tensor, Tensor];
+      if (transposeFlagsFast && !unbatched) return [tf.matMul(dy, sb, false, true), tf.matMul(sa, dy, true, false)];
       return [bmmRaw(dy, transposeLast2(sb)), bmmRaw(transposeLast2(sa), dy)];
     }),
   };

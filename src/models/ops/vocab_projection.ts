@@ -9,6 +9,7 @@
  */
 import { tf, type Tensor } from '../../engine/tf.js';
 import { tidyGrad } from './tidy_grad.js';
+import { fastTransposedProducts } from './matmul.js';
 
 /** Vocabulary rows per chunk: ~4k keeps the packed operand of each product within a few MiB. */
 export const VOCAB_CHUNK = 4096;
@@ -65,6 +66,6 @@ const chunkedProjection = tf.customGrad((h, w, save) => {
 
 /** h[N, C] · w[V, C]ᵀ → [N, V]. */
 export function projectToVocab(h: Tensor, w: Tensor): Tensor {
-  if (tf.getBackend() === 'wasm') return chunkedProjection(h, w);
+  if (tf.getBackend() === 'wasm' && !fastTransposedProducts()) return chunkedProjection(h, w);
   return tf.matMul(h, w, false, true);
 }
