@@ -13,6 +13,7 @@ import { load1 } from './measure.js';
 import { emitJson, formatTable } from './report.js';
 import { foundationSuite, sftSuite, type SuiteOptions, type SuiteResult } from './suites.js';
 import { looksLikeOutOfMemory, outOfMemoryNote } from '../engine/memory.js';
+import { nativeBlasStatus, nativeMatmulInstalled } from '../engine/native_blas.js';
 import { ppoSuite, rmSuite } from './rlhf_suites.js';
 
 const SUITES = ['foundation', 'sft', 'rm', 'ppo'] as const;
@@ -98,6 +99,7 @@ async function main(): Promise<void> {
   const generates = (suite === 'foundation' && !o.skipGeneration) || suite === 'ppo';
   if (f.quick) notes.push(`--quick: ${o.steps} timed step(s)${generates ? `, ${o.newTokens} new tokens per row` : ''}`);
   const threads = backend === 'wasm' ? wasmThreads() : null;
+  const blas = backend === 'wasm' && nativeMatmulInstalled();
   const loadBefore = load1();
 
   const suites: Record<Suite, (c: typeof config, o: SuiteOptions) => Promise<SuiteResult>> = {
@@ -115,13 +117,13 @@ async function main(): Promise<void> {
     throw e;
   }
   const header = [
-    `bench ${suite} — backend ${backend}${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}, ${cpus().length} cores, load ${loadBefore.toFixed(1)} → ${load1().toFixed(1)}`,
+    `bench ${suite} — backend ${backend}${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}${blas ? ` + ${nativeBlasStatus()}` : ''}, ${cpus().length} cores, load ${loadBefore.toFixed(1)} → ${load1().toFixed(1)}`,
     `model ${preset}: ${describeConfig(config)}`,
     ...notes.map((n) => `note: ${n}`),
   ].join('\n');
   process.stdout.write(formatTable(header, result.rows) + '\n');
   emitJson({
-    suite, backend, threads, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
+    suite, backend, threads, openblas: blas ? nativeBlasStatus() : null, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
     model: { preset, type: config.modelType, layers: config.numLayers, width: config.hiddenSize, heads: config.numHeads, kvHeads: config.numKvHeads, vocab: config.vocabSize },
     shape: { batch: o.batch, seq: o.seq, microBatch: o.microBatch ?? null, genBatch: o.genBatch, promptLen: o.promptLen, newTokens: o.newTokens, trainBatch: o.trainBatch, loraRank: suite === 'ppo' ? loraRank : null },
     metrics: result.metrics,

@@ -11,7 +11,7 @@
  * so dz = dlogp·(onehot − p) − dH·p ⊙ (z − lse + H), then dh = dz·W and dW = dzᵀ·h.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
-import { headPieces, LOSS_ROWS_PER_CHUNK, splitSizes } from './lm_head_loss.js';
+import { headGradChunk, headPieces, LOSS_ROWS_PER_CHUNK, splitSizes } from './lm_head_loss.js';
 import { scatterAt } from './loss.js';
 import { VOCAB_CHUNK } from './vocab_projection.js';
 import { gradientsRecording, tidyGrad } from './tidy_grad.js';
@@ -89,16 +89,8 @@ export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor,
               const flat = tf.reshape(dzDense, [R * V]);
               const atTarget = tf.add(tf.gather(flat, s.flatIdx), tf.reshape(dlogp, [R]));
               const dz = tf.reshape(scatterAt(flat, s.flatIdx, atTarget, R, V), [R, V]);
-              const dzj = vocabSizes.length === 1 ? [dz] : tf.split(dz, vocabSizes, 1);
-              const hcT = tf.transpose(hc, [1, 0]); // (C, R)
-              let dh: Tensor | null = null;
-              const next = dzj.map((g, j) => {
-                const part = tf.matMul(g, Wj[j]!); // (R, C)
-                dh = dh ? tf.add(dh, part) : part;
-                const prod = tf.matMul(hcT, g); // (C, vc)
-                return dWT ? tf.add(dWT[j]!, prod) : prod;
-              });
-              return { dh: dh!, next };
+              const grads = headGradChunk(dz, hc, Wj, vocabSizes, dWT);
+              return { dh: grads.dh, next: grads.dWT };
             });
             if (dWT) tf.dispose(dWT);
             dWT = step.next;

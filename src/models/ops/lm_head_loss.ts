@@ -32,6 +32,25 @@ export function headPieces(W: Tensor, vocabSizes: number[]): { Wj: Tensor[]; WTj
   return { Wj, WTj: Wj.map((w) => tf.transpose(w, [1, 0])) };
 }
 
+/**
+ * The head's gradient pieces for one chunk of rows, given G = ∂loss/∂logits [R, V] of the chunk and the rows hc
+ * [R, C]: dh = G·W [R, C], and each vocabulary piece's hᵀ·G_j [C, vc] added to `dWT` (null on the first chunk).
+ * Call inside a tidy.
+ */
+export function headGradChunk(G: Tensor, hc: Tensor, Wj: Tensor[], vocabSizes: number[], dWT: readonly (Tensor | null)[] | null): { dh: Tensor; dWT: Tensor[] } {
+  const Gj = vocabSizes.length === 1 ? [G] : tf.split(G, vocabSizes, 1);
+  const hcT = tf.transpose(hc, [1, 0]); // (C, R)
+  let dh: Tensor | null = null;
+  const next = Gj.map((g, j) => {
+    const part = tf.matMul(g, Wj[j]!); // (R, C)
+    dh = dh ? tf.add(dh, part) : part;
+    const prod = tf.matMul(hcT, g); // (C, vc)
+    const prev = dWT?.[j];
+    return prev ? tf.add(prev, prod) : prod;
+  });
+  return { dh: dh!, dWT: next };
+}
+
 interface ChunkResult {
   /** Σ over the chunk's rows of weight·(lse − picked). */
   loss: Tensor;
@@ -100,16 +119,8 @@ export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rows
         const step = tf.tidy(() => {
           const hc = rowsOf(x, r0, R);
           const { loss, G } = chunkLoss(hc, WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), true);
-          const Gj = vocabSizes.length === 1 ? [G!] : tf.split(G!, vocabSizes, 1);
-          const hcT = tf.transpose(hc, [1, 0]); // (C, R)
-          let dh: Tensor | null = null;
-          const dWTnew = Gj.map((g, j) => {
-            const part = tf.matMul(g, Wj[j]!); // (R, C)
-            dh = dh ? tf.add(dh, part) : part;
-            const prod = tf.matMul(hcT, g); // (C, vc)
-            return dWT[j] ? tf.add(dWT[j]!, prod) : prod;
-          });
-          return { loss: tf.add(total, loss), dh: dh!, dWTnew };
+          const grads = headGradChunk(G!, hc, Wj, vocabSizes, dWT);
+          return { loss: tf.add(total, loss), dh: grads.dh, dWTnew: grads.dWT };
         });
         tf.dispose([total, ...dWT.filter((t): t is Tensor => t !== null)]);
         total = step.loss;
