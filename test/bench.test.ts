@@ -46,7 +46,7 @@ describe('bench suites', () => {
       expect(r.metrics.sft_tokens_per_s).toBeGreaterThan(0);
       expect(r.metrics.sft_optimizer_s).toBeGreaterThanOrEqual(0);
       expect(r.metrics.sft_optimizer_s).toBeLessThan(r.metrics.sft_step_s!);
-      expect(r.rows.find((x) => x.metric === 'SFT tokens/s')!.note).toMatch(microBatch ? /1 rows per micro-batch/ : /^B=2 T=16$/);
+      expect(r.rows.find((x) => x.metric === 'SFT tokens/s')!.note).toMatch(microBatch ? /1 row per micro-batch/ : /^B=2 T=16$/);
     }
     expect(tf.memory().numTensors).toBe(before);
   });

@@ -125,7 +125,7 @@ export async function sftSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
   const micro = Math.min(o.microBatch ?? o.batch, o.batch);
   if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch}`);
   const opt = sftOptimization(model, o.batch / micro);
-  const shape = `B=${o.batch} T=${o.seq}${micro < o.batch ? `, ${micro} rows per micro-batch` : ''}`;
+  const shape = `B=${o.batch} T=${o.seq}${micro < o.batch ? `, ${micro} row${micro > 1 ? 's' : ''} per micro-batch` : ''}`;
   const rows: Row[] = [{ metric: 'parameters', value: paramBytes(model) / 4 / 1e6, unit: 'M' }];
   const batches: { ids: tf.Tensor; labels: tf.Tensor }[] = [];
   try {
