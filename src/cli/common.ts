@@ -53,6 +53,30 @@ export function addOptimOptions(cmd: Command, defaults: { lr: number; batchSize:
     .option('--max_epochs <n>', 'passes over the data', int('--max_epochs', 1), defaults.maxEpochs);
 }
 
+/** Config fields of the flags `addOptimOptions` declares. */
+export interface OptimConfig {
+  lr: number;
+  weightDecay: number;
+  warmupRatio: number;
+  gradClip: number;
+  accumulationSteps: number;
+  batchSize: number;
+  maxEpochs: number;
+}
+
+/** commander's parsed options → the fields of `addOptimOptions`'s flags. */
+export function optimConfigFromOptions(o: Record<string, unknown>): OptimConfig {
+  return {
+    lr: o.lr as number,
+    weightDecay: o.weight_decay as number,
+    warmupRatio: o.warmup_ratio as number,
+    gradClip: o.grad_clip as number,
+    accumulationSteps: o.accumulation_steps as number,
+    batchSize: o.batch_size as number,
+    maxEpochs: o.max_epochs as number,
+  };
+}
+
 /** --save_path, --save_steps, --need_optim_ckpt, --resume. */
 export function addCheckpointOptions(cmd: Command): Command {
   return cmd

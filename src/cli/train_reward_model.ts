@@ -10,7 +10,7 @@
  */
 import { Command, Option } from 'commander';
 import {
-  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, runMain, sharedConfigFromOptions,
+  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, optimConfigFromOptions, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
@@ -60,13 +60,7 @@ export function rewardConfigFromOptions(o: Record<string, unknown>): RewardConfi
     test: o.test as boolean,
     promptTemplate: o.prompt_template as string,
     lossFn: o.loss_fn as RewardConfig['lossFn'],
-    batchSize: o.batch_size as number,
-    maxEpochs: o.max_epochs as number,
-    lr: o.lr as number,
-    weightDecay: o.weight_decay as number,
-    warmupRatio: o.warmup_ratio as number,
-    gradClip: o.grad_clip as number,
-    accumulationSteps: o.accumulation_steps as number,
+    ...optimConfigFromOptions(o),
     logSteps: o.log_steps as number,
   };
 }

@@ -8,7 +8,7 @@
  */
 import { Command, Option } from 'commander';
 import {
-  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, runMain, sharedConfigFromOptions,
+  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, optimConfigFromOptions, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
@@ -53,13 +53,7 @@ export function sftConfigFromOptions(o: Record<string, unknown>): SftConfigInput
     promptColumn: o.prompt_column as string | undefined,
     responseColumn: o.response_column as string | undefined,
     cacheDir: o.cache_dir as string,
-    maxEpochs: o.max_epochs as number,
-    batchSize: o.batch_size as number,
-    accumulationSteps: o.accumulation_steps as number,
-    lr: o.lr as number,
-    weightDecay: o.weight_decay as number,
-    warmupRatio: o.warmup_ratio as number,
-    gradClip: o.grad_clip as number,
+    ...optimConfigFromOptions(o),
   };
 }
 
