@@ -12,8 +12,6 @@ import type { ModelConfig } from '../models/config.js';
 import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
 import { ValueHead } from '../models/value_head.js';
 import { ValueModel } from '../models/value_model.js';
-import { createStrategy } from '../strategies/strategy.js';
-import { Optimization, type OptimizationConfig } from '../trainer/optimization.js';
 import { collatePairs, type TokenizedPair } from '../reward/dataset.js';
 import { logSigLoss } from '../reward/losses.js';
 import { RewardModel } from '../reward/model.js';
@@ -28,14 +26,9 @@ import { formatProfile, profileCall } from './profile.js';
 import type { Row } from './report.js';
 import { heapRow, paramCount, type SuiteOptions, type SuiteResult } from './suites.js';
 import { wasmHeapBytes } from '../engine/memory.js';
-import { randomIds } from './workloads.js';
+import { benchOptimization, randomIds } from './workloads.js';
 
 const MiB = 2 ** 20;
-
-function optimization(params: [string, tf.Variable][], lr: number, accumulationSteps = 1): Optimization {
-  const c: OptimizationConfig = { lr, weightDecay: 0, gradClip: 1, accumulationSteps, warmupSteps: 0, totalSteps: 1, schedule: 'constant' };
-  return new Optimization(params, c, createStrategy('naive'));
-}
 
 /** A random pair of T-token-or-shorter sequences (real lengths between T/2 and T, as dialogues vary). */
 function randomPair(rng: Rng, T: number, V: number): TokenizedPair {
@@ -50,7 +43,7 @@ export async function rmSuite(config: ModelConfig, o: SuiteOptions): Promise<Sui
   const micro = Math.min(o.microBatch ?? o.batch, o.batch);
   if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch} pairs`);
   const model = new RewardModel(DecoderModel.fromConfig(config, 0), ValueHead.create(config.hiddenSize, 1));
-  const opt = optimization(model.trainableParameters(), 5e-6, o.batch / micro);
+  const opt = benchOptimization(model.trainableParameters(), 5e-6, { accumulationSteps: o.batch / micro });
   const pairs = Array.from({ length: o.batch }, () => randomPair(rng, o.seq, config.vocabSize));
   const batches = Array.from({ length: o.batch / micro }, (_, i) => collatePairs(pairs.slice(i * micro, (i + 1) * micro), 0));
   const realTokens = batches.reduce((s, b) => s + b.tokens, 0);
@@ -131,8 +124,8 @@ export async function ppoSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
   const rng = new Rng(4);
   const loraRank = o.loraRank ?? 0;
   const { m, dispose } = ppoModels(config, loraRank);
-  const actorOpt = optimization(trainableParams(m.actor), PPO_DEFAULTS.lr);
-  const criticOpt = optimization(criticParams(m.critic), PPO_DEFAULTS.criticLr);
+  const actorOpt = benchOptimization(trainableParams(m.actor), PPO_DEFAULTS.lr);
+  const criticOpt = benchOptimization(criticParams(m.critic), PPO_DEFAULTS.criticLr);
   const trainBatch = Math.min(o.trainBatch ?? PPO_DEFAULTS.trainBatchSize, o.genBatch);
   const modelsNote = loraRank > 0 ? `LoRA r=${loraRank} (initial and reward models share the bases)` : 'full weights, four models';
   try {

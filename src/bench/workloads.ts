@@ -32,13 +32,19 @@ export function sftLabels(ids: number[][]): number[][] {
 }
 
 /**
- * The SFT stage's update, as the SFT trainer builds it: AdamW over every parameter (no decay on biases and norms),
- * global-norm clipping at 1, gradients accumulated over `accumulationSteps` micro-batches.
+ * A stage's update as the trainers build it, in one process: AdamW (no decay on biases and norms), global-norm
+ * clipping at 1, a constant learning rate, gradients accumulated over `accumulationSteps` micro-batches.
  */
-export function sftOptimization(model: DecoderModel, accumulationSteps: number): Optimization {
-  return new Optimization(model.namedParameters(), {
-    lr: 2e-5, weightDecay: 0.01, gradClip: 1, accumulationSteps, warmupSteps: 0, totalSteps: 1, schedule: 'constant',
+export function benchOptimization(params: [string, tf.Variable][], lr: number, opts: { accumulationSteps?: number; weightDecay?: number } = {}): Optimization {
+  return new Optimization(params, {
+    lr, weightDecay: opts.weightDecay ?? 0, gradClip: 1, accumulationSteps: opts.accumulationSteps ?? 1, warmupSteps: 0, totalSteps: 1,
+    schedule: 'constant',
   }, createStrategy('naive'));
+}
+
+/** The SFT stage's update: every parameter, weight decay 0.01. */
+export function sftOptimization(model: DecoderModel, accumulationSteps: number): Optimization {
+  return benchOptimization(model.namedParameters(), 2e-5, { accumulationSteps, weightDecay: 0.01 });
 }
 
 /**

@@ -11,6 +11,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tf } from './tf.js';
+import { rowMajorStrides } from './shape.js';
 
 /** RLHF_NATIVE_BLAS=0 keeps the stock wasm kernels even when the addon is built. */
 export const NATIVE_BLAS_ENV = 'RLHF_NATIVE_BLAS';
@@ -117,16 +118,9 @@ export function nativeMatmulInstalled(): boolean {
 
 // ---- the kernels ----
 
-/** Row-major strides of a shape, counted in matrices (the batch dims only). */
-function contiguousStrides(shape: number[]): number[] {
-  const s = new Array<number>(shape.length).fill(1);
-  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1]! * shape[i + 1]!;
-  return s;
-}
-
 /** Per output batch dim, the step in matrices of an operand whose batch dims broadcast to `out` (0 where broadcast). */
 function broadcastSteps(dims: number[], out: number[]): number[] {
-  const own = contiguousStrides(dims);
+  const own = rowMajorStrides(dims);
   const lead = out.length - dims.length;
   return out.map((_, j) => (j < lead || dims[j - lead] === 1 ? 0 : own[j - lead]!));
 }
@@ -147,7 +141,7 @@ function broadcastShape(a: number[], b: number[]): number[] {
  */
 function linearStep(steps: number[], out: number[]): number | null {
   if (steps.every((s) => s === 0)) return 0;
-  const full = contiguousStrides(out);
+  const full = rowMajorStrides(out);
   return steps.every((s, j) => s === full[j] || out[j] === 1) ? 1 : null;
 }
 
@@ -159,7 +153,7 @@ function fillBias(out: Float32Array, outShape: number[], bias: Float32Array, bia
   const rank = outShape.length;
   const N = outShape[rank - 1]!;
   const bshape = [...new Array<number>(rank - biasShape.length).fill(1), ...biasShape];
-  const bstr = contiguousStrides(bshape).map((s, j) => (bshape[j] === 1 ? 0 : s));
+  const bstr = rowMajorStrides(bshape).map((s, j) => (bshape[j] === 1 ? 0 : s));
   const rows = out.length / N;
   const idx = new Array<number>(rank - 1).fill(0);
   const fullRow = bshape[rank - 1] === N && N > 1;

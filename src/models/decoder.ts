@@ -18,7 +18,7 @@ import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/p
 import { matmul2d } from './ops/matmul.js';
 import { projectToVocab } from './ops/vocab_projection.js';
 import { lmHeadCrossEntropy } from './ops/lm_head_loss.js';
-import { IGNORE_INDEX } from './ops/loss.js';
+import { nextTokenTargets } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
 import type { LoraAdapter } from './lora.js';
@@ -289,8 +289,7 @@ export class DecoderModel {
   lmLoss(hidden: Tensor, labels: Tensor): Tensor {
     return tf.tidy(() => {
       const [B, T, C] = hidden.shape as [number, number, number];
-      const next = tf.concat([tf.slice(tf.cast(labels, 'int32'), [0, 1], [B, T - 1]), tf.fill([B, 1], IGNORE_INDEX, 'int32')], 1);
-      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.lmHeadWeight(), tf.reshape(next, [B * T]));
+      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.lmHeadWeight(), nextTokenTargets(labels));
     });
   }
 

@@ -24,8 +24,8 @@ import { loadPretrained, type LoadedModel } from '../models/pretrained.js';
 import { ValueHead } from '../models/value_head.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
-import { OPTIMIZER_FILE, readOptimizerState, saveCheckpoint } from '../trainer/stage_checkpoint.js';
-import { readTrainerState, recoverInterruptedWrite, resumeMismatches, TRAINER_STATE_FILE, type TrainerState } from '../trainer/checkpoint_io.js';
+import { readResumableState, readResumeOptimizer, saveCheckpoint } from '../trainer/stage_checkpoint.js';
+import { recoverInterruptedWrite, resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
@@ -200,11 +200,7 @@ export class RewardTrainer {
 
   /** Continues from a checkpoint's trainer state and optimizer state. */
   restore(state: TrainerState, dir: string): void {
-    const saved = readOptimizerState(dir, OPTIMIZER_NAME);
-    if (!saved) throw new Error(`${dir}/${OPTIMIZER_FILE} holds no optimizer state for "${OPTIMIZER_NAME}"`);
-    if (saved.globalStep !== state.global_step) {
-      throw new Error(`${dir}: ${OPTIMIZER_FILE} is at step ${saved.globalStep} but ${TRAINER_STATE_FILE} at ${state.global_step}`);
-    }
+    const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
     this.optimization.loadStateDict(saved.state, saved.globalStep);
     this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
     this.bestAccuracy = state.best_metric;
@@ -365,16 +361,7 @@ export function adapterBase(dir: string): string | null {
 async function readResumeState(c: RewardConfig, worldSize: number): Promise<TrainerState> {
   const dir = c.resume!;
   await recoverInterruptedWrite(dir);
-  if (!existsSync(join(dir, TRAINER_STATE_FILE))) {
-    throw new Error(`--resume ${dir}: no ${TRAINER_STATE_FILE}; pass a checkpoint-<step> directory written by train_reward_model`);
-  }
-  if (!existsSync(join(dir, OPTIMIZER_FILE))) {
-    throw new Error(
-      `--resume ${dir}: no ${OPTIMIZER_FILE} (it was saved without --need_optim_ckpt), so the run cannot continue exactly; ` +
-        `start a new run from these weights with --pretrain ${dir}`,
-    );
-  }
-  const state = await readTrainerState(dir);
+  const state = await readResumableState(dir, 'train_reward_model');
   const flags = new Map<string, string>(RESUME_FIXED);
   const [m] = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
   if (m) {

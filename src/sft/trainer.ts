@@ -21,8 +21,8 @@ import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
 import { loadPretrained } from '../models/pretrained.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
-import { OPTIMIZER_FILE, readOptimizerState, saveCheckpoint } from '../trainer/stage_checkpoint.js';
-import { readTrainerState, resumeMismatches, TRAINER_STATE_FILE, type TrainerState } from '../trainer/checkpoint_io.js';
+import { readResumableState, readResumeOptimizer, saveCheckpoint } from '../trainer/stage_checkpoint.js';
+import { resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
 import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
@@ -339,11 +339,7 @@ export class SftTrainer {
 
   private restore(state: TrainerState): void {
     const dir = this.config.resume!;
-    const saved = readOptimizerState(dir, OPTIMIZER_NAME);
-    if (!saved) throw new Error(`${dir}/${OPTIMIZER_FILE} holds no optimizer state for "${OPTIMIZER_NAME}"`);
-    if (saved.globalStep !== state.global_step) {
-      throw new Error(`${dir}: ${OPTIMIZER_FILE} is at step ${saved.globalStep} but ${TRAINER_STATE_FILE} at ${state.global_step}`);
-    }
+    const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
     if (state.global_step > this.totalSteps) {
       throw new Error(`${dir} is at step ${state.global_step}, past this run's ${this.totalSteps} steps`);
     }
@@ -386,16 +382,7 @@ export async function trainSft(input: SftConfigInput, runOptions: SftRunOptions 
 /** The checkpoint's trainer state, checked against this run's config. */
 async function readResumeState(c: SftConfig, worldSize: number): Promise<TrainerState> {
   const dir = c.resume!;
-  if (!existsSync(join(dir, TRAINER_STATE_FILE))) {
-    throw new Error(`--resume ${dir}: no ${TRAINER_STATE_FILE}; pass a checkpoint-<step> directory written by train_sft`);
-  }
-  if (!existsSync(join(dir, OPTIMIZER_FILE))) {
-    throw new Error(
-      `--resume ${dir}: no ${OPTIMIZER_FILE} (it was saved without --need_optim_ckpt), so the run cannot continue exactly; ` +
-        `start a new run from these weights with --pretrain ${dir}`,
-    );
-  }
-  const state = await readTrainerState(dir);
+  const state = await readResumableState(dir, 'train_sft');
   const changed = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, worldSize);
   if (changed.length) {
     throw new Error(

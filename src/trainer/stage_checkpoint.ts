@@ -11,7 +11,7 @@ import { saveLoraAdapter, savePretrained } from '../models/pretrained.js';
 import type { ValueHead } from '../models/value_head.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../hub/safetensors.js';
-import { writeDirAtomic, writeTrainerState, type TrainerState } from './checkpoint_io.js';
+import { readTrainerState, TRAINER_STATE_FILE, writeDirAtomic, writeTrainerState, type TrainerState } from './checkpoint_io.js';
 import type { AdamWStateDict } from './adamw.js';
 import type { Optimization } from './optimization.js';
 
@@ -93,4 +93,31 @@ export function readOptimizerState(dir: string, name: string): { state: AdamWSta
   for (const [k, t] of tensors) state.tensors.set(k.slice(name.length + 1), { shape: t.shape, data: t.data as Float32Array });
   if (metadata[`${name}.param_steps`]) state.paramSteps = JSON.parse(metadata[`${name}.param_steps`]!) as Record<string, number>;
   return { state, globalStep: Number(metadata[`${name}.global_step`] ?? state.step) };
+}
+
+/**
+ * The trainer state of a checkpoint `command` wrote, for an exact --resume: refused (naming what is missing and what
+ * to do instead) without trainer_state.json or without optimizer state.
+ */
+export async function readResumableState(dir: string, command: string): Promise<TrainerState> {
+  if (!existsSync(join(dir, TRAINER_STATE_FILE))) {
+    throw new Error(`--resume ${dir}: no ${TRAINER_STATE_FILE}; pass a checkpoint-<step> directory written by ${command}`);
+  }
+  if (!existsSync(join(dir, OPTIMIZER_FILE))) {
+    throw new Error(
+      `--resume ${dir}: no ${OPTIMIZER_FILE} (it was saved without --need_optim_ckpt), so the run cannot continue exactly; ` +
+        `start a new run from these weights with --pretrain ${dir}`,
+    );
+  }
+  return readTrainerState(dir);
+}
+
+/** Optimizer `name`'s saved state for a resume, which must be at the trainer state's step. */
+export function readResumeOptimizer(dir: string, name: string, state: TrainerState): { state: AdamWStateDict; globalStep: number } {
+  const saved = readOptimizerState(dir, name);
+  if (!saved) throw new Error(`${dir}/${OPTIMIZER_FILE} holds no optimizer state for "${name}"`);
+  if (saved.globalStep !== state.global_step) {
+    throw new Error(`${dir}: ${OPTIMIZER_FILE} is at step ${saved.globalStep} but ${TRAINER_STATE_FILE} at ${state.global_step}`);
+  }
+  return saved;
 }

@@ -11,18 +11,13 @@
  *   12 copies of all of them. These read the input in place through a heap view.
  */
 import { tf } from '../../engine/tf.js';
+import { rowMajorStrides } from '../../engine/shape.js';
 
 type TypedArray = Float32Array | Int32Array | Uint8Array;
 interface WasmBackendLike {
   incRef(dataId: object): void;
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): TypedArray;
-}
-
-function strides(shape: number[]): number[] {
-  const s = new Array<number>(shape.length).fill(1);
-  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1]! * shape[i + 1]!;
-  return s;
 }
 
 /** Copies x[begin : begin + size] into a new tensor, one contiguous run at a time. */
@@ -34,7 +29,7 @@ function sliceInHeap(backend: WasmBackendLike, x: tf.TensorInfo, begin: number[]
   const src = backend.typedArrayFromHeap(x);
   const dst = backend.typedArrayFromHeap(out);
   const rank = x.shape.length;
-  const xs = strides(x.shape);
+  const xs = rowMajorStrides(x.shape);
   // The innermost axes taken whole (plus the first partial one) form one contiguous run.
   let inner = rank - 1;
   while (inner > 0 && size[inner] === x.shape[inner]) inner--;

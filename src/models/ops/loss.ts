@@ -56,8 +56,16 @@ export function scatterAt(flat: Tensor, idx: Tensor, values: Tensor, N: number, 
 export function causalLmLoss(logits: Tensor, labels: Tensor): Tensor {
   return tf.tidy(() => {
     const [B, T, V] = logits.shape as [number, number, number];
+    return crossEntropy(reshape(logits, [B * T, V]), nextTokenTargets(labels));
+  });
+}
+
+/** labels [B, T] → the flat targets [B·T] position t predicts: labels[t+1], IGNORE_INDEX at each row's end. */
+export function nextTokenTargets(labels: Tensor): Tensor {
+  return tf.tidy(() => {
+    const [B, T] = labels.shape as [number, number];
     const next = tf.concat([tf.slice(tf.cast(labels, 'int32'), [0, 1], [B, T - 1]), tf.fill([B, 1], IGNORE_INDEX, 'int32')], 1);
-    return crossEntropy(reshape(logits, [B * T, V]), tf.reshape(next, [B * T]));
+    return tf.reshape(next, [B * T]);
   });
 }
 
