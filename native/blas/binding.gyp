@@ -13,7 +13,15 @@
       "libraries": ["-lopenblas"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-fexceptions", "-O2", "-std=c++17"]
+      "cflags_cc": ["-fexceptions", "-O2", "-std=c++17"],
+      "conditions": [
+        # Homebrew (brew install openblas) is keg-only: its headers and library are not on the default paths.
+        ["OS=='mac'", {
+          "include_dirs": ["/opt/homebrew/opt/openblas/include", "/usr/local/opt/openblas/include"],
+          "libraries": ["-L/opt/homebrew/opt/openblas/lib", "-L/usr/local/opt/openblas/lib"],
+          "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES", "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O2"] }
+        }]
+      ]
     }
   ]
 }

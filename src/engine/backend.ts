@@ -4,7 +4,10 @@
  * exists), wasm, then cpu, and keeps the first that passes a small forward+backward self-test against the cpu
  * backend's numbers. It says which one it took and why it skipped the others.
  */
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { tf } from './tf.js';
 import { setFastTransposedProducts, setUnbatchedMatmul } from '../models/ops/matmul.js';
@@ -17,6 +20,8 @@ export const BACKEND_ENV = 'RLHF_BACKEND';
 export const WASM_THREADS_ENV = 'RLHF_WASM_THREADS';
 
 type Log = (msg: string) => void;
+/** Where bare imports in a probe child resolve from: this package's own node_modules. */
+const moduleDir = dirname(fileURLToPath(import.meta.url));
 
 /** Dynamic import that tolerates a package the user has not installed. */
 async function tryImport(name: string): Promise<unknown> {
@@ -37,7 +42,21 @@ async function registerTensorflow(): Promise<string> {
   throw new Error(errors.join('; '));
 }
 
+/**
+ * Dawn prints a warning with its build machine's path on stderr for every graphics API it cannot load (no Vulkan on
+ * a machine without a GPU), and Node cannot silence a native library's stderr. So the adapter is first looked for
+ * in a short child process whose output is kept; only when one exists is Dawn loaded here.
+ */
+function webgpuAdapterExists(): boolean {
+  const probe = "const m = await import('webgpu'); const a = await m.create([]).requestAdapter(); process.stdout.write(a ? 'yes' : 'no');";
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8', timeout: 20_000, cwd: moduleDir });
+  if (r.status !== 0 && /ERR_MODULE_NOT_FOUND/.test(r.stderr ?? '')) throw new Error('not installed');
+  if (r.error || r.status !== 0) throw new Error(r.error ? r.error.message : `probe exited ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').pop()}`);
+  return r.stdout.trim() === 'yes';
+}
+
 async function registerWebgpu(): Promise<string> {
+  if (!webgpuAdapterExists()) throw new Error('no adapter');
   const mod = (await tryImport('webgpu')) as { create: (o: string[]) => unknown; globals: Record<string, unknown> };
   Object.assign(globalThis, mod.globals);
   const gpu = mod.create([]) as { requestAdapter: () => Promise<unknown> };
