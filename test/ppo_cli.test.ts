@@ -74,16 +74,17 @@ describe('flags', () => {
 });
 
 describe('prompt files', () => {
-  it('awesome-chatgpt-prompts.csv works as is: the prompt column, rendered, cut from the left', async () => {
-    const data = await preparePrompts(AWESOME, tokenizer, { template: getTemplate('alpaca'), maxInputLen: 48 });
+  it("awesome-chatgpt-prompts.csv works as is: the prompt column, rendered, long prompts shortened inside the user's text", async () => {
+    const data = await preparePrompts(AWESOME, tokenizer, { template: getTemplate('alpaca'), maxInputLen: 160 });
     const rows = readFileSync(AWESOME, 'utf8').split('\n').filter((l) => l.startsWith('"')).length - 1;
     expect(data.prompts.length).toBe(rows);
     expect(data.texts[0]).toContain('### Instruction:\nImagine you are an experienced Ethereum developer');
     expect(data.texts[0]!.endsWith('### Response:')).toBe(true);
-    expect(data.prompts.every((p) => p.length <= 48)).toBe(true);
-    const full = tokenizer.encode(data.texts[0]!, { addSpecialTokens: false });
-    expect(data.prompts[0]).toEqual(full.slice(full.length - 48));
+    expect(data.prompts.every((p) => p.length <= 160)).toBe(true);
+    expect(data.texts.every((t) => t.startsWith('Below is an instruction') && t.endsWith('### Response:'))).toBe(true);
+    expect(data.prompts[0]).toEqual(tokenizer.encode(data.texts[0]!, { addSpecialTokens: false }));
     expect(data.truncated).toBeGreaterThan(0);
+    expect(data.truncatedTemplate).toBe(0);
   });
 
   it('a CSV row with the wrong number of fields stops the run naming the line; --skip_bad_records skips and counts it', async () => {

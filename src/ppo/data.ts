@@ -1,5 +1,5 @@
 /**
- * PPO's two datasets: prompts (rendered with the template, tokenized, cut from the left to --max_input_len, served
+ * PPO's two datasets: prompts (rendered with the template, tokenized, the user's text shortened to --max_input_len, served
  * left-padded in a fresh random order every pass) and the optional ptx data (any SFT format, as LM-loss samples).
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -10,7 +10,8 @@ import type { PromptTemplate } from '../data/templates/index.js';
 import { blockToSample, encodeDocuments, packBlocks, tokenizeChatSamples, type TokenizedSample } from '../data/sft_samples.js';
 import { BatchLoader, padBatch, type Batch, type LoaderOptions } from '../data/batching.js';
 import { DataError } from '../data/location.js';
-import { isChatSample } from '../data/types.js';
+import { isChatSample, type ChatSample } from '../data/types.js';
+import { fitPrompt } from '../data/prompt_fit.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
 
 export const DEFAULT_PROMPT_TEMPLATE = 'alpaca';
@@ -54,8 +55,10 @@ export interface PromptData {
   texts: string[];
   skipped: number;
   skippedExamples: string[];
-  /** Prompts longer than maxInputLen, cut from the left. */
+  /** Prompts longer than maxInputLen, whose user text was shortened to fit. */
   truncated: number;
+  /** Of those, prompts whose template and earlier turns alone exceed maxInputLen: their start was dropped. */
+  truncatedTemplate: number;
 }
 
 export interface PromptDataOptions {
@@ -73,23 +76,23 @@ export async function preparePrompts(path: string, tokenizer: Tokenizer, o: Prom
   const prompts: number[][] = [];
   const texts: string[] = [];
   let truncated = 0;
+  let truncatedTemplate = 0;
   for (const sample of loaded.prompts) {
-    let text: string;
-    try {
-      text = o.template.renderPrompt(sample.messages, { alpaca: sample.alpaca });
-    } catch (e) {
-      throw new DataError(sample.location, `template "${o.template.name}": ${(e as Error).message}`);
-    }
-    let ids = [...bos, ...tokenizer.encode(text, { addSpecialTokens: false })];
-    // Keep the end: it holds the request and the cue the answer follows ("### Response:").
-    if (ids.length > o.maxInputLen) {
-      ids = ids.slice(ids.length - o.maxInputLen);
-      truncated++;
-    }
-    prompts.push(ids);
-    texts.push(text);
+    const render = (x: ChatSample): string => {
+      try {
+        return o.template.renderPrompt(x.messages, { alpaca: x.alpaca });
+      } catch (e) {
+        throw new DataError(sample.location, `template "${o.template.name}": ${(e as Error).message}`);
+      }
+    };
+    // Too long: shorten the user's text inside the template, so the header and the answer cue survive.
+    const fitted = fitPrompt(sample, render, (t) => tokenizer.encode(t, { addSpecialTokens: false }), o.maxInputLen, bos);
+    if (fitted.cut) truncated++;
+    if (fitted.cutTemplate) truncatedTemplate++;
+    prompts.push(fitted.ids);
+    texts.push(fitted.text);
   }
-  return { prompts, texts, skipped: loaded.skipped, skippedExamples: loaded.skippedExamples, truncated };
+  return { prompts, texts, skipped: loaded.skipped, skippedExamples: loaded.skippedExamples, truncated, truncatedTemplate };
 }
 
 /** Makes a loader; a strategy's `createLoader` gives each rank its share of every global batch. */

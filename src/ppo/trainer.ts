@@ -140,7 +140,10 @@ export class PpoTrainer {
         template, maxInputLen: c.maxInputLen, column: c.promptColumn, maxRecords: c.maxDatasetsSize || undefined, skipBadRecords: c.skipBadRecords,
       });
       if (prompts.skipped) log(`prompts: skipped ${prompts.skipped} bad record(s), e.g. ${prompts.skippedExamples[0]}`);
-      if (prompts.truncated) log(`prompts: ${prompts.truncated} longer than --max_input_len ${c.maxInputLen} lost their beginning`);
+      if (prompts.truncated) {
+        const whole = prompts.truncatedTemplate ? `; ${prompts.truncatedTemplate} of them exceed it even without the user's text and lost their beginning` : '';
+        log(`prompts: ${prompts.truncated} of ${prompts.prompts.length} longer than --max_input_len ${c.maxInputLen}: the user's text was shortened${whole}`);
+      }
       const pad = models.tokenizer.padTokenId ?? models.actor.config.padTokenId ?? models.tokenizer.eosTokenId ?? 0;
       const make = strategy.createLoader.bind(strategy);
       const promptBatches = promptLoader(prompts.prompts, c.experienceBatchSize, pad, c.seed, make);
