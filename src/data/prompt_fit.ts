@@ -6,6 +6,8 @@
 import type { ChatSample } from './types.js';
 
 export interface FittedPrompt {
+  /** The sample as rendered: the user's text shortened when `cut`. */
+  sample: ChatSample;
   ids: number[];
   text: string;
   /** The user's text was shortened. */
@@ -57,21 +59,23 @@ export function fitPrompt(
     return { text, ids: [...prefix, ...encode(text)] };
   };
   const full = tokenize(sample);
-  if (full.ids.length <= maxLen) return { ...full, cut: false, cutTemplate: false };
-  const empty = tokenize(shortened(sample, 0));
+  if (full.ids.length <= maxLen) return { ...full, sample, cut: false, cutTemplate: false };
+  const emptySample = shortened(sample, 0);
+  const empty = tokenize(emptySample);
   if (empty.ids.length > maxLen) {
     // The template and earlier turns alone exceed the budget: keep the end, which holds the generation cue.
-    return { text: full.text, ids: full.ids.slice(full.ids.length - maxLen), cut: true, cutTemplate: true };
+    return { sample, text: full.text, ids: full.ids.slice(full.ids.length - maxLen), cut: true, cutTemplate: true };
   }
   let lo = 0; // fits
   let hi = userTextLength(sample); // does not fit
-  let best = empty;
+  let best = { ...empty, sample: emptySample };
   while (hi - lo > 1) {
     const mid = (lo + hi) >> 1;
-    const t = tokenize(shortened(sample, mid));
+    const s = shortened(sample, mid);
+    const t = tokenize(s);
     if (t.ids.length <= maxLen) {
       lo = mid;
-      best = t;
+      best = { ...t, sample: s };
     } else hi = mid;
   }
   return { ...best, cut: true, cutTemplate: false };

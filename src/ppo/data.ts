@@ -53,6 +53,10 @@ export interface PromptData {
   prompts: number[][];
   /** The rendered texts, for sample logs. */
   texts: string[];
+  /** The conversations rendered (user text shortened where it was cut). */
+  samples: ChatSample[];
+  /** Which prompts were shortened. */
+  cut: boolean[];
   skipped: number;
   skippedExamples: string[];
   /** Prompts longer than maxInputLen, whose user text was shortened to fit. */
@@ -75,6 +79,8 @@ export async function preparePrompts(path: string, tokenizer: Tokenizer, o: Prom
   const bos = tokenizerAddsBos(tokenizer) ? [tokenizer.bosTokenId!] : [];
   const prompts: number[][] = [];
   const texts: string[] = [];
+  const samples: ChatSample[] = [];
+  const cut: boolean[] = [];
   let truncated = 0;
   let truncatedTemplate = 0;
   for (const sample of loaded.prompts) {
@@ -91,8 +97,10 @@ export async function preparePrompts(path: string, tokenizer: Tokenizer, o: Prom
     if (fitted.cutTemplate) truncatedTemplate++;
     prompts.push(fitted.ids);
     texts.push(fitted.text);
+    samples.push(fitted.sample);
+    cut.push(fitted.cut);
   }
-  return { prompts, texts, skipped: loaded.skipped, skippedExamples: loaded.skippedExamples, truncated, truncatedTemplate };
+  return { prompts, texts, samples, cut, skipped: loaded.skipped, skippedExamples: loaded.skippedExamples, truncated, truncatedTemplate };
 }
 
 /** Makes a loader; a strategy's `createLoader` gives each rank its share of every global batch. */
