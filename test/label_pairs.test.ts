@@ -35,3 +35,29 @@ describe('sentiment judge', () => {
     expect(judgeScores('sentiment', ['I love this great day', 'this is bad and terrible', 'the table is brown'])).toEqual([6, -6, 0]);
   });
 });
+
+describe('label_pairs and judge commands', () => {
+  it('label the fixture model\'s answers, then judge it against itself (no difference)', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { readFileSync } = await import('node:fs');
+    const run = promisify(execFile);
+    const dir = mkdtempSync(join(tmpdir(), 'judge-'));
+    const model = join('test', 'fixtures', 'hf', 'gpt2');
+    const prompts = join(dir, 'prompts.jsonl');
+    writeFileSync(prompts, ['Say something nice.', 'Describe a good day.', 'What is love?', 'Name a color.'].map((p) => JSON.stringify({ prompt: p })).join('\n'));
+    const pairs = join(dir, 'pairs.jsonl');
+    const common = ['--prompts', prompts, '--prompt_template', 'plain', '--max_input_len', '32', '--max_new_tokens', '6', '--backend', 'cpu'];
+    const lab = await run('npx', ['tsx', 'src/cli/label_pairs.ts', '--pretrain', model, ...common, '--num_samples', '4', '--min_gap', '0', '--out', pairs]).catch((e) => e);
+    // The fixture's random weights rarely produce lexicon words: either pairs were written, or the run says why not.
+    if (lab.code) expect(lab.stderr).toMatch(/no pairs: every prompt's answers scored alike/);
+    else expect(readFileSync(pairs, 'utf8').trim().split('\n').length).toBeGreaterThan(0);
+    const out = join(dir, 'judge.json');
+    const { stdout } = await run('npx', ['tsx', 'src/cli/judge.ts', '--pretrain', model, model, '--names', 'a,b', ...common, '--out', out]);
+    expect(stdout).toMatch(/greedy {3}b − a: judge {2}0\.000/);
+    const report = JSON.parse(readFileSync(out, 'utf8'));
+    expect(report.prompts).toHaveLength(4);
+    expect(report.results.sampled[0].answers).toEqual(report.results.sampled[1].answers); // same seed, same model
+    expect(report.effects.greedy[0].judge.ties).toBe(4);
+  });
+});

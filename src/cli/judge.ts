@@ -15,7 +15,7 @@ import { Rng } from '../engine/rng.js';
 import { getTemplate, TEMPLATE_NAMES } from '../data/templates/index.js';
 import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, recordedTemplate } from '../ppo/data.js';
 import { loadRewardModel } from '../reward/load.js';
-import { answerPrompts, type Answer } from '../rollout/answer_prompts.js';
+import { answerPrompts, checkAnswerBudget, type Answer } from '../rollout/answer_prompts.js';
 import { JUDGES, judgeScores, type JudgeName } from '../rewards/sentiment.js';
 import { pairedEffect, sampleStd, type PairedEffect } from '../report/effect_size.js';
 
@@ -102,6 +102,7 @@ async function main(): Promise<void> {
   for (const [m, dir] of o.pretrain.entries()) {
     const { model, tokenizer, pretrainDir } = await loadModelAndTokenizer({ pretrain: dir, tokenizer: o.tokenizer });
     try {
+      checkAnswerBudget(model, pretrainDir, o.max_input_len, o.max_new_tokens);
       const template = getTemplate(o.prompt_template ?? recordedTemplate(pretrainDir) ?? DEFAULT_PROMPT_TEMPLATE);
       const data = await preparePrompts(o.prompts, tokenizer, { template, maxInputLen: o.max_input_len, column: o.prompt_column, maxRecords: o.skip_prompts + o.num_prompts });
       const ids = data.prompts.slice(o.skip_prompts);

@@ -14,7 +14,7 @@ import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
 import { getTemplate, TEMPLATE_NAMES } from '../data/templates/index.js';
 import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, recordedTemplate } from '../ppo/data.js';
-import { answerPrompts } from '../rollout/answer_prompts.js';
+import { answerPrompts, checkAnswerBudget } from '../rollout/answer_prompts.js';
 import { JUDGES, judgeScores, type JudgeName } from '../rewards/sentiment.js';
 
 interface LabelOptions {
@@ -109,6 +109,7 @@ async function main(): Promise<void> {
   await setupRun({ backend: o.backend, seed: o.seed });
   const t0 = Date.now();
   const { model, tokenizer, pretrainDir } = await loadModelAndTokenizer(o);
+  checkAnswerBudget(model, pretrainDir, o.max_input_len, o.max_new_tokens);
   const template = getTemplate(o.prompt_template ?? recordedTemplate(pretrainDir) ?? DEFAULT_PROMPT_TEMPLATE);
   const data = await preparePrompts(o.prompts, tokenizer, { template, maxInputLen: o.max_input_len, column: o.prompt_column, maxRecords: o.skip_prompts + o.num_prompts });
   const ids = data.prompts.slice(o.skip_prompts);

@@ -57,3 +57,11 @@ export function answerPrompts(model: DecoderModel, tokenizer: Tokenizer, prompts
   }
   return out;
 }
+
+/** Refuses a prompt + answer budget past the model's positions, naming the flags to lower. */
+export function checkAnswerBudget(model: DecoderModel, dir: string, maxInputLen: number, maxNewTokens: number): void {
+  const P = model.config.maxPositions;
+  if (maxInputLen + maxNewTokens > P) {
+    throw new Error(`prompt (--max_input_len ${maxInputLen}) + answer (--max_new_tokens ${maxNewTokens}) can reach ${maxInputLen + maxNewTokens} tokens but ${dir} has ${P} positions: lower them`);
+  }
+}
