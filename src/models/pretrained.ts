@@ -10,6 +10,9 @@ import { normalizeConfig, type ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
 import { buildSpec, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
+import { readPeftAdapter, readPeftAdapterConfig, writePeftAdapter } from '../hub/peft_files.js';
+import { PrefixTuningAdapter } from './prefix_tuning.js';
+import { PromptTuningAdapter } from './prompt_tuning.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
 
@@ -59,14 +62,18 @@ export interface LoadedModel {
   dir: string;
 }
 
-/** Loads an HF directory; every shape is checked against config.json before any training starts. */
-export function loadPretrained(dir: string, opts: { lora?: string } = {}): LoadedModel {
-  // A directory holding only a PEFT adapter (a LoRA stage's output) loads its base, then the adapter.
+/**
+ * Loads an HF directory; every shape is checked against config.json before any training starts. `adapter` (alias
+ * `lora`): a PEFT adapter directory (LoRA, prefix or prompt tuning) to apply.
+ */
+export function loadPretrained(dir: string, opts: { adapter?: string; lora?: string } = {}): LoadedModel {
+  const adapterDir = opts.adapter ?? opts.lora;
+  // A directory holding only a PEFT adapter (a PEFT stage's output) loads its base, then the adapter.
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'adapter_config.json'))) {
-    if (opts.lora) throw new Error(`${dir} is itself a LoRA adapter; pass its base model as the model and this as the adapter`);
-    const base = (JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as { base_model_name_or_path?: string }).base_model_name_or_path;
-    if (!base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
-    const loaded = loadPretrained(isAbsolute(base) ? base : join(dir, base), { lora: dir });
+    if (adapterDir) throw new Error(`${dir} is itself a PEFT adapter; pass its base model as the model and this as the adapter`);
+    const base = readPeftAdapterConfig(dir).config.base_model_name_or_path;
+    if (typeof base !== 'string' || !base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
+    const loaded = loadPretrained(isAbsolute(base) ? base : join(dir, base), { adapter: dir });
     const vh = join(dir, VALUE_HEAD_FILE);
     if (existsSync(vh)) {
       loaded.valueHead = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
@@ -109,11 +116,38 @@ export function loadPretrained(dir: string, opts: { lora?: string } = {}): Loade
     if (existsSync(vhFile)) {
       for (const [k, t] of readSafetensors(vhFile).tensors) valueHead.set(k, tf.tensor(t.data, t.shape, 'float32'));
     }
-    if (opts.lora) model.lora = loadLoraAdapter(opts.lora, model);
+    if (adapterDir) {
+      try {
+        attachPeftAdapter(model, adapterDir);
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+    }
     return { model, valueHead: valueHead.size ? valueHead : null, dir };
   } finally {
     for (const t of weights.values()) t.dispose();
   }
+}
+
+/** Applies the PEFT adapter in `dir` to `model`, whichever method it is (adapter_config.json's peft_type). */
+export function attachPeftAdapter(model: DecoderModel, dir: string): void {
+  if (model.lora || model.virtualTokens) throw new Error(`${dir}: the model already has an adapter; one PEFT adapter at a time`);
+  const { peftType } = readPeftAdapterConfig(dir);
+  if (peftType === 'LORA') {
+    model.lora = loadLoraAdapter(dir, model);
+    return;
+  }
+  const files = readPeftAdapter(dir);
+  const embedWidth = model.params.get(model.spec.embedTokens)!.shape[1]!;
+  model.virtualTokens = peftType === 'PREFIX_TUNING' ? PrefixTuningAdapter.fromPeft(files, model.config) : PromptTuningAdapter.fromPeft(files, model.config, embedWidth);
+}
+
+/** Writes the model's PEFT adapter (LoRA, prefix or prompt tuning) in PEFT's layout, naming `baseModel`. */
+export function savePeftAdapter(dir: string, model: DecoderModel, baseModel = ''): void {
+  if (model.lora) return saveLoraAdapter(dir, model, baseModel);
+  if (!model.virtualTokens) throw new Error('savePeftAdapter: the model has no PEFT adapter');
+  writePeftAdapter(dir, model.virtualTokens.peftConfig(baseModel), model.virtualTokens.peftTensors());
 }
 
 export interface PeftAdapterConfig {
