@@ -28,7 +28,7 @@ describe.each(cases)('%s backend: %s %s tuning matches peft', (backend, arch, ki
   });
 
   it('logits of the padded batch within 1e-4 (every position)', () => {
-    const { model } = loadPretrained(dir, { adapter: join(dir, kind) });
+    const { model } = loadPretrained(dir, { adapter: join(dir, kind), promptLearning: true });
     const logits = tf.tidy(() => {
       const out = model.forward(tf.tensor2d(ids.data, [B, T], 'int32'), { attentionMask: tf.tensor2d(mask.data, [B, T], 'int32'), keepVirtual: true });
       return model.logits(out.hidden);
@@ -41,7 +41,7 @@ describe.each(cases)('%s backend: %s %s tuning matches peft', (backend, arch, ki
   });
 
   it('greedy tokens after row 0 equal peft, with and without the KV cache', () => {
-    const { model } = loadPretrained(dir, { adapter: join(dir, kind) });
+    const { model } = loadPretrained(dir, { adapter: join(dir, kind), promptLearning: true });
     const prompt = [Array.from(ids.data.slice(0, T))];
     const want = Array.from(exp.get('greedy_ids')!.data);
     for (const useCache of [true, false]) {

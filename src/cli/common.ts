@@ -142,9 +142,11 @@ export interface ModelAndTokenizer extends LoadedModel {
 }
 
 /** Loads --pretrain (and --tokenizer), checking --model against config.json. */
-export async function loadModelAndTokenizer(opts: { pretrain: string; model?: string; tokenizer?: string; lora?: string }): Promise<ModelAndTokenizer> {
+export async function loadModelAndTokenizer(opts: {
+  pretrain: string; model?: string; tokenizer?: string; lora?: string; adapter?: string; promptLearning?: boolean;
+}): Promise<ModelAndTokenizer> {
   const dir = await resolvePretrained(opts.pretrain);
-  const loaded = loadPretrained(dir, { lora: opts.lora });
+  const loaded = loadPretrained(dir, { adapter: opts.adapter ?? opts.lora, promptLearning: opts.promptLearning });
   if (opts.model && opts.model !== loaded.model.config.modelType) {
     loaded.model.dispose();
     throw new Error(`--model ${opts.model} but ${dir}/config.json says model_type "${loaded.model.config.modelType}"`);

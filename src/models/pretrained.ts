@@ -62,18 +62,27 @@ export interface LoadedModel {
   dir: string;
 }
 
-/**
- * Loads an HF directory; every shape is checked against config.json before any training starts. `adapter` (alias
- * `lora`): a PEFT adapter directory (LoRA, prefix or prompt tuning) to apply.
- */
-export function loadPretrained(dir: string, opts: { adapter?: string; lora?: string } = {}): LoadedModel {
+export interface LoadOptions {
+  /** A PEFT adapter directory to apply (LoRA; prefix or prompt tuning with `promptLearning`). */
+  adapter?: string;
+  /** Alias of `adapter`. */
+  lora?: string;
+  /**
+   * Accept prefix- and prompt-tuning adapters. Off by default: they cannot be merged into full weights, so a caller
+   * that trains or saves full weights must not receive one silently.
+   */
+  promptLearning?: boolean;
+}
+
+/** Loads an HF directory; every shape is checked against config.json before any training starts. */
+export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel {
   const adapterDir = opts.adapter ?? opts.lora;
   // A directory holding only a PEFT adapter (a PEFT stage's output) loads its base, then the adapter.
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'adapter_config.json'))) {
     if (adapterDir) throw new Error(`${dir} is itself a PEFT adapter; pass its base model as the model and this as the adapter`);
     const base = readPeftAdapterConfig(dir).config.base_model_name_or_path;
     if (typeof base !== 'string' || !base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
-    const loaded = loadPretrained(isAbsolute(base) ? base : join(dir, base), { adapter: dir });
+    const loaded = loadPretrained(isAbsolute(base) ? base : join(dir, base), { adapter: dir, promptLearning: opts.promptLearning });
     const vh = join(dir, VALUE_HEAD_FILE);
     if (existsSync(vh)) {
       loaded.valueHead = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
@@ -118,7 +127,7 @@ export function loadPretrained(dir: string, opts: { adapter?: string; lora?: str
     }
     if (adapterDir) {
       try {
-        attachPeftAdapter(model, adapterDir);
+        attachPeftAdapter(model, adapterDir, opts.promptLearning ?? false);
       } catch (e) {
         model.dispose();
         throw e;
@@ -131,12 +140,18 @@ export function loadPretrained(dir: string, opts: { adapter?: string; lora?: str
 }
 
 /** Applies the PEFT adapter in `dir` to `model`, whichever method it is (adapter_config.json's peft_type). */
-export function attachPeftAdapter(model: DecoderModel, dir: string): void {
+export function attachPeftAdapter(model: DecoderModel, dir: string, promptLearning = true): void {
   if (model.lora || model.virtualTokens) throw new Error(`${dir}: the model already has an adapter; one PEFT adapter at a time`);
   const { peftType } = readPeftAdapterConfig(dir);
   if (peftType === 'LORA') {
     model.lora = loadLoraAdapter(dir, model);
     return;
+  }
+  if (!promptLearning) {
+    throw new Error(
+      `${dir} is a ${peftType} adapter, which this command cannot use (virtual tokens cannot be merged into full weights): ` +
+        'apply it with inference --adapter, or continue training it with train_sft --peft',
+    );
   }
   const files = readPeftAdapter(dir);
   const embedWidth = model.params.get(model.spec.embedTokens)!.shape[1]!;
