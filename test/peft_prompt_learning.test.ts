@@ -4,6 +4,7 @@
  * them) and 8 greedy tokens after row 0, equal with and without the KV cache, on cpu and wasm.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import '@tensorflow/tfjs-backend-wasm';
 import { tf } from '../src/engine/tf.js';
@@ -50,4 +51,26 @@ describe.each(cases)('%s backend: %s %s tuning matches peft', (backend, arch, ki
     }
     model.dispose();
   });
+});
+
+describe('inference --adapter / --lora with --input_ids', () => {
+  const REPO = join(FIXTURES, '..', '..');
+  const run = (args: string[]) => spawnSync('npx', ['tsx', join(REPO, 'src/cli/inference.ts'), ...args], { cwd: REPO, encoding: 'utf8' });
+  it.each([['gpt2', 'prefix', '--adapter'], ['llama', 'prompt', '--lora']] as const)('%s %s tuning (%s) reproduces peft\'s greedy ids', (arch, kind, flag) => {
+    const dir = join(FIXTURES, 'hf', arch);
+    const exp = readSafetensors(join(dir, kind, 'expected.safetensors')).tensors;
+    const prompt = Array.from(exp.get('input_ids')!.data.slice(0, 12));
+    const want = Array.from(exp.get('greedy_ids')!.data);
+    const r = run(['--pretrain', dir, flag, join(dir, kind), '--input_ids', prompt.join(','), '--max_new_tokens', '8', '--json', '--backend', 'cpu']);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { input_ids: number[]; output_ids: number[] };
+    expect(out.input_ids).toEqual(prompt);
+    expect(out.output_ids).toEqual(want); // no EOS among them, so all 8 tokens
+  }, 60_000);
+
+  it('refuses --input_ids together with --input', () => {
+    const a = run(['--input', 'hi', '--input_ids', '1,2']);
+    expect(a.status).not.toBe(0);
+    expect(a.stderr).toMatch(/--input_ids gives the exact prompt ids/);
+  }, 60_000);
 });

@@ -86,6 +86,10 @@ describe('--peft flags', () => {
     expect(() => loadPretrained(dir)).toThrow(/PREFIX_TUNING adapter, which this command cannot use/);
     const work = tempDir('peft-mismatch');
     await expect(SftTrainer.create(gpt2Config(work, { pretrain: dir, peft: 'prompt' }), quiet)).rejects.toThrow(/continue training it with --peft prefix/);
+    // The same method trains it on, over the base its adapter_config.json names.
+    const again = await SftTrainer.create(gpt2Config(work, { pretrain: dir, peft: 'prefix', maxLen: 48 }), quiet);
+    expect(again.model.virtualTokens!.numVirtualTokens).toBe(5);
+    again.dispose();
   });
 });
 

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { initBackend, BACKENDS, BACKEND_ENV, type BackendChoice } from '../engine/backend.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
-import { loadPretrained, type LoadedModel } from '../models/pretrained.js';
+import { hasTokenizerFiles, loadPretrained, type LoadedModel } from '../models/pretrained.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES, type StrategyKind } from '../strategies/strategy.js';
 
@@ -153,7 +153,8 @@ export async function loadModelAndTokenizer(opts: {
   }
   let tokenizer: Tokenizer;
   try {
-    tokenizer = await Tokenizer.fromDir(opts.tokenizer ?? dir);
+    // An adapter directory without tokenizer files (as PEFT saves one) uses its base model's.
+    tokenizer = await Tokenizer.fromDir(opts.tokenizer ?? (loaded.baseDir && !hasTokenizerFiles(dir) ? loaded.baseDir : dir));
   } catch (e) {
     loaded.model.dispose();
     throw e;

@@ -60,6 +60,13 @@ export interface LoadedModel {
   /** value_head.weight [1, C] and value_head.bias [1] when the checkpoint is a reward model / critic. */
   valueHead: Map<string, Tensor> | null;
   dir: string;
+  /** When `dir` holds only a PEFT adapter: the base model directory its adapter_config.json names. */
+  baseDir?: string;
+}
+
+/** Whether `dir` has tokenizer files (PEFT saves an adapter without them). */
+export function hasTokenizerFiles(dir: string): boolean {
+  return existsSync(join(dir, 'tokenizer.json')) || existsSync(join(dir, 'vocab.json'));
 }
 
 export interface LoadOptions {
@@ -82,12 +89,13 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
     if (adapterDir) throw new Error(`${dir} is itself a PEFT adapter; pass its base model as the model and this as the adapter`);
     const base = readPeftAdapterConfig(dir).config.base_model_name_or_path;
     if (typeof base !== 'string' || !base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
-    const loaded = loadPretrained(isAbsolute(base) ? base : join(dir, base), { adapter: dir, promptLearning: opts.promptLearning });
+    const baseDir = isAbsolute(base) ? base : join(dir, base);
+    const loaded = loadPretrained(baseDir, { adapter: dir, promptLearning: opts.promptLearning });
     const vh = join(dir, VALUE_HEAD_FILE);
     if (existsSync(vh)) {
       loaded.valueHead = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
     }
-    return { ...loaded, dir };
+    return { ...loaded, dir, baseDir };
   }
   const config = readConfig(dir);
   const spec = buildSpec(config);

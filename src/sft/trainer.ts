@@ -18,7 +18,7 @@ import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
-import { loadPretrained } from '../models/pretrained.js';
+import { hasTokenizerFiles, loadPretrained } from '../models/pretrained.js';
 import { PrefixTuningAdapter } from '../models/prefix_tuning.js';
 import { PromptTuningAdapter } from '../models/prompt_tuning.js';
 import { readPeftAdapterConfig } from '../hub/peft_files.js';
@@ -471,7 +471,9 @@ async function loadModel(
     model.lora = null;
     baseModelPath = resolve(dir);
   }
-  const tokenizer = await withModel(model, async () => Tokenizer.fromDir(c.tokenizer ? await resolvePretrained(c.tokenizer) : dir));
+  // An adapter directory saved without tokenizer files (as PEFT saves one) uses its base model's.
+  const tokenizerDir = hasTokenizerFiles(dir) || !model.virtualTokens ? dir : baseModelPath;
+  const tokenizer = await withModel(model, async () => Tokenizer.fromDir(c.tokenizer ? await resolvePretrained(c.tokenizer) : tokenizerDir));
   const method = peftMethodOf(c);
   if ((method === 'prefix' || method === 'prompt') && !model.virtualTokens) {
     const P = c.numVirtualTokens ?? DEFAULT_NUM_VIRTUAL_TOKENS;
