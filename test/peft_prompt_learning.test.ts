@@ -49,6 +49,10 @@ describe.each(cases)('%s backend: %s %s tuning matches peft', (backend, arch, ki
       const out = generate(model, prompt, null, { maxNewTokens: want.length - T, eosTokenId: null, useCache });
       expect(out.sequences[0], `useCache ${useCache}`).toEqual(want);
     }
+    // Left-padded by 3: positions come from the mask, so the padded prompt generates what it generates alone.
+    const padded = [...Array.from(ids.data.slice(T, T + 3)), ...prompt[0]!];
+    const out = generate(model, [padded], [[0, 0, 0, ...Array(T).fill(1)]], { maxNewTokens: 4, eosTokenId: null });
+    expect(out.sequences[0]!.slice(T + 3)).toEqual(want.slice(T, T + 4));
     model.dispose();
   });
 });
