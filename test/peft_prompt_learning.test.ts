@@ -12,6 +12,7 @@ import { loadPretrained } from '../src/models/pretrained.js';
 import { generate } from '../src/models/generation.js';
 import { FIXTURES, relErr } from './helpers/fixtures.js';
 import { readSafetensors } from '../src/hub/safetensors.js';
+import { causalLmLossWithAdapter } from '../src/models/virtual_tokens.js';
 
 const ARCHS = ['gpt2', 'llama', 'qwen2'] as const;
 const KINDS = ['prefix', 'prompt'] as const;
@@ -53,6 +54,68 @@ describe.each(cases)('%s backend: %s %s tuning matches peft', (backend, arch, ki
     const padded = [...Array.from(ids.data.slice(T, T + 3)), ...prompt[0]!];
     const out = generate(model, [padded], [[0, 0, 0, ...Array(T).fill(1)]], { maxNewTokens: 4, eosTokenId: null });
     expect(out.sequences[0]!.slice(T + 3)).toEqual(want.slice(T, T + 4));
+    model.dispose();
+  });
+});
+
+/** Mean next-token cross-entropy of logits [B, S, V] against labels [B, S] (−100 ignored), in float64. */
+function referenceLoss(logits: Float32Array, labels: number[][], V: number): number {
+  let sum = 0;
+  let n = 0;
+  labels.forEach((row, b) => {
+    for (let t = 0; t + 1 < row.length; t++) {
+      const y = row[t + 1]!;
+      if (y === -100) continue;
+      const off = (b * row.length + t) * V;
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) max = Math.max(max, logits[off + v]!);
+      let z = 0;
+      for (let v = 0; v < V; v++) z += Math.exp(logits[off + v]! - max);
+      sum += max + Math.log(z) - logits[off + y]!;
+      n += 1;
+    }
+  });
+  return sum / n;
+}
+
+describe.each(ARCHS.flatMap((a) => KINDS.map((k) => [a, k] as const)))('cpu backend: %s %s tuning loss and gradient', (arch, kind) => {
+  const dir = join(FIXTURES, 'hf', arch);
+  const exp = readSafetensors(join(dir, kind, 'expected.safetensors')).tensors;
+  const ids = exp.get('input_ids')!;
+  const mask = exp.get('attention_mask')!;
+  const [B, T] = ids.shape as [number, number];
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('loss of the padded batch equals the cross-entropy of peft\'s logits (1e-5); adapter gradient matches finite differences', () => {
+    const { model } = loadPretrained(dir, { adapter: join(dir, kind), promptLearning: true });
+    const P = kind === 'prompt' ? model.virtualTokens!.numVirtualTokens : 0;
+    const labels = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (mask.data[b * T + t] ? ids.data[b * T + t]! : -100)));
+    // peft labels prompt tuning's virtual positions −100 in front of the caller's labels.
+    const want = referenceLoss(exp.get('logits')!.data as Float32Array, labels.map((r) => [...Array(P).fill(-100), ...r]), exp.get('logits')!.shape[2]!);
+    const x = tf.tensor2d(ids.data, [B, T], 'int32');
+    const am = tf.tensor2d(mask.data, [B, T], 'int32');
+    const y = tf.tensor2d(labels, [B, T], 'int32');
+    const loss = () => causalLmLossWithAdapter(model, x, y, { attentionMask: am }) as tf.Scalar;
+    expect(Math.abs(loss().dataSync()[0]! - want) / want).toBeLessThan(1e-5);
+
+    // Directional derivative, autograd vs central differences, along the gradient's own direction plus a fixed random
+    // one (the gradient's share keeps the difference well above float32 noise).
+    const table = model.virtualTokens!.trainableVariables()[0]!;
+    const { grads } = tf.variableGrads(loss, [table]);
+    const g = grads[table.name]!;
+    const r = tf.randomNormal(table.shape, 0, 1, 'float32', 7);
+    const d = tf.add(tf.div(g, tf.norm(g)), tf.div(r, tf.norm(r)));
+    const analytic = tf.sum(tf.mul(g, d)).dataSync()[0]!;
+    const eps = 1e-2;
+    const orig = table.clone();
+    table.assign(tf.add(orig, tf.mul(d, eps)));
+    const up = loss().dataSync()[0]!;
+    table.assign(tf.sub(orig, tf.mul(d, eps)));
+    const down = loss().dataSync()[0]!;
+    table.assign(orig);
+    expect(Math.abs((up - down) / (2 * eps) - analytic) / Math.abs(analytic)).toBeLessThan(1e-3);
     model.dispose();
   });
 });

@@ -13,6 +13,7 @@ import { readSafetensors, readSafetensorsHeader } from '../src/hub/safetensors.j
 import { loadPretrained, readWeights } from '../src/models/pretrained.js';
 import { SftTrainer, resolveSftConfig, trainSft, validateSftConfig, type SftConfigInput } from '../src/sft/index.js';
 import type { InterruptFlag } from '../src/trainer/interrupt.js';
+import { PromptTuningAdapter } from '../src/models/prompt_tuning.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { ALPACA_EN, REPO, gpt2Config, tempDir, writeNumbersJsonl } from './sft_helpers.js';
 
@@ -90,6 +91,26 @@ describe('--peft flags', () => {
     const again = await SftTrainer.create(gpt2Config(work, { pretrain: dir, peft: 'prefix', maxLen: 48 }), quiet);
     expect(again.model.virtualTokens!.numVirtualTokens).toBe(5);
     again.dispose();
+  });
+});
+
+describe('--prompt_tuning_init', () => {
+  it('sample_vocab starts from rows of the token embedding; random from a standard normal', () => {
+    const { model } = loadPretrained(fixtureDir('gpt2'));
+    const emb = model.params.get(model.spec.embedTokens)!;
+    const rows = tf.tidy(() => tf.split(emb, emb.shape[0]!, 0).map((t) => Array.from(t.dataSync())));
+    const sampled = PromptTuningAdapter.create(model.config, emb, 3, 'SAMPLE_VOCAB', 1);
+    for (const row of tf.tidy(() => tf.split(sampled.table, 3, 0).map((t) => Array.from(t.dataSync())))) {
+      expect(rows.some((r) => r.every((x, i) => x === row[i]))).toBe(true);
+    }
+    const random = PromptTuningAdapter.create(model.config, emb, 50, 'RANDOM', 1);
+    const { mean, variance } = tf.tidy(() => tf.moments(random.table));
+    expect(Math.abs(mean.dataSync()[0]!)).toBeLessThan(0.05);
+    expect(Math.abs(variance.dataSync()[0]! - 1)).toBeLessThan(0.05);
+    tf.dispose([mean, variance]);
+    sampled.dispose();
+    random.dispose();
+    model.dispose();
   });
 });
 

@@ -11,7 +11,8 @@
  *   cache (later decoding steps find them in the cache).
  */
 import { tf, type Tensor } from '../engine/tf.js';
-import type { ForwardOptions, KVCache } from './decoder.js';
+import type { DecoderModel, ForwardOptions, KVCache } from './decoder.js';
+import { IGNORE_INDEX } from './ops/loss.js';
 
 export interface VirtualTokenAdapter {
   readonly kind: 'prefix' | 'prompt';
@@ -49,6 +50,21 @@ export function withVirtualTokens(adapter: VirtualTokenAdapter, batch: number, o
     }
   }
   return out;
+}
+
+/**
+ * Causal-LM loss of a padded batch (labels [B, T], IGNORE_INDEX ignored) with the model's adapter on, as PEFT's
+ * forward computes it: for prompt tuning the virtual positions are labelled IGNORE_INDEX in front, so the last one
+ * predicts labels[0]; for prefix tuning (or no adapter) the labels are the caller's. Never builds [B, T, V] logits.
+ */
+export function causalLmLossWithAdapter(model: DecoderModel, inputIds: Tensor, labels: Tensor, opts: ForwardOptions = {}): Tensor {
+  return tf.tidy(() => {
+    const vt = model.virtualTokens;
+    const P = vt?.kind === 'prompt' ? vt.numVirtualTokens : 0;
+    const { hidden } = model.forward(inputIds, { ...opts, keepVirtual: P > 0 });
+    const all = P ? tf.concat([tf.fill([labels.shape[0]!, P], IGNORE_INDEX, 'int32'), tf.cast(labels, 'int32')], 1) : labels;
+    return model.lmLoss(hidden, all);
+  });
 }
 
 /** Standard-normal values, as `torch.nn.Embedding` initialises PEFT's prompt tables. */

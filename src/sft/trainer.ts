@@ -21,6 +21,7 @@ import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
 import { hasTokenizerFiles, loadPretrained } from '../models/pretrained.js';
 import { PrefixTuningAdapter } from '../models/prefix_tuning.js';
 import { PromptTuningAdapter } from '../models/prompt_tuning.js';
+import { causalLmLossWithAdapter } from '../models/virtual_tokens.js';
 import { readPeftAdapterConfig } from '../hub/peft_files.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
@@ -187,11 +188,8 @@ export class SftTrainer {
       const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (B, T)
       const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (B, T)
       const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T)
-      // Prompt tuning, as PEFT: the virtual positions are labelled −100, so the last one predicts the first token.
-      const virtualInputs = this.model.virtualTokens?.kind === 'prompt' ? this.model.virtualTokens.numVirtualTokens : 0;
-      const { hidden } = this.model.forward(ids, { attentionMask: mask, training, keepVirtual: virtualInputs > 0 });
-      const allLabels = virtualInputs ? tf.concat([tf.fill([labels.shape[0]!, virtualInputs], IGNORE_INDEX, 'int32'), labels], 1) : labels;
-      return this.model.lmLoss(hidden, allLabels) as tf.Scalar; // no (B, T, V) logits
+      // No (B, T, V) logits; with prompt tuning the last virtual position predicts the first label, as PEFT.
+      return causalLmLossWithAdapter(this.model, ids, labels, { attentionMask: mask, training }) as tf.Scalar;
     });
   }
 
