@@ -39,6 +39,16 @@ describe.each(cases)('%s backend: %s %s tuning matches peft', (backend, arch, ki
     expect(logits.shape).toEqual(want.shape);
     expect(relErr(logits.dataSync(), want.data)).toBeLessThan(1e-4);
     logits.dispose();
+    // The KV cache starts with the virtual positions (prefix: the learned keys/values; prompt: the virtual inputs').
+    const P = model.virtualTokens!.numVirtualTokens;
+    tf.tidy(() => {
+      const { cache } = model.forward(tf.tensor2d(ids.data, [B, T], 'int32'), { attentionMask: tf.tensor2d(mask.data, [B, T], 'int32'), useCache: true });
+      expect(cache!.keys[0]!.shape).toEqual([B, model.config.numKvHeads, P + T, model.config.headDim]);
+      if (kind === 'prefix') {
+        const first = tf.slice(cache!.keys[1]!, [0, 0, 0, 0], [1, -1, P, -1]);
+        expect(relErr(first.dataSync(), model.virtualTokens!.prefixCache(1)!.keys[1]!.dataSync())).toBe(0);
+      }
+    });
     model.dispose();
   });
 
