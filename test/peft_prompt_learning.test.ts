@@ -5,6 +5,8 @@
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import '@tensorflow/tfjs-backend-wasm';
 import { tf } from '../src/engine/tf.js';
@@ -127,6 +129,28 @@ describe.each(ARCHS.flatMap((a) => KINDS.map((k) => [a, k] as const)))('cpu back
     table.assign(orig);
     expect(Math.abs((up - down) / (2 * eps) - analytic) / Math.abs(analytic)).toBeLessThan(1e-3);
     model.dispose();
+  });
+});
+
+describe('bad adapter files', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+  it('are refused with the file and field named', () => {
+    const dir = join(FIXTURES, 'hf', 'gpt2');
+    const bad = (kind: string, edit: Record<string, unknown>) => {
+      const tmp = mkdtempSync(join(tmpdir(), 'peft-bad-'));
+      cpSync(join(dir, kind), tmp, { recursive: true });
+      const cfg = JSON.parse(readFileSync(join(tmp, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+      writeFileSync(join(tmp, 'adapter_config.json'), JSON.stringify({ ...cfg, ...edit }));
+      return () => loadPretrained(dir, { adapter: tmp, promptLearning: true });
+    };
+    expect(bad('prefix', { num_layers: 3 })).toThrow(/adapter_config\.json: num_layers is 3 but the model has 2 layers/);
+    expect(bad('prefix', { num_virtual_tokens: 6 })).toThrow(/prompt_embeddings is \[5,256\] but 6 virtual tokens/);
+    expect(bad('prompt', { token_dim: 32 })).toThrow(/token_dim is 32 but the model's token embeddings are 64 wide/);
+    expect(bad('prompt', { num_virtual_tokens: 0 })).toThrow(/num_virtual_tokens must be a positive integer/);
+    expect(bad('prompt', { peft_type: 'IA3' })).toThrow(/peft_type "IA3" is not supported/);
+    expect(bad('prefix', { task_type: 'SEQ_2_SEQ_LM' })).toThrow(/task_type "SEQ_2_SEQ_LM" is not supported/);
   });
 });
 
