@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { initBackend, BACKENDS, BACKEND_ENV, type BackendChoice } from '../engine/backend.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
-import { loadPretrained, type LoadedModel } from '../models/pretrained.js';
+import { hasTokenizerFiles, loadPretrained, type LoadedModel } from '../models/pretrained.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES, type StrategyKind } from '../strategies/strategy.js';
 
@@ -142,16 +142,19 @@ export interface ModelAndTokenizer extends LoadedModel {
 }
 
 /** Loads --pretrain (and --tokenizer), checking --model against config.json. */
-export async function loadModelAndTokenizer(opts: { pretrain: string; model?: string; tokenizer?: string; lora?: string }): Promise<ModelAndTokenizer> {
+export async function loadModelAndTokenizer(opts: {
+  pretrain: string; model?: string; tokenizer?: string; lora?: string; adapter?: string; promptLearning?: boolean;
+}): Promise<ModelAndTokenizer> {
   const dir = await resolvePretrained(opts.pretrain);
-  const loaded = loadPretrained(dir, { lora: opts.lora });
+  const loaded = loadPretrained(dir, { adapter: opts.adapter ?? opts.lora, promptLearning: opts.promptLearning });
   if (opts.model && opts.model !== loaded.model.config.modelType) {
     loaded.model.dispose();
     throw new Error(`--model ${opts.model} but ${dir}/config.json says model_type "${loaded.model.config.modelType}"`);
   }
   let tokenizer: Tokenizer;
   try {
-    tokenizer = await Tokenizer.fromDir(opts.tokenizer ?? dir);
+    // An adapter directory without tokenizer files (as PEFT saves one) uses its base model's.
+    tokenizer = await Tokenizer.fromDir(opts.tokenizer ?? (loaded.baseDir && !hasTokenizerFiles(dir) ? loaded.baseDir : dir));
   } catch (e) {
     loaded.model.dispose();
     throw e;

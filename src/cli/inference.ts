@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
@@ -20,8 +20,10 @@ interface InferenceOptions {
   pretrain?: string;
   model?: string;
   tokenizer?: string;
+  adapter?: string;
   lora?: string;
   input?: string;
+  input_ids?: number[];
   template?: string;
   history?: string;
   knowledge?: string;
@@ -75,9 +77,17 @@ interface Reply {
   response: string;
 }
 
-function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string, template: PromptTemplate | null, o: InferenceOptions, rng: Rng): Reply {
+/** `--input_ids 3,5,9`: token ids exactly as given. */
+function parseInputIds(v: string): number[] {
+  const ids = v.split(',').map((s) => s.trim());
+  if (!ids.length || ids.some((s) => !/^\d+$/.test(s))) throw new InvalidArgumentError(`--input_ids must be comma-separated token ids (e.g. 3,5,9), got "${v}"`);
+  return ids.map(Number);
+}
+
+function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string | number[], template: PromptTemplate | null, o: InferenceOptions, rng: Rng): Reply {
   // Raw input is tokenized as HF's tokenizer does by default (special tokens included); a rendered template too.
-  const inputIds = tokenizer.encode(prompt, { addSpecialTokens: true });
+  // Ids (--input_ids) go in as they are.
+  const inputIds = typeof prompt === 'string' ? tokenizer.encode(prompt, { addSpecialTokens: true }) : prompt;
   if (!inputIds.length) throw new Error('the input encodes to no tokens');
   const out = generate(model, [inputIds], null, {
     maxNewTokens: o.max_length !== undefined ? undefined : o.max_new_tokens, maxLength: o.max_length, doSample: o.do_sample,
@@ -98,8 +108,10 @@ async function main(): Promise<void> {
     .description('Generate text with a model directory written by any stage (or a Hugging Face checkpoint).');
   addModelOptions(cmd, false);
   cmd
-    .option('--lora <dir>', 'apply a PEFT LoRA adapter directory')
+    .option('--adapter <dir>', 'apply a PEFT adapter directory: LoRA, prefix tuning or prompt tuning')
+    .option('--lora <dir>', 'alias of --adapter')
     .option('--input <text>', 'the prompt (raw text, or the user turn when --template is given)')
+    .option('--input_ids <ids>', 'the prompt as comma-separated token ids (e.g. 3,5,9), bypassing tokenizer and template', parseInputIds)
     .option('--template <name>', `render the input with a prompt template: ${TEMPLATE_NAMES.join(', ')}`)
     .option('--history <file>', 'JSON list of earlier [user, assistant] pairs (needs --template)')
     .option('--knowledge <file>', 'retrieved passages, one per line (zh_dialogue template)')
@@ -116,19 +128,29 @@ async function main(): Promise<void> {
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
   cmd.parse();
   const o = cmd.opts<InferenceOptions>();
-  if (!o.input && !o.chat) throw new Error('give --input TEXT, or --chat for an interactive session');
+  if (o.input_ids && (o.input !== undefined || o.chat || o.template || o.history || o.knowledge)) {
+    throw new Error('--input_ids gives the exact prompt ids: it goes without --input, --chat, --template, --history and --knowledge');
+  }
+  if (o.adapter && o.lora && o.adapter !== o.lora) throw new Error('--adapter and --lora (its alias) name different directories: give one');
+  if (!o.input && !o.input_ids && !o.chat) throw new Error('give --input TEXT (or --input_ids 3,5,9), or --chat for an interactive session');
   if ((o.history || o.knowledge) && !o.template && !o.chat) throw new Error('--history and --knowledge need --template');
   const template = o.template ? getTemplate(o.template) : o.chat ? getTemplate('alpaca') : null;
   await setupRun({ backend: o.backend, seed: o.seed });
   const pretrain = o.pretrain ?? defaultModelDir();
-  const { model, tokenizer } = await loadModelAndTokenizer({ pretrain, model: o.model, tokenizer: o.tokenizer, lora: o.lora });
+  const { model, tokenizer } = await loadModelAndTokenizer({
+    pretrain, model: o.model, tokenizer: o.tokenizer, adapter: o.adapter ?? o.lora, promptLearning: true,
+  });
+  if (o.input_ids) {
+    const bad = o.input_ids.find((id) => id >= model.config.vocabSize);
+    if (bad !== undefined) throw new Error(`--input_ids: id ${bad} is outside the model's vocabulary (${model.config.vocabSize} tokens)`);
+  }
   const rng = new Rng(o.seed);
   const history = o.history ? readHistory(o.history) : [];
   const knowledge = o.knowledge ? readKnowledge(o.knowledge) : undefined;
   const render = (user: string) => (template ? template.renderPrompt([...history, { role: 'user', content: user }], { knowledge }) : user);
 
   if (!o.chat) {
-    const r = reply(model, tokenizer, render(o.input!), template, o, rng);
+    const r = reply(model, tokenizer, o.input_ids ?? render(o.input!), template, o, rng);
     if (o.json) console.log(JSON.stringify({ input_ids: r.inputIds, output_ids: r.outputIds, text: r.text, response: r.response }));
     else console.log(template ? r.response : r.text);
     return;

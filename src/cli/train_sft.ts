@@ -13,6 +13,7 @@ import {
 import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { DEFAULT_SFT_CONFIG, runSft, type SftConfig, type SftConfigInput } from '../sft/index.js';
+import { DEFAULT_NUM_VIRTUAL_TOKENS, PEFT_METHODS, PROMPT_TUNING_INITS } from '../sft/config.js';
 
 export function buildSftCommand(): Command {
   const cmd = new Command('train_sft').description('Stage 1: supervised fine-tuning of a causal LM (also plain-text pretraining)');
@@ -30,6 +31,10 @@ export function buildSftCommand(): Command {
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)
     .option('--cache_dir <dir>', 'cache of tokenized plain-text corpora', DEFAULT_SFT_CONFIG.cacheDir);
   addLoraOptions(cmd);
+  cmd
+    .addOption(new Option('--peft <method>', 'parameter-efficient method: lora (default with --lora_rank), prefix (prefix tuning / P-tuning v2), prompt (prompt tuning)').choices([...PEFT_METHODS]))
+    .option('--num_virtual_tokens <n>', `virtual tokens of --peft prefix/prompt (default ${DEFAULT_NUM_VIRTUAL_TOKENS})`, int('--num_virtual_tokens', 1))
+    .addOption(new Option('--prompt_tuning_init <how>', '--peft prompt: random (standard normal) or sample_vocab (embeddings of random tokens)').choices([...PROMPT_TUNING_INITS]));
   addOptimOptions(cmd, { lr: DEFAULT_SFT_CONFIG.lr, batchSize: DEFAULT_SFT_CONFIG.batchSize, maxEpochs: DEFAULT_SFT_CONFIG.maxEpochs });
   addCheckpointOptions(cmd);
   addRunOptions(cmd);
@@ -53,6 +58,9 @@ export function sftConfigFromOptions(o: Record<string, unknown>): SftConfigInput
     promptColumn: o.prompt_column as string | undefined,
     responseColumn: o.response_column as string | undefined,
     cacheDir: o.cache_dir as string,
+    peft: o.peft as SftConfig['peft'],
+    numVirtualTokens: o.num_virtual_tokens as number | undefined,
+    promptTuningInit: o.prompt_tuning_init as SftConfig['promptTuningInit'],
     ...optimConfigFromOptions(o),
   };
 }

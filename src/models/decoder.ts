@@ -22,6 +22,7 @@ import { nextTokenTargets } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
 import type { LoraAdapter } from './lora.js';
+import { withVirtualTokens, type VirtualTokenAdapter } from './virtual_tokens.js';
 
 /** Keys and values of every layer for the positions seen so far: k/v [B, Hkv, S, hs]. */
 export interface KVCache {
@@ -39,6 +40,10 @@ export interface ForwardOptions {
   useCache?: boolean;
   /** Dropout on (with the rates in the config). */
   training?: boolean;
+  /** Input embeddings [B, P, E] placed before those of `inputIds` (prompt tuning); mask and positions cover them. */
+  prependEmbeddings?: Tensor;
+  /** With prepended embeddings: return their hidden states too ([B, P + T, C], as PEFT's forward). */
+  keepVirtual?: boolean;
 }
 
 export interface ForwardOutput {
@@ -54,6 +59,8 @@ export class DecoderModel {
   /** LoRA adapter attached to this model (see lora.ts); skipped when `loraEnabled` is false. */
   lora: LoraAdapter | null = null;
   loraEnabled = true;
+  /** Prefix- or prompt-tuning adapter (virtual_tokens.ts): P virtual positions before every sequence. */
+  virtualTokens: VirtualTokenAdapter | null = null;
   private dropoutRng = new Rng(0);
 
   constructor(config: ModelConfig, weights: Map<string, Tensor>) {
@@ -167,9 +174,11 @@ export class DecoderModel {
 
   forward(inputIds: Tensor, opts: ForwardOptions = {}): ForwardOutput {
     installKernelOverrides();
+    if (this.virtualTokens) opts = withVirtualTokens(this.virtualTokens, inputIds.shape[0]!, opts);
     const c = this.config;
     const training = opts.training ?? false;
-    const [B, T] = inputIds.shape as [number, number];
+    const prepended = opts.prependEmbeddings?.shape[1] ?? 0;
+    const [B, T] = [inputIds.shape[0]!, inputIds.shape[1]! + prepended];
     const past = opts.cache ? opts.cache.keys[0]!.shape[2]! : 0;
     const S = past + T;
     const mask = opts.attentionMask ?? tf.ones([B, S], 'int32');
@@ -177,6 +186,7 @@ export class DecoderModel {
 
     // 1. embeddings
     let x = embedding(this.p(this.spec.embedTokens), inputIds); // (B, T, E)
+    if (opts.prependEmbeddings) x = tf.concat([opts.prependEmbeddings, x], 1);
     if (this.spec.projectIn) x = this.linear(x, this.spec.projectIn);
     if (this.spec.embedPositions) {
       const offset = c.positions === 'learned_offset2' ? 2 : 0;
@@ -208,6 +218,7 @@ export class DecoderModel {
     // 4. final norm
     if (this.spec.finalNorm) x = this.norm(x, this.spec.finalNorm);
     if (this.spec.projectOut) x = this.linear(x, this.spec.projectOut);
+    if (prepended && !opts.keepVirtual) x = tf.slice(x, [0, prepended, 0], [B, T - prepended, -1]);
     return { hidden: x, cache: opts.useCache ? { keys, values } : undefined };
   }
 
@@ -312,6 +323,7 @@ export class DecoderModel {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
     this.lora?.dispose();
+    this.virtualTokens?.dispose();
   }
 }
 

@@ -10,6 +10,9 @@ import { normalizeConfig, type ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
 import { buildSpec, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
+import { readPeftAdapter, readPeftAdapterConfig, writePeftAdapter } from '../hub/peft_files.js';
+import { PrefixTuningAdapter } from './prefix_tuning.js';
+import { PromptTuningAdapter } from './prompt_tuning.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
 
@@ -57,21 +60,42 @@ export interface LoadedModel {
   /** value_head.weight [1, C] and value_head.bias [1] when the checkpoint is a reward model / critic. */
   valueHead: Map<string, Tensor> | null;
   dir: string;
+  /** When `dir` holds only a PEFT adapter: the base model directory its adapter_config.json names. */
+  baseDir?: string;
+}
+
+/** Whether `dir` has tokenizer files (PEFT saves an adapter without them). */
+export function hasTokenizerFiles(dir: string): boolean {
+  return existsSync(join(dir, 'tokenizer.json')) || existsSync(join(dir, 'vocab.json'));
+}
+
+export interface LoadOptions {
+  /** A PEFT adapter directory to apply (LoRA; prefix or prompt tuning with `promptLearning`). */
+  adapter?: string;
+  /** Alias of `adapter`. */
+  lora?: string;
+  /**
+   * Accept prefix- and prompt-tuning adapters. Off by default: they cannot be merged into full weights, so a caller
+   * that trains or saves full weights must not receive one silently.
+   */
+  promptLearning?: boolean;
 }
 
 /** Loads an HF directory; every shape is checked against config.json before any training starts. */
-export function loadPretrained(dir: string, opts: { lora?: string } = {}): LoadedModel {
-  // A directory holding only a PEFT adapter (a LoRA stage's output) loads its base, then the adapter.
+export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel {
+  const adapterDir = opts.adapter ?? opts.lora;
+  // A directory holding only a PEFT adapter (a PEFT stage's output) loads its base, then the adapter.
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'adapter_config.json'))) {
-    if (opts.lora) throw new Error(`${dir} is itself a LoRA adapter; pass its base model as the model and this as the adapter`);
-    const base = (JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as { base_model_name_or_path?: string }).base_model_name_or_path;
-    if (!base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
-    const loaded = loadPretrained(isAbsolute(base) ? base : join(dir, base), { lora: dir });
+    if (adapterDir) throw new Error(`${dir} is itself a PEFT adapter; pass its base model as the model and this as the adapter`);
+    const base = readPeftAdapterConfig(dir).config.base_model_name_or_path;
+    if (typeof base !== 'string' || !base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
+    const baseDir = isAbsolute(base) ? base : join(dir, base);
+    const loaded = loadPretrained(baseDir, { adapter: dir, promptLearning: opts.promptLearning });
     const vh = join(dir, VALUE_HEAD_FILE);
     if (existsSync(vh)) {
       loaded.valueHead = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
     }
-    return { ...loaded, dir };
+    return { ...loaded, dir, baseDir };
   }
   const config = readConfig(dir);
   const spec = buildSpec(config);
@@ -109,11 +133,44 @@ export function loadPretrained(dir: string, opts: { lora?: string } = {}): Loade
     if (existsSync(vhFile)) {
       for (const [k, t] of readSafetensors(vhFile).tensors) valueHead.set(k, tf.tensor(t.data, t.shape, 'float32'));
     }
-    if (opts.lora) model.lora = loadLoraAdapter(opts.lora, model);
+    if (adapterDir) {
+      try {
+        attachPeftAdapter(model, adapterDir, opts.promptLearning ?? false);
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+    }
     return { model, valueHead: valueHead.size ? valueHead : null, dir };
   } finally {
     for (const t of weights.values()) t.dispose();
   }
+}
+
+/** Applies the PEFT adapter in `dir` to `model`, whichever method it is (adapter_config.json's peft_type). */
+export function attachPeftAdapter(model: DecoderModel, dir: string, promptLearning = true): void {
+  if (model.lora || model.virtualTokens) throw new Error(`${dir}: the model already has an adapter; one PEFT adapter at a time`);
+  const { peftType } = readPeftAdapterConfig(dir);
+  if (peftType === 'LORA') {
+    model.lora = loadLoraAdapter(dir, model);
+    return;
+  }
+  if (!promptLearning) {
+    throw new Error(
+      `${dir} is a ${peftType} adapter, which this command cannot use (virtual tokens cannot be merged into full weights): ` +
+        'apply it with inference --adapter, or continue training it with train_sft --peft',
+    );
+  }
+  const files = readPeftAdapter(dir);
+  const embedWidth = model.params.get(model.spec.embedTokens)!.shape[1]!;
+  model.virtualTokens = peftType === 'PREFIX_TUNING' ? PrefixTuningAdapter.fromPeft(files, model.config) : PromptTuningAdapter.fromPeft(files, model.config, embedWidth);
+}
+
+/** Writes the model's PEFT adapter (LoRA, prefix or prompt tuning) in PEFT's layout, naming `baseModel`. */
+export function savePeftAdapter(dir: string, model: DecoderModel, baseModel = ''): void {
+  if (model.lora) return saveLoraAdapter(dir, model, baseModel);
+  if (!model.virtualTokens) throw new Error('savePeftAdapter: the model has no PEFT adapter');
+  writePeftAdapter(dir, model.virtualTokens.peftConfig(baseModel), model.virtualTokens.peftTensors());
 }
 
 export interface PeftAdapterConfig {

@@ -11,6 +11,13 @@ import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { STRATEGIES } from '../strategies/strategy.js';
 import { BACKENDS } from '../engine/backend.js';
 
+/** `--peft`: which parameter-efficient method trains (PEFT's LORA, PREFIX_TUNING, PROMPT_TUNING). */
+export const PEFT_METHODS = ['lora', 'prefix', 'prompt'] as const;
+export type PeftMethod = (typeof PEFT_METHODS)[number];
+/** `--num_virtual_tokens` when not given (PEFT's examples use 20). */
+export const DEFAULT_NUM_VIRTUAL_TOKENS = 20;
+export const PROMPT_TUNING_INITS = ['random', 'sample_vocab'] as const;
+
 /** `--tokenizer char`: build a character vocabulary from the corpus (with --from_config). */
 export const CHAR_TOKENIZER = 'char';
 
@@ -37,6 +44,16 @@ export interface SftConfig {
   loraTarget?: string[] | string;
   /** Save full weights with the adapter merged in, instead of a PEFT adapter. */
   mergeLoraWeights: boolean;
+  /**
+   * Parameter-efficient method: `lora` (the default when loraRank > 0), `prefix` (prefix tuning / P-tuning v2:
+   * trainable key/value positions in every layer) or `prompt` (prompt tuning: trainable input embeddings). Unset
+   * with loraRank 0: every weight trains.
+   */
+  peft?: PeftMethod;
+  /** Virtual tokens of a prefix/prompt adapter (default DEFAULT_NUM_VIRTUAL_TOKENS). */
+  numVirtualTokens?: number;
+  /** Prompt tuning's initial embeddings: `random` (standard normal, PEFT's RANDOM) or `sample_vocab` (token rows). */
+  promptTuningInit?: (typeof PROMPT_TUNING_INITS)[number];
 
   // ---- data ----
   /** Training files (JSON, JSONL, .gz, CSV, Arrow, save_to_disk dirs, .txt). */
@@ -150,6 +167,7 @@ export function validateSftConfig(c: SftConfig): void {
   if (c.loraRank > 0 && c.fromConfig) fail('--lora_rank adapts a pretrained model; a --from_config model trains every weight (use --lora_rank 0)');
   if (c.loraRank > 0 && !(c.loraAlpha > 0)) fail(`--lora_alpha must be > 0, got ${c.loraAlpha}`);
   if (!(c.loraDropout >= 0 && c.loraDropout < 1)) fail(`--lora_dropout must be in [0, 1), got ${c.loraDropout}`);
+  validatePeftFlags(c, fail);
   if (!(c.evalRatio >= 0 && c.evalRatio < 1)) fail(`--eval_ratio must be in [0, 1), got ${c.evalRatio}`);
   if (c.maxDatasetsSize !== undefined) int(c.maxDatasetsSize, '--max_datasets_size', 1);
   int(c.maxLen, '--max_len', 2);
@@ -166,8 +184,32 @@ export function validateSftConfig(c: SftConfig): void {
   if (c.resume && !existsSync(c.resume)) fail(`--resume ${c.resume} does not exist`);
 }
 
+/** The PEFT method a config trains, or null when every weight trains. */
+export function peftMethodOf(c: Pick<SftConfig, 'peft' | 'loraRank'>): PeftMethod | null {
+  return c.peft ?? (c.loraRank > 0 ? 'lora' : null);
+}
+
+/** --peft against the LoRA and virtual-token flags: conflicting combinations are refused, naming both flags. */
+function validatePeftFlags(c: SftConfig, fail: (msg: string) => never): void {
+  if (c.peft !== undefined && !(PEFT_METHODS as readonly string[]).includes(c.peft)) fail(`--peft ${c.peft} is unknown (choose one of: ${PEFT_METHODS.join(', ')})`);
+  const method = peftMethodOf(c);
+  if (c.peft === 'lora' && !(c.loraRank > 0)) fail('--peft lora needs --lora_rank R (R >= 1)');
+  const virtual = method === 'prefix' || method === 'prompt';
+  if (virtual && c.loraRank > 0) fail(`--peft ${method} and --lora_rank ${c.loraRank} conflict: one PEFT method at a time (drop --lora_rank, or use --peft lora)`);
+  if (virtual && c.mergeLoraWeights) fail(`--merge_lora_weights merges a LoRA adapter; --peft ${method} trains virtual tokens, which cannot be merged into the weights`);
+  if (virtual && c.fromConfig) fail(`--peft ${method} adapts a pretrained model; a --from_config model trains every weight`);
+  if (c.numVirtualTokens !== undefined) {
+    if (!virtual) fail(`--num_virtual_tokens applies to --peft prefix or --peft prompt${method ? `, not ${method}` : ''}`);
+    if (!Number.isInteger(c.numVirtualTokens) || c.numVirtualTokens < 1) fail(`--num_virtual_tokens must be an integer >= 1, got ${c.numVirtualTokens}`);
+  }
+  if (c.promptTuningInit !== undefined) {
+    if (method !== 'prompt') fail('--prompt_tuning_init applies to --peft prompt');
+    if (!(PROMPT_TUNING_INITS as readonly string[]).includes(c.promptTuningInit)) fail(`--prompt_tuning_init ${c.promptTuningInit} is unknown (choose one of: ${PROMPT_TUNING_INITS.join(', ')})`);
+  }
+}
+
 /** Options whose change makes a saved data position or schedule meaningless: a resume must keep them. */
 export const RESUME_FIXED_FIELDS = [
   'dataset', 'evalDataset', 'evalRatio', 'maxDatasetsSize', 'maxLen', 'promptTemplate', 'promptColumn',
-  'responseColumn', 'batchSize', 'accumulationSteps', 'maxEpochs', 'seed', 'loraRank',
+  'responseColumn', 'batchSize', 'accumulationSteps', 'maxEpochs', 'seed', 'loraRank', 'peft', 'numVirtualTokens',
 ] as const satisfies readonly (keyof SftConfig)[];

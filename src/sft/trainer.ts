@@ -18,7 +18,11 @@ import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
-import { loadPretrained } from '../models/pretrained.js';
+import { hasTokenizerFiles, loadPretrained } from '../models/pretrained.js';
+import { PrefixTuningAdapter } from '../models/prefix_tuning.js';
+import { PromptTuningAdapter } from '../models/prompt_tuning.js';
+import { causalLmLossWithAdapter } from '../models/virtual_tokens.js';
+import { readPeftAdapterConfig } from '../hub/peft_files.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import { readResumableState, readResumeOptimizer, saveCheckpoint } from '../trainer/stage_checkpoint.js';
@@ -28,7 +32,8 @@ import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
 import { warmupStepsFromRatio } from '../trainer/schedule.js';
 import {
-  CHAR_TOKENIZER, RESUME_FIXED_FIELDS, resolveSftConfig, validateSftConfig, type SftConfig, type SftConfigInput,
+  CHAR_TOKENIZER, DEFAULT_NUM_VIRTUAL_TOKENS, RESUME_FIXED_FIELDS, peftMethodOf, resolveSftConfig, validateSftConfig,
+  type PeftMethod, type SftConfig, type SftConfigInput,
 } from './config.js';
 import { detectDataMode, prepareChatData, prepareTextData, readCorpusTexts, type PreparedSftData, type SftDataOptions } from './data.js';
 import { charTokenizerFor, configForTokenizer, modelFromConfig, rawConfigFromSpec } from './from_config.js';
@@ -136,9 +141,12 @@ export class SftTrainer {
           `${c.accumulationSteps}: lower --accumulation_steps or --batch_size, or raise --max_epochs`,
       );
     }
+    // PEFT methods train their adapter only; the frozen model's weights get no gradient and no update.
     const trainable: [string, tf.Variable][] = a.model.lora
       ? [...a.model.lora.modules].flatMap(([mod, { A, B }]) => [[`${mod}.lora_A.weight`, A], [`${mod}.lora_B.weight`, B]] as [string, tf.Variable][])
-      : a.model.namedParameters();
+      : a.model.virtualTokens
+        ? a.model.virtualTokens.trainableVariables().map((v) => ['prompt_embeddings', v] as [string, tf.Variable])
+        : a.model.namedParameters();
     this.optimization = new Optimization(trainable, {
       lr: c.lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: c.accumulationSteps,
       warmupSteps: warmupStepsFromRatio(this.totalSteps, c.warmupRatio), totalSteps: this.totalSteps, schedule: 'cosine',
@@ -180,8 +188,8 @@ export class SftTrainer {
       const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (B, T)
       const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (B, T)
       const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T)
-      const { hidden } = this.model.forward(ids, { attentionMask: mask, training });
-      return this.model.lmLoss(hidden, labels) as tf.Scalar; // no (B, T, V) logits
+      // No (B, T, V) logits; with prompt tuning the last virtual position predicts the first label, as PEFT.
+      return causalLmLossWithAdapter(this.model, ids, labels, { attentionMask: mask, training }) as tf.Scalar;
     });
   }
 
@@ -289,7 +297,7 @@ export class SftTrainer {
       progress.stop();
       logger?.close();
       await this.saveFinal();
-      this.log(`saved the ${this.model.lora && !c.mergeLoraWeights ? 'LoRA adapter' : 'model'} to ${c.savePath}`);
+      this.log(`saved the ${(this.model.lora && !c.mergeLoraWeights) || this.model.virtualTokens ? 'PEFT adapter' : 'model'} to ${c.savePath}`);
       return { steps: this.optimization.globalStep, interrupted: false, outputDir: c.savePath, evals, lastLoss };
     } finally {
       progress.stop();
@@ -355,11 +363,14 @@ export class SftTrainer {
   private describe(): void {
     const count = (vs: tf.Variable[]) => vs.reduce((s, v) => s + v.size, 0);
     const all = count([...this.model.params.values()]);
-    const trained = this.model.lora ? count(this.model.lora.trainableVariables()) : all;
+    const adapter = this.model.lora ?? this.model.virtualTokens;
+    const trained = adapter ? count(adapter.trainableVariables()) : all;
+    const vt = this.model.virtualTokens;
+    const method = this.model.lora ? ` (LoRA r=${this.model.lora.config.r})` : vt ? ` (${vt.kind} tuning, ${vt.numVirtualTokens} virtual tokens)` : '';
     this.log(
       `sft: ${this.data.train.length} train / ${this.data.eval.length} eval ${this.data.mode === 'text' ? 'blocks' : 'samples'}, ` +
         `${this.loader.batchesPerEpoch} batches per epoch, ${this.totalSteps} optimizer steps; training ${trained.toLocaleString('en')} ` +
-        `of ${all.toLocaleString('en')} parameters${this.model.lora ? ` (LoRA r=${this.model.lora.config.r})` : ''}`,
+        `of ${all.toLocaleString('en')} parameters${method}`,
     );
   }
 
@@ -400,10 +411,12 @@ async function loadModel(
   if (c.resume) {
     const dir = c.resume;
     const adapterOnly = !existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'adapter_config.json'));
-    const { model } = loadPretrained(dir);
-    if (c.loraRank > 0 && !model.lora) {
+    const { model } = loadPretrained(dir, { promptLearning: true });
+    const method = peftMethodOf(c);
+    if (method !== adapterMethod(model)) {
       model.dispose();
-      throw new Error(`--resume ${dir} holds merged weights, not a LoRA adapter: resume from one of the checkpoint-<step> directories`);
+      if (method === 'lora' && !model.virtualTokens) throw new Error(`--resume ${dir} holds merged weights, not a LoRA adapter: resume from one of the checkpoint-<step> directories`);
+      throw new Error(`--resume ${dir} holds ${describeMethod(adapterMethod(model))} but this run trains ${describeMethod(method)}: resume with the flags of the run that wrote it`);
     }
     const tokenizer = await withModel(model, () => Tokenizer.fromDir(dir));
     let baseModelPath: string | undefined;
@@ -426,13 +439,26 @@ async function loadModel(
   }
 
   const dir = await resolvePretrained(c.pretrain!);
-  const { model } = loadPretrained(dir);
+  const { model } = loadPretrained(dir, { promptLearning: true });
   if (c.model && c.model !== model.config.modelType) {
     model.dispose();
     throw new Error(`--model ${c.model} but ${dir}/config.json says model_type "${model.config.modelType}"`);
   }
   let baseModelPath = resolve(dir);
-  if (model.lora) {
+  if (model.virtualTokens) {
+    // --pretrain is a prefix/prompt adapter: it cannot be folded into the weights, but the same method trains it on.
+    const vt = model.virtualTokens;
+    const method = peftMethodOf(c);
+    if (method !== vt.kind || (c.numVirtualTokens !== undefined && c.numVirtualTokens !== vt.numVirtualTokens)) {
+      model.dispose();
+      throw new Error(
+        `--pretrain ${dir} is a ${vt.peftType} adapter (${vt.numVirtualTokens} virtual tokens), which cannot be merged into the weights: ` +
+          `continue training it with --peft ${vt.kind}${c.numVirtualTokens !== undefined ? ` --num_virtual_tokens ${vt.numVirtualTokens}` : ''}, or pass its base model as --pretrain`,
+      );
+    }
+    const base = readPeftAdapterConfig(dir).config.base_model_name_or_path as string;
+    baseModelPath = isAbsolute(base) ? base : resolve(dir, base);
+  } else if (model.lora) {
     // --pretrain is a LoRA stage's output: fold its adapter in and train from the result.
     if (c.loraRank > 0) {
       model.dispose();
@@ -443,7 +469,16 @@ async function loadModel(
     model.lora = null;
     baseModelPath = resolve(dir);
   }
-  const tokenizer = await withModel(model, async () => Tokenizer.fromDir(c.tokenizer ? await resolvePretrained(c.tokenizer) : dir));
+  // An adapter directory saved without tokenizer files (as PEFT saves one) uses its base model's.
+  const tokenizerDir = hasTokenizerFiles(dir) || !model.virtualTokens ? dir : baseModelPath;
+  const tokenizer = await withModel(model, async () => Tokenizer.fromDir(c.tokenizer ? await resolvePretrained(c.tokenizer) : tokenizerDir));
+  const method = peftMethodOf(c);
+  if ((method === 'prefix' || method === 'prompt') && !model.virtualTokens) {
+    const P = c.numVirtualTokens ?? DEFAULT_NUM_VIRTUAL_TOKENS;
+    model.virtualTokens = method === 'prefix'
+      ? PrefixTuningAdapter.create(model.config, P, c.seed)
+      : PromptTuningAdapter.create(model.config, model.params.get(model.spec.embedTokens)!, P, c.promptTuningInit === 'sample_vocab' ? 'SAMPLE_VOCAB' : 'RANDOM', c.seed);
+  }
   if (c.loraRank > 0) {
     const targetModules = c.loraTarget ?? DEFAULT_LORA_TARGETS[model.config.modelType]!;
     try {
@@ -454,6 +489,15 @@ async function loadModel(
     }
   }
   return { model, tokenizer, baseModelPath };
+}
+
+/** The PEFT method of a loaded model's adapter (null: none). */
+function adapterMethod(model: DecoderModel): PeftMethod | null {
+  return model.lora ? 'lora' : model.virtualTokens?.kind ?? null;
+}
+
+function describeMethod(m: PeftMethod | null): string {
+  return m === null ? 'full weights' : m === 'lora' ? 'a LoRA adapter' : `a ${m}-tuning adapter`;
 }
 
 /** Runs `f`, disposing `model` if it throws. */
@@ -472,8 +516,14 @@ function checkFit(c: SftConfig, model: DecoderModel, tokenizer: Tokenizer): void
   if (tokenizer.vocabSize > mc.vocabSize) {
     throw new Error(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's embedding only ${mc.vocabSize} rows: pass the model's own --tokenizer`);
   }
-  if (c.maxLen > mc.maxPositions) {
-    throw new Error(`--max_len ${c.maxLen} exceeds the ${mc.maxPositions} positions the model supports: use --max_len ${mc.maxPositions} or less`);
+  // Virtual tokens take the first positions, before the sample's own.
+  const virtual = model.virtualTokens?.numVirtualTokens ?? 0;
+  if (c.maxLen + virtual > mc.maxPositions) {
+    const room = mc.maxPositions - virtual;
+    throw new Error(
+      `--max_len ${c.maxLen}${virtual ? ` + ${virtual} virtual tokens` : ''} exceeds the ${mc.maxPositions} positions the model supports: ` +
+        `use --max_len ${room} or less${virtual ? ' (or fewer --num_virtual_tokens)' : ''}`,
+    );
   }
 }
 

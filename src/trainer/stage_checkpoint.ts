@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tf } from '../engine/tf.js';
 import type { DecoderModel } from '../models/decoder.js';
-import { saveLoraAdapter, savePretrained } from '../models/pretrained.js';
+import { savePeftAdapter, savePretrained } from '../models/pretrained.js';
 import type { ValueHead } from '../models/value_head.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../hub/safetensors.js';
@@ -50,9 +50,10 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
  * models in one atomic directory (PPO writes the actor and, in a subdirectory, the critic).
  */
 export async function writeCheckpointFiles(tmp: string, c: CheckpointContents): Promise<void> {
-  if (c.model.lora && !c.mergeLora) {
+  if (c.model.virtualTokens && c.mergeLora) throw new Error('a prefix- or prompt-tuning adapter cannot be merged into full weights');
+  if ((c.model.lora && !c.mergeLora) || c.model.virtualTokens) {
     // Adapter only: PEFT's layout, plus config.json-free pointer to the base so later stages load it by path.
-    saveLoraAdapter(tmp, c.model, c.baseModelPath ? resolve(c.baseModelPath) : '');
+    savePeftAdapter(tmp, c.model, c.baseModelPath ? resolve(c.baseModelPath) : '');
     if (c.valueHead) {
       writeSafetensors(join(tmp, 'value_head.safetensors'), new Map([...c.valueHead.tensors()].map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }])));
     }
