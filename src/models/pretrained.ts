@@ -8,7 +8,7 @@ import { tf, type Tensor } from '../engine/tf.js';
 import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from '../hub/safetensors.js';
 import { normalizeConfig, type ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
-import { buildSpec, parameterShapes } from './architectures.js';
+import { buildSpec, causalLmClass, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
@@ -49,6 +49,8 @@ function canonicalName(name: string, config: ModelConfig): string {
   if (config.modelType === 'gpt2' && !name.startsWith('transformer.') && !name.startsWith('lm_head') && !name.startsWith('value_head')) return `transformer.${name}`;
   if (config.modelType === 'opt' && name.startsWith('decoder.')) return `model.${name}`;
   if (config.modelType === 'bloom' && !name.startsWith('transformer.') && !name.startsWith('lm_head') && !name.startsWith('value_head')) return `transformer.${name}`;
+  // transformers 5 calls GPT-NeoX's head lm_head in memory and embed_out on disk.
+  if (config.modelType === 'gpt_neox' && name === 'lm_head.weight') return 'embed_out.weight';
   return name;
 }
 
@@ -195,7 +197,7 @@ export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptio
   if (opts.dtype === 'BF16') config.dtype = 'bfloat16';
   else if (opts.dtype === 'F16') config.dtype = 'float16';
   else config.dtype = 'float32';
-  if (!config.architectures) config.architectures = [{ gpt2: 'GPT2LMHeadModel', opt: 'OPTForCausalLM', bloom: 'BloomForCausalLM', llama: 'LlamaForCausalLM' }[c.modelType]];
+  if (!config.architectures) config.architectures = [causalLmClass(c.modelType)];
   writeFileSync(join(dir, 'config.json'), JSON.stringify(sortKeys(config), null, 2) + '\n');
   const tensors = new Map<string, TensorToWrite>();
   for (const [name, v] of opts.params ?? model.params) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
