@@ -200,7 +200,6 @@ function rotaryDecoder(raw: Record<string, unknown>, file: string, common: Commo
   if (gemma && !('sliding_window' in raw)) window = 4096;
   if ((modelType === 'qwen2' || modelType === 'qwen3') && raw.use_sliding_window !== true) window = null;
   if (modelType === 'llama') window = null;
-  if (gemma && raw.use_bidirectional_attention === true) throw new Error(`${file}: "use_bidirectional_attention": true is not supported (causal attention only)`);
   const biasQkv = modelType === 'qwen2' ? true : ['llama', 'qwen3', 'gemma2'].includes(modelType) && raw.attention_bias === true;
   const biasOut = modelType === 'qwen2' ? false : biasQkv;
   const act = (gemma ? raw.hidden_activation ?? raw.hidden_act ?? 'gelu_pytorch_tanh' : raw.hidden_act ?? 'silu') as string;

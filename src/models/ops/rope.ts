@@ -155,9 +155,9 @@ export function parseRope(raw: Raw, file: string, headDim: number, maxPositions:
   if (dim < 2 || dim % 2) throw new Error(`${file}: rotary dimension int(${headDim} × ${partial}) = ${dim} must be even and ≥ 2`);
   const topOriginal = topNum('original_max_position_embeddings');
   const factor = type === 'default' ? 1 : type === 'yarn' ? numField('factor', null) : need('factor');
-  let original = type === 'dynamic' ? maxPositions : numField('original_max_position_embeddings', null) ?? topOriginal ?? null;
-  if (type === 'llama3' && original === null) need('original_max_position_embeddings');
-  if (original === null) original = maxPositions;
+  // As transformers: a top-level original_max_position_embeddings (Phi-3's place for it) wins over the rope dict's;
+  // dynamic NTK scales from max_position_embeddings.
+  const original = type === 'dynamic' ? maxPositions : topOriginal ?? numField('original_max_position_embeddings', null) ?? maxPositions;
   return {
     type: type as RopeType, theta, dim, factor: factor ?? maxPositions / original, originalMaxPositions: original,
     lowFreqFactor: type === 'llama3' ? need('low_freq_factor') : 1, highFreqFactor: type === 'llama3' ? need('high_freq_factor') : 1,
