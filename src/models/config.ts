@@ -220,6 +220,13 @@ function rotaryDecoder(raw: Record<string, unknown>, file: string, common: Commo
   };
 }
 
+/** Every end-of-sequence id config.json names (eos_token_id may be a list, e.g. Llama 3.1's three). */
+export function configEosTokenIds(c: ModelConfig): number[] {
+  const v = c.raw.eos_token_id;
+  if (typeof v === 'number') return [v];
+  return Array.isArray(v) ? v.filter((x): x is number => typeof x === 'number') : [];
+}
+
 export function normalizeConfig(raw: Record<string, unknown>, file = 'config.json'): ModelConfig {
   const modelType = raw.model_type as string | undefined;
   if (!modelType || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType)) {

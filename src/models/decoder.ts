@@ -23,6 +23,7 @@ import { nextTokenTargets } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
 import type { LoraAdapter } from './lora.js';
+import type { GenerationDefaults } from './generation_config.js';
 
 /** Keys and values of every layer for the positions seen so far: k/v [B, Hkv, S, hs]. */
 export interface KVCache {
@@ -55,6 +56,8 @@ export class DecoderModel {
   /** LoRA adapter attached to this model (see lora.ts); skipped when `loraEnabled` is false. */
   lora: LoraAdapter | null = null;
   loraEnabled = true;
+  /** The checkpoint's generation_config.json (decoding defaults, EOS ids), when it has one. */
+  generationDefaults: GenerationDefaults | null = null;
   private dropoutRng = new Rng(0);
 
   constructor(config: ModelConfig, weights: Map<string, Tensor>) {

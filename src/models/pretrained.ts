@@ -10,6 +10,7 @@ import { normalizeConfig, type ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
 import { buildSpec, causalLmClass, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
+import { GENERATION_CONFIG_FILE, readGenerationConfig } from './generation_config.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
 
@@ -112,6 +113,7 @@ export function loadPretrained(dir: string, opts: { lora?: string } = {}): Loade
       for (const [k, t] of readSafetensors(vhFile).tensors) valueHead.set(k, tf.tensor(t.data, t.shape, 'float32'));
     }
     if (opts.lora) model.lora = loadLoraAdapter(opts.lora, model);
+    model.generationDefaults = readGenerationConfig(dir);
     return { model, valueHead: valueHead.size ? valueHead : null, dir };
   } finally {
     for (const t of weights.values()) t.dispose();
@@ -189,7 +191,10 @@ export interface SaveOptions {
   params?: Map<string, Tensor>;
 }
 
-/** Writes config.json, model.safetensors (value head included under `value_head.*`) and generation_config.json. */
+/**
+ * Writes config.json, model.safetensors (value head included under `value_head.*`) and generation_config.json (the
+ * loaded checkpoint's own, so its EOS ids and sampling defaults carry over; else one derived from config.json).
+ */
 export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptions = {}): void {
   mkdirSync(dir, { recursive: true });
   const c = model.config;
@@ -207,8 +212,9 @@ export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptio
   if (c.bosTokenId !== null) gen.bos_token_id = c.bosTokenId;
   if (c.eosTokenId !== null) gen.eos_token_id = c.eosTokenId;
   if (c.padTokenId !== null) gen.pad_token_id = c.padTokenId;
-  const genFile = join(dir, 'generation_config.json');
-  if (!existsSync(genFile)) writeFileSync(genFile, JSON.stringify(gen, null, 2) + '\n');
+  const genFile = join(dir, GENERATION_CONFIG_FILE);
+  if (model.generationDefaults) writeFileSync(genFile, JSON.stringify(model.generationDefaults.raw, null, 2) + '\n');
+  else if (!existsSync(genFile)) writeFileSync(genFile, JSON.stringify(gen, null, 2) + '\n');
 }
 
 function sortKeys(o: Record<string, unknown>): Record<string, unknown> {
