@@ -93,7 +93,8 @@ export function loadPretrained(dir: string, opts: { lora?: string } = {}): Loade
       const info = expected.get(n);
       if (!info) {
         // Buffers and duplicated tied heads that some savers include are not parameters.
-        if (/\.attn\.(masked_)?bias$/.test(n) || (n === 'lm_head.weight' && config.tieWordEmbeddings) || /rotary_emb\.inv_freq$/.test(n)) continue;
+        // (GPT-2's attn.bias and GPT-NeoX's attention.bias / masked_bias are causal-mask buffers.)
+        if (/\.(attn|attention)\.(masked_)?bias$/.test(n) || (n === 'lm_head.weight' && config.tieWordEmbeddings) || /rotary_emb\.inv_freq$/.test(n)) continue;
         unexpected.push(n);
         continue;
       }

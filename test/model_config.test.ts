@@ -1,13 +1,16 @@
 /**
- * Rope frequencies per rope_type against transformers 5.18's `ROPE_INIT_FUNCTIONS` (values computed there for a
+ * config.json of the newer families. Rope frequencies per rope_type against transformers 5.18's `ROPE_INIT_FUNCTIONS` (values computed there for a
  * LlamaConfig with hidden 64, 2 heads, head_dim 32, max_position_embeddings 64, and embedded here), both config
  * forms (`rope_parameters` and `rope_theta` + `rope_scaling`, GPT-NeoX's `rotary_pct`), and the config fields that
- * must be refused by name.
+ * must be refused by name; --from_config builds every newer family.
  */
 import { describe, it, expect } from 'vitest';
 import { parseRope, ropeFrequencies } from '../src/models/ops/rope.js';
 import { normalizeConfig } from '../src/models/config.js';
 import { relErr } from './helpers/fixtures.js';
+import { rawConfigFromSpec } from '../src/sft/from_config.js';
+import { DecoderModel } from '../src/models/decoder.js';
+import { tf } from '../src/engine/tf.js';
 
 const HF: Record<string, { config: Record<string, unknown>; maxPosition: number; scaling: number; invFreq: number[] }> = {
   linear: {
@@ -124,5 +127,24 @@ describe('fields that are not implemented are refused by name', () => {
     expect(normalizeConfig({ ...qwen, use_sliding_window: true }).layerWindows).toEqual([null, null, 8, 8]);
     expect(normalizeConfig({ ...qwen, model_type: 'gemma2' }).layerWindows).toEqual([8, null, 8, null]);
     expect(normalizeConfig({ ...qwen, model_type: 'mistral' }).layerWindows).toEqual([8, 8, 8, 8]);
+  });
+});
+
+describe('--from_config for the newer families', () => {
+  it.each(['qwen2', 'qwen3', 'mistral', 'gpt_neox', 'phi3', 'gemma2'])('%s: its transformers defaults, shrunk, build a model that runs', async (family) => {
+    await tf.setBackend('cpu');
+    const heads = family === 'gemma2' || family === 'qwen3' ? ',head_dim=8' : '';
+    const kv = family === 'gpt_neox' ? '' : ',num_key_value_heads=2';
+    const spec = rawConfigFromSpec(`${family}:num_hidden_layers=2,hidden_size=32,intermediate_size=48,num_attention_heads=4${kv}${heads},vocab_size=50,max_position_embeddings=16`);
+    const config = normalizeConfig(spec.raw, family);
+    const model = DecoderModel.fromConfig(config, 1);
+    const logits = tf.tidy(() => model.logits(model.forward(tf.tensor2d([[1, 2, 3, 4]], [1, 4], 'int32')).hidden));
+    expect(logits.shape).toEqual([1, 4, 50]);
+    expect([...logits.dataSync()].every(Number.isFinite)).toBe(true);
+    // Gemma's (1 + w) norms start at w = 0, the others' at 1
+    const norm = model.params.get(family === 'gpt_neox' ? 'gpt_neox.final_layer_norm.weight' : 'model.norm.weight')!.dataSync()[0];
+    expect(norm).toBe(family === 'gemma2' ? 0 : 1);
+    logits.dispose();
+    model.dispose();
   });
 });
