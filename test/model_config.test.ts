@@ -1,8 +1,8 @@
 /**
- * config.json of the newer families. Rope frequencies per rope_type against transformers 5.18's `ROPE_INIT_FUNCTIONS` (values computed there for a
- * LlamaConfig with hidden 64, 2 heads, head_dim 32, max_position_embeddings 64, and embedded here), both config
- * forms (`rope_parameters` and `rope_theta` + `rope_scaling`, GPT-NeoX's `rotary_pct`), and the config fields that
- * must be refused by name; --from_config builds every newer family.
+ * config.json of the newer families: rope frequencies per rope_type against transformers 5.18's
+ * `ROPE_INIT_FUNCTIONS` (values computed there for a LlamaConfig with hidden 64, 2 heads, head_dim 32,
+ * max_position_embeddings 64, and embedded here), both config forms (`rope_parameters` and `rope_theta` +
+ * `rope_scaling`, GPT-NeoX's `rotary_pct`), the fields that must be refused by name, and --from_config for each.
  */
 import { describe, it, expect } from 'vitest';
 import { parseRope, ropeFrequencies } from '../src/models/ops/rope.js';
