@@ -1,11 +1,12 @@
 /**
  * Parity with Hugging Face transformers on the fixture checkpoints: logits of a left-padded batch, loss, every
- * gradient, one AdamW step, and a PEFT LoRA adapter.
+ * gradient, one AdamW step, greedy ids with and without the KV cache, and a PEFT LoRA adapter.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { tf } from '../src/engine/tf.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { causalLmLoss } from '../src/models/ops/loss.js';
+import { generate } from '../src/models/generation.js';
 import { ARCHS, expectedJson, expectedTensors, fixtureDir, relErr } from './helpers/fixtures.js';
 import { join } from 'node:path';
 import { AdamW } from '../src/trainer/adamw.js';
@@ -92,6 +93,16 @@ describe.each(BACKENDS.flatMap((b) => ARCHS.map((a) => [b, a] as const)))('%s ba
       expect(relErr(v.dataSync(), ref('after_adamw', name).data), `after_adamw.${name}`).toBeLessThan(1e-5);
     }
     opt.dispose();
+    model.dispose();
+  });
+
+  it("greedy ids equal transformers' with and without the KV cache (sliding windows included)", () => {
+    const { model } = loadPretrained(fixtureDir(arch));
+    const { prompt_ids: prompt, output_ids: want } = ej.greedy;
+    for (const useCache of [true, false]) {
+      const out = generate(model, [prompt], null, { maxNewTokens: want.length - prompt.length, useCache, eosTokenId: null });
+      expect(out.sequences[0], `useCache=${useCache}`).toEqual(want);
+    }
     model.dispose();
   });
 
