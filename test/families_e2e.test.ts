@@ -1,13 +1,16 @@
 /**
- * Every stage on every newer family, in process on the fixtures (the CLI path of each stage is covered by the
- * stage's own tests; the stages read nothing family-specific beyond the model directory): SFT (full weights) →
- * reward model (LoRA on the family's default targets) → PPO (LoRA actor, the reward model as critic), each for a few
- * steps on the cpu backend, with finite losses and directories that reload as the same family.
+ * Every stage on every newer family, in process on the fixtures (the stages read nothing family-specific beyond the
+ * model directory, and each stage's CLI has its own tests): SFT (full weights) → reward model (LoRA on the family's
+ * default targets) → PPO (LoRA actor, the reward model as critic), each for a few steps on the cpu backend, with
+ * finite losses and directories that reload as the same family. Then the three commands chained on Gemma 2 (the
+ * family with the most traits).
  */
 import { describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { trainSft } from '../src/sft/index.js';
 import { runRewardTraining } from '../src/reward/index.js';
 import { runPpo } from '../src/ppo/trainer.js';
@@ -59,4 +62,28 @@ describe.each(FAMILIES)('%s: SFT → reward model (LoRA) → PPO (LoRA)', (arch)
     const adapter = JSON.parse(readFileSync(join(ppo.savedTo, 'adapter_config.json'), 'utf8')) as { target_modules: string[] };
     expect(adapter.target_modules).toEqual(DEFAULT_LORA_TARGETS[expectedType as keyof typeof DEFAULT_LORA_TARGETS]);
   }, 120_000);
+});
+
+describe('the commands on gemma2', () => {
+  it('train_sft → train_reward_model --lora_rank → train_prompts --lora_rank', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'families-cli-'));
+    const tsx = resolve('node_modules/.bin/tsx');
+    const run = (cmd: string, args: string[]) => promisify(execFile)(tsx, [`src/cli/${cmd}.ts`, ...args, '--backend', 'cpu'], { env: { ...process.env, CI: 'true' }, maxBuffer: 1 << 24 });
+    const prompts = join(work, 'prompts.jsonl');
+    writeFileSync(prompts, ['Hello', 'Tell me', 'Why', 'Write'].map((prompt) => JSON.stringify({ prompt })).join('\n') + '\n');
+    await run('train_sft', ['--pretrain', fixtureDir('gemma2'), '--dataset', ALPACA_EN, '--max_datasets_size', '4', '--max_len', '32',
+      '--prompt_template', 'plain', '--batch_size', '2', '--max_epochs', '1', '--save_path', join(work, 'sft')]);
+    await run('train_reward_model', ['--pretrain', join(work, 'sft'), '--dataset', HH, '--max_datasets_size', '4', '--max_len', '32',
+      '--batch_size', '2', '--max_epochs', '1', '--lora_rank', '4', '--save_path', join(work, 'rm')]);
+    const { stderr } = await run('train_prompts', [prompts, '--pretrain', join(work, 'sft'), '--rm_path', join(work, 'rm'), '--save_path', join(work, 'ppo'),
+      '--prompt_template', 'plain', '--num_episodes', '1', '--num_collect_steps', '1', '--num_update_steps', '1', '--experience_batch_size', '2',
+      '--train_batch_size', '2', '--max_input_len', '8', '--max_new_tokens', '4', '--lora_rank', '4']);
+    expect(stderr).toMatch(/backend: cpu/);
+    const metrics = readFileSync(join(work, 'ppo', 'logs', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    expect(metrics).toHaveLength(1);
+    expect(Number.isFinite(metrics[0]!['loss/policy'])).toBe(true);
+    const { model } = loadPretrained(join(work, 'ppo'));
+    expect(model.config.modelType).toBe('gemma2');
+    model.dispose();
+  }, 300_000);
 });
