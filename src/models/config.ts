@@ -189,7 +189,7 @@ function rotaryDecoder(raw: Record<string, unknown>, file: string, common: Commo
   const L = num(raw, file, 'num_hidden_layers');
   const defaultHeadDim = { qwen3: 128, gemma2: 256 }[modelType as string] ?? C / H;
   const hd = raw.head_dim === null || raw.head_dim === undefined ? defaultHeadDim : num(raw, file, 'head_dim');
-  const maxPositions = opt(raw, 'max_position_embeddings', { llama: 2048, gemma2: 8192, phi3: 4096 }[modelType as string] ?? 32768);
+  const maxPositions = opt(raw, 'max_position_embeddings', { llama: 2048, gemma2: 8192, phi3: 4096, mistral: 131072 }[modelType as string] ?? 32768);
   const gemma = modelType === 'gemma2';
   const partialAllowed = modelType === 'phi3';
   const rope = parseRope(raw, file, hd, maxPositions, { theta: 10000 });

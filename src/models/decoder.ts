@@ -202,7 +202,12 @@ export class DecoderModel {
     let rope: { cos: Tensor; sin: Tensor } | null = null;
     if (c.rope) {
       // Only dynamic NTK reads the largest position; the others skip the device-to-host read.
-      const maxPos = c.rope.type === 'dynamic' ? Math.max(...(tf.max(positionIds).dataSync() as Int32Array)) : 0;
+      let maxPos = 0;
+      if (c.rope.type === 'dynamic') {
+        const m = tf.max(positionIds);
+        maxPos = m.dataSync()[0]!;
+        m.dispose();
+      }
       const f = ropeFrequencies(c.rope, maxPos);
       rope = rotaryTables(positionIds, f.invFreq, f.scaling);
     }
