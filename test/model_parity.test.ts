@@ -7,6 +7,7 @@ import { tf } from '../src/engine/tf.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { causalLmLoss } from '../src/models/ops/loss.js';
 import { generate } from '../src/models/generation.js';
+import { headLogProbsAndEntropy } from '../src/models/ops/head_logprobs.js';
 import { ARCHS, expectedJson, expectedTensors, fixtureDir, relErr } from './helpers/fixtures.js';
 import { join } from 'node:path';
 import { AdamW } from '../src/trainer/adamw.js';
@@ -102,6 +103,26 @@ describe.each(BACKENDS.flatMap((b) => ARCHS.map((a) => [b, a] as const)))('%s ba
     for (const useCache of [true, false]) {
       const out = generate(model, [prompt], null, { maxNewTokens: want.length - prompt.length, useCache, eosTokenId: null });
       expect(out.sequences[0], `useCache=${useCache}`).toEqual(want);
+    }
+    model.dispose();
+  });
+
+  it("PPO's chunked log-probs and entropy equal those of the logits, gradient included (Gemma 2: soft-capped)", () => {
+    const { model } = loadPretrained(fixtureDir(arch));
+    const row = tf.tensor2d(Array.from(ids.data.slice(0, T)), [1, T], 'int32');
+    const h = tf.tidy(() => tf.reshape(model.forward(row).hidden, [T, -1]));
+    const targets = tf.tensor1d(Array.from(ids.data.slice(0, T)), 'int32');
+    const W = model.lmHeadWeight();
+    const chunked = (x: tf.Tensor) => headLogProbsAndEntropy(x, W, targets, 5, model.config.finalSoftcap);
+    const viaLogits = (x: tf.Tensor) => {
+      const z = tf.reshape(model.logits(tf.reshape(x, [1, T, -1])), [T, -1]);
+      const logp = tf.logSoftmax(z);
+      const picked = tf.sum(tf.mul(logp, tf.oneHot(targets, z.shape[1]!)), 1);
+      return tf.stack([picked, tf.neg(tf.sum(tf.mul(tf.exp(logp), logp), 1))], 1);
+    };
+    const weights = tf.randomUniform([T, 2], -1, 1, 'float32', 5);
+    for (const [got, want] of [[chunked, viaLogits].map((f) => f(h)), [chunked, viaLogits].map((f) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(f(x), weights)))(h))]) {
+      expect(relErr(got!.dataSync(), want!.dataSync())).toBeLessThan(1e-5);
     }
     model.dispose();
   });
