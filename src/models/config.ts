@@ -180,8 +180,8 @@ function plainTraits(numLayers: number, headDim: number) {
 }
 
 /**
- * The rotary, RMSNorm, gated-MLP families (LLaMA, Qwen2/3, Mistral, Phi-3, Gemma 2): what each sets differently is
- * in `family`, defaults as each transformers config class has them.
+ * The rotary, RMSNorm, gated-MLP families (LLaMA, Qwen2/3, Mistral, Phi-3, Gemma 2), each key's default as that
+ * family's transformers config class has it.
  */
 function rotaryDecoder(raw: Record<string, unknown>, file: string, common: Common, modelType: ModelType): ModelConfig {
   const C = num(raw, file, 'hidden_size');
@@ -203,12 +203,11 @@ function rotaryDecoder(raw: Record<string, unknown>, file: string, common: Commo
   const biasQkv = modelType === 'qwen2' ? true : ['llama', 'qwen3', 'gemma2'].includes(modelType) && raw.attention_bias === true;
   const biasOut = modelType === 'qwen2' ? false : biasQkv;
   const act = (gemma ? raw.hidden_activation ?? raw.hidden_act ?? 'gelu_pytorch_tanh' : raw.hidden_act ?? 'silu') as string;
-  const tieDefault = gemma;
   return {
     ...common, modelType, hiddenSize: C, numLayers: L, numHeads: H, numKvHeads: opt(raw, 'num_key_value_heads', H), headDim: hd,
     intermediateSize: num(raw, file, 'intermediate_size'), maxPositions, norm: 'rmsnorm',
     normEps: opt(raw, 'rms_norm_eps', modelType === 'phi3' ? 1e-5 : 1e-6), activation: parseActivation(act), positions: 'rotary', rope,
-    tieWordEmbeddings: typeof raw.tie_word_embeddings === 'boolean' ? raw.tie_word_embeddings : tieDefault, preNorm: true,
+    tieWordEmbeddings: typeof raw.tie_word_embeddings === 'boolean' ? raw.tie_word_embeddings : gemma, preNorm: true,
     wordEmbedDim: C, attentionBias: biasQkv, attnOutputBias: biasOut, mlpBias: modelType === 'llama' && raw.mlp_bias === true, finalNorm: true,
     qkNorm: modelType === 'qwen3', layerWindows: layerWindows(raw, file, modelType, L, window), parallelResidual: false,
     embedScale: gemma ? Math.sqrt(C) : 1, normWeightOffset: gemma ? 1 : 0, sandwichNorm: gemma,
