@@ -2,7 +2,9 @@
  * config.json of the newer families: rope frequencies per rope_type against transformers 5.18's
  * `ROPE_INIT_FUNCTIONS` (values computed there for a LlamaConfig with hidden 64, 2 heads, head_dim 32,
  * max_position_embeddings 64, and embedded here), both config forms (`rope_parameters` and `rope_theta` +
- * `rope_scaling`, GPT-NeoX's `rotary_pct`), the fields that must be refused by name, and --from_config for each.
+ * `rope_scaling`, GPT-NeoX's `rotary_pct`), the fields that must be refused by name, --from_config for each, and
+ * tiny transformers checkpoints of what the hub fixtures leave out (yarn, dynamic and linear rope in a model, Qwen2's
+ * use_sliding_window from max_window_layers on, Phi-3's partial rotary with a window; test/fixtures/rope_models).
  */
 import { describe, it, expect } from 'vitest';
 import { parseRope, ropeFrequencies } from '../src/models/ops/rope.js';
@@ -11,6 +13,11 @@ import { relErr } from './helpers/fixtures.js';
 import { rawConfigFromSpec } from '../src/sft/from_config.js';
 import { DecoderModel } from '../src/models/decoder.js';
 import { tf } from '../src/engine/tf.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadPretrained } from '../src/models/pretrained.js';
+import { generate } from '../src/models/generation.js';
+import { FIXTURES } from './helpers/fixtures.js';
 
 const HF: Record<string, { config: Record<string, unknown>; maxPosition: number; scaling: number; invFreq: number[] }> = {
   linear: {
@@ -144,6 +151,23 @@ describe('--from_config for the newer families', () => {
     // Gemma's (1 + w) norms start at w = 0, the others' at 1
     const norm = model.params.get(family === 'gpt_neox' ? 'gpt_neox.final_layer_norm.weight' : 'model.norm.weight')!.dataSync()[0];
     expect(norm).toBe(family === 'gemma2' ? 0 : 1);
+    logits.dispose();
+    model.dispose();
+  });
+});
+
+describe('rope types and windows in a model, against transformers (test/fixtures/rope_models)', () => {
+  it.each(['llama_yarn', 'llama_dynamic', 'llama_linear', 'qwen2_sliding', 'phi3_partial_sliding'])('%s: logits within 1e-4, greedy ids equal with and without the cache', async (name) => {
+    await tf.setBackend('cpu');
+    const dir = join(FIXTURES, 'rope_models', name);
+    const exp = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { input_ids: number[]; logits: number[]; greedy: number[] };
+    const { model } = loadPretrained(dir);
+    const logits = tf.tidy(() => model.logits(model.forward(tf.tensor2d([exp.input_ids], undefined, 'int32')).hidden));
+    expect(relErr(logits.dataSync(), exp.logits)).toBeLessThan(1e-4);
+    for (const useCache of [true, false]) {
+      const out = generate(model, [exp.input_ids.slice(0, 6)], null, { maxNewTokens: exp.greedy.length - 6, eosTokenId: null, useCache });
+      expect(out.sequences[0], `useCache=${useCache}`).toEqual(exp.greedy);
+    }
     logits.dispose();
     model.dispose();
   });
