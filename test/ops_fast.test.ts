@@ -19,6 +19,7 @@ import { layerNorm } from '../src/models/ops/norms.js';
 import { linear } from '../src/models/ops/linear.js';
 import { rmsNorm } from '../src/models/ops/norms.js';
 import { applyRotary, rotaryTables } from '../src/models/ops/positions.js';
+import { defaultInvFreq } from '../src/models/ops/rope.js';
 import * as lean from '../src/models/ops/lean.js';
 import { relErr } from './helpers/fixtures.js';
 
@@ -221,8 +222,8 @@ describe.each(['cpu', 'wasm'] as const)('%s backend: fast ops match plain tfjs',
       return tf.add(tf.mul(t, tf.expandDims(cos, 1)), tf.mul(tf.concat([tf.neg(x2!), x1!], 3), tf.expandDims(sin, 1)));
     };
     // The tables are created inside the differentiated function, so they are disposed before the backward pass.
-    const viaOp = (t: Tensor) => { const r = rotaryTables(pos, 8, 10000); return applyRotary(t, r.cos, r.sin); };
-    const viaPlain = (t: Tensor) => { const r = rotaryTables(pos, 8, 10000); return plainRotary(t, r.cos, r.sin); };
+    const viaOp = (t: Tensor) => { const r = rotaryTables(pos, defaultInvFreq(10000, 8)); return applyRotary(t, r.cos, r.sin); };
+    const viaPlain = (t: Tensor) => { const r = rotaryTables(pos, defaultInvFreq(10000, 8)); return plainRotary(t, r.cos, r.sin); };
     expectClose(valueAndGrads(viaOp, [x]), valueAndGrads(viaPlain, [x]), 1e-5);
     tf.dispose([x, w, pos]);
   });

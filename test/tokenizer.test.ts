@@ -35,7 +35,7 @@ afterAll(async () => {
 
 // The fixtures' `decoded` is HF's decode(ids_no_special) (make_fixtures.py); for the tiny checkpoints it also equals
 // decode(ids, skip_special_tokens) here, which checks that skipping drops bos/eos but keeps byte-fallback pieces.
-describe.each(['gpt2', 'opt', 'bloom', 'llama'])('hf fixture %s', (arch) => {
+describe.each(['gpt2', 'opt', 'bloom', 'llama', 'qwen2', 'qwen3', 'mistral', 'gpt_neox', 'llama3', 'phi3', 'gemma2'])('hf fixture %s', (arch) => {
   const expected = readJson<{ vocab_size: number; encode: Probe[] }>(path.join(HF, arch, 'expected.json'));
 
   it('encodes and decodes every probe as transformers does', async () => {

@@ -15,6 +15,7 @@ import type { ChatMessage } from '../data/types.js';
 import { defaultModelDir } from '../models/default_model.js';
 import type { DecoderModel } from '../models/decoder.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
+import { resolveSampling, type ResolvedSampling } from '../models/generation_config.js';
 
 interface InferenceOptions {
   pretrain?: string;
@@ -28,13 +29,13 @@ interface InferenceOptions {
   history?: string;
   knowledge?: string;
   chat: boolean;
-  max_new_tokens: number;
+  max_new_tokens?: number;
   max_length?: number;
-  do_sample: boolean;
-  top_k: number;
-  top_p: number;
-  temperature: number;
-  repetition_penalty: number;
+  do_sample?: boolean;
+  top_k?: number;
+  top_p?: number;
+  temperature?: number;
+  repetition_penalty?: number;
   json: boolean;
   backend: string;
   seed: number;
@@ -84,15 +85,16 @@ function parseInputIds(v: string): number[] {
   return ids.map(Number);
 }
 
-function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string | number[], template: PromptTemplate | null, o: InferenceOptions, rng: Rng): Reply {
+function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string | number[], template: PromptTemplate | null, s: ResolvedSampling, rng: Rng): Reply {
   // Raw input is tokenized as HF's tokenizer does by default (special tokens included); a rendered template too.
   // Ids (--input_ids) go in as they are.
   const inputIds = typeof prompt === 'string' ? tokenizer.encode(prompt, { addSpecialTokens: true }) : prompt;
   if (!inputIds.length) throw new Error('the input encodes to no tokens');
+  // EOS: generation_config.json's ids (any of them ends the reply), else the tokenizer's, else config.json's.
+  const eos = model.generationDefaults?.eosTokenIds ?? (tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : undefined);
   const out = generate(model, [inputIds], null, {
-    maxNewTokens: o.max_length !== undefined ? undefined : o.max_new_tokens, maxLength: o.max_length, doSample: o.do_sample,
-    topK: o.top_k, topP: o.top_p, temperature: o.temperature, repetitionPenalty: o.repetition_penalty,
-    eosTokenId: tokenizer.eosTokenId ?? model.config.eosTokenId, rng,
+    maxNewTokens: s.maxNewTokens, maxLength: s.maxLength, doSample: s.doSample,
+    topK: s.topK, topP: s.topP, temperature: s.temperature, repetitionPenalty: s.repetitionPenalty, eosTokenId: eos, rng,
   });
   const outputIds = out.sequences[0]!.slice(0, inputIds.length + out.actionMask[0]!.reduce((a, b) => a + b, 0));
   const newIds = outputIds.slice(inputIds.length);
@@ -116,13 +118,14 @@ async function main(): Promise<void> {
     .option('--history <file>', 'JSON list of earlier [user, assistant] pairs (needs --template)')
     .option('--knowledge <file>', 'retrieved passages, one per line (zh_dialogue template)')
     .option('--chat', 'interactive chat that keeps the history (needs --template; default alpaca)', false)
-    .option('--max_new_tokens <n>', 'new tokens at most', int('--max_new_tokens', 1), 64)
+    // Sampling flags left unset take the model's generation_config.json values, else the defaults named here.
+    .option('--max_new_tokens <n>', 'new tokens at most (default: generation_config.json, else 64)', int('--max_new_tokens', 1))
     .option('--max_length <n>', 'prompt + new tokens at most (instead of --max_new_tokens)', int('--max_length', 1))
-    .option('--do_sample [bool]', 'sample (true) or greedy (false)', bool, false)
-    .option('--top_k <k>', 'sample among the k most likely tokens (0: all)', int('--top_k'), 50)
-    .option('--top_p <p>', 'nucleus sampling mass', float('--top_p', 0, 1), 1)
-    .option('--temperature <t>', 'sampling temperature', float('--temperature', 0), 1)
-    .option('--repetition_penalty <p>', 'penalty on tokens already present (1: off)', float('--repetition_penalty', 0), 1)
+    .option('--do_sample [bool]', 'sample (true) or greedy (false) (default: generation_config.json, else false)', bool)
+    .option('--top_k <k>', 'sample among the k most likely tokens, 0: all (default: generation_config.json, else 50)', int('--top_k'))
+    .option('--top_p <p>', 'nucleus sampling mass (default: generation_config.json, else 1)', float('--top_p', 0, 1))
+    .option('--temperature <t>', 'sampling temperature (default: generation_config.json, else 1)', float('--temperature', 0))
+    .option('--repetition_penalty <p>', 'penalty on tokens already present, 1: off (default: generation_config.json, else 1)', float('--repetition_penalty', 0))
     .option('--json', 'print {"input_ids", "output_ids", "text", "response"} as one JSON object', false)
     .option('--backend <name>', `tensor backend: ${BACKENDS.join(', ')} (env ${BACKEND_ENV})`, process.env[BACKEND_ENV] ?? 'auto')
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
@@ -145,12 +148,17 @@ async function main(): Promise<void> {
     if (bad !== undefined) throw new Error(`--input_ids: id ${bad} is outside the model's vocabulary (${model.config.vocabSize} tokens)`);
   }
   const rng = new Rng(o.seed);
+  const sampling = resolveSampling({
+    doSample: o.do_sample, temperature: o.temperature, topK: o.top_k, topP: o.top_p, repetitionPenalty: o.repetition_penalty,
+    maxNewTokens: o.max_new_tokens, maxLength: o.max_length,
+  }, model.generationDefaults, 64);
+  if (sampling.fromFile.length) console.error(`decoding defaults from ${model.generationDefaults!.file}: ${sampling.fromFile.join(', ')}`);
   const history = o.history ? readHistory(o.history) : [];
   const knowledge = o.knowledge ? readKnowledge(o.knowledge) : undefined;
   const render = (user: string) => (template ? template.renderPrompt([...history, { role: 'user', content: user }], { knowledge }) : user);
 
   if (!o.chat) {
-    const r = reply(model, tokenizer, o.input_ids ?? render(o.input!), template, o, rng);
+    const r = reply(model, tokenizer, o.input_ids ?? render(o.input!), template, sampling, rng);
     if (o.json) console.log(JSON.stringify({ input_ids: r.inputIds, output_ids: r.outputIds, text: r.text, response: r.response }));
     else console.log(template ? r.response : r.text);
     return;
@@ -166,7 +174,7 @@ async function main(): Promise<void> {
         break;
       }
       if (!user) break;
-      const r = reply(model, tokenizer, render(user), template, o, rng);
+      const r = reply(model, tokenizer, render(user), template, sampling, rng);
       console.log(`bot> ${r.response}`);
       history.push({ role: 'user', content: user }, { role: 'assistant', content: r.response });
     }

@@ -2,7 +2,7 @@
  * Per-architecture layout as data: which HF parameter names a model has, their shapes, and how the decoder core
  * should wire them. The decoder (decoder.ts) reads only this description, never the model_type.
  */
-import type { ModelConfig } from './config.js';
+import type { ModelConfig, ModelType } from './config.js';
 import type { WeightLayout } from './ops/linear.js';
 
 export interface LinearSpec {
@@ -20,13 +20,28 @@ export interface NormSpec {
 }
 
 export interface LayerSpec {
+  /** Norm before attention and before the MLP (Gemma 2: input_layernorm and pre_feedforward_layernorm). */
   ln1: NormSpec;
   ln2: NormSpec;
-  /** `fused_gpt2`: one [C, 3C] product, q|k|v contiguous; `fused_bloom`: [3C] laid out per head as (H, 3, hs). */
-  attn:
-    | { kind: 'fused_gpt2' | 'fused_bloom'; qkv: LinearSpec; o: LinearSpec }
-    | { kind: 'separate'; q: LinearSpec; k: LinearSpec; v: LinearSpec; o: LinearSpec };
-  mlp: { kind: 'plain'; fcIn: LinearSpec; fcOut: LinearSpec } | { kind: 'gated'; gate: LinearSpec; up: LinearSpec; down: LinearSpec };
+  /** Gemma 2: norms of the attention and MLP outputs, before their residual adds. */
+  postAttnNorm: NormSpec | null;
+  postMlpNorm: NormSpec | null;
+  /**
+   * `fused_concat`: one product whose output is q | k | v contiguous (GPT-2's c_attn, Phi-3's qkv_proj);
+   * `fused_per_head`: output laid out per head as (H, 3, hs) (BLOOM, GPT-NeoX query_key_value).
+   * `qNorm`/`kNorm`: Qwen3's RMSNorm over each head of q and k.
+   */
+  attn: (
+    | { kind: 'fused_concat' | 'fused_per_head'; qkv: LinearSpec; o: LinearSpec }
+    | { kind: 'separate'; q: LinearSpec; k: LinearSpec; v: LinearSpec; o: LinearSpec }
+  ) & { qNorm: NormSpec | null; kNorm: NormSpec | null };
+  /** `gated_fused`: Phi-3's gate_up_proj, whose output is gate | up. */
+  mlp:
+    | { kind: 'plain'; fcIn: LinearSpec; fcOut: LinearSpec }
+    | { kind: 'gated'; gate: LinearSpec; up: LinearSpec; down: LinearSpec }
+    | { kind: 'gated_fused'; gateUp: LinearSpec; down: LinearSpec };
+  /** Sliding attention window of this layer (keys within the last W positions); null: full causal attention. */
+  window: number | null;
 }
 
 export interface ModelSpec {
@@ -49,6 +64,17 @@ function ln(prefix: string, bias = true): NormSpec {
   return { weight: `${prefix}.weight`, bias: bias ? `${prefix}.bias` : null };
 }
 
+/** transformers' class-name stem of each family (`<stem>ForCausalLM`, `<stem>ForSequenceClassification`). */
+export const HF_CLASS_STEM: Record<ModelType, string> = {
+  gpt2: 'GPT2', opt: 'OPT', bloom: 'Bloom', llama: 'Llama', qwen2: 'Qwen2', qwen3: 'Qwen3', mistral: 'Mistral',
+  gpt_neox: 'GPTNeoX', phi3: 'Phi3', gemma2: 'Gemma2',
+};
+
+/** The architectures entry of a causal-LM checkpoint (GPT-2's predates the ForCausalLM naming). */
+export function causalLmClass(t: ModelType): string {
+  return t === 'gpt2' ? 'GPT2LMHeadModel' : `${HF_CLASS_STEM[t]}ForCausalLM`;
+}
+
 export function buildSpec(c: ModelConfig): ModelSpec {
   const C = c.hiddenSize;
   const I = c.intermediateSize;
@@ -64,8 +90,8 @@ export function buildSpec(c: ModelConfig): ModelSpec {
         layers: L.map((i) => {
           const p = `transformer.h.${i}`;
           return {
-            ln1: ln(`${p}.ln_1`), ln2: ln(`${p}.ln_2`),
-            attn: { kind: 'fused_gpt2', qkv: lin(`${p}.attn.c_attn`, 'in_out', C, 3 * C, true), o: lin(`${p}.attn.c_proj`, 'in_out', C, C, true) },
+            ...plainLayer(c, i), ln1: ln(`${p}.ln_1`), ln2: ln(`${p}.ln_2`),
+            attn: { kind: 'fused_concat', qkv: lin(`${p}.attn.c_attn`, 'in_out', C, 3 * C, true), o: lin(`${p}.attn.c_proj`, 'in_out', C, C, true), qNorm: null, kNorm: null },
             mlp: { kind: 'plain', fcIn: lin(`${p}.mlp.c_fc`, 'in_out', C, I, true), fcOut: lin(`${p}.mlp.c_proj`, 'in_out', I, C, true) },
           };
         }),
@@ -83,9 +109,9 @@ export function buildSpec(c: ModelConfig): ModelSpec {
           const p = `model.decoder.layers.${i}`;
           const b = c.attentionBias;
           return {
-            ln1: ln(`${p}.self_attn_layer_norm`), ln2: ln(`${p}.final_layer_norm`),
+            ...plainLayer(c, i), ln1: ln(`${p}.self_attn_layer_norm`), ln2: ln(`${p}.final_layer_norm`),
             attn: {
-              kind: 'separate', q: lin(`${p}.self_attn.q_proj`, 'out_in', C, C, b), k: lin(`${p}.self_attn.k_proj`, 'out_in', C, C, b),
+              kind: 'separate', qNorm: null, kNorm: null, q: lin(`${p}.self_attn.q_proj`, 'out_in', C, C, b), k: lin(`${p}.self_attn.k_proj`, 'out_in', C, C, b),
               v: lin(`${p}.self_attn.v_proj`, 'out_in', C, C, b), o: lin(`${p}.self_attn.out_proj`, 'out_in', C, C, b),
             },
             mlp: { kind: 'plain', fcIn: lin(`${p}.fc1`, 'out_in', C, I, c.mlpBias), fcOut: lin(`${p}.fc2`, 'out_in', I, C, c.mlpBias) },
@@ -102,16 +128,33 @@ export function buildSpec(c: ModelConfig): ModelSpec {
         layers: L.map((i) => {
           const p = `transformer.h.${i}`;
           return {
-            ln1: ln(`${p}.input_layernorm`), ln2: ln(`${p}.post_attention_layernorm`),
+            ...plainLayer(c, i), ln1: ln(`${p}.input_layernorm`), ln2: ln(`${p}.post_attention_layernorm`),
             attn: {
-              kind: 'fused_bloom', qkv: lin(`${p}.self_attention.query_key_value`, 'out_in', C, 3 * C, true),
-              o: lin(`${p}.self_attention.dense`, 'out_in', C, C, true),
+              kind: 'fused_per_head', qkv: lin(`${p}.self_attention.query_key_value`, 'out_in', C, 3 * C, true),
+              o: lin(`${p}.self_attention.dense`, 'out_in', C, C, true), qNorm: null, kNorm: null,
             },
             mlp: { kind: 'plain', fcIn: lin(`${p}.mlp.dense_h_to_4h`, 'out_in', C, I, true), fcOut: lin(`${p}.mlp.dense_4h_to_h`, 'out_in', I, C, true) },
           };
         }),
       };
-    case 'llama':
+    case 'gpt_neox':
+      return {
+        embedTokens: 'gpt_neox.embed_in.weight', embedPositions: null, embedNorm: null, projectIn: null, projectOut: null,
+        finalNorm: ln('gpt_neox.final_layer_norm'), lmHead: c.tieWordEmbeddings ? 'gpt_neox.embed_in.weight' : 'embed_out.weight',
+        layers: L.map((i) => {
+          const p = `gpt_neox.layers.${i}`;
+          return {
+            ...plainLayer(c, i), ln1: ln(`${p}.input_layernorm`), ln2: ln(`${p}.post_attention_layernorm`),
+            attn: {
+              kind: 'fused_per_head', qkv: lin(`${p}.attention.query_key_value`, 'out_in', C, 3 * C, c.attentionBias),
+              o: lin(`${p}.attention.dense`, 'out_in', C, C, c.attnOutputBias), qNorm: null, kNorm: null,
+            },
+            mlp: { kind: 'plain', fcIn: lin(`${p}.mlp.dense_h_to_4h`, 'out_in', C, I, true), fcOut: lin(`${p}.mlp.dense_4h_to_h`, 'out_in', I, C, true) },
+          };
+        }),
+      };
+    default:
+      // LLaMA's layout, shared by Qwen2/3, Mistral, Phi-3 (fused qkv_proj and gate_up_proj) and Gemma 2 (four norms).
       return {
         embedTokens: 'model.embed_tokens.weight', embedPositions: null, embedNorm: null, projectIn: null,
         projectOut: null, finalNorm: ln('model.norm', false),
@@ -120,26 +163,53 @@ export function buildSpec(c: ModelConfig): ModelSpec {
           const p = `model.layers.${i}`;
           const b = c.attentionBias;
           const mb = c.mlpBias;
+          const a = `${p}.self_attn`;
+          const heads = c.qkNorm ? { qNorm: ln(`${a}.q_norm`, false), kNorm: ln(`${a}.k_norm`, false) } : { qNorm: null, kNorm: null };
+          const o = lin(`${a}.o_proj`, 'out_in', qDim, C, c.attnOutputBias);
+          const fused = c.modelType === 'phi3';
           return {
-            ln1: ln(`${p}.input_layernorm`, false), ln2: ln(`${p}.post_attention_layernorm`, false),
-            attn: {
-              kind: 'separate', q: lin(`${p}.self_attn.q_proj`, 'out_in', C, qDim, b), k: lin(`${p}.self_attn.k_proj`, 'out_in', C, kvDim, b),
-              v: lin(`${p}.self_attn.v_proj`, 'out_in', C, kvDim, b), o: lin(`${p}.self_attn.o_proj`, 'out_in', qDim, C, b),
-            },
-            mlp: {
-              kind: 'gated', gate: lin(`${p}.mlp.gate_proj`, 'out_in', C, I, mb), up: lin(`${p}.mlp.up_proj`, 'out_in', C, I, mb),
-              down: lin(`${p}.mlp.down_proj`, 'out_in', I, C, mb),
-            },
+            ln1: ln(`${p}.input_layernorm`, false),
+            ln2: ln(c.sandwichNorm ? `${p}.pre_feedforward_layernorm` : `${p}.post_attention_layernorm`, false),
+            postAttnNorm: c.sandwichNorm ? ln(`${p}.post_attention_layernorm`, false) : null,
+            postMlpNorm: c.sandwichNorm ? ln(`${p}.post_feedforward_layernorm`, false) : null,
+            window: c.layerWindows[i] ?? null,
+            attn: fused
+              ? { kind: 'fused_concat', qkv: lin(`${a}.qkv_proj`, 'out_in', C, qDim + 2 * kvDim, b), o, ...heads }
+              : {
+                kind: 'separate', q: lin(`${a}.q_proj`, 'out_in', C, qDim, b), k: lin(`${a}.k_proj`, 'out_in', C, kvDim, b),
+                v: lin(`${a}.v_proj`, 'out_in', C, kvDim, b), o, ...heads,
+              },
+            mlp: fused
+              ? { kind: 'gated_fused', gateUp: lin(`${p}.mlp.gate_up_proj`, 'out_in', C, 2 * I, mb), down: lin(`${p}.mlp.down_proj`, 'out_in', I, C, mb) }
+              : {
+                kind: 'gated', gate: lin(`${p}.mlp.gate_proj`, 'out_in', C, I, mb), up: lin(`${p}.mlp.up_proj`, 'out_in', C, I, mb),
+                down: lin(`${p}.mlp.down_proj`, 'out_in', I, C, mb),
+              },
           };
         }),
       };
   }
 }
 
+/** The per-layer fields the older families leave at their plain values. */
+function plainLayer(c: ModelConfig, i: number): Pick<LayerSpec, 'postAttnNorm' | 'postMlpNorm' | 'window'> {
+  return { postAttnNorm: null, postMlpNorm: null, window: c.layerWindows[i] ?? null };
+}
+
 export function linearsOf(layer: LayerSpec): LinearSpec[] {
   const a = layer.attn.kind === 'separate' ? [layer.attn.q, layer.attn.k, layer.attn.v, layer.attn.o] : [layer.attn.qkv, layer.attn.o];
-  const m = layer.mlp.kind === 'plain' ? [layer.mlp.fcIn, layer.mlp.fcOut] : [layer.mlp.gate, layer.mlp.up, layer.mlp.down];
-  return [...a, ...m];
+  const m = layer.mlp;
+  return [...a, ...(m.kind === 'plain' ? [m.fcIn, m.fcOut] : m.kind === 'gated' ? [m.gate, m.up, m.down] : [m.gateUp, m.down])];
+}
+
+/** The norms of a layer, with the width each normalises. */
+export function normsOf(layer: LayerSpec, c: ModelConfig): [NormSpec, number][] {
+  const out: [NormSpec, number][] = [[layer.ln1, c.hiddenSize], [layer.ln2, c.hiddenSize]];
+  if (layer.postAttnNorm) out.push([layer.postAttnNorm, c.hiddenSize]);
+  if (layer.postMlpNorm) out.push([layer.postMlpNorm, c.hiddenSize]);
+  if (layer.attn.qNorm) out.push([layer.attn.qNorm, c.headDim]);
+  if (layer.attn.kNorm) out.push([layer.attn.kNorm, c.headDim]);
+  return out;
 }
 
 export interface ParamInfo {
@@ -153,7 +223,8 @@ export function parameterShapes(c: ModelConfig, spec: ModelSpec): Map<string, Pa
   const out = new Map<string, ParamInfo>();
   const norm = (n: NormSpec | null, dim: number) => {
     if (!n) return;
-    out.set(n.weight, { shape: [dim], init: 'ones' });
+    // Gemma stores (1 + w) norms as w: zeros there.
+    out.set(n.weight, { shape: [dim], init: c.normWeightOffset ? 'zeros' : 'ones' });
     if (n.bias) out.set(n.bias, { shape: [dim], init: 'zeros' });
   };
   const linear = (l: LinearSpec | null, scaled = false) => {
@@ -170,8 +241,7 @@ export function parameterShapes(c: ModelConfig, spec: ModelSpec): Map<string, Pa
   linear(spec.projectIn);
   linear(spec.projectOut);
   for (const layer of spec.layers) {
-    norm(layer.ln1, c.hiddenSize);
-    norm(layer.ln2, c.hiddenSize);
+    for (const [n, dim] of normsOf(layer, c)) norm(n, dim);
     for (const l of linearsOf(layer)) {
       const isOut = l === (layer.attn.o) || (layer.mlp.kind === 'plain' ? l === layer.mlp.fcOut : l === layer.mlp.down);
       linear(l, isOut);

@@ -4,8 +4,9 @@
  * checkpoint writes back every field HF wrote.
  */
 import { parseActivation, type Activation } from './ops/activations.js';
+import { parseRope, type RopeSpec } from './ops/rope.js';
 
-export const SUPPORTED_MODEL_TYPES = ['gpt2', 'opt', 'bloom', 'llama'] as const;
+export const SUPPORTED_MODEL_TYPES = ['gpt2', 'opt', 'bloom', 'llama', 'qwen2', 'qwen3', 'mistral', 'gpt_neox', 'phi3', 'gemma2'] as const;
 export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 export interface ModelConfig {
@@ -26,15 +27,35 @@ export interface ModelConfig {
   normEps: number;
   activation: Activation;
   positions: 'learned' | 'learned_offset2' | 'alibi' | 'rotary';
-  ropeTheta: number;
+  /** Rotary settings when positions is 'rotary' (frequencies, rotated dimensions, scaling). */
+  rope: RopeSpec | null;
   tieWordEmbeddings: boolean;
   /** OPT: pre-LN (true, most sizes) or post-LN (opt-350m). */
   preNorm: boolean;
   /** OPT: embedding width when it differs from hiddenSize (project_in/out). */
   wordEmbedDim: number;
-  /** Whether attention/MLP projections carry biases (LLaMA: attention_bias / mlp_bias). */
+  /** Whether the q/k/v projections carry biases (LLaMA: attention_bias; Qwen2: always). */
   attentionBias: boolean;
+  /** Whether the attention output projection carries a bias (Qwen2: no, although q/k/v do). */
+  attnOutputBias: boolean;
   mlpBias: boolean;
+  /** Qwen3: RMSNorm over each head of q and k (before rotary). */
+  qkNorm: boolean;
+  /** Sliding attention window per layer (Mistral, Qwen2 with use_sliding_window, Gemma 2's alternate layers); null: full. */
+  layerWindows: (number | null)[];
+  /** GPT-NeoX: x + attn(ln1(x)) + mlp(ln2(x)) instead of two residual steps. */
+  parallelResidual: boolean;
+  /** Gemma: token embeddings multiplied by √hidden_size. */
+  embedScale: number;
+  /** Gemma: RMSNorm weights stored as offsets from 1 (the norm multiplies by 1 + w). */
+  normWeightOffset: number;
+  /** Gemma 2: a norm on the attention output and on the MLP output too, before each residual add. */
+  sandwichNorm: boolean;
+  /** Factor of q·kᵀ: 1/√head_dim, Gemma 2: query_pre_attn_scalar^−½. */
+  attnScale: number;
+  /** Gemma 2: attention scores and final logits bounded as c·tanh(x/c); null: off. */
+  attnSoftcap: number | null;
+  finalSoftcap: number | null;
   /** OPT: whether the decoder has a final LayerNorm. */
   finalNorm: boolean;
   bosTokenId: number | null;
@@ -68,12 +89,150 @@ function tokenId(raw: Record<string, unknown>, key: string): number | null {
   return null;
 }
 
+/**
+ * Config fields that switch a feature on in some families. A family that does not implement one refuses it when it
+ * is set to anything but its neutral value, instead of silently computing something else.
+ */
+const FEATURE_FIELDS: Record<string, (v: unknown) => boolean> = {
+  sliding_window: (v) => v !== null && v !== undefined,
+  use_sliding_window: (v) => v === true,
+  attn_logit_softcapping: (v) => v !== null && v !== undefined,
+  final_logit_softcapping: (v) => v !== null && v !== undefined,
+  query_pre_attn_scalar: (v) => v !== null && v !== undefined,
+  use_parallel_residual: (v) => v === true,
+  rotary_pct: (v) => v !== undefined && v !== 1,
+  partial_rotary_factor: (v) => v !== undefined && v !== null && v !== 1,
+  use_bidirectional_attention: (v) => v === true,
+  mlp_bias: (v) => v === true,
+};
+
+/** The feature fields each family honours (see FEATURE_FIELDS). */
+const HONOURED: Record<ModelType, string[]> = {
+  gpt2: [], opt: [], bloom: [],
+  llama: ['mlp_bias'],
+  qwen2: ['sliding_window', 'use_sliding_window'],
+  qwen3: ['sliding_window', 'use_sliding_window'],
+  mistral: ['sliding_window'],
+  gpt_neox: ['use_parallel_residual', 'rotary_pct', 'partial_rotary_factor'],
+  phi3: ['sliding_window', 'partial_rotary_factor'],
+  gemma2: ['sliding_window', 'attn_logit_softcapping', 'final_logit_softcapping', 'query_pre_attn_scalar'],
+};
+
+function refuseForeignFeatures(raw: Record<string, unknown>, file: string, modelType: ModelType): void {
+  for (const [key, active] of Object.entries(FEATURE_FIELDS)) {
+    if (key in raw && active(raw[key]) && !HONOURED[modelType].includes(key)) {
+      throw new Error(`${file}: "${key}": ${JSON.stringify(raw[key])} is not implemented for model_type ${modelType} (only: ${Object.entries(HONOURED).filter(([, f]) => f.includes(key)).map(([m]) => m).join(', ') || 'none'})`);
+    }
+  }
+}
+
+/**
+ * Sliding window of each layer. `layer_types` (transformers 5) names each layer full_attention or
+ * sliding_attention; without it: Qwen2/3 slide from layer max_window_layers on (when use_sliding_window), Gemma 2
+ * on even layers, Mistral/Phi-3 on all (whenever sliding_window is set).
+ */
+function layerWindows(raw: Record<string, unknown>, file: string, modelType: ModelType, numLayers: number, window: number | null): (number | null)[] {
+  const types = raw.layer_types;
+  if (Array.isArray(types)) {
+    if (types.length !== numLayers) throw new Error(`${file}: "layer_types" has ${types.length} entries for ${numLayers} layers`);
+    return types.map((t, i) => {
+      if (t === 'full_attention') return null;
+      if (t === 'sliding_attention') {
+        if (window === null) throw new Error(`${file}: "layer_types[${i}]" is sliding_attention but no sliding window is set ("sliding_window"${modelType.startsWith('qwen') ? ' with "use_sliding_window": true' : ''})`);
+        return window;
+      }
+      throw new Error(`${file}: "layer_types[${i}]" ${JSON.stringify(t)} is not supported (full_attention, sliding_attention)`);
+    });
+  }
+  if (types !== undefined && types !== null) throw new Error(`${file}: "layer_types" must be a list`);
+  const all = Array.from({ length: numLayers }, (_, i) => i);
+  if (window === null) return all.map(() => null);
+  if (modelType === 'qwen2' || modelType === 'qwen3') {
+    const from = opt(raw, 'max_window_layers', numLayers);
+    return all.map((i) => (i >= from ? window : null));
+  }
+  if (modelType === 'gemma2') return all.map((i) => ((i + 1) % 2 ? window : null));
+  return all.map(() => window);
+}
+
+function positiveInt(raw: Record<string, unknown>, file: string, key: string): number | null {
+  const v = raw[key];
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${file}: "${key}" must be a positive integer or null (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+function softcap(raw: Record<string, unknown>, file: string, key: string): number | null {
+  const v = raw[key];
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number' || !(v > 0)) throw new Error(`${file}: "${key}" must be a positive number or null (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+type Common = Pick<ModelConfig, 'raw' | 'bosTokenId' | 'eosTokenId' | 'padTokenId' | 'vocabSize'>;
+
+/** What the four older families share among the newer fields: none of the newer features. */
+function plainTraits(numLayers: number, headDim: number) {
+  return {
+    rope: null, qkNorm: false, layerWindows: Array.from({ length: numLayers }, () => null), parallelResidual: false,
+    embedScale: 1, normWeightOffset: 0, sandwichNorm: false, attnScale: 1 / Math.sqrt(headDim), attnSoftcap: null, finalSoftcap: null,
+  };
+}
+
+/**
+ * The rotary, RMSNorm, gated-MLP families (LLaMA, Qwen2/3, Mistral, Phi-3, Gemma 2), each key's default as that
+ * family's transformers config class has it.
+ */
+function rotaryDecoder(raw: Record<string, unknown>, file: string, common: Common, modelType: ModelType): ModelConfig {
+  const C = num(raw, file, 'hidden_size');
+  const H = num(raw, file, 'num_attention_heads');
+  const L = num(raw, file, 'num_hidden_layers');
+  const defaultHeadDim = { qwen3: 128, gemma2: 256 }[modelType as string] ?? C / H;
+  const hd = raw.head_dim === null || raw.head_dim === undefined ? defaultHeadDim : num(raw, file, 'head_dim');
+  const maxPositions = opt(raw, 'max_position_embeddings', { llama: 2048, gemma2: 8192, phi3: 4096, mistral: 131072 }[modelType as string] ?? 32768);
+  const gemma = modelType === 'gemma2';
+  const partialAllowed = modelType === 'phi3';
+  const rope = parseRope(raw, file, hd, maxPositions, { theta: 10000 });
+  if (!partialAllowed && rope.dim !== hd) throw new Error(`${file}: "partial_rotary_factor" is not implemented for model_type ${modelType}`);
+  // Qwen2/3 slide only with use_sliding_window; Mistral's config class defaults the window to 4096 when the key is absent.
+  let window = positiveInt(raw, file, 'sliding_window');
+  if (modelType === 'mistral' && !('sliding_window' in raw)) window = 4096;
+  if (gemma && !('sliding_window' in raw)) window = 4096;
+  if ((modelType === 'qwen2' || modelType === 'qwen3') && raw.use_sliding_window !== true) window = null;
+  if (modelType === 'llama') window = null;
+  const biasQkv = modelType === 'qwen2' ? true : ['llama', 'qwen3', 'gemma2'].includes(modelType) && raw.attention_bias === true;
+  const biasOut = modelType === 'qwen2' ? false : biasQkv;
+  const act = (gemma ? raw.hidden_activation ?? raw.hidden_act ?? 'gelu_pytorch_tanh' : raw.hidden_act ?? 'silu') as string;
+  return {
+    ...common, modelType, hiddenSize: C, numLayers: L, numHeads: H, numKvHeads: opt(raw, 'num_key_value_heads', H), headDim: hd,
+    intermediateSize: num(raw, file, 'intermediate_size'), maxPositions, norm: 'rmsnorm',
+    normEps: opt(raw, 'rms_norm_eps', modelType === 'phi3' ? 1e-5 : 1e-6), activation: parseActivation(act), positions: 'rotary', rope,
+    tieWordEmbeddings: typeof raw.tie_word_embeddings === 'boolean' ? raw.tie_word_embeddings : gemma, preNorm: true,
+    wordEmbedDim: C, attentionBias: biasQkv, attnOutputBias: biasOut, mlpBias: modelType === 'llama' && raw.mlp_bias === true, finalNorm: true,
+    qkNorm: modelType === 'qwen3', layerWindows: layerWindows(raw, file, modelType, L, window), parallelResidual: false,
+    embedScale: gemma ? Math.sqrt(C) : 1, normWeightOffset: gemma ? 1 : 0, sandwichNorm: gemma,
+    attnScale: gemma ? Math.pow(opt(raw, 'query_pre_attn_scalar', 256), -0.5) : 1 / Math.sqrt(hd),
+    attnSoftcap: gemma ? ('attn_logit_softcapping' in raw ? softcap(raw, file, 'attn_logit_softcapping') : 50) : null,
+    finalSoftcap: gemma ? ('final_logit_softcapping' in raw ? softcap(raw, file, 'final_logit_softcapping') : 30) : null,
+    residDropout: modelType === 'phi3' ? opt(raw, 'resid_pdrop', 0) : 0, embdDropout: modelType === 'phi3' ? opt(raw, 'embd_pdrop', 0) : 0,
+    attnDropout: opt(raw, 'attention_dropout', 0),
+  };
+}
+
+/** Every end-of-sequence id config.json names (eos_token_id may be a list, e.g. Llama 3.1's three). */
+export function configEosTokenIds(c: ModelConfig): number[] {
+  const v = c.raw.eos_token_id;
+  if (typeof v === 'number') return [v];
+  return Array.isArray(v) ? v.filter((x): x is number => typeof x === 'number') : [];
+}
+
 export function normalizeConfig(raw: Record<string, unknown>, file = 'config.json'): ModelConfig {
   const modelType = raw.model_type as string | undefined;
   if (!modelType || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType)) {
     throw new Error(`${file}: unsupported model_type ${JSON.stringify(modelType)} (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
   }
-  const common = {
+  refuseForeignFeatures(raw, file, modelType as ModelType);
+  const common: Common = {
     raw,
     bosTokenId: tokenId(raw, 'bos_token_id'),
     eosTokenId: tokenId(raw, 'eos_token_id'),
@@ -84,28 +243,30 @@ export function normalizeConfig(raw: Record<string, unknown>, file = 'config.jso
     case 'gpt2': {
       const C = num(raw, file, 'n_embd', 'hidden_size');
       const H = num(raw, file, 'n_head', 'num_attention_heads');
+      const L = num(raw, file, 'n_layer', 'num_hidden_layers');
       const inner = raw.n_inner;
       return {
-        ...common, modelType: 'gpt2', hiddenSize: C, numLayers: num(raw, file, 'n_layer', 'num_hidden_layers'),
+        ...common, ...plainTraits(L, C / H), modelType: 'gpt2', hiddenSize: C, numLayers: L,
         numHeads: H, numKvHeads: H, headDim: C / H, intermediateSize: typeof inner === 'number' ? inner : 4 * C,
         maxPositions: num(raw, file, 'n_positions', 'max_position_embeddings'), norm: 'layernorm',
         normEps: opt(raw, 'layer_norm_epsilon', 1e-5), activation: parseActivation((raw.activation_function as string) ?? 'gelu_new'),
-        positions: 'learned', ropeTheta: 0, tieWordEmbeddings: raw.tie_word_embeddings !== false, preNorm: true,
-        wordEmbedDim: C, attentionBias: true, mlpBias: true, finalNorm: true,
+        positions: 'learned', tieWordEmbeddings: raw.tie_word_embeddings !== false, preNorm: true,
+        wordEmbedDim: C, attentionBias: true, attnOutputBias: true, mlpBias: true, finalNorm: true,
         residDropout: opt(raw, 'resid_pdrop', 0.1), embdDropout: opt(raw, 'embd_pdrop', 0.1), attnDropout: opt(raw, 'attn_pdrop', 0.1),
       };
     }
     case 'opt': {
       const C = num(raw, file, 'hidden_size');
       const H = num(raw, file, 'num_attention_heads');
+      const L = num(raw, file, 'num_hidden_layers');
       const preNorm = raw.do_layer_norm_before !== false;
       return {
-        ...common, modelType: 'opt', hiddenSize: C, numLayers: num(raw, file, 'num_hidden_layers'), numHeads: H,
+        ...common, ...plainTraits(L, C / H), modelType: 'opt', hiddenSize: C, numLayers: L, numHeads: H,
         numKvHeads: H, headDim: C / H, intermediateSize: num(raw, file, 'ffn_dim'),
         maxPositions: num(raw, file, 'max_position_embeddings'), norm: 'layernorm', normEps: 1e-5,
         activation: parseActivation((raw.activation_function as string) ?? 'relu'), positions: 'learned_offset2',
-        ropeTheta: 0, tieWordEmbeddings: raw.tie_word_embeddings !== false, preNorm,
-        wordEmbedDim: opt(raw, 'word_embed_proj_dim', C), attentionBias: raw.enable_bias !== false,
+        tieWordEmbeddings: raw.tie_word_embeddings !== false, preNorm,
+        wordEmbedDim: opt(raw, 'word_embed_proj_dim', C), attentionBias: raw.enable_bias !== false, attnOutputBias: raw.enable_bias !== false,
         mlpBias: raw.enable_bias !== false, finalNorm: preNorm && raw._remove_final_layer_norm !== true,
         residDropout: opt(raw, 'dropout', 0.1), embdDropout: opt(raw, 'dropout', 0.1), attnDropout: opt(raw, 'attention_dropout', 0),
       };
@@ -113,35 +274,36 @@ export function normalizeConfig(raw: Record<string, unknown>, file = 'config.jso
     case 'bloom': {
       const C = num(raw, file, 'hidden_size', 'n_embed');
       const H = num(raw, file, 'n_head', 'num_attention_heads');
+      const L = num(raw, file, 'n_layer', 'num_hidden_layers');
       if (raw.apply_residual_connection_post_layernorm === true) {
         throw new Error(`${file}: BLOOM with apply_residual_connection_post_layernorm=true is not supported`);
       }
       return {
-        ...common, modelType: 'bloom', hiddenSize: C, numLayers: num(raw, file, 'n_layer', 'num_hidden_layers'),
+        ...common, ...plainTraits(L, C / H), modelType: 'bloom', hiddenSize: C, numLayers: L,
         numHeads: H, numKvHeads: H, headDim: C / H, intermediateSize: 4 * C, maxPositions: Infinity,
         norm: 'layernorm', normEps: opt(raw, 'layer_norm_epsilon', 1e-5), activation: 'gelu_new', positions: 'alibi',
-        ropeTheta: 0, tieWordEmbeddings: raw.tie_word_embeddings !== false, preNorm: true, wordEmbedDim: C,
-        attentionBias: true, mlpBias: true, finalNorm: true,
+        tieWordEmbeddings: raw.tie_word_embeddings !== false, preNorm: true, wordEmbedDim: C,
+        attentionBias: true, attnOutputBias: true, mlpBias: true, finalNorm: true,
         residDropout: opt(raw, 'hidden_dropout', 0), embdDropout: 0, attnDropout: opt(raw, 'attention_dropout', 0),
       };
     }
-    case 'llama': {
+    case 'gpt_neox': {
       const C = num(raw, file, 'hidden_size');
       const H = num(raw, file, 'num_attention_heads');
-      const rope = (raw.rope_parameters ?? raw.rope_scaling ?? null) as Record<string, unknown> | null;
-      if (rope && rope.rope_type && rope.rope_type !== 'default') {
-        throw new Error(`${file}: rope_type "${String(rope.rope_type)}" is not supported (only "default")`);
-      }
-      const theta = typeof rope?.rope_theta === 'number' ? rope.rope_theta : opt(raw, 'rope_theta', 10000);
+      const L = num(raw, file, 'num_hidden_layers');
+      const maxPositions = opt(raw, 'max_position_embeddings', 2048);
+      const bias = raw.attention_bias !== false;
       return {
-        ...common, modelType: 'llama', hiddenSize: C, numLayers: num(raw, file, 'num_hidden_layers'), numHeads: H,
-        numKvHeads: opt(raw, 'num_key_value_heads', H), headDim: opt(raw, 'head_dim', C / H),
-        intermediateSize: num(raw, file, 'intermediate_size'), maxPositions: opt(raw, 'max_position_embeddings', 2048),
-        norm: 'rmsnorm', normEps: opt(raw, 'rms_norm_eps', 1e-6), activation: parseActivation((raw.hidden_act as string) ?? 'silu'),
-        positions: 'rotary', ropeTheta: theta, tieWordEmbeddings: raw.tie_word_embeddings === true, preNorm: true,
-        wordEmbedDim: C, attentionBias: raw.attention_bias === true, mlpBias: raw.mlp_bias === true, finalNorm: true,
-        residDropout: 0, embdDropout: 0, attnDropout: opt(raw, 'attention_dropout', 0),
+        ...common, ...plainTraits(L, C / H), modelType: 'gpt_neox', hiddenSize: C, numLayers: L, numHeads: H, numKvHeads: H,
+        headDim: C / H, intermediateSize: opt(raw, 'intermediate_size', 4 * C), maxPositions, norm: 'layernorm',
+        normEps: opt(raw, 'layer_norm_eps', 1e-5), activation: parseActivation((raw.hidden_act as string) ?? 'gelu'), positions: 'rotary',
+        rope: parseRope(raw, file, C / H, maxPositions, { theta: 10000, partialRotary: 0.25 }),
+        tieWordEmbeddings: raw.tie_word_embeddings === true, preNorm: true, wordEmbedDim: C, attentionBias: bias,
+        attnOutputBias: bias, mlpBias: true, finalNorm: true, parallelResidual: raw.use_parallel_residual !== false,
+        residDropout: opt(raw, 'hidden_dropout', 0), embdDropout: 0, attnDropout: opt(raw, 'attention_dropout', 0),
       };
     }
+    default:
+      return rotaryDecoder(raw, file, common, modelType as ModelType);
   }
 }

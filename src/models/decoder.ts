@@ -1,6 +1,6 @@
 /**
- * One decoder-only transformer for GPT-2, OPT, BLOOM and LLaMA; the differences are data (config.ts,
- * architectures.ts). Parameters are `tf.Variable`s under their HF names.
+ * One decoder-only transformer for GPT-2, OPT, BLOOM, LLaMA, Qwen2/3, Mistral, GPT-NeoX, Phi-3 and Gemma 2; the
+ * differences are data (config.ts, architectures.ts). Parameters are `tf.Variable`s under their HF names.
  *
  * Legend: B batch, T new tokens, S total attended length (past + T), C hidden width, H heads, hs head size, V vocab.
  */
@@ -8,21 +8,23 @@ import { tf, type Tensor } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
 import { uniqueScope } from '../engine/names.js';
 import type { ModelConfig } from './config.js';
-import { buildSpec, parameterShapes, type LayerSpec, type LinearSpec, type ModelSpec, type NormSpec } from './architectures.js';
+import { buildSpec, linearsOf, parameterShapes, type LayerSpec, type LinearSpec, type ModelSpec, type NormSpec } from './architectures.js';
 import { linear } from './ops/linear.js';
 import { embedding } from './ops/embedding.js';
 import { layerNorm, rmsNorm } from './ops/norms.js';
 import { activate } from './ops/activations.js';
 import { attention, causalMaskBias } from './ops/attention.js';
 import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/positions.js';
+import { ropeFrequencies } from './ops/rope.js';
 import { matmul2d } from './ops/matmul.js';
 import { projectToVocab } from './ops/vocab_projection.js';
-import { lmHeadCrossEntropy } from './ops/lm_head_loss.js';
+import { lmHeadCrossEntropy, softcapLogits } from './ops/lm_head_loss.js';
 import { nextTokenTargets } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
 import type { LoraAdapter } from './lora.js';
 import { withVirtualTokens, type VirtualTokenAdapter } from './virtual_tokens.js';
+import type { GenerationDefaults } from './generation_config.js';
 
 /** Keys and values of every layer for the positions seen so far: k/v [B, Hkv, S, hs]. */
 export interface KVCache {
@@ -61,6 +63,8 @@ export class DecoderModel {
   loraEnabled = true;
   /** Prefix- or prompt-tuning adapter (virtual_tokens.ts): P virtual positions before every sequence. */
   virtualTokens: VirtualTokenAdapter | null = null;
+  /** The checkpoint's generation_config.json (decoding defaults, EOS ids), when it has one. */
+  generationDefaults: GenerationDefaults | null = null;
   private dropoutRng = new Rng(0);
 
   constructor(config: ModelConfig, weights: Map<string, Tensor>) {
@@ -112,7 +116,10 @@ export class DecoderModel {
   }
 
   private norm(x: Tensor, n: NormSpec): Tensor {
-    if (this.config.norm === 'rmsnorm') return rmsNorm(x, this.p(n.weight), this.config.normEps);
+    if (this.config.norm === 'rmsnorm') {
+      const w = this.p(n.weight);
+      return rmsNorm(x, this.config.normWeightOffset ? tf.add(w, this.config.normWeightOffset) : w, this.config.normEps);
+    }
     return layerNorm(x, this.p(n.weight), n.bias ? this.p(n.bias) : null, this.config.normEps);
   }
 
@@ -134,10 +141,7 @@ export class DecoderModel {
   holdTransposedWeights(): () => void {
     const held = new Map<string, Tensor>();
     for (const layer of this.spec.layers) {
-      const a = layer.attn;
-      const m = layer.mlp;
-      const specs = [...(a.kind === 'separate' ? [a.q, a.k, a.v, a.o] : [a.qkv, a.o]), ...(m.kind === 'plain' ? [m.fcIn, m.fcOut] : [m.gate, m.up, m.down])];
-      for (const l of specs) if (l.layout === 'out_in') held.set(l.module, tf.keep(tf.transpose(this.p(`${l.module}.weight`), [1, 0])));
+      for (const l of linearsOf(layer)) if (l.layout === 'out_in') held.set(l.module, tf.keep(tf.transpose(this.p(`${l.module}.weight`), [1, 0])));
     }
     this.decodingWeights = held;
     return () => {
@@ -187,6 +191,7 @@ export class DecoderModel {
     // 1. embeddings
     let x = embedding(this.p(this.spec.embedTokens), inputIds); // (B, T, E)
     if (opts.prependEmbeddings) x = tf.concat([opts.prependEmbeddings, x], 1);
+    if (c.embedScale !== 1) x = tf.mul(x, c.embedScale);
     if (this.spec.projectIn) x = this.linear(x, this.spec.projectIn);
     if (this.spec.embedPositions) {
       const offset = c.positions === 'learned_offset2' ? 2 : 0;
@@ -196,10 +201,26 @@ export class DecoderModel {
     if (this.spec.embedNorm) x = this.norm(x, this.spec.embedNorm);
     x = this.dropout(x, c.embdDropout, training);
 
-    // 2. attention bias (causal + padding, plus ALiBi) and rotary tables, shared by every layer
-    let bias = causalMaskBias(mask, T); // (B, 1, T, S)
-    if (c.positions === 'alibi') bias = tf.add(bias, alibiBias(mask, c.numHeads)); // (B, H, T, S)
-    const rope = c.positions === 'rotary' ? rotaryTables(positionIds, c.headDim, c.ropeTheta) : null;
+    // 2. attention bias (causal + padding, plus ALiBi; one per sliding window size) and rotary tables, shared by
+    // every layer
+    const biases = new Map<number | null, Tensor>();
+    for (const w of new Set(this.spec.layers.map((l) => l.window))) {
+      let bias = causalMaskBias(mask, T, w); // (B, 1, T, S)
+      if (c.positions === 'alibi') bias = tf.add(bias, alibiBias(mask, c.numHeads)); // (B, H, T, S)
+      biases.set(w, bias);
+    }
+    let rope: { cos: Tensor; sin: Tensor } | null = null;
+    if (c.rope) {
+      // Only dynamic NTK reads the largest position; the others skip the device-to-host read.
+      let maxPos = 0;
+      if (c.rope.type === 'dynamic') {
+        const m = tf.max(positionIds);
+        maxPos = m.dataSync()[0]!;
+        m.dispose();
+      }
+      const f = ropeFrequencies(c.rope, maxPos);
+      rope = rotaryTables(positionIds, f.invFreq, f.scaling);
+    }
 
     // 3. blocks, each in its own tidy: under a gradient tape every forward intermediate would otherwise stay alive
     // until the backward pass ends; only what the gradients saved (and the block's output) is kept.
@@ -207,7 +228,7 @@ export class DecoderModel {
     const values: Tensor[] = [];
     this.spec.layers.forEach((layer, i) => {
       const past: [Tensor, Tensor] | null = opts.cache ? [opts.cache.keys[i]!, opts.cache.values[i]!] : null;
-      const out = tf.tidy(() => this.block(x, layer, bias, rope, past, training, opts.useCache ?? false));
+      const out = tf.tidy(() => this.block(x, layer, biases.get(layer.window)!, rope, past, training, opts.useCache ?? false));
       x = out.x;
       if (out.k && out.v) {
         keys.push(out.k);
@@ -229,11 +250,22 @@ export class DecoderModel {
   ): { x: Tensor; k?: Tensor; v?: Tensor } {
     const c = this.config;
     const h = c.preNorm ? this.norm(x, layer.ln1) : x;
-    const { out, k, v } = this.selfAttention(h, layer, bias, rope, past, training);
+    const attn = this.selfAttention(h, layer, bias, rope, past, training);
+    const { k, v } = attn;
+    let out = attn.out;
+    if (layer.postAttnNorm) out = this.norm(out, layer.postAttnNorm);
+    if (c.parallelResidual) {
+      // GPT-NeoX: both branches read the block's input.
+      const m = this.mlp(this.norm(x, layer.ln2), layer, training);
+      const y = lean.add(lean.add(x, this.dropout(out, c.residDropout, training)), this.dropout(m, c.residDropout, training));
+      return useCache ? { x: y, k, v } : { x: y };
+    }
     let y = lean.add(x, this.dropout(out, c.residDropout, training));
     if (!c.preNorm) y = this.norm(y, layer.ln1);
     const h2 = c.preNorm ? this.norm(y, layer.ln2) : y;
-    y = lean.add(y, this.dropout(this.mlp(h2, layer, training), c.residDropout, training));
+    let m = this.mlp(h2, layer, training);
+    if (layer.postMlpNorm) m = this.norm(m, layer.postMlpNorm);
+    y = lean.add(y, this.dropout(m, c.residDropout, training));
     if (!c.preNorm) y = this.norm(y, layer.ln2);
     return useCache ? { x: y, k, v } : { x: y };
   }
@@ -254,12 +286,17 @@ export class DecoderModel {
       q = heads(this.linear(x, a.q, training), H);
       k = heads(this.linear(x, a.k, training), Hkv);
       v = heads(this.linear(x, a.v, training), Hkv);
-    } else if (a.kind === 'fused_gpt2') {
-      const qkv = this.linear(x, a.qkv, training); // (B, T, 3C)
-      [q, k, v] = tf.split(qkv, 3, 2).map((t) => heads(t, H)) as [Tensor, Tensor, Tensor];
+    } else if (a.kind === 'fused_concat') {
+      const qkv = this.linear(x, a.qkv, training); // (B, T, (H + 2·Hkv)·hs): q | k | v
+      const [qq, kk, vv] = tf.split(qkv, [H * hs, Hkv * hs, Hkv * hs], 2) as [Tensor, Tensor, Tensor];
+      [q, k, v] = [heads(qq, H), heads(kk, Hkv), heads(vv, Hkv)];
     } else {
       const qkv = lean.reshape(this.linear(x, a.qkv, training), [B, T, H, 3, hs]); // per head: q, k, v
       [q, k, v] = tf.split(qkv, 3, 3).map((t) => tf.transpose(lean.reshape(t, [B, T, H, hs]), [0, 2, 1, 3])) as [Tensor, Tensor, Tensor];
+    }
+    if (a.qNorm && a.kNorm) {
+      q = this.norm(q, a.qNorm);
+      k = this.norm(k, a.kNorm);
     }
     if (rope) {
       q = applyRotary(q, rope.cos, rope.sin);
@@ -269,7 +306,7 @@ export class DecoderModel {
       k = tf.concat([past[0], k], 2);
       v = tf.concat([past[1], v], 2);
     }
-    const y = attention(q, k, v, bias, 1 / Math.sqrt(hs)); // (B, H, T, hs)
+    const y = attention(q, k, v, bias, c.attnScale, c.attnSoftcap); // (B, H, T, hs)
     const merged = lean.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, H * hs]);
     return { out: this.linear(merged, a.o, training), k, v };
   }
@@ -277,6 +314,11 @@ export class DecoderModel {
   private mlp(x: Tensor, layer: LayerSpec, training: boolean): Tensor {
     const m = layer.mlp;
     if (m.kind === 'plain') return this.linear(activate(this.linear(x, m.fcIn, training), this.config.activation), m.fcOut, training);
+    if (m.kind === 'gated_fused') {
+      const I = this.config.intermediateSize;
+      const [gate, up] = tf.split(this.linear(x, m.gateUp, training), [I, I], -1) as [Tensor, Tensor]; // gate | up
+      return this.linear(tf.mul(activate(gate, this.config.activation), up), m.down, training);
+    }
     const g = activate(this.linear(x, m.gate, training), this.config.activation);
     return this.linear(tf.mul(g, this.linear(x, m.up, training)), m.down, training);
   }
@@ -288,7 +330,9 @@ export class DecoderModel {
   logits(hidden: Tensor, headT?: Tensor): Tensor {
     const [B, T, C] = hidden.shape as [number, number, number];
     const h = lean.reshape(hidden, [B * T, C]);
-    const flat = headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
+    let flat = headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
+    const cap = this.config.finalSoftcap;
+    if (cap) flat = softcapLogits(flat, cap);
     return lean.reshape(flat, [B, T, flat.shape[1]!]);
   }
 
@@ -300,7 +344,7 @@ export class DecoderModel {
   lmLoss(hidden: Tensor, labels: Tensor): Tensor {
     return tf.tidy(() => {
       const [B, T, C] = hidden.shape as [number, number, number];
-      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.lmHeadWeight(), nextTokenTargets(labels));
+      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.lmHeadWeight(), nextTokenTargets(labels), undefined, this.config.finalSoftcap);
     });
   }
 

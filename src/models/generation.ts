@@ -8,13 +8,14 @@ import { Rng } from '../engine/rng.js';
 import type { DecoderModel, KVCache } from './decoder.js';
 import { positionsFromMask } from './ops/positions.js';
 import { applyRepetitionPenalty, chooseToken, type SamplingOptions } from './sampling.js';
+import { configEosTokenIds } from './config.js';
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
   /** New tokens at most (default 20 when neither this nor maxLength is set). */
   maxNewTokens?: number;
   /** Total length (prompt + new) at most, as HF's max_length. */
   maxLength?: number;
-  /** Token id(s) that end a row; defaults to the model config's eos_token_id. */
+  /** Token id(s) that end a row; defaults to generation_config.json's eos_token_id (any of them), else config.json's. */
   eosTokenId?: number | number[] | null;
   /** Filler after a row ended; defaults to pad_token_id, else EOS. */
   padTokenId?: number | null;
@@ -50,9 +51,9 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
   if (inputIds.some((r) => r.length !== P)) throw new Error('generate: prompts must be padded to one length (left padding)');
   const mask0 = attentionMask ?? inputIds.map((r) => r.map(() => 1));
   const maxNew = opts.maxNewTokens ?? (opts.maxLength !== undefined ? Math.max(0, opts.maxLength - P) : 20);
-  const eosRaw = opts.eosTokenId === undefined ? model.config.eosTokenId : opts.eosTokenId;
+  const eosRaw = opts.eosTokenId === undefined ? model.generationDefaults?.eosTokenIds ?? configEosTokenIds(model.config) : opts.eosTokenId;
   const eos = new Set(eosRaw === null || eosRaw === undefined ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw]);
-  const pad = opts.padTokenId ?? model.config.padTokenId ?? (eos.size ? [...eos][0]! : 0);
+  const pad = opts.padTokenId ?? model.generationDefaults?.padTokenId ?? model.config.padTokenId ?? (eos.size ? [...eos][0]! : 0);
   const sampling: SamplingOptions = {
     doSample: opts.doSample ?? false, temperature: opts.temperature ?? 1, topK: opts.topK ?? 0, topP: opts.topP ?? 1,
     repetitionPenalty: opts.repetitionPenalty ?? 1,

@@ -7,6 +7,7 @@ import { Rng } from '../engine/rng.js';
 import { uniqueScope } from '../engine/names.js';
 import { linear } from './ops/linear.js';
 import { linearsOf, type LinearSpec, type ModelSpec } from './architectures.js';
+import type { ModelType } from './config.js';
 
 export interface LoraConfig {
   r: number;
@@ -17,11 +18,17 @@ export interface LoraConfig {
 }
 
 /** Default targets per architecture, as PEFT's own defaults map them. */
-export const DEFAULT_LORA_TARGETS: Record<string, string[]> = {
+export const DEFAULT_LORA_TARGETS: Record<ModelType, string[]> = {
   gpt2: ['c_attn'],
   opt: ['q_proj', 'v_proj'],
   bloom: ['query_key_value'],
   llama: ['q_proj', 'v_proj'],
+  qwen2: ['q_proj', 'v_proj'],
+  qwen3: ['q_proj', 'v_proj'],
+  mistral: ['q_proj', 'v_proj'],
+  gpt_neox: ['query_key_value'],
+  phi3: ['qkv_proj'],
+  gemma2: ['q_proj', 'v_proj'],
 };
 
 export function allLinears(spec: ModelSpec): LinearSpec[] {

@@ -8,11 +8,12 @@ import { tf, type Tensor } from '../engine/tf.js';
 import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from '../hub/safetensors.js';
 import { normalizeConfig, type ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
-import { buildSpec, parameterShapes } from './architectures.js';
+import { buildSpec, causalLmClass, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
 import { readPeftAdapter, readPeftAdapterConfig, writePeftAdapter } from '../hub/peft_files.js';
 import { PrefixTuningAdapter } from './prefix_tuning.js';
 import { PromptTuningAdapter } from './prompt_tuning.js';
+import { GENERATION_CONFIG_FILE, readGenerationConfig } from './generation_config.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
 
@@ -52,6 +53,8 @@ function canonicalName(name: string, config: ModelConfig): string {
   if (config.modelType === 'gpt2' && !name.startsWith('transformer.') && !name.startsWith('lm_head') && !name.startsWith('value_head')) return `transformer.${name}`;
   if (config.modelType === 'opt' && name.startsWith('decoder.')) return `model.${name}`;
   if (config.modelType === 'bloom' && !name.startsWith('transformer.') && !name.startsWith('lm_head') && !name.startsWith('value_head')) return `transformer.${name}`;
+  // transformers 5 calls GPT-NeoX's head lm_head in memory and embed_out on disk.
+  if (config.modelType === 'gpt_neox' && name === 'lm_head.weight') return 'embed_out.weight';
   return name;
 }
 
@@ -114,7 +117,8 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
       const info = expected.get(n);
       if (!info) {
         // Buffers and duplicated tied heads that some savers include are not parameters.
-        if (/\.attn\.(masked_)?bias$/.test(n) || (n === 'lm_head.weight' && config.tieWordEmbeddings) || /rotary_emb\.inv_freq$/.test(n)) continue;
+        // (GPT-2's attn.bias and GPT-NeoX's attention.bias / masked_bias are causal-mask buffers.)
+        if (/\.(attn|attention)\.(masked_)?bias$/.test(n) || (n === 'lm_head.weight' && config.tieWordEmbeddings) || /rotary_emb\.inv_freq$/.test(n)) continue;
         unexpected.push(n);
         continue;
       }
@@ -141,6 +145,7 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
         throw e;
       }
     }
+    model.generationDefaults = readGenerationConfig(dir);
     return { model, valueHead: valueHead.size ? valueHead : null, dir };
   } finally {
     for (const t of weights.values()) t.dispose();
@@ -244,7 +249,10 @@ export interface SaveOptions {
   params?: Map<string, Tensor>;
 }
 
-/** Writes config.json, model.safetensors (value head included under `value_head.*`) and generation_config.json. */
+/**
+ * Writes config.json, model.safetensors (value head included under `value_head.*`) and generation_config.json (the
+ * loaded checkpoint's own, so its EOS ids and sampling defaults carry over; else one derived from config.json).
+ */
 export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptions = {}): void {
   mkdirSync(dir, { recursive: true });
   const c = model.config;
@@ -252,7 +260,7 @@ export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptio
   if (opts.dtype === 'BF16') config.dtype = 'bfloat16';
   else if (opts.dtype === 'F16') config.dtype = 'float16';
   else config.dtype = 'float32';
-  if (!config.architectures) config.architectures = [{ gpt2: 'GPT2LMHeadModel', opt: 'OPTForCausalLM', bloom: 'BloomForCausalLM', llama: 'LlamaForCausalLM' }[c.modelType]];
+  if (!config.architectures) config.architectures = [causalLmClass(c.modelType)];
   writeFileSync(join(dir, 'config.json'), JSON.stringify(sortKeys(config), null, 2) + '\n');
   const tensors = new Map<string, TensorToWrite>();
   for (const [name, v] of opts.params ?? model.params) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
@@ -262,8 +270,9 @@ export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptio
   if (c.bosTokenId !== null) gen.bos_token_id = c.bosTokenId;
   if (c.eosTokenId !== null) gen.eos_token_id = c.eosTokenId;
   if (c.padTokenId !== null) gen.pad_token_id = c.padTokenId;
-  const genFile = join(dir, 'generation_config.json');
-  if (!existsSync(genFile)) writeFileSync(genFile, JSON.stringify(gen, null, 2) + '\n');
+  const genFile = join(dir, GENERATION_CONFIG_FILE);
+  if (model.generationDefaults) writeFileSync(genFile, JSON.stringify(model.generationDefaults.raw, null, 2) + '\n');
+  else if (!existsSync(genFile)) writeFileSync(genFile, JSON.stringify(gen, null, 2) + '\n');
 }
 
 function sortKeys(o: Record<string, unknown>): Record<string, unknown> {

@@ -36,6 +36,44 @@ export const FAMILY_DEFAULTS: Record<ModelType, Record<string, unknown>> = {
     rms_norm_eps: 1e-6, rope_theta: 10000, hidden_act: 'silu', initializer_range: 0.02, tie_word_embeddings: false,
     bos_token_id: 1, eos_token_id: 2,
   },
+  qwen2: {
+    model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016,
+    num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, hidden_act: 'silu', max_position_embeddings: 32768,
+    rms_norm_eps: 1e-6, rope_theta: 10000, use_sliding_window: false, sliding_window: 4096, max_window_layers: 28,
+    attention_dropout: 0, initializer_range: 0.02, tie_word_embeddings: false,
+  },
+  qwen3: {
+    model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'], vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016,
+    num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, head_dim: 128, hidden_act: 'silu',
+    max_position_embeddings: 32768, rms_norm_eps: 1e-6, rope_theta: 10000, attention_bias: false, use_sliding_window: false,
+    sliding_window: 4096, max_window_layers: 28, attention_dropout: 0, initializer_range: 0.02, tie_word_embeddings: false,
+  },
+  mistral: {
+    model_type: 'mistral', architectures: ['MistralForCausalLM'], vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336,
+    num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, hidden_act: 'silu', max_position_embeddings: 131072,
+    rms_norm_eps: 1e-6, rope_theta: 10000, sliding_window: 4096, attention_dropout: 0, initializer_range: 0.02,
+    tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+  },
+  gpt_neox: {
+    model_type: 'gpt_neox', architectures: ['GPTNeoXForCausalLM'], vocab_size: 50432, hidden_size: 6144, num_hidden_layers: 44,
+    num_attention_heads: 64, intermediate_size: 24576, hidden_act: 'gelu', rotary_pct: 0.25, rotary_emb_base: 10000,
+    attention_dropout: 0, hidden_dropout: 0, max_position_embeddings: 2048, initializer_range: 0.02, layer_norm_eps: 1e-5,
+    use_parallel_residual: true, attention_bias: true, tie_word_embeddings: false, bos_token_id: 0, eos_token_id: 2,
+  },
+  phi3: {
+    model_type: 'phi3', architectures: ['Phi3ForCausalLM'], vocab_size: 32064, hidden_size: 3072, intermediate_size: 8192,
+    num_hidden_layers: 32, num_attention_heads: 32, resid_pdrop: 0, embd_pdrop: 0, attention_dropout: 0, hidden_act: 'silu',
+    max_position_embeddings: 4096, original_max_position_embeddings: 4096, initializer_range: 0.02, rms_norm_eps: 1e-5,
+    rope_theta: 10000, partial_rotary_factor: 1, sliding_window: null, tie_word_embeddings: false, bos_token_id: 1,
+    eos_token_id: 32000, pad_token_id: 32000,
+  },
+  gemma2: {
+    model_type: 'gemma2', architectures: ['Gemma2ForCausalLM'], vocab_size: 256000, hidden_size: 2304, intermediate_size: 9216,
+    num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 256, hidden_activation: 'gelu_pytorch_tanh',
+    max_position_embeddings: 8192, initializer_range: 0.02, rms_norm_eps: 1e-6, rope_theta: 10000, attention_bias: false,
+    attention_dropout: 0, query_pre_attn_scalar: 256, sliding_window: 4096, final_logit_softcapping: 30,
+    attn_logit_softcapping: 50, tie_word_embeddings: true, pad_token_id: 0, eos_token_id: 1, bos_token_id: 2,
+  },
 };
 
 /** Keys a family reads that its default config leaves out; any other unknown key is a typo, not a silent no-op. */
@@ -44,6 +82,12 @@ const OPTIONAL_KEYS: Record<ModelType, string[]> = {
   opt: ['_remove_final_layer_norm', 'layerdrop'],
   bloom: ['apply_residual_connection_post_layernorm', 'pad_token_id'],
   llama: ['num_key_value_heads', 'head_dim', 'attention_bias', 'mlp_bias', 'rope_scaling', 'attention_dropout', 'pad_token_id'],
+  qwen2: ['head_dim', 'rope_scaling', 'layer_types', 'pad_token_id', 'bos_token_id', 'eos_token_id'],
+  qwen3: ['rope_scaling', 'layer_types', 'pad_token_id', 'bos_token_id', 'eos_token_id'],
+  mistral: ['head_dim', 'rope_scaling', 'pad_token_id'],
+  gpt_neox: ['rope_scaling', 'partial_rotary_factor', 'pad_token_id'],
+  phi3: ['num_key_value_heads', 'rope_scaling', 'layer_types'],
+  gemma2: ['rope_scaling', 'layer_types'],
 };
 
 const POSITION_KEYS = ['n_positions', 'max_position_embeddings'];

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { readSafetensors } from '../../src/hub/safetensors.js';
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
-export const ARCHS = ['gpt2', 'opt', 'bloom', 'llama'] as const;
+/** Fixture folders: the four older families, then the newer ones (llama3 is a LLaMA with llama3 rope scaling). */
+export const ARCHS = ['gpt2', 'opt', 'bloom', 'llama', 'qwen2', 'qwen3', 'mistral', 'gpt_neox', 'llama3', 'phi3', 'gemma2'] as const;
 export type Arch = (typeof ARCHS)[number];
 
 export function fixtureDir(arch: Arch): string {

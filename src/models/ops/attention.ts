@@ -62,8 +62,11 @@ function headProducts(a: Tensor, b: Tensor, form: Form, loop: boolean): Tensor {
  * its ops touched until the backward pass ended) and frees them as soon as its gradient is computed:
  *   P = softmax(q·kᵀ·scale + bias), out = P·v
  *   dP = dout·vᵀ, dv = Pᵀ·dout, dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale, dq = dS·k, dk = dSᵀ·q
+ *
+ * `softcap` c (Gemma 2's attn_logit_softcapping) bounds the scaled scores before the bias: s ↦ c·tanh(s/c), so
+ * P = softmax(c·tanh(q·kᵀ·scale/c) + bias) and dS gains the factor 1 − tanh²; tanh is then saved as well.
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: number): Tensor {
+export function attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: number, softcap: number | null = null): Tensor {
   const [B, H, T, hs] = q.shape as [number, number, number, number];
   const [, G, S] = k.shape as [number, number, number];
   const rows = (H / G) * T; // query rows per kv head
@@ -75,17 +78,20 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: 
   const op = tf.customGrad((qq, kk, vv, save) => {
     const [sq, sk, sv] = [grouped(qq as Tensor), kk as Tensor, vv as Tensor];
     const scores = perHead(broadcast ? broadcastScores(sq, sk) : headProducts(sq, sk, 'nt', loop)); // (B, H, T, S)
-    const probs = grouped(tf.softmax(tf.add(tf.mul(scores, scale), bias), -1)); // (B, G, rep·T, S)
-    (save as tf.GradSaveFunc)([sq, sk, sv, probs]);
+    const capped = softcap ? tf.tanh(tf.mul(scores, scale / softcap)) : null; // (B, H, T, S)
+    const logits = capped ? tf.mul(capped, softcap!) : tf.mul(scores, scale);
+    const probs = grouped(tf.softmax(tf.add(logits, bias), -1)); // (B, G, rep·T, S)
+    (save as tf.GradSaveFunc)(capped ? [sq, sk, sv, probs, grouped(capped)] : [sq, sk, sv, probs]);
     return {
       value: perHead(broadcast ? broadcastMix(probs, sv) : headProducts(probs, sv, 'nn', loop)), // (B, H, T, hs)
       gradFunc: tidyGrad((dout: Tensor, saved: Tensor[]) => {
-        const [q0, k0, v0, p] = saved as [Tensor, Tensor, Tensor, Tensor];
+        const [q0, k0, v0, p, th] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
         const mode = unbatched; // tiny backward products (T < 16) also run fine as a loop
         const d = grouped(dout);
         const dprobs = headProducts(d, v0, 'nt', mode); // (B, G, rep·T, S)
         const dv = headProducts(p, d, 'tn', mode); // (B, G, S, hs)
-        const dscores = tf.mul(tf.mul(p, tf.sub(dprobs, tf.sum(tf.mul(dprobs, p), -1, true))), scale);
+        let dscores = tf.mul(tf.mul(p, tf.sub(dprobs, tf.sum(tf.mul(dprobs, p), -1, true))), scale);
+        if (th) dscores = tf.mul(dscores, tf.sub(1, tf.square(th)));
         return [perHead(headProducts(dscores, k0, 'nn', mode)), headProducts(dscores, q0, 'tn', mode), dv];
       }),
     };
@@ -95,16 +101,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: 
 
 /**
  * Additive mask [B, 1, T, S] for T new queries after `past` cached positions: key j is visible to query i when
- * j ≤ past + i and attentionMask[b, j] = 1. `attentionMask` is [B, S] (0/1, S = past + T).
+ * j ≤ past + i and attentionMask[b, j] = 1. `attentionMask` is [B, S] (0/1, S = past + T). With a sliding `window`
+ * W, also only when past + i − j < W (the query and the W − 1 keys before it, as transformers' sliding-window
+ * mask), counted in sequence slots, padding included.
  */
-export function causalMaskBias(attentionMask: Tensor, T: number): Tensor {
+export function causalMaskBias(attentionMask: Tensor, T: number, window: number | null = null): Tensor {
   return tf.tidy(() => {
     const [B, S] = attentionMask.shape as [number, number];
     const past = S - T;
     // Two small additive masks, combined by a broadcast minimum (elementwise logic over [B, 1, T, S] is slow on wasm).
     const qi = tf.reshape(tf.range(past, past + T, 1, 'int32'), [T, 1]);
     const kj = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
-    const causal = tf.mul(tf.cast(tf.greater(kj, qi), 'float32'), MASKED); // (T, S): 0 where j ≤ past + i
+    const hidden = window ? tf.logicalOr(tf.greater(kj, qi), tf.greaterEqual(tf.sub(qi, kj), window)) : tf.greater(kj, qi);
+    const causal = tf.mul(tf.cast(hidden, 'float32'), MASKED); // (T, S): 0 where key j is visible to query i
     const padding = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // (B, S): 0 at real tokens
     return tf.minimum(tf.reshape(causal, [1, 1, T, S]), tf.reshape(padding, [B, 1, 1, S]));
   });

@@ -11,13 +11,14 @@
  * so dz = dlogp·(onehot − p) − dH·p ⊙ (z − lse + H), then dh = dz·W and dW = dzᵀ·h.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
-import { headGradChunk, headPieces, LOSS_ROWS_PER_CHUNK, splitSizes } from './lm_head_loss.js';
+import { capChunk, headGradChunk, headPieces, LOSS_ROWS_PER_CHUNK, splitSizes } from './lm_head_loss.js';
 import { scatterAt } from './loss.js';
 import { VOCAB_CHUNK } from './vocab_projection.js';
 import { gradientsRecording, tidyGrad } from './tidy_grad.js';
 
 interface ChunkStats {
-  z: Tensor; // (R, V) logits
+  z: Tensor; // (R, V) logits (soft-capped when the model caps them)
+  slope: Tensor | null; // (R, V) dz/draw of the cap, 1 − tanh²
   lse: Tensor; // (R, 1)
   p: Tensor; // (R, V)
   flatIdx: Tensor; // (R) index of each row's target in the flattened (R·V) logits
@@ -25,23 +26,24 @@ interface ChunkStats {
   entropy: Tensor; // (R)
 }
 
-function chunkStats(hc: Tensor, WTj: Tensor[], targets: Tensor): ChunkStats {
+function chunkStats(hc: Tensor, WTj: Tensor[], targets: Tensor, cap: number | null): ChunkStats {
   const R = hc.shape[0]!;
-  const z = WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+  const raw = WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+  const { logits: z, slope } = capChunk(raw, cap);
   const V = z.shape[1]!;
   const p = tf.softmax(z, -1);
   const lse = tf.sub(tf.max(z, -1, true), tf.log(tf.max(p, -1, true))); // (R, 1): the largest p is exp(max z − lse)
   const flatIdx = tf.add(tf.mul(tf.range(0, R, 1, 'int32'), tf.scalar(V, 'int32')), targets);
   const logp = tf.sub(tf.gather(tf.reshape(z, [R * V]), flatIdx), tf.reshape(lse, [R]));
   const entropy = tf.sub(tf.reshape(lse, [R]), tf.sum(tf.mul(p, z), -1));
-  return { z, lse, p, flatIdx, logp, entropy };
+  return { z, slope, lse, p, flatIdx, logp, entropy };
 }
 
 /**
  * h [N, C], head [V, C], targets [N] (int) → [N, 2]: column 0 log p(target), column 1 the entropy (nats).
- * Differentiable in h and head.
+ * Differentiable in h and head. `softcap`: the logits soft-capped first (Gemma 2's final_logit_softcapping).
  */
-export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK): Tensor {
+export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK, softcap: number | null = null): Tensor {
   const [N, C] = h.shape as [number, number];
   if (head.shape[1] !== C) throw new Error(`headLogProbsAndEntropy: head [${head.shape}] does not match hidden width ${C}`);
   if (targets.size !== N) throw new Error(`headLogProbsAndEntropy: ${targets.size} targets for ${N} rows`);
@@ -56,7 +58,7 @@ export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor,
       let r0 = 0;
       for (const R of rowSizes) {
         parts.push(tf.tidy(() => {
-          const s = chunkStats(rows(x, r0, R), WTj, rows(tg, r0, R));
+          const s = chunkStats(rows(x, r0, R), WTj, rows(tg, r0, R), softcap);
           return tf.stack([s.logp, s.entropy], 1); // (R, 2)
         }));
         r0 += R;
@@ -78,7 +80,7 @@ export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor,
           for (const R of rowSizes) {
             const step = tf.tidy(() => {
               const hc = rows(x, r0, R);
-              const s = chunkStats(hc, WTj, rows(t, r0, R));
+              const s = chunkStats(hc, WTj, rows(t, r0, R), softcap);
               const V = s.z.shape[1]!;
               const d = rows(dy, r0, R); // (R, 2)
               const dlogp = tf.slice(d, [0, 0], [R, 1]);
@@ -88,7 +90,8 @@ export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor,
               const dzDense = tf.neg(tf.mul(s.p, tf.add(dlogp, tf.mul(dH, tf.add(tf.sub(s.z, s.lse), H)))));
               const flat = tf.reshape(dzDense, [R * V]);
               const atTarget = tf.add(tf.gather(flat, s.flatIdx), tf.reshape(dlogp, [R]));
-              const dz = tf.reshape(scatterAt(flat, s.flatIdx, atTarget, R, V), [R, V]);
+              const dzCapped = tf.reshape(scatterAt(flat, s.flatIdx, atTarget, R, V), [R, V]);
+              const dz = s.slope ? tf.mul(dzCapped, s.slope) : dzCapped;
               const grads = headGradChunk(dz, hc, Wj, vocabSizes, dWT);
               return { dh: grads.dh, next: grads.dWT };
             });

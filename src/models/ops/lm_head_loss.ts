@@ -51,6 +51,21 @@ export function headGradChunk(G: Tensor, hc: Tensor, Wj: Tensor[], vocabSizes: n
   return { dh: dh!, dWT: next };
 }
 
+/**
+ * Gemma 2's final-logit soft-capping z ↦ c·tanh(z/c), differentiated by tfjs (its inputs are [rows, V] chunks or
+ * generation's last-position logits). The chunked heads below apply it themselves, with d/dz = 1 − tanh².
+ */
+export function softcapLogits(z: Tensor, cap: number): Tensor {
+  return tf.mul(tf.tanh(tf.div(z, cap)), cap);
+}
+
+/** Raw head products z → the capped logits and the factor 1 − tanh² their gradients are multiplied by. */
+export function capChunk(z: Tensor, cap: number | null): { logits: Tensor; slope: Tensor | null } {
+  if (!cap) return { logits: z, slope: null };
+  const t = tf.tanh(tf.div(z, cap));
+  return { logits: tf.mul(t, cap), slope: tf.sub(1, tf.square(t)) };
+}
+
 interface ChunkResult {
   /** Σ over the chunk's rows of weight·(lse − picked). */
   loss: Tensor;
@@ -59,9 +74,10 @@ interface ChunkResult {
 }
 
 /** One chunk of rows: logits, per-row loss, and (optionally) the logits gradient (p − onehot)·weight. */
-function chunkLoss(hc: Tensor, WTj: Tensor[], targets: Tensor, weight: Tensor, withGrad: boolean): ChunkResult {
+function chunkLoss(hc: Tensor, WTj: Tensor[], targets: Tensor, weight: Tensor, withGrad: boolean, cap: number | null): ChunkResult {
   const R = hc.shape[0]!;
-  const logits = WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+  const raw = WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+  const { logits, slope } = capChunk(raw, cap);
   const V = logits.shape[1]!;
   const p = tf.softmax(logits, -1);
   const lse = tf.sub(tf.max(logits, -1), tf.log(tf.max(p, -1)));
@@ -72,11 +88,14 @@ function chunkLoss(hc: Tensor, WTj: Tensor[], targets: Tensor, weight: Tensor, w
   const scaled = tf.reshape(tf.mul(p, tf.reshape(weight, [R, 1])), [R * V]); // weight·p
   const atTarget = tf.sub(tf.gather(scaled, flatIdx), weight); // weight·(p_target − 1)
   const G = tf.reshape(scatterAt(scaled, flatIdx, atTarget, R, V), [R, V]);
-  return { loss, G };
+  return { loss, G: slope ? tf.mul(G, slope) : G };
 }
 
-/** Mean cross-entropy of (h[N, C] · head[V, C]ᵀ) against int labels [N], ignoring IGNORE_INDEX. */
-export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK): Tensor {
+/**
+ * Mean cross-entropy of (h[N, C] · head[V, C]ᵀ) against int labels [N], ignoring IGNORE_INDEX; `softcap`: the logits
+ * soft-capped first (see softcapLogits).
+ */
+export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK, softcap: number | null = null): Tensor {
   const [N, C] = h.shape as [number, number];
   const V = head.shape[0]!;
   if (head.shape[1] !== C) throw new Error(`lmHeadCrossEntropy: head [${head.shape}] does not match hidden width ${C}`);
@@ -99,7 +118,7 @@ export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rows
         let total: Tensor = tf.scalar(0);
         let r0 = 0;
         for (const R of rowSizes) {
-          const part = tf.tidy(() => chunkLoss(rowsOf(h, r0, R), WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), false).loss);
+          const part = tf.tidy(() => chunkLoss(rowsOf(h, r0, R), WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), false, softcap).loss);
           const next: Tensor = tf.add(total, part);
           tf.dispose([total, part]);
           total = next;
@@ -118,7 +137,7 @@ export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rows
       for (const R of rowSizes) {
         const step = tf.tidy(() => {
           const hc = rowsOf(x, r0, R);
-          const { loss, G } = chunkLoss(hc, WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), true);
+          const { loss, G } = chunkLoss(hc, WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), true, softcap);
           const grads = headGradChunk(G!, hc, Wj, vocabSizes, dWT);
           return { loss: tf.add(total, loss), dh: grads.dh, dWTnew: grads.dWT };
         });

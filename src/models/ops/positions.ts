@@ -10,17 +10,18 @@ export function positionsFromMask(attentionMask: Tensor): Tensor {
   });
 }
 
-/** Rotary tables cos/sin [B, T, hs] for position ids [B, T] (HF's default rope: halves concatenated). */
-export function rotaryTables(positionIds: Tensor, headDim: number, theta: number): { cos: Tensor; sin: Tensor } {
+/**
+ * Rotary tables cos/sin [B, T, d] for position ids [B, T] and inverse frequencies [d/2] (HF's layout: halves
+ * concatenated), both multiplied by `scaling` (YaRN's attention factor; 1 otherwise).
+ */
+export function rotaryTables(positionIds: Tensor, invFreq: ArrayLike<number>, scaling = 1): { cos: Tensor; sin: Tensor } {
   return tf.tidy(() => {
-    const half = headDim / 2;
-    const invFreq = new Float32Array(half);
-    // Computed in float64 then rounded, as torch computes 1/theta^(2i/d) in float32 from an int64 arange.
-    for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(theta, (2 * i) / headDim);
+    // Frequencies computed in float64 then rounded, as torch rounds its float32 1/θ^(2i/d).
     const pos = tf.cast(positionIds, 'float32'); // [B, T]
-    const freqs = tf.mul(tf.expandDims(pos, 2), tf.tensor1d(invFreq)); // [B, T, half]
-    const emb = tf.concat([freqs, freqs], 2); // [B, T, hs]
-    return { cos: tf.cos(emb), sin: tf.sin(emb) };
+    const freqs = tf.mul(tf.expandDims(pos, 2), tf.tensor1d(Float32Array.from(invFreq))); // [B, T, d/2]
+    const emb = tf.concat([freqs, freqs], 2); // [B, T, d]
+    if (scaling === 1) return { cos: tf.cos(emb), sin: tf.sin(emb) };
+    return { cos: tf.mul(tf.cos(emb), scaling), sin: tf.mul(tf.sin(emb), scaling) };
   });
 }
 
@@ -36,7 +37,7 @@ function rotateHalf(x: Tensor, sign: 1 | -1): Tensor {
  * Applies rotary embedding to x [B, H, T, hs] with cos/sin [B, T, hs]: x·cos + rotate_half(x)·sin. The map is
  * linear in x, so its gradient is dy·cos + rotate_halfᵀ(dy·sin) and nothing needs saving (cos/sin are constants).
  */
-export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+function applyRotaryFull(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const tableShape = cos.shape;
   const op = tf.customGrad((xx, cc, ss, save) => {
     const c = tf.expandDims(cc as Tensor, 1);
@@ -52,6 +53,18 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
     };
   }) as unknown as (t: Tensor, c: Tensor, s: Tensor) => Tensor;
   return op(x, cos, sin);
+}
+
+/**
+ * Rotary embedding of x [B, H, T, hs] on its first d = cos.shape[2] dimensions (partial rotary: GPT-NeoX, Phi);
+ * the other hs − d pass through unchanged.
+ */
+export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const hs = x.shape[3]!;
+  const d = cos.shape[2]!;
+  if (d === hs) return applyRotaryFull(x, cos, sin);
+  const [rot, pass] = tf.split(x, [d, hs - d], 3);
+  return tf.concat([applyRotaryFull(rot!, cos, sin), pass!], 3);
 }
 
 /** ALiBi slopes per head, as BLOOM defines them (also for head counts that are not powers of two). */
