@@ -66,7 +66,16 @@ export function loadPretrained(dir: string, opts: { lora?: string } = {}): Loade
     if (opts.lora) throw new Error(`${dir} is itself a LoRA adapter; pass its base model as the model and this as the adapter`);
     const base = (JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as { base_model_name_or_path?: string }).base_model_name_or_path;
     if (!base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
-    const loaded = loadPretrained(isAbsolute(base) ? base : join(dir, base), { lora: dir });
+    const basePath = isAbsolute(base) ? base : join(dir, base);
+    if (!existsSync(join(basePath, 'config.json'))) {
+      throw new Error(`${dir} is a LoRA adapter whose base model ${base} (adapter_config.json base_model_name_or_path) ${existsSync(basePath) ? 'has no config.json' : 'does not exist'}: put the base model back there, or save the adapter merged (--merge_lora_weights)`);
+    }
+    let loaded: LoadedModel;
+    try {
+      loaded = loadPretrained(basePath, { lora: dir });
+    } catch (e) {
+      throw new Error(`${dir}: loading the LoRA adapter on its base model ${basePath}: ${(e as Error).message}`);
+    }
     const vh = join(dir, VALUE_HEAD_FILE);
     if (existsSync(vh)) {
       loaded.valueHead = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
