@@ -32,6 +32,8 @@ const GPT2 = fixtureDir('gpt2');
 const HH = join(REPO, 'datasets', 'preference', 'hh-rlhf-harmless-base-test.jsonl.gz');
 const PAUSE_MS = 150;
 const CHAIN_TIMEOUT = 300_000;
+/** Random kills per trainer, at most (FAULT_KILLS=20 for a longer soak: the loop ends when one step is left). */
+const RANDOM_KILLS = Number(process.env.FAULT_KILLS ?? 1);
 
 /** A CLI run in a child process (node --import tsx, so signals reach the trainer itself, not a wrapper). */
 class CliRun {
@@ -129,9 +131,10 @@ interface Chain {
   args: string[];
   /** Printed once training runs (the signal handlers are in place): a progress line of the first step. */
   ready: RegExp;
+  /** Optimizer steps (PPO: episodes) of the whole run. */
+  steps: number;
   /** Model subdirectories to compare besides the top level. */
   subdirs?: string[];
-  randomKills: number;
   seed: number;
 }
 
@@ -170,7 +173,7 @@ async function faultChain(c: Chain): Promise<void> {
 
   // 3. kill -9 at seeded random moments around a checkpoint write
   const rng = new Rng(c.seed);
-  for (let i = 0; i < c.randomKills; i++) {
+  for (let i = 0; i < RANDOM_KILLS && checkpoints(savePath).at(-1)! < c.steps - 1; i++) {
     before = digests(savePath);
     const k = run(true, paused);
     await k.waitFor(/save paused \d+ ms \(written, not yet published\): \S*checkpoint-/);
@@ -200,7 +203,7 @@ describe('fault injection: real signals and kill -9 on every trainer', () => {
     const work = tempDir('fault-sft-data');
     // 12 short samples, batches of 2: 6 steps
     await faultChain({
-      command: 'train_sft', randomKills: 2, seed: 11, ready: /sft step 1\//,
+      command: 'train_sft', steps: 6, seed: 11, ready: /sft step 1\//,
       args: ['--pretrain', GPT2, '--dataset', writeNumbersJsonl(work, 12), '--max_len', '24', '--prompt_template', 'plain',
         '--batch_size', '2', '--max_epochs', '1', '--lr', '2e-3', '--warmup_ratio', '0', '--backend', 'cpu', '--seed', '3',
         '--cache_dir', join(work, 'cache')],
@@ -210,7 +213,7 @@ describe('fault injection: real signals and kill -9 on every trainer', () => {
   it('train_reward_model', async () => {
     // 11 train pairs, batches of 2: 6 steps
     await faultChain({
-      command: 'train_reward_model', randomKills: 1, seed: 12, ready: /rm epoch 1\/1 step 1\//,
+      command: 'train_reward_model', steps: 6, seed: 12, ready: /rm epoch 1\/1 step 1\//,
       args: ['--pretrain', GPT2, '--dataset', HH, '--max_datasets_size', '12', '--max_len', '24', '--batch_size', '2',
         '--max_epochs', '1', '--lr', '1e-3', '--warmup_ratio', '0', '--log_steps', '1', '--backend', 'cpu', '--seed', '3'],
     });
@@ -220,7 +223,7 @@ describe('fault injection: real signals and kill -9 on every trainer', () => {
     const work = tempDir('fault-ppo-data');
     const rm = await buildToyRewardModel(join(work, 'rm'));
     await faultChain({
-      command: 'train_prompts', randomKills: 1, seed: 13, ready: /episode 1\/5/, subdirs: ['critic'],
+      command: 'train_prompts', steps: 5, seed: 13, ready: /episode 1\/5/, subdirs: ['critic'],
       args: [writeToyPrompts(work, 8), '--pretrain', GPT2, '--rm_path', rm, '--prompt_template', 'plain', '--max_input_len', '8',
         '--max_new_tokens', '6', '--experience_batch_size', '4', '--num_collect_steps', '1', '--num_update_steps', '1',
         '--train_batch_size', '4', '--num_episodes', '5', '--lr', '3e-4', '--critic_lr', '1e-3', '--backend', 'cpu', '--seed', '7'],
