@@ -24,6 +24,7 @@ function runDir(): string {
   writeFileSync(join(dir, 'critic', 'model.safetensors'), 'old critic');
   writeFileSync(join(dir, 'model.safetensors'), 'old model');
   writeFileSync(join(dir, 'stale.json'), 'only the old model had this');
+  writeFileSync(join(dir, 'NOTES.md'), 'the user\'s own file');
   return dir;
 }
 
@@ -53,7 +54,7 @@ describe('writeIntoDir', () => {
     const dir = runDir();
     await writeIntoDir(dir, writeNew);
     expectNewModel(dir);
-    expect(readdirSync(dir).sort()).toEqual(['checkpoint-1', 'checkpoint-2', 'config.json', 'critic', 'logs', 'model.safetensors']);
+    expect(readdirSync(dir).sort()).toEqual(['NOTES.md', 'checkpoint-1', 'checkpoint-2', 'config.json', 'critic', 'logs', 'model.safetensors']);
   });
 
   it('a failing write leaves the directory as it was', async () => {

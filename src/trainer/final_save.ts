@@ -3,7 +3,7 @@
  * Nothing already there is ever moved away for the write, so a crash at any moment cannot lose a checkpoint or a log:
  *
  *   1. the new model's files are written into `<save_path>/.final-save/new/` and fsynced;
- *   2. a journal naming them (and the stale top-level files of the previous model) is published by an atomic rename;
+ *   2. a journal naming them (and the previous model's files the new one lacks) is published by an atomic rename;
  *   3. each new entry is renamed into place (a file replaces its old version atomically; a directory such as PPO's
  *      critic/ first has its old version renamed aside into the staging dir); stale files are removed;
  *   4. the staging dir is removed.
@@ -19,6 +19,11 @@ import { fsyncPath, fsyncTree, recoverInterruptedWrite, savePause } from './chec
 /** The staging directory inside save_path. */
 export const STAGING_DIR = '.final-save';
 const JOURNAL = 'journal.json';
+/**
+ * Top-level files of a previous model that the new one replaces when it lacks them (weights, configs, tokenizer
+ * files): a stale config.json beside a new adapter would load the old model. Other files (a README, notes) stay.
+ */
+const MODEL_FILE = /^[^.].*\.(safetensors|json|txt|model|jinja|bin)$/;
 
 interface Journal {
   /** Top-level entries of the new model, in `new/`, to rename into save_path. */
@@ -48,7 +53,7 @@ export async function writeIntoDir<T>(dir: string, write: (tmp: string) => Promi
   }
   const entries = await fsp.readdir(fresh);
   const remove = (await fsp.readdir(dir, { withFileTypes: true }))
-    .filter((e) => !e.isDirectory() && !e.name.startsWith('.') && !entries.includes(e.name))
+    .filter((e) => !e.isDirectory() && MODEL_FILE.test(e.name) && !entries.includes(e.name))
     .map((e) => e.name);
   const journal: Journal = { entries, remove };
   const tmpJournal = path.join(staging, `${JOURNAL}.tmp`);
