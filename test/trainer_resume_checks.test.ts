@@ -10,7 +10,7 @@ import { refuseScoringModel, scoringModelReason } from '../src/hub/checkpoint_ki
 import { readSafetensors, writeSafetensors } from '../src/hub/safetensors.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { trainSft } from '../src/sft/index.js';
-import { fixtureDir } from './helpers/fixtures.js';
+import { FIXTURES, fixtureDir } from './helpers/fixtures.js';
 import { buildToyRewardModel } from './ppo_helpers.js';
 import { gpt2Config, logSink, tempDir, writeNumbersJsonl } from './sft_helpers.js';
 
@@ -34,6 +34,8 @@ describe('a scoring model where a language model is expected', () => {
     const cfg = JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8')) as Record<string, unknown>;
     writeFileSync(join(hf, 'config.json'), JSON.stringify({ ...cfg, architectures: ['GPT2ForSequenceClassification'], num_labels: 1 }));
     expect(scoringModelReason(hf)).toMatch(/architecture GPT2ForSequenceClassification/);
+    // transformers' own reward model files (the qwen2 fixture's rm/, saved by Qwen2ForSequenceClassification)
+    expect(scoringModelReason(join(FIXTURES, 'hf', 'qwen2', 'rm'))).toMatch(/Qwen2ForSequenceClassification/);
     writeFileSync(join(hf, 'config.json'), JSON.stringify(cfg));
     const tensors = new Map([...readSafetensors(join(hf, 'model.safetensors')).tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data as Float32Array }]));
     tensors.set('score.weight', { shape: [1, 64], data: new Float32Array(64) });

@@ -255,9 +255,9 @@ export class RewardTrainer {
       const done = this.loader.position.epoch >= c.maxEpochs ? Math.max(this.totalSteps, this.optimization.globalStep) : this.optimization.globalStep;
       checkResumeNotFinished(c.resume, { step: done, total: this.totalSteps });
     }
+    const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
     const main = this.strategy.isMain();
     const logger = main ? new MetricsLogger(c.logDir ?? join(c.savePath, 'logs')) : null;
-    const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
     const interrupt = this.runOptions.interrupt ?? onInterrupt();
     if (c.resume) guard.checkpointSaved(this.optimization.globalStep, c.resume);
     const stepLoss = { sum: 0, micro: 0 };

@@ -239,13 +239,13 @@ export class SftTrainer {
     const c = this.config;
     // A checkpoint that already finished the run is reported, not saved again as if it had trained.
     if (c.resume) checkResumeNotFinished(c.resume, { step: this.optimization.globalStep, total: this.totalSteps });
+    const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
     const main = this.strategy.isMain();
     const logger = main ? new MetricsLogger(c.logDir ?? join(c.savePath, 'logs')) : null;
     const progress = new TrainingProgress({
       total: this.totalSteps, startStep: this.optimization.globalStep, label: 'sft',
       ...(this.runOptions.progress === false ? { bar: false, stream: nullStream() } : {}),
     });
-    const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
     const interrupt = this.runOptions.interrupt ?? onInterrupt();
     if (c.resume) guard.checkpointSaved(this.optimization.globalStep, c.resume);
     const evals: SftResult['evals'] = [];
