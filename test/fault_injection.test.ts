@@ -2,8 +2,8 @@
  * Fault injection on every trainer (train_sft, train_reward_model, train_prompts), as real processes on the tiny
  * fixtures (--backend cpu). One chain per trainer, each link a child process resuming from the latest checkpoint:
  *   1. SIGINT while a step runs            → exit 130, a resumable checkpoint of the step;
- *   2. SIGTERM while a checkpoint is being written (RLHF_TS_SAVE_PAUSE_MS holds each save open for a moment, so the
- *      signal lands inside it)              → the save completes, exit 143;
+ *   2. SIGTERM, twice, while a checkpoint is being written (RLHF_TS_SAVE_PAUSE_MS holds each save open for a moment,
+ *      so the signals land inside it)       → the save completes, exit 143;
  *   3. kill -9 at seeded random moments around a checkpoint write (mid-write or just after it), in a loop;
  *   4. kill -9 inside the final save, after its journal is published.
  * After every kill, every checkpoint that was complete before it is still in place, byte for byte, and the logs too;
@@ -161,12 +161,15 @@ async function faultChain(c: Chain): Promise<void> {
   expect(a.output).toMatch(/interrupted.*saved .*checkpoint-\d+/);
   expect(checkpoints(savePath).length).toBeGreaterThan(0);
 
-  // 2. SIGTERM inside a checkpoint write: it completes, then exit 143
+  // 2. SIGTERM (twice) inside a checkpoint write: it completes, then exit 143
   let before = digests(savePath);
   const b = run(true, paused);
   const hit = await b.waitFor(/save paused \d+ ms \(written, not yet published\): (\S*checkpoint-(\d+))/);
   b.proc.kill('SIGTERM');
+  await sleep(PAUSE_MS / 3);
+  b.proc.kill('SIGTERM'); // a second signal must not cut the save short
   expect((await b.exited).code, b.output).toBe(143);
+  expect(b.output).toMatch(/SIGTERM again: still saving the checkpoint/);
   expect(checkpoints(savePath)).toContain(Number(hit[2]));
   expect(existsSync(join(hit[1]!, 'optimizer.safetensors'))).toBe(true);
   expectKept(savePath, before);
