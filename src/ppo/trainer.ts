@@ -123,7 +123,7 @@ export class PpoTrainer {
     this.kl = createKlController(c.klCoef, c.klTarget, c.klHorizon);
   }
 
-  /** Validates, loads the models and data, and restores a checkpoint with --resume. Writes nothing. */
+  /** Validates, loads the models and data, and restores a checkpoint with --resume. Writes nothing (only repairs what a crash left in save_path or --resume). */
   static async create(input: PpoConfigInput | PpoConfig, opts: PpoRunOptions = {}): Promise<PpoTrainer> {
     const c = resolvePpoConfig(input);
     const strategy = createStrategy(c.strategy);

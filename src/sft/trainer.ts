@@ -151,7 +151,7 @@ export class SftTrainer {
     if (a.resumeState) this.restore(a.resumeState);
   }
 
-  /** Validates the config, loads model, tokenizer and data. Nothing is written to disk (save_path included). */
+  /** Validates the config, loads model, tokenizer and data. Writes nothing (only repairs what a crash left in save_path or --resume). */
   static async create(input: SftConfigInput, runOptions: SftRunOptions = {}): Promise<SftTrainer> {
     const config = resolveSftConfig(input);
     validateSftConfig(config);
