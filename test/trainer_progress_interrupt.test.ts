@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { onInterrupt } from '../src/trainer/interrupt.js';
+import { interruptExitCode, onInterrupt, resetInterruptExitCode, stepBoundary } from '../src/trainer/interrupt.js';
 import { TrainingProgress, formatDuration, shouldDrawBar } from '../src/trainer/progress.js';
 
 function capture(isTTY: boolean) {
@@ -83,10 +83,33 @@ describe('onInterrupt', () => {
     expect(interrupt.signal).toBe('SIGTERM');
     expect(exits).toEqual([]);
     expect(messages[0]).toMatch(/saving a checkpoint/);
+    // A second signal only reminds that the checkpoint is still being saved; a third exits at once.
+    process.emit('SIGINT', 'SIGINT');
+    expect(exits).toEqual([]);
+    expect(messages[1]).toMatch(/still saving the checkpoint/);
     process.emit('SIGINT', 'SIGINT');
     expect(exits).toEqual([130]);
+    expect(interruptExitCode()).toBe(143); // the first signal decides the exit code
     interrupt.dispose();
+    resetInterruptExitCode();
+    expect(interruptExitCode()).toBeNull();
     expect(process.listenerCount('SIGINT')).toBe(before);
     expect(process.listenerCount('SIGTERM')).toBe(beforeTerm);
+  });
+
+  it('stepBoundary lets a pending signal handler run before it answers, and asks every rank', async () => {
+    const interrupt = onInterrupt({ exit: () => {}, log: () => {} });
+    try {
+      const votes: boolean[] = [];
+      const ranks = { anyRank: (flag: boolean) => (votes.push(flag), flag) };
+      expect(await stepBoundary(interrupt, ranks)).toBe(false);
+      // A handler queued from the event loop (as a real signal's is) runs during the boundary's turn.
+      setImmediate(() => process.emit('SIGINT', 'SIGINT'));
+      expect(await stepBoundary(interrupt, ranks)).toBe(true);
+      expect(votes).toEqual([false, true]);
+    } finally {
+      interrupt.dispose();
+      resetInterruptExitCode();
+    }
   });
 });

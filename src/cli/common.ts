@@ -9,6 +9,7 @@ import { Tokenizer } from '../hub/tokenizer.js';
 import { hasTokenizerFiles, loadPretrained, type LoadedModel } from '../models/pretrained.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES, type StrategyKind } from '../strategies/strategy.js';
+import { NONFINITE_DEFAULTS } from '../trainer/nonfinite_guard.js';
 
 export { int, float, bool } from './args.js';
 import { int, float, bool } from './args.js';
@@ -19,7 +20,9 @@ export function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
     .addOption(new Option('--strategy <name>', 'training strategy').choices([...STRATEGIES]).default('naive'))
     .option('--seed <n>', 'random seed: the same seed on the same backend repeats a run exactly', int('--seed'), 42)
-    .option('--log_dir <dir>', 'where metrics.jsonl and TensorBoard event files go (default: <save_path>/logs)');
+    .option('--log_dir <dir>', 'where metrics.jsonl and TensorBoard event files go (default: <save_path>/logs)')
+    .option('--skip_nonfinite_steps <n>', 'let up to n steps with a NaN/inf loss or gradient pass (update skipped) instead of stopping the run', int('--skip_nonfinite_steps', 0), NONFINITE_DEFAULTS.skipNonfiniteSteps)
+    .option('--loss_spike_factor <k>', 'stop the run when a step\'s loss exceeds k × max(median of the last 32 step losses, 1) (0: off)', float('--loss_spike_factor', 0), NONFINITE_DEFAULTS.lossSpikeFactor);
 }
 
 /** --model, --pretrain, --tokenizer. */
@@ -108,6 +111,8 @@ export interface SharedTrainingConfig {
   needOptimCkpt: boolean;
   resume: string | undefined;
   skipBadRecords: boolean;
+  skipNonfiniteSteps: number;
+  lossSpikeFactor: number;
 }
 
 /** commander's parsed options -> the shared config fields, so each command maps only its own flags. */
@@ -128,6 +133,8 @@ export function sharedConfigFromOptions(o: Record<string, unknown>): SharedTrain
     resume: o.resume as string | undefined,
     // Each command declares --skip_bad_records itself (with the same meaning), next to its data flags.
     skipBadRecords: o.skip_bad_records as boolean,
+    skipNonfiniteSteps: o.skip_nonfinite_steps as number,
+    lossSpikeFactor: o.loss_spike_factor as number,
   };
 }
 

@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError } from 'commander';
+import { refuseScoringModel } from '../hub/checkpoint_kind.js';
+import { resolvePretrained } from '../hub/hf_cache.js';
 import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
@@ -140,6 +142,7 @@ async function main(): Promise<void> {
   const template = o.template ? getTemplate(o.template) : o.chat ? getTemplate('alpaca') : null;
   await setupRun({ backend: o.backend, seed: o.seed });
   const pretrain = o.pretrain ?? defaultModelDir();
+  refuseScoringModel(await resolvePretrained(pretrain), '--pretrain', 'inference generates with a language model: pass the SFT or PPO actor directory (a reward model scores texts, it does not write them).');
   const { model, tokenizer } = await loadModelAndTokenizer({
     pretrain, model: o.model, tokenizer: o.tokenizer, adapter: o.adapter ?? o.lora, promptLearning: true,
   });

@@ -1,11 +1,15 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { interruptExitCode } from '../trainer/interrupt.js';
 
-/** Runs a command's main function: errors print as one line (set DEBUG=1 for the stack) and exit 1. Kept free of
- * heavy imports so light commands (report) start fast. */
+/**
+ * Runs a command's main function: errors print as one line (set DEBUG=1 for the stack) and exit 1; a run stopped by
+ * SIGINT or SIGTERM exits 130 or 143 once its checkpoint is saved (as a job runner expects of a terminated job).
+ * Kept free of heavy imports so light commands (report) start fast.
+ */
 export function runMain(main: () => Promise<void>): void {
   main().then(
-    () => process.exit(0),
+    () => process.exit(interruptExitCode() ?? 0),
     async (e: unknown) => {
       const msg = e instanceof Error ? e.message : String(e);
       console.error(`error: ${msg}`);

@@ -93,7 +93,15 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
     const base = readPeftAdapterConfig(dir).config.base_model_name_or_path;
     if (typeof base !== 'string' || !base) throw new Error(`${dir}/adapter_config.json: base_model_name_or_path is empty, so the base model is unknown`);
     const baseDir = isAbsolute(base) ? base : join(dir, base);
-    const loaded = loadPretrained(baseDir, { adapter: dir, promptLearning: opts.promptLearning });
+    if (!existsSync(join(baseDir, 'config.json'))) {
+      throw new Error(`${dir} is a PEFT adapter whose base model ${base} (adapter_config.json base_model_name_or_path) ${existsSync(baseDir) ? 'has no config.json' : 'does not exist'}: put the base model back there, or save the adapter merged (--merge_lora_weights)`);
+    }
+    let loaded: LoadedModel;
+    try {
+      loaded = loadPretrained(baseDir, { adapter: dir, promptLearning: opts.promptLearning });
+    } catch (e) {
+      throw new Error(`${dir}: loading the PEFT adapter on its base model ${baseDir}: ${(e as Error).message}`);
+    }
     const vh = join(dir, VALUE_HEAD_FILE);
     if (existsSync(vh)) {
       loaded.valueHead = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));

@@ -4,15 +4,14 @@
  *                     tokenizer, trainer_state.json (+ optimizer.safetensors with both optimizers, for --resume)
  *   <dir>/critic/     the critic as an HF directory with its value head (or a PEFT adapter + value_head.safetensors)
  * The initial and reward models are not copied: trainer_state.json records their directories.
- * Replacing a directory keeps its other subdirectories (logs/, checkpoint-<episode>/) by hard-linking them into the new
- * one before it is published, so the old copy can be dropped without losing them.
  */
-import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Tokenizer } from '../hub/tokenizer.js';
 import type { DecoderModel } from '../models/decoder.js';
 import type { ValueModel } from '../models/value_model.js';
 import { readTrainerState, writeDirAtomic, type TrainerState } from '../trainer/checkpoint_io.js';
+import { writeIntoDir } from '../trainer/final_save.js';
 import type { LoaderPosition } from '../data/batching.js';
 import type { Optimization } from '../trainer/optimization.js';
 import { writeCheckpointFiles } from '../trainer/stage_checkpoint.js';
@@ -42,25 +41,12 @@ export interface PpoCheckpoint {
   state: PpoTrainerState;
 }
 
-/** Hard-links the tree `src` into `dst` (copies across filesystems). */
-function linkTree(src: string, dst: string): void {
-  mkdirSync(dst, { recursive: true });
-  for (const e of readdirSync(src, { withFileTypes: true })) {
-    const from = join(src, e.name);
-    const to = join(dst, e.name);
-    if (e.isDirectory()) linkTree(from, to);
-    else if (e.isFile()) {
-      try {
-        linkSync(from, to);
-      } catch {
-        copyFileSync(from, to);
-      }
-    }
-  }
-}
-
-export async function savePpoCheckpoint(dir: string, c: PpoCheckpoint): Promise<void> {
-  await writeDirAtomic(dir, async (tmp) => {
+/**
+ * Writes a checkpoint-<episode> directory whole (atomically), or, when `final`, the final actor and critic into
+ * save_path beside its checkpoint-* and logs/ subdirectories, which stay where they are (see trainer/final_save.ts).
+ */
+export async function savePpoCheckpoint(dir: string, final: boolean, c: PpoCheckpoint): Promise<void> {
+  await (final ? writeIntoDir : writeDirAtomic)(dir, async (tmp) => {
     await writeCheckpointFiles(tmp, {
       model: c.actor, tokenizer: c.tokenizer, configExtra: c.actorExtra, mergeLora: c.mergeActor, baseModelPath: c.actorBase,
       optimizers: c.optimizers, trainerState: c.state,
@@ -71,12 +57,6 @@ export async function savePpoCheckpoint(dir: string, c: PpoCheckpoint): Promise<
       model: c.critic.backbone, valueHead: c.critic.head, tokenizer: c.tokenizer, configExtra: c.criticExtra,
       mergeLora: c.mergeCritic, baseModelPath: c.criticBase,
     });
-    // Keep what else lived in the directory (logs, earlier checkpoints); stale model files are not kept.
-    if (existsSync(dir)) {
-      for (const e of readdirSync(dir, { withFileTypes: true })) {
-        if (e.isDirectory() && e.name !== CRITIC_SUBDIR && !existsSync(join(tmp, e.name))) linkTree(join(dir, e.name), join(tmp, e.name));
-      }
-    }
   });
 }
 

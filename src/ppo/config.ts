@@ -7,6 +7,7 @@
  * rollouts into the replay buffer, then makes `numUpdateSteps` passes (PPO epochs) over the buffer in minibatches of
  * `trainBatchSize`, then empties the buffer. One episode is one logged step.
  */
+import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
 import type { KlEstimator } from './functional.js';
 
 /** How advantages are computed: GAE over per-token rewards (default), or ColossalChat's sequence-level R − V. */
@@ -14,7 +15,7 @@ export type AdvantageKind = 'gae' | 'coati';
 /** How the ptx (pretraining LM) loss joins the policy loss: policy + c·ptx (default), or (1 − c)·policy + c·ptx. */
 export type PtxMix = 'additive' | 'convex';
 
-export interface PpoConfig {
+export interface PpoConfig extends NonFiniteOptions {
   // --- models ---
   /** The SFT model: the actor starts from it and the frozen initial (reference) model is it. HF dir or Hub id. */
   pretrain: string;

@@ -17,6 +17,7 @@ import { ValueHead } from '../models/value_head.js';
 import { ValueModel, type ValueReduction } from '../models/value_model.js';
 import { readSafetensors } from '../hub/safetensors.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
+import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import type { PpoConfig } from './config.js';
 
@@ -116,6 +117,7 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
   };
   try {
     const pretrain = await resolvePretrained(c.pretrain);
+    refuseScoringModel(pretrain, '--pretrain', 'The actor and the initial model start from the SFT model (train_sft output); the reward model goes to --rm_path.');
     const rm = await resolvePretrained(c.rmPath);
     const criticInit = c.rmPretrain ? await resolvePretrained(c.rmPretrain) : rm;
     const lora = c.loraRank > 0;

@@ -16,7 +16,7 @@
  * value/clipfrac `val/clipfrac`; this project's metric table keeps `val/`
  * unambiguous and every key under a known prefix.)
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { tf } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
 import { getTemplate } from '../data/templates/index.js';
@@ -24,11 +24,13 @@ import type { Batch, BatchLoader } from '../data/batching.js';
 import type { TokenizedSample } from '../data/sft_samples.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization, type OptimizationConfig } from '../trainer/optimization.js';
-import { readOptimizerState } from '../trainer/stage_checkpoint.js';
-import { recoverInterruptedWrite } from '../trainer/checkpoint_io.js';
+import { checkResumeNotFinished, noteResumeChanges, readOptimizerState, type ResumeNotedField } from '../trainer/stage_checkpoint.js';
+import { resumeMismatches } from '../trainer/checkpoint_io.js';
+import { recoverRunDirs } from '../trainer/final_save.js';
+import { NonFiniteGuard } from '../trainer/nonfinite_guard.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
-import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
+import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
 import { longestSequence, newTokensFor, resolvePpoConfig, type PpoConfig, type PpoConfigInput } from './config.js';
 import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader, recordedTemplate } from './data.js';
 import { makeExperience, type ExperienceItem, type ExperienceStats } from './experience.js';
@@ -75,6 +77,17 @@ const std = (xs: number[]) => {
 };
 const seconds = () => performance.now() / 1000;
 
+/** Settings that fix the prompt order and the adapters' shapes: --resume must use the same values. */
+const RESUME_FIXED = ['experienceBatchSize', 'maxDatasetsSize', 'seed', 'loraRank'] as const;
+/** Settings that may change on --resume: noted, and the run goes on with the new values. */
+const RESUME_NOTED: readonly ResumeNotedField[] = [
+  { field: 'lr' }, { field: 'criticLr' }, { field: 'weightDecay' }, { field: 'gradClip' }, { field: 'clipEps' }, { field: 'valueClip' },
+  { field: 'gamma' }, { field: 'lam' }, { field: 'ptxCoef' }, { field: 'temperature' }, { field: 'numEpisodes' },
+  { field: 'klCoef', effect: 'the KL coefficient continues from the checkpoint\'s value' },
+  { field: 'pretrain', path: true, effect: 'the actor comes from the checkpoint; the initial (reference) model is the new --pretrain' },
+  { field: 'rmPath', path: true, effect: 'the critic comes from the checkpoint; rewards come from the new --rm_path' },
+];
+
 export class PpoTrainer {
   private readonly buffer: ReplayBuffer;
   private readonly actorOpt: Optimization;
@@ -110,19 +123,21 @@ export class PpoTrainer {
     this.kl = createKlController(c.klCoef, c.klTarget, c.klHorizon);
   }
 
-  /** Validates, loads the models and data, and restores a checkpoint with --resume. Writes nothing. */
+  /** Validates, loads the models and data, and restores a checkpoint with --resume. Writes nothing (only repairs what a crash left in save_path or --resume). */
   static async create(input: PpoConfigInput | PpoConfig, opts: PpoRunOptions = {}): Promise<PpoTrainer> {
     const c = resolvePpoConfig(input);
     const strategy = createStrategy(c.strategy);
     const log = strategy.isMain() ? (opts.log ?? ((m: string) => process.stderr.write(m + '\n'))) : () => {};
     let state: PpoTrainerState | null = null;
+    await recoverRunDirs(strategy, [c.savePath, c.resume], log);
     if (c.resume) {
-      await recoverInterruptedWrite(c.resume);
       state = await readPpoState(c.resume);
-      for (const [key, flag] of [['pretrain', '--pretrain'], ['rmPath', '--rm_path']] as const) {
-        const was = state.args[key];
-        if (typeof was === 'string' && resolve(was) !== resolve(c[key])) log(`note: ${c.resume} was trained with ${flag} ${was}, now ${c[key]}`);
+      const changed = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED, strategy.worldSize).filter((m) => m.was !== 'null');
+      if (changed.length) {
+        throw new Error(`--resume ${c.resume}: these options differ from the run that wrote it, so its prompt position or adapters do not apply: ` +
+          changed.map((m) => `${m.field} was ${m.was}, now ${m.now}`).join('; '));
       }
+      noteResumeChanges(c.resume, state, c as unknown as Record<string, unknown>, RESUME_NOTED, log);
     }
     const models = await loadPpoModels(c, c.resume);
     try {
@@ -201,6 +216,8 @@ export class PpoTrainer {
 
   async train(): Promise<PpoResult> {
     const c = this.config;
+    // A checkpoint that already finished the run is reported, not saved again as if it had trained.
+    if (c.resume) checkResumeNotFinished(c.resume, { step: this.episode, total: c.numEpisodes, unit: 'episode' });
     const main = this.strategy.isMain();
     const logger = main ? new MetricsLogger(this.logDir) : null;
     const progress = main ? new TrainingProgress({ total: c.numEpisodes, startStep: this.episode, label: 'ppo', bar: this.opts.progressBar }) : null;
@@ -208,12 +225,16 @@ export class PpoTrainer {
     const history: Record<string, number>[] = [];
     let interrupted = false;
     let savedTo = c.savePath;
+    const guard = new NonFiniteGuard(c, { savePath: c.savePath, unit: 'episode', log: this.log });
+    if (c.resume) guard.checkpointSaved(this.episode, c.resume);
+    const weights = [...this.actorOpt.variables, ...this.criticOpt.variables];
+    let resumableAt = -1; // the episode of a resumable checkpoint already written (an interrupt need not write it again)
     try {
       while (this.episode < c.numEpisodes) {
         const t0 = seconds();
         const before = this.promptBatches.position;
         // 1. collect
-        const collected = this.collect(interrupt);
+        const collected = await this.collect(interrupt);
         if (!collected) {
           // Stopped before any weight moved: the episode restarts from its beginning on resume.
           this.buffer.clear();
@@ -240,18 +261,23 @@ export class PpoTrainer {
         this.opts.onEpisode?.(this.episode, metrics);
         // 4. KL controller, fed the KL measured during collection
         this.kl.update(metrics['objective/kl']!, collected.items.length * this.strategy.worldSize);
-        // 5. checkpoints
-        if (this.strategy.anyRank(interrupt.requested)) {
+        // 5. numbers (stops, throwing, before anything of this episode is saved), Ctrl-C, checkpoints
+        const checked = Object.fromEntries(Object.entries(metrics).filter(([k]) => !k.startsWith('time/')));
+        guard.check(this.episode, checked, weights, 'loss/value');
+        if (this.episode < c.numEpisodes && (await stepBoundary(interrupt, this.strategy))) {
           interrupted = true;
           break;
         }
         if (c.saveSteps > 0 && this.episode % c.saveSteps === 0 && this.episode < c.numEpisodes) {
           await this.save(join(c.savePath, `checkpoint-${this.episode}`), { final: false, optimizer: c.needOptimCkpt });
+          guard.checkpointSaved(this.episode, join(c.savePath, `checkpoint-${this.episode}`));
+          if (c.needOptimCkpt) resumableAt = this.episode;
         }
       }
       if (interrupted) {
         savedTo = join(c.savePath, `checkpoint-${this.episode}`);
-        await this.save(savedTo, { final: false, optimizer: true });
+        if (resumableAt !== this.episode) await this.save(savedTo, { final: false, optimizer: true });
+
         this.log(`interrupted: saved ${savedTo}; continue with the same command plus --resume ${savedTo}`);
       } else {
         await this.save(c.savePath, { final: true, optimizer: c.needOptimCkpt });
@@ -276,13 +302,13 @@ export class PpoTrainer {
   }
 
   /** Step 1: numCollectSteps rollout batches into the buffer; null when interrupted. */
-  private collect(interrupt: InterruptFlag): { items: ExperienceItem[]; stats: ExperienceStats[] } | null {
+  private async collect(interrupt: InterruptFlag): Promise<{ items: ExperienceItem[]; stats: ExperienceStats[] } | null> {
     const c = this.config;
     const rng = this.episodeRng(0);
     const items: ExperienceItem[] = [];
     const stats: ExperienceStats[] = [];
     for (let i = 0; i < c.numCollectSteps; i++) {
-      if (this.strategy.anyRank(interrupt.requested)) return null;
+      if (await stepBoundary(interrupt, this.strategy)) return null;
       const { batch } = this.promptBatches.next();
       const P = batch.inputIds[0]!.length;
       const exp = makeExperience(this.models, batch.inputIds, batch.attentionMask, {
@@ -367,7 +393,7 @@ export class PpoTrainer {
   async save(dir: string, o: { final: boolean; optimizer: boolean }): Promise<void> {
     const c = this.config;
     const m = this.models;
-    await this.strategy.saveOnMain(o.optimizer ? [this.actorOpt, this.criticOpt] : [], () => savePpoCheckpoint(dir, {
+    await this.strategy.saveOnMain(o.optimizer ? [this.actorOpt, this.criticOpt] : [], () => savePpoCheckpoint(dir, o.final, {
       actor: m.actor, critic: m.critic, tokenizer: m.tokenizer,
       mergeActor: o.final && (c.mergeLoraWeights || m.pretrainIsAdapter),
       mergeCritic: o.final && (c.mergeLoraWeights || m.criticInitIsAdapter),

@@ -3,6 +3,7 @@
  * ColossalChat's `train_reward_model.py` flags (`--max_len` -> `maxLen`); defaults are that script's unless noted.
  * Derived numbers (steps per epoch, warm-up steps) are computed by the trainer, never written back here.
  */
+import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { BACKENDS } from '../engine/backend.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
@@ -13,7 +14,7 @@ import { PAIRWISE_LOSSES, type PairwiseLossName } from './losses.js';
 export const REWARD_REDUCTIONS = ['last', 'mean'] as const;
 export type RewardReduction = (typeof REWARD_REDUCTIONS)[number];
 
-export interface RewardConfig {
+export interface RewardConfig extends NonFiniteOptions {
   // --- model ---
   /** HF model directory (usually an SFT output dir, full or LoRA adapter) or Hub id. */
   pretrain: string;

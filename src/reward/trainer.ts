@@ -24,17 +24,20 @@ import { loadPretrained, type LoadedModel } from '../models/pretrained.js';
 import { ValueHead } from '../models/value_head.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
-import { readResumableState, readResumeOptimizer, saveCheckpoint } from '../trainer/stage_checkpoint.js';
-import { recoverInterruptedWrite, resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import {
+  checkResumeNotFinished, noteResumeChanges, readResumableState, readResumeOptimizer, saveCheckpoint, saveFinalCheckpoint, type ResumeNotedField,
+} from '../trainer/stage_checkpoint.js';
+import { resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import { recoverRunDirs } from '../trainer/final_save.js';
+import { NonFiniteGuard } from '../trainer/nonfinite_guard.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
-import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
+import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
 import { warmupStepsFromRatio } from '../trainer/schedule.js';
 import { resolveRewardConfig, type RewardConfig, type RewardConfigInput } from './config.js';
 import { pairMetrics, pairwiseLoss, type PairwiseLoss } from './losses.js';
 import { RewardModel, rewardConfigExtra } from './model.js';
 import { collatePairs, loadRewardData, tokenizePreferencePairs, tokenizerAddsBos, type PairBatch, type TokenizedPair } from './dataset.js';
-import { replaceKeepingSubdirs } from '../trainer/keep_subdirs.js';
 
 /** Name of the optimizer inside optimizer.safetensors. */
 export const OPTIMIZER_NAME = 'reward_model';
@@ -44,6 +47,13 @@ const RESUME_FIXED: [keyof RewardConfig, string][] = [
   ['dataset', 'dataset'], ['evalDataset', 'eval_dataset'], ['evalRatio', 'eval_ratio'], ['maxDatasetsSize', 'max_datasets_size'],
   ['test', 'test'], ['maxLen', 'max_len'], ['promptTemplate', 'prompt_template'], ['batchSize', 'batch_size'],
   ['accumulationSteps', 'accumulation_steps'], ['seed', 'seed'], ['loraRank', 'lora_rank'], ['rewardReduction', 'reward_reduction'],
+];
+
+/** Settings that may change on --resume: noted, and the run goes on with the new values. */
+const RESUME_NOTED: readonly ResumeNotedField[] = [
+  { field: 'lr' }, { field: 'weightDecay' }, { field: 'warmupRatio' }, { field: 'gradClip' }, { field: 'maxEpochs' }, { field: 'lossFn' },
+  { field: 'loraAlpha' }, { field: 'loraDropout' },
+  { field: 'pretrain', path: true, effect: 'the weights come from the checkpoint, not from --pretrain' },
 ];
 
 export interface EvalMetrics {
@@ -222,8 +232,9 @@ export class RewardTrainer {
    * Writes a checkpoint directory: HF model (or PEFT adapter) + value head + `rlhf` marker + tokenizer + trainer
    * state, and the optimizer state when asked. Main rank only: `save` wraps it for every rank.
    */
-  writeCheckpoint(dir: string, opts: { withOptimizer: boolean; merge: boolean }): Promise<void> {
-    return saveCheckpoint(dir, {
+  writeCheckpoint(dir: string, opts: { withOptimizer: boolean; merge: boolean; final?: boolean }): Promise<void> {
+    // The final model goes into save_path beside its checkpoint-* and logs/ (saveFinalCheckpoint); the others are whole dirs.
+    return (opts.final ? saveFinalCheckpoint : saveCheckpoint)(dir, {
       model: this.model.backbone, tokenizer: this.tokenizer, valueHead: this.model.valueHead,
       configExtra: rewardConfigExtra(this.model.reduction), mergeLora: opts.merge || this.parts.loraBase === null,
       baseModelPath: this.parts.loraBase ?? undefined,
@@ -239,9 +250,17 @@ export class RewardTrainer {
   /** The training loop. */
   async train(): Promise<RewardRunResult> {
     const c = this.config;
+    // A checkpoint that already finished the run is reported, not saved again as if it had trained.
+    if (c.resume) {
+      const done = this.loader.position.epoch >= c.maxEpochs ? Math.max(this.totalSteps, this.optimization.globalStep) : this.optimization.globalStep;
+      checkResumeNotFinished(c.resume, { step: done, total: this.totalSteps });
+    }
+    const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
     const main = this.strategy.isMain();
     const logger = main ? new MetricsLogger(c.logDir ?? join(c.savePath, 'logs')) : null;
     const interrupt = this.runOptions.interrupt ?? onInterrupt();
+    if (c.resume) guard.checkpointSaved(this.optimization.globalStep, c.resume);
+    const stepLoss = { sum: 0, micro: 0 };
     const showProgress = main && this.runOptions.progress !== false;
     const epochs: EpochSummary[] = [];
     const window = { start: performance.now(), pairs: 0, tokens: 0 };
@@ -268,6 +287,8 @@ export class RewardTrainer {
           };
           running.add(metrics);
           epochMeans.add(metrics);
+          stepLoss.sum += loss;
+          stepLoss.micro += 1;
           window.pairs += batch.pairs;
           window.tokens += batch.tokens;
           if (!this.optimization.ready() && !endOfEpoch) continue;
@@ -275,7 +296,10 @@ export class RewardTrainer {
           // 2. optimizer step, then logging, periodic checkpoint, Ctrl-C
           const s = this.optimization.step();
           const step = this.optimization.globalStep;
-          if (s.skipped) this.log(`step ${step}: gradient norm is not finite; update skipped`);
+          const meanLoss = this.strategy.reduceMetrics({ loss: stepLoss.sum / stepLoss.micro }).loss!;
+          Object.assign(stepLoss, { sum: 0, micro: 0 });
+          // Stops (throws) before anything of this step is saved when a number has gone bad.
+          guard.check(step, { 'train/loss': meanLoss, 'train/grad_norm': s.gradNorm }, this.optimization.variables, 'train/loss');
           if (step % c.logSteps === 0 || endOfEpoch) {
             const seconds = Math.max((performance.now() - window.start) / 1000, 1e-9);
             const pos = this.loader.position;
@@ -292,12 +316,13 @@ export class RewardTrainer {
           progress.update(step, { loss, lr: s.lr, tokens: batch.tokens });
           if (c.saveSteps > 0 && step % c.saveSteps === 0 && step < this.totalSteps) {
             await this.save(join(c.savePath, `checkpoint-${step}`), { withOptimizer: c.needOptimCkpt, merge: false });
+            guard.checkpointSaved(step, join(c.savePath, `checkpoint-${step}`));
           }
-          // Every rank asks, so all of them stop at the same step.
-          if (this.strategy.anyRank(interrupt.requested) && step < this.totalSteps) {
+          if ((await stepBoundary(interrupt, this.strategy)) && step < this.totalSteps) {
             progress.stop();
             const dir = join(c.savePath, `checkpoint-${step}`);
-            await this.save(dir, { withOptimizer: true, merge: false });
+            const justSaved = c.saveSteps > 0 && step % c.saveSteps === 0 && c.needOptimCkpt;
+            if (!justSaved) await this.save(dir, { withOptimizer: true, merge: false });
             this.log(`interrupted at step ${step}/${this.totalSteps}: saved ${dir}; continue with the same command plus --resume ${dir}`);
             return { outputDir: dir, interrupted: true, steps: step, epochs };
           }
@@ -323,7 +348,7 @@ export class RewardTrainer {
       // 4. the final model, in --save_path (keeping its checkpoint-* and logs subdirectories)
       logger?.close();
       await this.strategy.saveOnMain(c.needOptimCkpt ? [this.optimization] : [], () =>
-        replaceKeepingSubdirs(c.savePath, () => this.writeCheckpoint(c.savePath, { withOptimizer: c.needOptimCkpt, merge: c.mergeLoraWeights })),
+        this.writeCheckpoint(c.savePath, { withOptimizer: c.needOptimCkpt, merge: c.mergeLoraWeights, final: true }),
       );
       this.log(`saved the reward model to ${c.savePath}`);
       return { outputDir: c.savePath, interrupted: false, steps: this.optimization.globalStep, epochs };
@@ -358,9 +383,8 @@ export function adapterBase(dir: string): string | null {
   return isAbsolute(base) ? base : resolve(dir, base);
 }
 
-async function readResumeState(c: RewardConfig, worldSize: number): Promise<TrainerState> {
+async function readResumeState(c: RewardConfig, worldSize: number, log: (l: string) => void): Promise<TrainerState> {
   const dir = c.resume!;
-  await recoverInterruptedWrite(dir);
   const state = await readResumableState(dir, 'train_reward_model');
   const flags = new Map<string, string>(RESUME_FIXED);
   const [m] = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
@@ -373,6 +397,7 @@ async function readResumeState(c: RewardConfig, worldSize: number): Promise<Trai
         `start a new run from these weights with --pretrain ${dir}`,
     );
   }
+  noteResumeChanges(dir, state, c as unknown as Record<string, unknown>, RESUME_NOTED, log);
   return state;
 }
 
@@ -431,7 +456,8 @@ export async function runRewardTraining(input: RewardConfigInput, runOptions: Re
   const strategy = createStrategy(c.strategy);
   const say = strategy.isMain() ? log : () => {};
   await initBackend(c.backend, say);
-  const resumeState = c.resume ? await readResumeState(c, strategy.worldSize) : null;
+  await recoverRunDirs(strategy, [c.savePath, c.resume], say);
+  const resumeState = c.resume ? await readResumeState(c, strategy.worldSize, say) : null;
 
   // 2. model and tokenizer (the checkpoint's when resuming)
   const loaded = await loadBackbone(c.resume ?? c.pretrain, c.modelType, c.resume ? undefined : c.tokenizer);

@@ -10,6 +10,8 @@ import { SUPPORTED_MODEL_TYPES, type ModelType } from '../models/config.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { STRATEGIES } from '../strategies/strategy.js';
 import { BACKENDS } from '../engine/backend.js';
+import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
+import type { ResumeNotedField } from '../trainer/stage_checkpoint.js';
 
 /** `--peft`: which parameter-efficient method trains (PEFT's LORA, PREFIX_TUNING, PROMPT_TUNING). */
 export const PEFT_METHODS = ['lora', 'prefix', 'prompt'] as const;
@@ -21,7 +23,7 @@ export const PROMPT_TUNING_INITS = ['random', 'sample_vocab'] as const;
 /** `--tokenizer char`: build a character vocabulary from the corpus (with --from_config). */
 export const CHAR_TOKENIZER = 'char';
 
-export interface SftConfig {
+export interface SftConfig extends NonFiniteOptions {
   // ---- model ----
   /** Model family; read from config.json when omitted (and checked against it when given). */
   model?: ModelType;
@@ -213,3 +215,9 @@ export const RESUME_FIXED_FIELDS = [
   'dataset', 'evalDataset', 'evalRatio', 'maxDatasetsSize', 'maxLen', 'promptTemplate', 'promptColumn',
   'responseColumn', 'batchSize', 'accumulationSteps', 'maxEpochs', 'seed', 'loraRank', 'peft', 'numVirtualTokens',
 ] as const satisfies readonly (keyof SftConfig)[];
+
+/** Settings that may change on --resume: noted, and the run goes on with the new values. */
+export const RESUME_NOTED_FIELDS: readonly ResumeNotedField[] = [
+  { field: 'lr' }, { field: 'weightDecay' }, { field: 'warmupRatio' }, { field: 'gradClip' }, { field: 'loraAlpha' }, { field: 'loraDropout' },
+  { field: 'pretrain', path: true, effect: 'the weights come from the checkpoint (and a LoRA adapter keeps the base it names), not from --pretrain' },
+];

@@ -16,6 +16,7 @@ import { Rng } from '../engine/rng.js';
 import { IGNORE_INDEX, padBatch, type BatchLoader, type Batch, type TokenizedSample } from '../data/index.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
+import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
 import { hasTokenizerFiles, loadPretrained } from '../models/pretrained.js';
@@ -25,19 +26,22 @@ import { causalLmLossWithAdapter } from '../models/virtual_tokens.js';
 import { readPeftAdapterConfig } from '../hub/peft_files.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
-import { readResumableState, readResumeOptimizer, saveCheckpoint } from '../trainer/stage_checkpoint.js';
+import {
+  checkResumeNotFinished, noteResumeChanges, readResumableState, readResumeOptimizer, saveCheckpoint, saveFinalCheckpoint,
+} from '../trainer/stage_checkpoint.js';
 import { resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
 import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
-import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
+import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
+import { recoverRunDirs } from '../trainer/final_save.js';
+import { NonFiniteGuard } from '../trainer/nonfinite_guard.js';
 import { warmupStepsFromRatio } from '../trainer/schedule.js';
 import {
-  CHAR_TOKENIZER, DEFAULT_NUM_VIRTUAL_TOKENS, RESUME_FIXED_FIELDS, peftMethodOf, resolveSftConfig, validateSftConfig,
+  CHAR_TOKENIZER, DEFAULT_NUM_VIRTUAL_TOKENS, RESUME_FIXED_FIELDS, RESUME_NOTED_FIELDS, peftMethodOf, resolveSftConfig, validateSftConfig,
   type PeftMethod, type SftConfig, type SftConfigInput,
 } from './config.js';
 import { detectDataMode, prepareChatData, prepareTextData, readCorpusTexts, type PreparedSftData, type SftDataOptions } from './data.js';
 import { charTokenizerFor, configForTokenizer, modelFromConfig, rawConfigFromSpec } from './from_config.js';
-import { replaceKeepingSubdirs } from '../trainer/keep_subdirs.js';
 
 /** Name of the optimizer inside optimizer.safetensors. */
 const OPTIMIZER_NAME = 'model';
@@ -155,13 +159,14 @@ export class SftTrainer {
     if (a.resumeState) this.restore(a.resumeState);
   }
 
-  /** Validates the config, loads model, tokenizer and data. Nothing is written to disk (save_path included). */
+  /** Validates the config, loads model, tokenizer and data. Writes nothing (only repairs what a crash left in save_path or --resume). */
   static async create(input: SftConfigInput, runOptions: SftRunOptions = {}): Promise<SftTrainer> {
     const config = resolveSftConfig(input);
     validateSftConfig(config);
     const strategy = createStrategy(config.strategy);
     const log = runOptions.log ?? ((m: string) => console.error(m));
-    const resumeState = config.resume ? await readResumeState(config, strategy.worldSize) : null;
+    await recoverRunDirs(strategy, [config.savePath, config.resume], log);
+    const resumeState = config.resume ? await readResumeState(config, strategy.worldSize, strategy.isMain() ? log : () => {}) : null;
     const dataOpts: SftDataOptions = { ...config };
     const mode = await detectDataMode([...config.dataset, ...config.evalDataset], dataOpts);
     if (config.tokenizer === CHAR_TOKENIZER && mode !== 'text') {
@@ -240,6 +245,9 @@ export class SftTrainer {
   /** The training loop: metrics every step, eval at epoch ends and save steps, checkpoints, Ctrl-C, final save. */
   async train(): Promise<SftResult> {
     const c = this.config;
+    // A checkpoint that already finished the run is reported, not saved again as if it had trained.
+    if (c.resume) checkResumeNotFinished(c.resume, { step: this.optimization.globalStep, total: this.totalSteps });
+    const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
     const main = this.strategy.isMain();
     const logger = main ? new MetricsLogger(c.logDir ?? join(c.savePath, 'logs')) : null;
     const progress = new TrainingProgress({
@@ -247,6 +255,7 @@ export class SftTrainer {
       ...(this.runOptions.progress === false ? { bar: false, stream: nullStream() } : {}),
     });
     const interrupt = this.runOptions.interrupt ?? onInterrupt();
+    if (c.resume) guard.checkpointSaved(this.optimization.globalStep, c.resume);
     const evals: SftResult['evals'] = [];
     let lastLoss: number | null = null;
     try {
@@ -263,7 +272,8 @@ export class SftTrainer {
         const epochBefore = this.loader.position.epoch;
         const s = this.trainStep();
         lastLoss = s.loss;
-        if (s.skipped) this.log(`step ${s.step}: gradient norm is not finite; update skipped`);
+        // Stops (throws) before anything of this step is saved when a number has gone bad.
+        guard.check(s.step, { 'train/loss': s.loss, 'train/grad_norm': s.gradNorm }, this.optimization.variables, 'train/loss');
         const metrics: Record<string, number> = {
           'train/loss': s.loss, 'train/lr': s.lr, 'train/grad_norm': s.gradNorm,
           'train/tokens_per_s': s.tokens / Math.max(s.seconds, 1e-9), 'train/epoch': s.epoch, 'train/tokens': s.tokens,
@@ -282,14 +292,14 @@ export class SftTrainer {
         logger?.log(s.step, metrics);
         this.logHistory.push({ step: s.step, ...metrics });
         progress.update(s.step, { loss: s.loss, lr: s.lr, tokens: s.tokens });
-        if (saveDue) await this.saveCheckpoint(join(c.savePath, `checkpoint-${s.step}`), c.needOptimCkpt);
-        // The step ran synchronously: give the event loop a turn so a Ctrl-C handler can set the flag.
-        await new Promise<void>((done) => setImmediate(done));
-        // Every rank asks, so all of them stop at the same step.
-        if (this.strategy.anyRank(interrupt.requested) && s.step < this.totalSteps) {
+        if (saveDue) {
+          await this.saveCheckpoint(join(c.savePath, `checkpoint-${s.step}`), c.needOptimCkpt);
+          guard.checkpointSaved(s.step, join(c.savePath, `checkpoint-${s.step}`));
+        }
+        if ((await stepBoundary(interrupt, this.strategy)) && s.step < this.totalSteps) {
           progress.stop();
           const dir = join(c.savePath, `checkpoint-${s.step}`);
-          await this.saveCheckpoint(dir, true);
+          if (!(saveDue && c.needOptimCkpt)) await this.saveCheckpoint(dir, true); // unless just written, resumable
           this.log(`interrupted at step ${s.step}/${this.totalSteps}: saved ${dir}; continue with the same command plus --resume ${dir}`);
           return { steps: s.step, interrupted: true, outputDir: dir, evals, lastLoss };
         }
@@ -336,21 +346,16 @@ export class SftTrainer {
     const c = this.config;
     const optimizers = c.needOptimCkpt ? { [OPTIMIZER_NAME]: this.optimization } : undefined;
     await this.strategy.saveOnMain(c.needOptimCkpt ? [this.optimization] : [], () =>
-      replaceKeepingSubdirs(c.savePath, () =>
-        saveCheckpoint(c.savePath, {
-          model: this.model, tokenizer: this.tokenizer, mergeLora: c.mergeLoraWeights, baseModelPath: this.baseModelPath,
-          optimizers, trainerState: this.trainerState(),
-        }),
-      ),
+      saveFinalCheckpoint(c.savePath, {
+        model: this.model, tokenizer: this.tokenizer, mergeLora: c.mergeLoraWeights, baseModelPath: this.baseModelPath,
+        optimizers, trainerState: this.trainerState(),
+      }),
     );
   }
 
   private restore(state: TrainerState): void {
     const dir = this.config.resume!;
     const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
-    if (state.global_step > this.totalSteps) {
-      throw new Error(`${dir} is at step ${state.global_step}, past this run's ${this.totalSteps} steps`);
-    }
     this.optimization.loadStateDict(saved.state, saved.globalStep);
     this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
     const dropout = state.rng_state.dropout;
@@ -391,7 +396,7 @@ export async function trainSft(input: SftConfigInput, runOptions: SftRunOptions 
 }
 
 /** The checkpoint's trainer state, checked against this run's config. */
-async function readResumeState(c: SftConfig, worldSize: number): Promise<TrainerState> {
+async function readResumeState(c: SftConfig, worldSize: number, log: (m: string) => void): Promise<TrainerState> {
   const dir = c.resume!;
   const state = await readResumableState(dir, 'train_sft');
   const changed = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, worldSize);
@@ -401,6 +406,7 @@ async function readResumeState(c: SftConfig, worldSize: number): Promise<Trainer
         changed.map((m) => `${m.field} was ${m.was}, now ${m.now}`).join('; '),
     );
   }
+  noteResumeChanges(dir, state, c as unknown as Record<string, unknown>, RESUME_NOTED_FIELDS, log);
   return state;
 }
 
@@ -439,6 +445,7 @@ async function loadModel(
   }
 
   const dir = await resolvePretrained(c.pretrain!);
+  refuseScoringModel(dir, '--pretrain', 'train_sft fine-tunes a language model: pass the base or SFT model (a reward model is trained further with train_reward_model).');
   const { model } = loadPretrained(dir, { promptLearning: true });
   if (c.model && c.model !== model.config.modelType) {
     model.dispose();

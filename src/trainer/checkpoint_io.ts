@@ -17,8 +17,8 @@ function siblingPrefix(finalDir: string, tag: string): string {
   return `.${path.basename(finalDir)}${tag}`;
 }
 
-/** fsyncs every file and directory under `dir` (and `dir` itself), so the rename publishes data already on disk. */
-async function fsyncTree(dir: string): Promise<void> {
+/** fsyncs every file and directory under `dir` (and `dir` itself), so a rename publishes data already on disk. */
+export async function fsyncTree(dir: string): Promise<void> {
   for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) await fsyncTree(full);
@@ -27,7 +27,7 @@ async function fsyncTree(dir: string): Promise<void> {
   await fsyncPath(dir);
 }
 
-async function fsyncPath(p: string): Promise<void> {
+export async function fsyncPath(p: string): Promise<void> {
   const handle = await fsp.open(p, 'r');
   try {
     await handle.sync();
@@ -37,6 +37,18 @@ async function fsyncPath(p: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * `RLHF_TS_SAVE_PAUSE_MS=<ms>`: a pause at each publishing point of a checkpoint write, announced on stderr, so that
+ * fault-injection tests can land a signal or a kill -9 at a known moment of a save. It only delays; it never changes
+ * what is written.
+ */
+export async function savePause(phase: string, dir: string): Promise<void> {
+  const ms = Number(process.env.RLHF_TS_SAVE_PAUSE_MS ?? 0);
+  if (!(ms > 0)) return;
+  process.stderr.write(`save paused ${ms} ms (${phase}): ${dir}\n`);
+  await new Promise((done) => setTimeout(done, ms));
 }
 
 function isErrno(err: unknown, ...codes: string[]): boolean {
@@ -55,6 +67,7 @@ export async function writeDirAtomic<T>(finalDir: string, write: (tmpDir: string
   try {
     result = await write(tmpDir);
     await fsyncTree(tmpDir);
+    await savePause('written, not yet published', finalDir);
   } catch (err) {
     await fsp.rm(tmpDir, { recursive: true, force: true });
     throw err;

@@ -6,3 +6,5 @@ export * from './metrics.js';
 export * from './checkpoint_io.js';
 export * from './progress.js';
 export * from './interrupt.js';
+export * from './final_save.js';
+export * from './nonfinite_guard.js';

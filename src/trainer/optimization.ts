@@ -85,6 +85,11 @@ export class Optimization {
     this.optimizer = this.sharded?.optimizer ?? new AdamW(params, adamw);
   }
 
+  /** The trainable variables this optimizer updates (for checks such as the non-finite guard's). */
+  get variables(): Variable[] {
+    return this.params.map(([, v]) => v);
+  }
+
   lrAt(step: number): number {
     const c = this.config;
     return c.schedule === 'cosine'

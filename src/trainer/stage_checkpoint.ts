@@ -11,7 +11,8 @@ import { savePeftAdapter, savePretrained } from '../models/pretrained.js';
 import type { ValueHead } from '../models/value_head.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../hub/safetensors.js';
-import { readTrainerState, TRAINER_STATE_FILE, writeDirAtomic, writeTrainerState, type TrainerState } from './checkpoint_io.js';
+import { readTrainerState, resumeMismatches, TRAINER_STATE_FILE, writeDirAtomic, writeTrainerState, type TrainerState } from './checkpoint_io.js';
+import { writeIntoDir } from './final_save.js';
 import type { AdamWStateDict } from './adamw.js';
 import type { Optimization } from './optimization.js';
 
@@ -43,6 +44,14 @@ function mergedParams(model: DecoderModel): Map<string, tf.Variable | tf.Tensor>
 
 export async function saveCheckpoint(dir: string, c: CheckpointContents): Promise<void> {
   await writeDirAtomic(dir, (tmp) => writeCheckpointFiles(tmp, c));
+}
+
+/**
+ * The final model, written into `savePath` as one crash-safe commit beside the run's checkpoint-* and logs/
+ * subdirectories, which stay where they are (see final_save.ts).
+ */
+export async function saveFinalCheckpoint(savePath: string, c: CheckpointContents): Promise<void> {
+  await writeIntoDir(savePath, (tmp) => writeCheckpointFiles(tmp, c));
 }
 
 /**
@@ -121,4 +130,48 @@ export function readResumeOptimizer(dir: string, name: string, state: TrainerSta
     throw new Error(`${dir}: ${OPTIMIZER_FILE} is at step ${saved.globalStep} but ${TRAINER_STATE_FILE} at ${state.global_step}`);
   }
   return saved;
+}
+
+/**
+ * Refuses to "resume" a checkpoint that has already done the whole run, which would otherwise save it again and exit
+ * as if it had trained. `done`: steps (or episodes) in the checkpoint and in this run.
+ */
+export function checkResumeNotFinished(dir: string, done: { step: number; total: number; unit?: string }): void {
+  const unit = done.unit ?? 'step';
+  if (done.step >= done.total) {
+    throw new Error(
+      `--resume ${dir}: nothing to do: the checkpoint at ${unit} ${done.step} already finished the run of ${done.total} ${unit}s; ` +
+        `to train further, start a new run from it with --pretrain ${dir}`,
+    );
+  }
+}
+
+/** A setting that may change on --resume, with what the change means (default: the run goes on with the new value). */
+export interface ResumeNotedField {
+  field: string;
+  /** The flag, when it is not the snake_case form of `field`. */
+  flag?: string;
+  /** Compared as file paths (resolved). */
+  path?: boolean;
+  effect?: string;
+}
+
+/**
+ * Notes (one line each, through `log`) the settings of `fields` that differ from the run that wrote the checkpoint,
+ * e.g. `--lr was 0.001, now 0.0001: continuing with the new value`. Returns the lines.
+ */
+export function noteResumeChanges(dir: string, state: TrainerState, current: Record<string, unknown>, fields: readonly ResumeNotedField[], log: (m: string) => void): string[] {
+  const lines: string[] = [];
+  for (const f of fields) {
+    let changed: boolean;
+    let [was, now] = [state.args[f.field], current[f.field]];
+    if (f.path && typeof was === 'string' && typeof now === 'string') changed = resolve(was) !== resolve(now);
+    else changed = resumeMismatches(state, current, [f.field], 1).length > 0;
+    if (!changed || now === undefined) continue;
+    [was, now] = [JSON.stringify(was ?? null), JSON.stringify(now)];
+    const flag = f.flag ?? `--${f.field.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`)}`;
+    lines.push(`note: --resume ${dir} was trained with ${flag} ${was}, this run has ${now}: ${f.effect ?? 'continuing with the new value'}`);
+  }
+  for (const l of lines) log(l);
+  return lines;
 }
