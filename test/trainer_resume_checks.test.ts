@@ -56,9 +56,9 @@ describe('a scoring model where a language model is expected', () => {
       ['base_model.model.transformer.h.0.attn.c_attn.lora_A.weight', { shape: [2, 5], data: new Float32Array(10) }],
       ['base_model.model.transformer.h.0.attn.c_attn.lora_B.weight', { shape: [192, 2], data: new Float32Array(384) }],
     ]));
-    expect(() => loadPretrained(adapter)).toThrow(/is a LoRA adapter whose base model .*gone .*does not exist/);
+    expect(() => loadPretrained(adapter)).toThrow(/is a PEFT adapter whose base model .*gone .*does not exist/);
     writeFileSync(join(adapter, 'adapter_config.json'), JSON.stringify({ ...cfg, base_model_name_or_path: GPT2 }));
-    expect(() => loadPretrained(adapter)).toThrow(/loading the LoRA adapter on its base model .*do not fit a \[192×64\] projection/);
+    expect(() => loadPretrained(adapter)).toThrow(/loading the PEFT adapter on its base model .*do not fit a \[192×64\] projection/);
   });
 });
 
