@@ -10,7 +10,7 @@ import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setu
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
 import { generate } from '../models/generation.js';
-import { getTemplate, TEMPLATE_NAMES, type PromptTemplate } from '../data/templates/index.js';
+import { PROMPT_TEMPLATE_CHOICES, resolvePromptTemplate, type PromptTemplate } from '../data/templates/index.js';
 import type { ChatMessage } from '../data/types.js';
 import { defaultModelDir } from '../models/default_model.js';
 import type { DecoderModel } from '../models/decoder.js';
@@ -76,8 +76,9 @@ interface Reply {
 }
 
 function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string, template: PromptTemplate | null, o: InferenceOptions, rng: Rng): Reply {
-  // Raw input is tokenized as HF's tokenizer does by default (special tokens included); a rendered template too.
-  const inputIds = tokenizer.encode(prompt, { addSpecialTokens: true });
+  // Raw input is tokenized as HF's tokenizer does by default (special tokens included); a built-in template's text
+  // too; a chat template's text holds its own special tokens, as in transformers' apply_chat_template.
+  const inputIds = tokenizer.encode(prompt, { addSpecialTokens: !template?.ownsSpecialTokens });
   if (!inputIds.length) throw new Error('the input encodes to no tokens');
   const out = generate(model, [inputIds], null, {
     maxNewTokens: o.max_length !== undefined ? undefined : o.max_new_tokens, maxLength: o.max_length, doSample: o.do_sample,
@@ -100,10 +101,10 @@ async function main(): Promise<void> {
   cmd
     .option('--lora <dir>', 'apply a PEFT LoRA adapter directory')
     .option('--input <text>', 'the prompt (raw text, or the user turn when --template is given)')
-    .option('--template <name>', `render the input with a prompt template: ${TEMPLATE_NAMES.join(', ')}`)
+    .option('--template <name>', `render the input with a prompt template: ${PROMPT_TEMPLATE_CHOICES.join(', ')} (chat_template: the model's own; auto: the one the model was trained with, else its chat_template, else alpaca)`)
     .option('--history <file>', 'JSON list of earlier [user, assistant] pairs (needs --template)')
     .option('--knowledge <file>', 'retrieved passages, one per line (zh_dialogue template)')
-    .option('--chat', 'interactive chat that keeps the history (needs --template; default alpaca)', false)
+    .option('--chat', 'interactive chat that keeps the history (template: --template, else auto)', false)
     .option('--max_new_tokens <n>', 'new tokens at most', int('--max_new_tokens', 1), 64)
     .option('--max_length <n>', 'prompt + new tokens at most (instead of --max_new_tokens)', int('--max_length', 1))
     .option('--do_sample [bool]', 'sample (true) or greedy (false)', bool, false)
@@ -118,10 +119,15 @@ async function main(): Promise<void> {
   const o = cmd.opts<InferenceOptions>();
   if (!o.input && !o.chat) throw new Error('give --input TEXT, or --chat for an interactive session');
   if ((o.history || o.knowledge) && !o.template && !o.chat) throw new Error('--history and --knowledge need --template');
-  const template = o.template ? getTemplate(o.template) : o.chat ? getTemplate('alpaca') : null;
+  if (o.template && !PROMPT_TEMPLATE_CHOICES.includes(o.template)) {
+    throw new Error(`--template ${o.template} is unknown (choose one of: ${PROMPT_TEMPLATE_CHOICES.join(', ')})`);
+  }
   await setupRun({ backend: o.backend, seed: o.seed });
   const pretrain = o.pretrain ?? defaultModelDir();
   const { model, tokenizer } = await loadModelAndTokenizer({ pretrain, model: o.model, tokenizer: o.tokenizer, lora: o.lora });
+  const resolved = o.template || o.chat ? resolvePromptTemplate(o.template, tokenizer, 'alpaca', pretrain) : null;
+  const template = resolved?.template ?? null;
+  if (resolved) console.error(resolved.note);
   const rng = new Rng(o.seed);
   const history = o.history ? readHistory(o.history) : [];
   const knowledge = o.knowledge ? readKnowledge(o.knowledge) : undefined;

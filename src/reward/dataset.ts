@@ -103,10 +103,19 @@ export function tokenizePreferencePairs(
   const out: TokenizedPair[] = [];
   const encodeSide = (pair: PreferencePair, answerText: string): number[] => {
     const side = renderPairSide(template, pair, answerText);
-    const prompt = tokenizer.encode(side.prompt, { addSpecialTokens: false });
-    const answer = tokenizer.encode(side.answer, { addSpecialTokens: false });
-    // EOS closes the answer: the position the reward is read at has then seen the answer end.
-    if (eos !== null && answer[answer.length - 1] !== eos) answer.push(eos);
+    let prompt = tokenizer.encode(side.prompt, { addSpecialTokens: false });
+    let answer: number[];
+    if (template.ownsSpecialTokens) {
+      // A chat template's text is tokenized whole (as the policy's rollouts are), and holds its own end markers.
+      const ids = tokenizer.encode(side.prompt + side.answer, { addSpecialTokens: false });
+      let k = 0;
+      while (k < prompt.length && k < ids.length && prompt[k] === ids[k]) k++;
+      [prompt, answer] = [ids.slice(0, k), ids.slice(k)];
+    } else {
+      answer = tokenizer.encode(side.answer, { addSpecialTokens: false });
+      // EOS closes the answer: the position the reward is read at has then seen the answer end.
+      if (eos !== null && answer[answer.length - 1] !== eos) answer.push(eos);
+    }
     const fit = fitSequence(bos, prompt, answer, opts.maxLen);
     if (fit.promptCut) stats.promptTruncated++;
     if (fit.answerCut) stats.answerTruncated++;

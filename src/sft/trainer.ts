@@ -163,7 +163,8 @@ export class SftTrainer {
     const { model, tokenizer, baseModelPath } = await loadModel(config, dataOpts, log);
     try {
       checkFit(config, model, tokenizer);
-      const data = mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts);
+      const modelDir = config.resume ?? config.pretrain;
+      const data = mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts, modelDir);
       for (const note of data.notes) log(`data: ${note}`);
       const trainer = new SftTrainer({ config, strategy, model, tokenizer, data, baseModelPath, resumeState, log }, runOptions);
       trainer.describe();
@@ -318,9 +319,14 @@ export class SftTrainer {
     await this.strategy.saveOnMain(withOptimizer ? [this.optimization] : [], () =>
       saveCheckpoint(dir, {
         model: this.model, tokenizer: this.tokenizer, mergeLora: false, baseModelPath: this.baseModelPath,
-        optimizers, trainerState: this.trainerState(),
+        optimizers, trainerState: this.trainerState(), configExtra: this.configExtra(),
       }),
     );
+  }
+
+  /** config.json's record of the prompt template (chat data), which later stages use when given none. */
+  private configExtra(): Record<string, unknown> | undefined {
+    return this.data.templateName ? { rlhf: { kind: 'sft', prompt_template: this.data.templateName } } : undefined;
   }
 
   /** The run's output in --save_path (merged with --merge_lora_weights), keeping its checkpoint and log dirs. */
@@ -331,7 +337,7 @@ export class SftTrainer {
       replaceKeepingSubdirs(c.savePath, () =>
         saveCheckpoint(c.savePath, {
           model: this.model, tokenizer: this.tokenizer, mergeLora: c.mergeLoraWeights, baseModelPath: this.baseModelPath,
-          optimizers, trainerState: this.trainerState(),
+          optimizers, trainerState: this.trainerState(), configExtra: this.configExtra(),
         }),
       ),
     );

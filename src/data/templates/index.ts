@@ -7,11 +7,13 @@ import { plainTemplate } from './plain.js';
 import type { PromptTemplate, RenderOptions, Segment } from './types.js';
 import { zhDialogueTemplate } from './zh_dialogue.js';
 import { CHAT_TEMPLATE_NAME, chatTemplateOf, type ChatTemplateHolder } from './chat_template.js';
+import { recordedTemplate } from './recorded.js';
 
 export type { PromptTemplate, RenderOptions, Segment } from './types.js';
 export { joinSegments } from './segments.js';
 export { ALPACA_HEADER_NO_INPUT, ALPACA_HEADER_WITH_INPUT } from './alpaca.js';
 export { ZH_DIALOGUE_HISTORY_TURNS } from './zh_dialogue.js';
+export { recordedTemplate } from './recorded.js';
 export { CHAT_TEMPLATE_NAME, ChatTemplate, chatTemplateOf, strftime, type ChatTemplateHolder, type ChatTemplateSource } from './chat_template.js';
 
 const TEMPLATES = new Map<string, PromptTemplate>(
@@ -33,10 +35,17 @@ export interface ResolvedTemplate {
 }
 
 /**
- * The template a run uses: `chat_template` is the model's own (an error when its tokenizer has none), `auto` or no
- * name takes it when the tokenizer has one and `fallback` otherwise; any other name is a built-in template.
+ * The template a run uses: `chat_template` is the model's own (an error when its tokenizer has none); any other name
+ * is a built-in template; `auto` or no name takes, in order, the template `modelDir`'s training run recorded (a model
+ * fine-tuned in one template keeps it), the tokenizer's chat template, then `fallback`.
  */
-export function resolvePromptTemplate(name: string | undefined, tokenizer: ChatTemplateHolder, fallback: string): ResolvedTemplate {
+export function resolvePromptTemplate(name: string | undefined, tokenizer: ChatTemplateHolder, fallback: string, modelDir?: string): ResolvedTemplate {
+  if (name === undefined || name === AUTO_TEMPLATE) {
+    const recorded = modelDir === undefined ? null : recordedTemplate(modelDir);
+    if (recorded !== null && recorded !== CHAT_TEMPLATE_NAME) {
+      return { template: getTemplate(recorded), note: `prompt template: ${recorded} (the one ${modelDir} was trained with)` };
+    }
+  }
   const own = name === CHAT_TEMPLATE_NAME || name === undefined || name === AUTO_TEMPLATE ? chatTemplateOf(tokenizer) : null;
   if (name === CHAT_TEMPLATE_NAME && !own) {
     throw new Error('--prompt_template chat_template: the tokenizer has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja)');
