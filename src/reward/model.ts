@@ -21,11 +21,17 @@ export const REWARD_MODEL_KIND = 'reward_model';
 export interface RewardModelMeta {
   kind: typeof REWARD_MODEL_KIND;
   reward_reduction: RewardReduction;
+  /** The prompt template the training pairs were rendered with. */
+  prompt_template?: string;
+  /** A legacy head's bias (transformers' score head has none), see src/models/pretrained.ts. */
+  score_bias?: number;
 }
 
-/** Extra config.json fields that mark a saved directory as a reward model. */
-export function rewardConfigExtra(reduction: RewardReduction): { rlhf: RewardModelMeta } {
-  return { rlhf: { kind: REWARD_MODEL_KIND, reward_reduction: reduction } };
+/** Extra config.json fields that mark a saved directory as a reward model (in this project's `rlhf` field). */
+export function rewardConfigExtra(reduction: RewardReduction, promptTemplate?: string): { rlhf: RewardModelMeta } {
+  const rlhf: RewardModelMeta = { kind: REWARD_MODEL_KIND, reward_reduction: reduction };
+  if (promptTemplate !== undefined) rlhf.prompt_template = promptTemplate;
+  return { rlhf };
 }
 
 export class RewardModel {

@@ -91,6 +91,8 @@ export interface RewardTrainerParts {
   eval: TokenizedPair[];
   /** Directory a saved LoRA adapter names as its base; null: save the adapter merged into full weights. */
   loraBase: string | null;
+  /** The prompt template the pairs were rendered with, recorded in the output (`score` renders text the same way). */
+  templateName?: string;
 }
 
 /** Rewards of pairs scored in batches, no gradients: chosen[i] and rejected[i] of pair i. */
@@ -225,7 +227,7 @@ export class RewardTrainer {
   writeCheckpoint(dir: string, opts: { withOptimizer: boolean; merge: boolean }): Promise<void> {
     return saveCheckpoint(dir, {
       model: this.model.backbone, tokenizer: this.tokenizer, valueHead: this.model.valueHead,
-      configExtra: rewardConfigExtra(this.model.reduction), mergeLora: opts.merge || this.parts.loraBase === null,
+      configExtra: rewardConfigExtra(this.model.reduction, this.parts.templateName), mergeLora: opts.merge || this.parts.loraBase === null,
       baseModelPath: this.parts.loraBase ?? undefined,
       optimizers: opts.withOptimizer ? { [OPTIMIZER_NAME]: this.optimization } : undefined, trainerState: this.trainerState(),
     });
@@ -459,7 +461,7 @@ export async function runRewardTraining(input: RewardConfigInput, runOptions: Re
     if (train.pairs.length === 0) throw new Error(`${c.dataset}: no usable training pairs after tokenization`);
 
     // 4. train
-    const trainer = new RewardTrainer(c, { model, tokenizer: loaded.tokenizer, strategy, train: train.pairs, eval: evalSet.pairs, loraBase }, { ...runOptions, log });
+    const trainer = new RewardTrainer(c, { model, tokenizer: loaded.tokenizer, strategy, train: train.pairs, eval: evalSet.pairs, loraBase, templateName: template.name }, { ...runOptions, log });
     try {
       if (resumeState) trainer.restore(resumeState, c.resume!);
       return await trainer.train();
