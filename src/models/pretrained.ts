@@ -12,7 +12,7 @@ import { normalizeConfig, type ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
 import { buildSpec, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
-import { LEGACY_VALUE_HEAD_BIAS, LEGACY_VALUE_HEAD_WEIGHT, SCORE_WEIGHT, ValueHead } from './value_head.js';
+import { LEGACY_VALUE_HEAD_BIAS, LEGACY_VALUE_HEAD_WEIGHT, SCORE_BIAS, SCORE_WEIGHT, ValueHead } from './value_head.js';
 import { isSequenceClassificationConfig, RLHF_CONFIG_KEY, sequenceClassificationFields } from './sequence_classification.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
@@ -50,7 +50,7 @@ export function readWeights(dir: string): Map<string, LoadedTensor> {
 
 /** Maps names from other HF savers onto ours (GPT-2 hub checkpoints omit the `transformer.` prefix). */
 function canonicalName(name: string, config: ModelConfig): string {
-  const head = name.startsWith('lm_head') || name.startsWith('value_head') || name === SCORE_WEIGHT;
+  const head = name.startsWith('lm_head') || name.startsWith('value_head') || name === SCORE_WEIGHT || name === SCORE_BIAS;
   if (config.modelType === 'gpt2' && !name.startsWith('transformer.') && !head) return `transformer.${name}`;
   if (config.modelType === 'opt' && name.startsWith('decoder.')) return `model.${name}`;
   if (config.modelType === 'bloom' && !name.startsWith('transformer.') && !head) return `transformer.${name}`;
@@ -59,7 +59,7 @@ function canonicalName(name: string, config: ModelConfig): string {
 
 /** A head's tensors: `score.weight`, or the legacy `value_head.weight` + `value_head.bias`. */
 function isHeadTensor(name: string): boolean {
-  return name === SCORE_WEIGHT || name === LEGACY_VALUE_HEAD_WEIGHT || name === LEGACY_VALUE_HEAD_BIAS;
+  return name === SCORE_WEIGHT || name === SCORE_BIAS || name === LEGACY_VALUE_HEAD_WEIGHT || name === LEGACY_VALUE_HEAD_BIAS;
 }
 
 /** `rlhf.score_bias` of a config: the bias of a head first trained in the legacy layout (transformers' has none). */

@@ -13,6 +13,8 @@ import { linear } from './ops/linear.js';
 
 /** The head's tensor in transformers' sequence-classification layout. */
 export const SCORE_WEIGHT = 'score.weight';
+/** A bias some custom sequence classifiers carry (transformers' own have none). */
+export const SCORE_BIAS = 'score.bias';
 /** The tensors of the layout this project wrote before. */
 export const LEGACY_VALUE_HEAD_WEIGHT = 'value_head.weight';
 export const LEGACY_VALUE_HEAD_BIAS = 'value_head.bias';
@@ -50,16 +52,19 @@ export class ValueHead {
       if (score.shape.length !== 2 || score.shape[0] !== 1) {
         throw new Error(`${SCORE_WEIGHT} is [${score.shape}]; a reward model has num_labels 1, so [1, hidden_size]`);
       }
-      if (scoreBias === 0) return new ValueHead(score);
-      const b = tf.tensor1d([scoreBias]);
+      const stored = t.get(SCORE_BIAS);
+      if (stored && stored.size !== 1) throw new Error(`${SCORE_BIAS} is [${stored.shape}]; a reward model has num_labels 1, so [1]`);
+      const total = scoreBias + (stored ? stored.dataSync()[0]! : 0);
+      if (!stored && scoreBias === 0) return new ValueHead(score);
+      const b = tf.tensor1d([total]);
       const head = new ValueHead(score, b);
       b.dispose();
       return head;
     }
+    // value_head.safetensors beside a PEFT adapter: the weight, and the bias when the head has one
     const w = t.get(LEGACY_VALUE_HEAD_WEIGHT);
-    const b = t.get(LEGACY_VALUE_HEAD_BIAS);
-    if (!w || !b) throw new Error(`no value head: neither ${SCORE_WEIGHT} nor ${LEGACY_VALUE_HEAD_WEIGHT} / ${LEGACY_VALUE_HEAD_BIAS}`);
-    return new ValueHead(w, b);
+    if (!w) throw new Error(`no value head: neither ${SCORE_WEIGHT} nor ${LEGACY_VALUE_HEAD_WEIGHT}`);
+    return new ValueHead(w, t.get(LEGACY_VALUE_HEAD_BIAS) ?? null);
   }
 
   /** hidden [B, T, C] → values [B, T]. */
@@ -73,12 +78,11 @@ export class ValueHead {
     return this.bias ? this.bias.dataSync()[0]! : 0;
   }
 
-  /** The head in the legacy layout (a bias of 0 when it has none), as written beside a PEFT adapter. */
+  /** The head as value_head.safetensors beside a PEFT adapter holds it: the weight, and the bias if there is one. */
   legacyTensors(): Map<string, { shape: number[]; data: Float32Array }> {
-    return new Map([
-      [LEGACY_VALUE_HEAD_WEIGHT, { shape: [...this.weight.shape], data: this.weight.dataSync() as Float32Array }],
-      [LEGACY_VALUE_HEAD_BIAS, { shape: [1], data: Float32Array.of(this.biasValue()) }],
-    ]);
+    const out = new Map([[LEGACY_VALUE_HEAD_WEIGHT, { shape: [...this.weight.shape], data: this.weight.dataSync() as Float32Array }]]);
+    if (this.bias) out.set(LEGACY_VALUE_HEAD_BIAS, { shape: [1], data: Float32Array.of(this.biasValue()) });
+    return out;
   }
 
   /** What training updates, by name. */
