@@ -145,7 +145,7 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
     const rmLoaded = loadMerged(rm, c.rmModel, '--rm_model');
     track(rmLoaded.model);
     const rmHead = rmLoaded.valueHead;
-    if (!rmHead) throw new Error(`${rm}: no score head (score.weight of a ForSequenceClassification checkpoint, or value_head.*), so it is not a reward model: pass a reward model (e.g. the output directory of train_reward_model) as --rm_path`);
+    if (!rmHead) throw new Error(`${rm}: no value head (no score.weight of a ForSequenceClassification checkpoint, no value_head.* tensors), so it is not a reward model: pass a reward model (e.g. the output directory of train_reward_model) as --rm_path`);
     track(rmHead);
     const rewardReduction = readRewardReduction(rm);
     await checkSameTokenizer(tokenizer, rm, rmLoaded.model.config.vocabSize);
