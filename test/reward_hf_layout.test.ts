@@ -15,7 +15,7 @@ import { loadPretrained, readConfig } from '../src/models/pretrained.js';
 import { ValueHead } from '../src/models/value_head.js';
 import { scoreIndices } from '../src/models/value_model.js';
 import { saveCheckpoint } from '../src/trainer/stage_checkpoint.js';
-import { loadRewardModel, RewardModel, rewardConfigExtra } from '../src/reward/index.js';
+import { loadRewardModel, RewardModel, rewardConfigExtra, runRewardTraining } from '../src/reward/index.js';
 import { FIXTURES, relErr } from './helpers/fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'reward-hf-'));
@@ -125,4 +125,23 @@ describe('writing reward models in the hub layout', () => {
     old.dispose();
     again.dispose();
   });
+
+  it('a hub-layout reward model trains further (--pretrain) from its own head, and is written in the same layout', async () => {
+    const from = join(FIXTURES, 'hf', 'llama', 'rm');
+    const { ids: fixtureIds, mask: fixtureMask } = expectedBatch(from);
+    const savePath = join(tmp, 'more');
+    const lines: string[] = [];
+    await runRewardTraining({
+      pretrain: from, dataset: 'datasets/preference/hh-rlhf-harmless-base-test.jsonl.gz', maxDatasetsSize: 8, evalRatio: 0,
+      maxLen: 48, batchSize: 4, maxEpochs: 1, lr: 0, warmupRatio: 0, savePath, backend: 'cpu', seed: 1,
+    }, { log: (l) => lines.push(l), progress: false });
+    expect(lines.some((l) => l.includes('created a new one'))).toBe(false); // the checkpoint's score head was used
+    const config = JSON.parse(readFileSync(join(savePath, 'config.json'), 'utf8')) as Record<string, unknown>;
+    expect(config.architectures).toEqual(['LlamaForSequenceClassification']);
+    // lr 0: the weights are the fixture's, so transformers' scores still hold
+    const trained = loadRewardModel(savePath);
+    const { scores } = expectedBatch(from);
+    expect(relErr(trained.scoreArrays(fixtureIds, fixtureMask), scores)).toBeLessThan(1e-4);
+    trained.dispose();
+  }, 120_000);
 });
