@@ -160,8 +160,6 @@ export function loadPretrained(dir: string, opts: { lora?: string } = {}): Loade
     } catch (e) {
       model.dispose();
       throw e;
-    } finally {
-      valueHead.clear();
     }
     return { model, valueHead: head, dir };
   } finally {
