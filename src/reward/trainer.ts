@@ -15,7 +15,7 @@ import { Writable } from 'node:stream';
 import { tf } from '../engine/tf.js';
 import { initBackend } from '../engine/backend.js';
 import type { BatchLoader } from '../data/batching.js';
-import { resolvePromptTemplate } from '../data/templates/index.js';
+import { AUTO_TEMPLATE, resolvePromptTemplate } from '../data/templates/index.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import type { DecoderModel } from '../models/decoder.js';
@@ -365,7 +365,9 @@ async function readResumeState(c: RewardConfig, worldSize: number): Promise<Trai
   await recoverInterruptedWrite(dir);
   const state = await readResumableState(dir, 'train_reward_model');
   const flags = new Map<string, string>(RESUME_FIXED);
-  const [m] = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
+  // With no --prompt_template (auto) the run takes the template the checkpoint recorded, so that one always matches.
+  const current = c.promptTemplate === AUTO_TEMPLATE ? { ...c, promptTemplate: state.args.promptTemplate } : c;
+  const [m] = resumeMismatches(state, current as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
   if (m) {
     throw new Error(`--resume ${dir}: --${flags.get(m.field)} is ${m.now} but the checkpoint was trained with ${m.was}; resume with the same value`);
   }

@@ -13,7 +13,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { tf } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
-import { IGNORE_INDEX, padBatch, type BatchLoader, type Batch, type TokenizedSample } from '../data/index.js';
+import { AUTO_TEMPLATE, IGNORE_INDEX, padBatch, type BatchLoader, type Batch, type TokenizedSample } from '../data/index.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import type { DecoderModel } from '../models/decoder.js';
@@ -389,7 +389,9 @@ export async function trainSft(input: SftConfigInput, runOptions: SftRunOptions 
 async function readResumeState(c: SftConfig, worldSize: number): Promise<TrainerState> {
   const dir = c.resume!;
   const state = await readResumableState(dir, 'train_sft');
-  const changed = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, worldSize);
+  // With no --prompt_template (auto) the run takes the template the checkpoint recorded, so that one always matches.
+  const current = c.promptTemplate === AUTO_TEMPLATE ? { ...c, promptTemplate: state.args.promptTemplate } : c;
+  const changed = resumeMismatches(state, current as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, worldSize);
   if (changed.length) {
     throw new Error(
       `--resume ${dir}: these options differ from the run that wrote it, so its data position and schedule do not apply: ` +
