@@ -3,7 +3,7 @@
  * over it, PPO prompts and `inference --template chat_template` render it with the generation prompt, and `score`
  * gives transformers' reward of exact ids and of a dataset's records.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,7 +73,16 @@ describe('chat templates in the stages', () => {
     expect(got.prompts[0]!.filter((id) => id === tokenizer.bosTokenId)).toHaveLength(1);
   });
 
-  it('inference --template chat_template renders the generation prompt and names the template', () => {
+  it('inference --chat takes the model template by default and says so', () => {
+    const r = spawnSync('npx', ['tsx', 'src/cli/inference.ts', '--pretrain', model, '--chat', '--max_new_tokens', '2', '--backend', 'cpu'],
+      { encoding: 'utf8', input: 'Hi there\n\n' });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain("prompt template: the model's chat_template");
+    expect(r.stdout).toContain('(template chat_template)');
+    expect(r.stdout).toContain('bot> ');
+  }, 60_000);
+
+  it('inference --template chat_template encodes the generation prompt as the template renders it, nothing added', () => {
     const out = execFileSync('npx', ['tsx', 'src/cli/inference.ts', '--pretrain', model, '--template', 'chat_template', '--input', 'Hi there',
       '--max_new_tokens', '2', '--json', '--backend', 'cpu'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     const r = JSON.parse(out.trim().split('\n').pop()!) as { input_ids: number[] };
