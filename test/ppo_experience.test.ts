@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { tf } from '../src/engine/tf.js';
 import { Rng } from '../src/engine/rng.js';
 import { loadPretrained } from '../src/models/pretrained.js';
-import { ValueHead } from '../src/models/value_head.js';
 import { ValueModel } from '../src/models/value_model.js';
 import { LoraAdapter } from '../src/models/lora.js';
 import { makeExperience, answerLogProbs, type ExperienceOptions, type ExperienceModels } from '../src/ppo/experience.js';
@@ -27,8 +26,8 @@ function models(): ExperienceModels & { dispose(): void } {
   const critic = loadPretrained(rmDir);
   return {
     actor, initial, rewardReduction: 'last',
-    reward: new ValueModel(rm.model, ValueHead.fromTensors(rm.valueHead!)),
-    critic: new ValueModel(critic.model, ValueHead.fromTensors(critic.valueHead!)),
+    reward: new ValueModel(rm.model, rm.valueHead!),
+    critic: new ValueModel(critic.model, critic.valueHead!),
     dispose() {
       for (const m of [actor, initial, rm.model, critic.model]) m.dispose();
     },

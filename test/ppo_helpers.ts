@@ -91,7 +91,7 @@ export async function buildToyRewardModel(dir: string): Promise<string> {
   const k = 1 / (s1 - s0);
   const head = new ValueHead(tf.tensor2d([[0, 0, 0, k, 0, 0, 0, 0]]), tf.tensor1d([-k * (s0 + s1) / 2]));
   mkdirSync(dir, { recursive: true });
-  savePretrained(model, dir, { valueHead: head.tensors(), configExtra: { rlhf: { kind: 'reward_model', reward_reduction: 'last' } } });
+  savePretrained(model, dir, { valueHead: head, padTokenId: model.config.eosTokenId, configExtra: { rlhf: { kind: 'reward_model', reward_reduction: 'last' } } });
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) cpSync(join(fixtureDir('gpt2'), f), join(dir, f));
   model.dispose();
   head.dispose();

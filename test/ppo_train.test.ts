@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { tf } from '../src/engine/tf.js';
 import { initBackend } from '../src/engine/backend.js';
 import { loadPretrained } from '../src/models/pretrained.js';
-import { ValueHead } from '../src/models/value_head.js';
 import { ValueModel } from '../src/models/value_model.js';
 import type { DecoderModel } from '../src/models/decoder.js';
 import { PpoTrainer } from '../src/ppo/trainer.js';
@@ -80,7 +79,7 @@ describe('PPO on the toy task', () => {
     reloadedActor.dispose();
     const critic = loadPretrained(join(savePath, 'critic'));
     expect(critic.valueHead).not.toBeNull();
-    const criticModel = new ValueModel(critic.model, ValueHead.fromTensors(critic.valueHead!));
+    const criticModel = new ValueModel(critic.model, critic.valueHead!);
     expect(relErr(valuesOf(criticModel), criticValues)).toBeLessThan(1e-6);
     critic.model.dispose();
     criticModel.head.dispose();
@@ -98,7 +97,7 @@ describe('PPO on the toy task', () => {
     expect(relErr(logitsOf(m.actor), logitsOf(sft))).toBeGreaterThan(1e-3);
     sft.dispose();
     const rm = loadPretrained(rmDir);
-    const rmModel = new ValueModel(rm.model, ValueHead.fromTensors(rm.valueHead!));
+    const rmModel = new ValueModel(rm.model, rm.valueHead!);
     expect(relErr(valuesOf(m.reward), valuesOf(rmModel))).toBeLessThan(1e-6);
     rm.model.dispose();
     rmModel.head.dispose();

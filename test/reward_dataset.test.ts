@@ -186,6 +186,6 @@ describe('bad input', () => {
     expect(() => resolveRewardConfig({ ...ok, promptTemplate: 'vicuna' })).toThrow(/--prompt_template: "vicuna" is not one of .*human_assistant/);
     expect(() => resolveRewardConfig({ ...ok, mergeLoraWeights: true })).toThrow(/--merge_lora_weights: needs --lora_rank > 0/);
     expect(() => resolveRewardConfig({ ...ok, dataset: '' })).toThrow('--dataset: is required');
-    expect(resolveRewardConfig(ok)).toMatchObject({ lossFn: 'log_sig', rewardReduction: 'last', maxLen: 512, promptTemplate: 'human_assistant' });
+    expect(resolveRewardConfig(ok)).toMatchObject({ lossFn: 'log_sig', rewardReduction: 'last', maxLen: 512, promptTemplate: 'auto' });
   });
 });

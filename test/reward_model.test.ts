@@ -79,13 +79,13 @@ describe('what training updates', () => {
     const full = rm.trainableParameters().map(([n]) => n);
     expect(full).toContain('value_head.weight');
     expect(full).toContain('transformer.h.0.attn.c_attn.weight');
-    expect(full.length).toBe(rm.backbone.params.size + 2);
+    expect(full.length).toBe(rm.backbone.params.size + 1); // a new head is transformers' score: no bias
     rm.backbone.lora = LoraAdapter.create(rm.backbone.spec, { r: 2, alpha: 4, dropout: 0, targetModules: DEFAULT_LORA_TARGETS.gpt2! }, 1);
     const lora = rm.trainableParameters().map(([n]) => n);
     expect(lora).toEqual([
       'transformer.h.0.attn.c_attn.lora_A.weight', 'transformer.h.0.attn.c_attn.lora_B.weight',
       'transformer.h.1.attn.c_attn.lora_A.weight', 'transformer.h.1.attn.c_attn.lora_B.weight',
-      'value_head.weight', 'value_head.bias',
+      'value_head.weight',
     ]);
     rm.dispose();
   });
@@ -95,14 +95,17 @@ describe('saved reward models load by path alone', () => {
   const ids = [[3, 14, 15, 92, 65, 35], [89, 79, 32, 0, 0, 0]];
   const mask = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]];
 
-  it('full weights: value head inside model.safetensors, rlhf marker in config.json, identical rewards', async () => {
+  it('full weights: OPTForSequenceClassification layout (score.weight, no lm_head), rlhf marker in config.json, identical rewards', async () => {
     const rm = freshRewardModel('opt', 'mean');
     const before = rm.scoreArrays(ids, mask);
     const dir = join(tmp, 'full');
     await saveCheckpoint(dir, { model: rm.backbone, tokenizer: await Tokenizer.fromDir(fixtureDir('opt')), valueHead: rm.valueHead, configExtra: rewardConfigExtra('mean') });
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     expect(config.rlhf).toEqual({ kind: 'reward_model', reward_reduction: 'mean' });
-    expect([...readSafetensors(join(dir, 'model.safetensors')).tensors.keys()]).toContain('value_head.weight');
+    expect(config.architectures).toEqual(['OPTForSequenceClassification']);
+    const names = [...readSafetensors(join(dir, 'model.safetensors')).tensors.keys()];
+    expect(names).toContain('score.weight');
+    expect(names.filter((n) => n.startsWith('value_head') || n === 'lm_head.weight')).toEqual([]);
     const loaded = loadRewardModel(dir);
     expect(loaded.reduction).toBe('mean');
     const after = loaded.scoreArrays(ids, mask);

@@ -62,7 +62,7 @@ describe('hh-rlhf on the gpt2 fixture', () => {
 
     // reload by path alone: the same rewards for the same 256 pairs
     const config = JSON.parse(readFileSync(join(savePath, 'config.json'), 'utf8'));
-    expect(config.rlhf).toEqual({ kind: 'reward_model', reward_reduction: 'last' });
+    expect(config.rlhf).toEqual({ kind: 'reward_model', reward_reduction: 'last', prompt_template: 'human_assistant' });
     const rm = loadRewardModel(savePath);
     const tok = await Tokenizer.fromDir(savePath);
     const { pairs } = await loadPreferencePairs(HH, { maxRecords: 256 });

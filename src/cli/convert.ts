@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     model.lora = null;
   }
   const dtype = ({ fp32: 'F32', bf16: 'BF16', fp16: 'F16' } as const)[o.dtype];
-  savePretrained(model, o.save_path, { dtype, valueHead });
+  savePretrained(model, o.save_path, { dtype, valueHead, padTokenId: tokenizer.padTokenId });
   await tokenizer.save(o.save_path);
   console.error(`wrote ${o.save_path} (${o.dtype}${o.lora ? ', LoRA merged' : ''})`);
 }

@@ -12,7 +12,7 @@ import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setu
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
 import { generate } from '../models/generation.js';
-import { getTemplate, TEMPLATE_NAMES, type PromptTemplate } from '../data/templates/index.js';
+import { PROMPT_TEMPLATE_CHOICES, resolvePromptTemplate, type PromptTemplate } from '../data/templates/index.js';
 import type { ChatMessage } from '../data/types.js';
 import { defaultModelDir } from '../models/default_model.js';
 import type { DecoderModel } from '../models/decoder.js';
@@ -90,7 +90,8 @@ function parseInputIds(v: string): number[] {
 function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string | number[], template: PromptTemplate | null, s: ResolvedSampling, rng: Rng): Reply {
   // Raw input is tokenized as HF's tokenizer does by default (special tokens included); a rendered template too.
   // Ids (--input_ids) go in as they are.
-  const inputIds = typeof prompt === 'string' ? tokenizer.encode(prompt, { addSpecialTokens: true }) : prompt;
+  // A chat template's text holds its own special tokens, as in transformers' apply_chat_template.
+  const inputIds = typeof prompt === 'string' ? tokenizer.encode(prompt, { addSpecialTokens: !template?.ownsSpecialTokens }) : prompt;
   if (!inputIds.length) throw new Error('the input encodes to no tokens');
   // EOS: generation_config.json's ids (any of them ends the reply), else the tokenizer's, else config.json's.
   const eos = model.generationDefaults?.eosTokenIds ?? (tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : undefined);
@@ -116,10 +117,10 @@ async function main(): Promise<void> {
     .option('--lora <dir>', 'alias of --adapter')
     .option('--input <text>', 'the prompt (raw text, or the user turn when --template is given)')
     .option('--input_ids <ids>', 'the prompt as comma-separated token ids (e.g. 3,5,9), bypassing tokenizer and template', parseInputIds)
-    .option('--template <name>', `render the input with a prompt template: ${TEMPLATE_NAMES.join(', ')}`)
+    .option('--template <name>', `render the input with a prompt template: ${PROMPT_TEMPLATE_CHOICES.join(', ')} (chat_template: the model's own; auto: the one the model was trained with, else its chat_template, else alpaca)`)
     .option('--history <file>', 'JSON list of earlier [user, assistant] pairs (needs --template)')
     .option('--knowledge <file>', 'retrieved passages, one per line (zh_dialogue template)')
-    .option('--chat', 'interactive chat that keeps the history (needs --template; default alpaca)', false)
+    .option('--chat', 'interactive chat that keeps the history (template: --template, else auto)', false)
     // Sampling flags left unset take the model's generation_config.json values, else the defaults named here.
     .option('--max_new_tokens <n>', 'new tokens at most (default: generation_config.json, else 64)', int('--max_new_tokens', 1))
     .option('--max_length <n>', 'prompt + new tokens at most (instead of --max_new_tokens)', int('--max_length', 1))
@@ -139,7 +140,9 @@ async function main(): Promise<void> {
   if (o.adapter && o.lora && o.adapter !== o.lora) throw new Error('--adapter and --lora (its alias) name different directories: give one');
   if (!o.input && !o.input_ids && !o.chat) throw new Error('give --input TEXT (or --input_ids 3,5,9), or --chat for an interactive session');
   if ((o.history || o.knowledge) && !o.template && !o.chat) throw new Error('--history and --knowledge need --template');
-  const template = o.template ? getTemplate(o.template) : o.chat ? getTemplate('alpaca') : null;
+  if (o.template && !PROMPT_TEMPLATE_CHOICES.includes(o.template)) {
+    throw new Error(`--template ${o.template} is unknown (choose one of: ${PROMPT_TEMPLATE_CHOICES.join(', ')})`);
+  }
   await setupRun({ backend: o.backend, seed: o.seed });
   const pretrain = o.pretrain ?? defaultModelDir();
   refuseScoringModel(await resolvePretrained(pretrain), '--pretrain', 'inference generates with a language model: pass the SFT or PPO actor directory (a reward model scores texts, it does not write them).');
@@ -150,6 +153,9 @@ async function main(): Promise<void> {
     const bad = o.input_ids.find((id) => id >= model.config.vocabSize);
     if (bad !== undefined) throw new Error(`--input_ids: id ${bad} is outside the model's vocabulary (${model.config.vocabSize} tokens)`);
   }
+  const resolved = o.template || o.chat ? resolvePromptTemplate(o.template, tokenizer, 'alpaca', pretrain) : null;
+  const template = resolved?.template ?? null;
+  if (resolved) console.error(resolved.note);
   const rng = new Rng(o.seed);
   const sampling = resolveSampling({
     doSample: o.do_sample, temperature: o.temperature, topK: o.top_k, topP: o.top_p, repetitionPenalty: o.repetition_penalty,

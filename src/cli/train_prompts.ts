@@ -11,7 +11,7 @@ import {
   addCheckpointOptions, addLoraOptions, addModelOptions, addRunOptions, bool, float, int, runMain, setupRun, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
-import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { PPO_DEFAULTS, applyLegacyTimesteps, type PpoConfig, type PpoConfigInput } from '../ppo/config.js';
 import { runPpo } from '../ppo/trainer.js';
@@ -31,7 +31,7 @@ export function buildPromptsCommand(): Command {
     .option('--prompt_dataset <path>', 'prompts file (or give it as the first argument)')
     .addOption(new Option('--prompt_path <path>', 'old name of --prompt_dataset').hideHelp())
     .option('--prompt_column <field>', 'field holding the prompt (default: detected)')
-    .addOption(new Option('--prompt_template <name>', 'prompt template (default: the SFT directory\'s, else alpaca)').choices([...TEMPLATE_NAMES]))
+    .addOption(new Option('--prompt_template <name>', 'prompt template: a built-in one or chat_template (the model\'s own, with the generation prompt); default: the SFT directory\'s, else its chat_template, else alpaca').choices([...PROMPT_TEMPLATE_CHOICES]))
     .option('--pretrain_dataset <path...>', 'ptx data (any SFT format): an LM loss on the actor weighted by --ptx_coef')
     .option('--max_datasets_size <n>', 'use at most n prompts (and ptx records); 0: all', int('--max_datasets_size', 0))
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)

@@ -13,7 +13,7 @@ import {
   addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, optimConfigFromOptions, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
-import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
 import {
   PAIRWISE_LOSSES, REWARD_DEFAULTS, REWARD_REDUCTIONS, TEST_SUBSET, runRewardTraining, type RewardConfig, type RewardConfigInput,
 } from '../reward/index.js';
@@ -29,7 +29,7 @@ export function buildRewardCommand(): Command {
     .option('--max_datasets_size <n>', 'read at most n records of each file (0: all)', int('--max_datasets_size'), d.maxDatasetsSize)
     .option('--max_len <n>', 'tokens per sequence; longer ones lose prompt tokens on the left, then answer tokens on the right', int('--max_len', 2), d.maxLen)
     .option('--test [bool]', `small run: ${TEST_SUBSET.train} training and ${TEST_SUBSET.eval} evaluation pairs`, bool, false)
-    .addOption(new Option('--prompt_template <name>', 'how a prompt is rendered before the answer').choices([...TEMPLATE_NAMES]).default(d.promptTemplate))
+    .addOption(new Option('--prompt_template <name>', 'how a prompt is rendered before the answer: a built-in template, chat_template (the model\'s own), or auto (the one --pretrain was trained with, else its chat_template, else human_assistant)').choices([...PROMPT_TEMPLATE_CHOICES]).default(d.promptTemplate))
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)
     .addOption(new Option('--loss_fn <name>', 'log_sig: −log σ(r_chosen − r_rejected); log_exp: log(1 + exp(r_rejected − r_chosen))').choices([...PAIRWISE_LOSSES]).default(d.lossFn))
     .addOption(new Option('--reward_reduction <how>', 'reward of a sequence: the value at its last real token, or the mean over its tokens').choices([...REWARD_REDUCTIONS]).default(d.rewardReduction))

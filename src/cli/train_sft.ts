@@ -11,7 +11,7 @@ import {
   addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, optimConfigFromOptions, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
-import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
 import { DEFAULT_SFT_CONFIG, runSft, type SftConfig, type SftConfigInput } from '../sft/index.js';
 import { DEFAULT_NUM_VIRTUAL_TOKENS, PEFT_METHODS, PROMPT_TUNING_INITS } from '../sft/config.js';
 
@@ -25,7 +25,7 @@ export function buildSftCommand(): Command {
     .option('--eval_ratio <r>', 'share of the training samples held out for eval loss/perplexity', float('--eval_ratio', 0, 0.99), DEFAULT_SFT_CONFIG.evalRatio)
     .option('--max_datasets_size <n>', 'use at most n samples', int('--max_datasets_size', 1))
     .option('--max_len <n>', 'longest sample in tokens (block size for plain text)', int('--max_len', 2), DEFAULT_SFT_CONFIG.maxLen)
-    .addOption(new Option('--prompt_template <name>', 'prompt template for chat data').choices([...TEMPLATE_NAMES]).default(DEFAULT_SFT_CONFIG.promptTemplate))
+    .addOption(new Option('--prompt_template <name>', 'prompt template for chat data: chat_template (the model\'s own), a built-in one, or auto (the model\'s chat_template when it has one, else alpaca)').choices([...PROMPT_TEMPLATE_CHOICES]).default(DEFAULT_SFT_CONFIG.promptTemplate))
     .option('--prompt_column <field>', 'field holding the prompt (overrides format detection)')
     .option('--response_column <field>', 'field holding the response to train on')
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)

@@ -71,6 +71,46 @@ export function tokenizeSegments(
   };
 }
 
+/**
+ * Tokenize the joined text of the segments in one piece (tokens may then differ from per-segment encoding, e.g. with a
+ * sentencepiece-style normalizer that marks every piece's start), and label the tokens that overlap a trained
+ * segment. A boundary at character p falls after the tokens that `encode(text[:p])` shares with the whole encoding:
+ * a token that straddles the start of a trained span is trained, one that straddles its end is trained too.
+ * No BOS or EOS is added: the text holds them (chat templates).
+ */
+export function tokenizeWholeText(
+  segments: Segment[],
+  encoder: TextEncoderLike,
+  opts: Pick<SegmentTokenizeOptions, 'maxLen' | 'truncate'>,
+): { sample: TokenizedSample; truncated: boolean } {
+  const text = segments.map((s) => s.text).join('');
+  const ids = encoder.encode(text, { addSpecialTokens: false });
+  const labels = new Array<number>(ids.length).fill(IGNORE_INDEX);
+  const tokenBoundary = (chars: number, roundUp: boolean): number => {
+    if (chars >= text.length) return ids.length;
+    const prefix = encoder.encode(text.slice(0, chars), { addSpecialTokens: false });
+    let shared = 0;
+    while (shared < prefix.length && shared < ids.length && prefix[shared] === ids[shared]) shared++;
+    return shared === prefix.length || !roundUp ? shared : Math.min(shared + 1, ids.length);
+  };
+  let at = 0;
+  for (const seg of segments) {
+    const end = at + seg.text.length;
+    if (seg.train) {
+      const from = tokenBoundary(at, false);
+      const to = tokenBoundary(end, true);
+      for (let t = from; t < to; t++) labels[t] = ids[t]!;
+    }
+    at = end;
+  }
+  const truncated = ids.length > opts.maxLen;
+  const keep = (xs: number[]): number[] => {
+    if (!truncated) return xs;
+    return opts.truncate === 'left' ? xs.slice(xs.length - opts.maxLen) : xs.slice(0, opts.maxLen);
+  };
+  return { sample: { inputIds: keep(ids), labels: keep(labels) }, truncated };
+}
+
 export interface TokenizeStats {
   samples: number;
   /** Samples longer than maxLen, cut to fit. */
@@ -96,7 +136,7 @@ export function tokenizeChatSamples(
     } catch (err) {
       throw new DataError(s.location, `template "${template.name}": ${(err as Error).message}`);
     }
-    const { sample, truncated } = tokenizeSegments(segments, encoder, opts);
+    const { sample, truncated } = template.ownsSpecialTokens ? tokenizeWholeText(segments, encoder, opts) : tokenizeSegments(segments, encoder, opts);
     if (truncated) stats.truncated++;
     if (!sample.labels.some((l) => l !== IGNORE_INDEX)) {
       stats.droppedNoTarget++;

@@ -93,12 +93,15 @@ export class Tokenizer {
   readonly vocabSize: number;
   readonly modelMaxLength: number | null;
   readonly chatTemplate: string | null;
+  /** The file the chat template was read from (chat_template.jinja or tokenizer_config.json), for error messages. */
+  readonly chatTemplateSource: string | null;
 
   private readonly inner: HfTokenizer;
 
   private constructor(
     private readonly json: TokenizerJson,
     private readonly config: ParsedConfig,
+    chatTemplateSource: string | null = null,
   ) {
     // The library insists that these keys exist; older files may omit some of them.
     const forLibrary = {
@@ -122,6 +125,7 @@ export class Tokenizer {
     this.paddingSide = config.paddingSide;
     this.modelMaxLength = config.modelMaxLength;
     this.chatTemplate = config.chatTemplate;
+    this.chatTemplateSource = config.chatTemplate === null ? null : (chatTemplateSource ?? 'tokenizer_config.json');
     this.specialTokenIds = this.collectSpecialIds();
   }
 
@@ -141,13 +145,15 @@ export class Tokenizer {
       }
     }
     const templateFile = path.join(dir, 'chat_template.jinja'); // where transformers 5 saves it
+    let templateSource: string | null = raw.chat_template === undefined ? null : configFile;
     if (raw.chat_template === undefined && (await exists(templateFile))) {
       raw.chat_template = await readFile(templateFile, 'utf8');
+      templateSource = templateFile;
     }
 
     const jsonFile = path.join(dir, 'tokenizer.json');
     if (await exists(jsonFile)) {
-      return Tokenizer.fromJson(await readJsonObject(jsonFile), raw, jsonFile);
+      return Tokenizer.fromJson(await readJsonObject(jsonFile), raw, jsonFile, templateSource);
     }
     const vocabFile = path.join(dir, 'vocab.json');
     const mergesFile = path.join(dir, 'merges.txt');
@@ -162,11 +168,25 @@ export class Tokenizer {
    * tokens are inferred: unk from the model's `unk_token`, bos/eos = `<|endoftext|>` when it is an added token
    * (GPT-2's convention, also used by `buildCharTokenizerJson`).
    */
-  static fromJson(json: object, config: RawTokenizerConfig = {}, source = 'tokenizer.json'): Tokenizer {
+  static fromJson(json: object, config: RawTokenizerConfig = {}, source = 'tokenizer.json', templateSource: string | null = null): Tokenizer {
     const tokenizerJson = checkTokenizerJson(json, source);
-    const parsed = parseConfig(config, source.replace(/tokenizer\.json$/, 'tokenizer_config.json'));
+    const configSource = source.replace(/tokenizer\.json$/, 'tokenizer_config.json');
+    const parsed = parseConfig(config, configSource);
     inferMissingSpecialTokens(parsed, tokenizerJson);
-    return new Tokenizer(tokenizerJson, parsed);
+    return new Tokenizer(tokenizerJson, parsed, templateSource ?? configSource);
+  }
+
+  /**
+   * The named special tokens as strings, as transformers hands them to a chat template (`bos_token`, `eos_token`,
+   * `unk_token`, `pad_token`, `additional_special_tokens`); a token the tokenizer does not have is left out.
+   */
+  specialTokensMap(): Record<string, string | string[]> {
+    const c = this.config;
+    const out: Record<string, string | string[]> = {};
+    const named: Array<[string, string | null]> = [['bos_token', c.bosToken], ['eos_token', c.eosToken], ['unk_token', c.unkToken], ['pad_token', c.padToken]];
+    for (const [key, token] of named) if (token !== null) out[key] = token;
+    if (c.additionalSpecialTokens.length) out.additional_special_tokens = [...c.additionalSpecialTokens];
+    return out;
   }
 
   /**

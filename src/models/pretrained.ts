@@ -1,6 +1,8 @@
 /**
  * HF checkpoint directories: load (config.json + model.safetensors, sharded or not, + optional value head and LoRA
- * adapter) and save in the layout `save_pretrained` writes, so transformers loads what we write.
+ * adapter) and save in the layout `save_pretrained` writes, so transformers loads what we write. A model with a value
+ * head (reward model, critic) is read from and written in transformers' `<Family>ForSequenceClassification` layout
+ * (src/models/sequence_classification.ts); directories with the older `value_head.*` tensors still load.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
@@ -14,6 +16,8 @@ import { readPeftAdapter, readPeftAdapterConfig, writePeftAdapter } from '../hub
 import { PrefixTuningAdapter } from './prefix_tuning.js';
 import { PromptTuningAdapter } from './prompt_tuning.js';
 import { GENERATION_CONFIG_FILE, readGenerationConfig } from './generation_config.js';
+import { LEGACY_VALUE_HEAD_BIAS, LEGACY_VALUE_HEAD_WEIGHT, SCORE_BIAS, SCORE_WEIGHT, ValueHead } from './value_head.js';
+import { isSequenceClassificationConfig, RLHF_CONFIG_KEY, sequenceClassificationFields } from './sequence_classification.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
 
@@ -50,18 +54,47 @@ export function readWeights(dir: string): Map<string, LoadedTensor> {
 
 /** Maps names from other HF savers onto ours (GPT-2 hub checkpoints omit the `transformer.` prefix). */
 function canonicalName(name: string, config: ModelConfig): string {
-  if (config.modelType === 'gpt2' && !name.startsWith('transformer.') && !name.startsWith('lm_head') && !name.startsWith('value_head')) return `transformer.${name}`;
+  const head = name.startsWith('lm_head') || name.startsWith('value_head') || name === SCORE_WEIGHT || name === SCORE_BIAS;
+  if (config.modelType === 'gpt2' && !name.startsWith('transformer.') && !head) return `transformer.${name}`;
   if (config.modelType === 'opt' && name.startsWith('decoder.')) return `model.${name}`;
-  if (config.modelType === 'bloom' && !name.startsWith('transformer.') && !name.startsWith('lm_head') && !name.startsWith('value_head')) return `transformer.${name}`;
+  if (config.modelType === 'bloom' && !name.startsWith('transformer.') && !head) return `transformer.${name}`;
   // transformers 5 calls GPT-NeoX's head lm_head in memory and embed_out on disk.
   if (config.modelType === 'gpt_neox' && name === 'lm_head.weight') return 'embed_out.weight';
   return name;
 }
 
+/** A head's tensors: `score.weight`, or the legacy `value_head.weight` + `value_head.bias`. */
+function isHeadTensor(name: string): boolean {
+  return name === SCORE_WEIGHT || name === SCORE_BIAS || name === LEGACY_VALUE_HEAD_WEIGHT || name === LEGACY_VALUE_HEAD_BIAS;
+}
+
+/** `rlhf.score_bias` of a config: the bias of a head first trained in the legacy layout (transformers' has none). */
+export function scoreBiasOf(raw: Record<string, unknown>, file: string): number {
+  const rlhf = raw[RLHF_CONFIG_KEY];
+  const bias = typeof rlhf === 'object' && rlhf !== null ? (rlhf as Record<string, unknown>).score_bias : undefined;
+  if (bias === undefined) return 0;
+  if (typeof bias !== 'number' || !Number.isFinite(bias)) throw new Error(`${file}: field "${RLHF_CONFIG_KEY}.score_bias" must be a finite number`);
+  return bias;
+}
+
+/** Builds the head from its tensors (disposing them), naming the directory on error. */
+function headFromTensors(tensors: Map<string, Tensor>, scoreBias: number, dir: string): ValueHead {
+  try {
+    return ValueHead.fromTensors(tensors, scoreBias);
+  } catch (e) {
+    throw new Error(`${dir}: ${(e as Error).message}`);
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
+
 export interface LoadedModel {
   model: DecoderModel;
-  /** value_head.weight [1, C] and value_head.bias [1] when the checkpoint is a reward model / critic. */
-  valueHead: Map<string, Tensor> | null;
+  /**
+   * The score head when the checkpoint is a reward model / critic (`score.weight`, or the legacy `value_head.*`);
+   * owned by the caller.
+   */
+  valueHead: ValueHead | null;
   dir: string;
   /** When `dir` holds only a PEFT adapter: the base model directory its adapter_config.json names. */
   baseDir?: string;
@@ -104,21 +137,32 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
     }
     const vh = join(dir, VALUE_HEAD_FILE);
     if (existsSync(vh)) {
-      loaded.valueHead = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
+      loaded.valueHead?.dispose();
+      const tensors = new Map([...readSafetensors(vh).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
+      try {
+        loaded.valueHead = headFromTensors(tensors, 0, dir);
+      } catch (e) {
+        loaded.model.dispose();
+        throw e;
+      }
     }
     return { ...loaded, dir, baseDir };
   }
-  const config = readConfig(dir);
+  let config = readConfig(dir);
+  const raw = readWeights(dir);
+  // A sequence-classification checkpoint has no LM head: its backbone reads the tied embedding in its place (only
+  // the hidden states matter to a reward model or critic, and nothing V×C is allocated for it).
+  const seqCls = raw.has(SCORE_WEIGHT) || isSequenceClassificationConfig(config.raw);
+  if (seqCls && !config.tieWordEmbeddings && !raw.has('lm_head.weight')) config = { ...config, tieWordEmbeddings: true };
   const spec = buildSpec(config);
   const expected = parameterShapes(config, spec);
-  const raw = readWeights(dir);
   const weights = new Map<string, Tensor>();
   const valueHead = new Map<string, Tensor>();
   const unexpected: string[] = [];
   try {
     for (const [name, t] of raw) {
       const n = canonicalName(name, config);
-      if (n.startsWith('value_head.')) {
+      if (isHeadTensor(n)) {
         valueHead.set(n, tf.tensor(t.data, t.shape, 'float32'));
         continue;
       }
@@ -145,17 +189,18 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
     if (existsSync(vhFile)) {
       for (const [k, t] of readSafetensors(vhFile).tensors) valueHead.set(k, tf.tensor(t.data, t.shape, 'float32'));
     }
-    if (adapterDir) {
-      try {
-        attachPeftAdapter(model, adapterDir, opts.promptLearning ?? false);
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
+    let head: ValueHead | null = null;
+    try {
+      if (adapterDir) attachPeftAdapter(model, adapterDir, opts.promptLearning ?? false);
+      if (valueHead.size) head = headFromTensors(valueHead, scoreBiasOf(config.raw, join(dir, 'config.json')), dir);
+    } catch (e) {
+      model.dispose();
+      throw e;
     }
     model.generationDefaults = readGenerationConfig(dir);
-    return { model, valueHead: valueHead.size ? valueHead : null, dir };
+    return { model, valueHead: head, dir };
   } finally {
+    for (const t of valueHead.values()) t.dispose();
     for (const t of weights.values()) t.dispose();
   }
 }
@@ -250,7 +295,13 @@ export function saveLoraAdapter(dir: string, model: DecoderModel, baseModel = ''
 export interface SaveOptions {
   /** Stored dtype of float weights (F32 default; BF16/F16 halve the size). */
   dtype?: 'F32' | 'BF16' | 'F16';
-  valueHead?: Map<string, Tensor> | null;
+  /**
+   * A score head: the model is written as `<Family>ForSequenceClassification` (no lm_head, `score.weight`, one
+   * label, `pad_token_id`), a legacy head's bias as `rlhf.score_bias`.
+   */
+  valueHead?: ValueHead | null;
+  /** The pad id a score head's config gets when the model's config has none (the tokenizer's). */
+  padTokenId?: number | null;
   /** Extra config.json fields (e.g. marking a reward model). */
   configExtra?: Record<string, unknown>;
   /** Weights to write instead of the model's own (e.g. with a LoRA adapter merged in). */
@@ -258,21 +309,34 @@ export interface SaveOptions {
 }
 
 /**
- * Writes config.json, model.safetensors (value head included under `value_head.*`) and generation_config.json (the
- * loaded checkpoint's own, so its EOS ids and sampling defaults carry over; else one derived from config.json).
+ * Writes config.json, model.safetensors and generation_config.json (the loaded checkpoint's own, so its EOS ids and
+ * sampling defaults carry over; else one derived from config.json); with a value head, in transformers'
+ * sequence-classification layout (see SaveOptions.valueHead).
  */
 export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptions = {}): void {
   mkdirSync(dir, { recursive: true });
   const c = model.config;
+  const head = opts.valueHead ?? null;
   const config = { ...c.raw, ...(opts.configExtra ?? {}) } as Record<string, unknown>;
+  if (head) {
+    Object.assign(config, sequenceClassificationFields(c.raw, c.modelType, c.padTokenId ?? opts.padTokenId ?? null));
+    if (head.bias) {
+      // transformers' score has no bias: keep ours exact here (transformers' scores are then shifted by this constant)
+      const rlhf = config[RLHF_CONFIG_KEY];
+      config[RLHF_CONFIG_KEY] = { ...(typeof rlhf === 'object' && rlhf !== null ? rlhf : {}), score_bias: head.biasValue() };
+    }
+  }
   if (opts.dtype === 'BF16') config.dtype = 'bfloat16';
   else if (opts.dtype === 'F16') config.dtype = 'float16';
   else config.dtype = 'float32';
   if (!config.architectures) config.architectures = [causalLmClass(c.modelType)];
   writeFileSync(join(dir, 'config.json'), JSON.stringify(sortKeys(config), null, 2) + '\n');
   const tensors = new Map<string, TensorToWrite>();
-  for (const [name, v] of opts.params ?? model.params) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
-  if (opts.valueHead) for (const [name, t] of opts.valueHead) tensors.set(name, { shape: t.shape, data: t.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
+  for (const [name, v] of opts.params ?? model.params) {
+    if (head && name === 'lm_head.weight') continue; // a sequence classifier has no LM head
+    tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
+  }
+  if (head) tensors.set(SCORE_WEIGHT, { shape: head.weight.shape, data: head.weight.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   const gen: Record<string, unknown> = { _from_model_config: true };
   if (c.bosTokenId !== null) gen.bos_token_id = c.bosTokenId;

@@ -17,11 +17,14 @@ export class ValueModel {
   /**
    * @param adapter whether the backbone's LoRA adapter is applied: a reward model that shares its backbone with a
    * LoRA-trained critic reads the frozen base with `adapter: false`.
+   * @param padTokenId the id that is never the scored token (transformers' rule, see `scoreIndices`); default the
+   * backbone config's `pad_token_id`.
    */
   constructor(
     readonly backbone: DecoderModel,
     readonly head: ValueHead,
     readonly adapter = true,
+    readonly padTokenId: number | null = backbone.config.padTokenId,
   ) {
     const C = backbone.config.hiddenSize;
     if (head.weight.shape.join() !== `1,${C}`) {
@@ -44,21 +47,38 @@ export class ValueModel {
 
   /** One score per sequence [B]. */
   score(inputIds: Tensor, attentionMask: Tensor, reduction: ValueReduction = 'last'): Tensor {
-    return tf.tidy(() => reduceValues(this.values(inputIds, attentionMask), attentionMask, reduction));
+    return tf.tidy(() => reduceValues(this.values(inputIds, attentionMask), attentionMask, reduction, inputIds, this.padTokenId));
   }
 }
 
 /**
- * values [B, T] → one number per row [B]. 'last': the value at the last position whose mask is 1 (the last real
- * token, whichever side the padding is on). 'mean': the mean over positions whose mask is 1.
+ * The position scored in each row [B] (int32): transformers' `<Family>ForSequenceClassification` reads the last
+ * token that is not `pad_token_id` (whichever side the padding is on; a pad id inside the text, such as an EOS that
+ * doubles as pad, is skipped too). Positions outside the mask never count either. Without a pad id: the last
+ * position whose mask is 1. A row with no such token scores position 0, as transformers' argmax gives.
  */
-export function reduceValues(values: Tensor, attentionMask: Tensor, reduction: ValueReduction): Tensor {
+export function scoreIndices(attentionMask: Tensor, inputIds?: Tensor, padTokenId: number | null = null): Tensor {
+  return tf.tidy(() => {
+    const [, T] = attentionMask.shape as [number, number];
+    let keep = tf.cast(attentionMask, 'float32'); // (B, T)
+    if (inputIds && padTokenId !== null) keep = tf.mul(keep, tf.cast(tf.notEqual(inputIds, tf.scalar(padTokenId, 'int32')), 'float32'));
+    const positions = tf.add(tf.range(0, T, 1, 'float32'), 1); // (T)
+    return tf.cast(tf.argMax(tf.mul(keep, positions), 1), 'int32'); // (B)
+  });
+}
+
+/**
+ * values [B, T] → one number per row [B]. 'last': the value at the scored position (`scoreIndices`). 'mean': the mean
+ * over positions whose mask is 1.
+ */
+export function reduceValues(
+  values: Tensor, attentionMask: Tensor, reduction: ValueReduction, inputIds?: Tensor, padTokenId: number | null = null,
+): Tensor {
   return tf.tidy(() => {
     const [, T] = values.shape as [number, number];
     const mask = tf.cast(attentionMask, 'float32'); // (B, T)
     if (reduction === 'mean') return tf.div(tf.sum(tf.mul(values, mask), 1), tf.maximum(tf.sum(mask, 1), 1));
-    const positions = tf.add(tf.range(0, T, 1, 'float32'), 1); // (T)
-    const last = tf.argMax(tf.mul(mask, positions), 1); // (B) index of the last 1
+    const last = scoreIndices(attentionMask, inputIds, padTokenId); // (B)
     // oneHot in int32, then cast: tfjs-wasm's OneHot returns all zeros when asked for float32 directly.
     return tf.sum(tf.mul(values, tf.cast(tf.oneHot(last, T), 'float32')), 1);
   });

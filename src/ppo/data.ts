@@ -2,8 +2,6 @@
  * PPO's two datasets: prompts (rendered with the template, tokenized, the user's text shortened to --max_input_len, served
  * left-padded in a fresh random order every pass) and the optional ptx data (any SFT format, as LM-loss samples).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadPrompts } from '../data/prompts.js';
 import { loadSftSamples } from '../data/formats.js';
 import type { PromptTemplate } from '../data/templates/index.js';
@@ -16,28 +14,7 @@ import type { Tokenizer } from '../hub/tokenizer.js';
 
 export const DEFAULT_PROMPT_TEMPLATE = 'alpaca';
 
-/**
- * The template an SFT directory was trained with, if it recorded one: `rlhf.prompt_template` in config.json or
- * rlhf_config.json, else `args.promptTemplate` (or `prompt_template`) in its trainer_state.json.
- */
-export function recordedTemplate(dir: string): string | null {
-  const read = (file: string): Record<string, unknown> | null => {
-    if (!existsSync(file)) return null;
-    try {
-      return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    } catch {
-      return null;
-    }
-  };
-  for (const file of ['config.json', 'rlhf_config.json']) {
-    const rlhf = read(join(dir, file))?.rlhf as Record<string, unknown> | undefined;
-    const t = rlhf?.prompt_template ?? rlhf?.template;
-    if (typeof t === 'string') return t;
-  }
-  const args = read(join(dir, 'trainer_state.json'))?.args as Record<string, unknown> | undefined;
-  const t = args?.promptTemplate ?? args?.prompt_template;
-  return typeof t === 'string' ? t : null;
-}
+export { recordedTemplate } from '../data/templates/index.js';
 
 /** Whether the tokenizer's own post-processor puts BOS first (LLaMA, OPT), as SFT trained with it. */
 export function tokenizerAddsBos(tokenizer: Tokenizer): boolean {
@@ -76,7 +53,8 @@ export interface PromptDataOptions {
 /** Reads, renders and tokenizes the prompts; errors name the file and record. */
 export async function preparePrompts(path: string, tokenizer: Tokenizer, o: PromptDataOptions): Promise<PromptData> {
   const loaded = await loadPrompts(path, { column: o.column, maxRecords: o.maxRecords, skipBadRecords: o.skipBadRecords });
-  const bos = tokenizerAddsBos(tokenizer) ? [tokenizer.bosTokenId!] : [];
+  // a chat template's text holds its own BOS (rendered with add_generation_prompt, as transformers renders prompts)
+  const bos = !o.template.ownsSpecialTokens && tokenizerAddsBos(tokenizer) ? [tokenizer.bosTokenId!] : [];
   const prompts: number[][] = [];
   const texts: string[] = [];
   const samples: ChatSample[] = [];

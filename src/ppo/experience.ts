@@ -146,7 +146,7 @@ export function makeExperience(m: ExperienceModels, promptIds: number[][], promp
     const logp = answerLogProbs(m.actor, ids, mask, answer, P);
     const refLogp = m.initial === m.actor ? withoutAdapter(m.actor, () => answerLogProbs(m.actor, ids, mask, answer, P)) : answerLogProbs(m.initial, ids, mask, answer, P);
     const values = answerValues(m.critic, ids, mask, P, N);
-    const score = reduceValues(m.reward.values(ids, mask), mask, m.rewardReduction);
+    const score = reduceValues(m.reward.values(ids, mask), mask, m.rewardReduction, ids, m.reward.padTokenId);
     const action = tf.tensor2d(gen.actionMask, [B, N], 'float32');
     o.onMemory?.();
     return {

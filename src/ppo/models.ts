@@ -67,8 +67,7 @@ function newAdapter(model: DecoderModel, c: PpoConfig, seed: number): LoraAdapte
   return LoraAdapter.create(model.spec, { r: c.loraRank, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules: targets }, seed);
 }
 
-function headFrom(tensors: Map<string, tf.Tensor> | null, dir: string): ValueHead | null {
-  if (!tensors) return null;
+function headFromMap(tensors: Map<string, tf.Tensor>, dir: string): ValueHead {
   try {
     return ValueHead.fromTensors(tensors);
   } catch (e) {
@@ -79,7 +78,7 @@ function headFrom(tensors: Map<string, tf.Tensor> | null, dir: string): ValueHea
 }
 
 function cloneHead(h: ValueHead): ValueHead {
-  return new ValueHead(tf.clone(h.weight), tf.clone(h.bias));
+  return h.clone();
 }
 
 /** `rlhf.reward_reduction` of a reward-model directory (config.json, or rlhf_config.json beside an adapter). */
@@ -147,8 +146,8 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
     // 2. reward model
     const rmLoaded = loadMerged(rm, c.rmModel, '--rm_model');
     track(rmLoaded.model);
-    const rmHead = headFrom(rmLoaded.valueHead, rm);
-    if (!rmHead) throw new Error(`${rm}: no value head (value_head.safetensors or value_head.* in model.safetensors), so it is not a reward model: pass the output directory of train_reward_model as --rm_path`);
+    const rmHead = rmLoaded.valueHead;
+    if (!rmHead) throw new Error(`${rm}: no value head (no score.weight of a ForSequenceClassification checkpoint, no value_head.* tensors), so it is not a reward model: pass a reward model (e.g. the output directory of train_reward_model) as --rm_path`);
     track(rmHead);
     const rewardReduction = readRewardReduction(rm);
     await checkSameTokenizer(tokenizer, rm, rmLoaded.model.config.vocabSize);
@@ -164,7 +163,7 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
       if (criticDir && !criticAdapterDir) throw new Error(`${criticDir} holds full (merged) weights: resume from a checkpoint-<episode> directory (saved unmerged) or without --lora_rank`);
       const own = shareCritic ? null : loadMerged(criticInit, c.rmModel, '--rm_model');
       const backbone = own ? track(own.model) : rmLoaded.model;
-      const ownHead = own ? headFrom(own.valueHead, criticInit) : null;
+      const ownHead = own ? own.valueHead : null;
       if (ownHead) track(ownHead);
       backbone.lora = criticAdapterDir ? loadLoraAdapter(criticAdapterDir, backbone) : newAdapter(backbone, c, c.seed + 1);
       const head = criticAdapterDir
@@ -176,7 +175,7 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
       const from = criticDir ?? criticInit;
       const loaded = loadMerged(from, c.rmModel, '--rm_model');
       track(loaded.model);
-      const head = headFrom(loaded.valueHead, from) ?? (criticDir ? null : resolve(criticInit) === resolve(rm) ? cloneHead(rmHead) : ValueHead.create(loaded.model.config.hiddenSize, c.seed + 1));
+      const head = loaded.valueHead ?? (criticDir ? null : resolve(criticInit) === resolve(rm) ? cloneHead(rmHead) : ValueHead.create(loaded.model.config.hiddenSize, c.seed + 1));
       if (!head) throw new Error(`${from}: the critic checkpoint has no value head`);
       critic = new ValueModel(loaded.model, track(head), true);
       reward = new ValueModel(rmLoaded.model, rmHead, true);
@@ -209,7 +208,7 @@ function headFromFile(dir: string): ValueHead {
   const file = join(dir, VALUE_HEAD_FILE);
   if (!existsSync(file)) throw new Error(`${dir}: ${VALUE_HEAD_FILE} is missing (the critic's value head)`);
   const tensors = new Map([...readSafetensors(file).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
-  return headFrom(tensors, dir)!;
+  return headFromMap(tensors, dir);
 }
 
 /** The trainable parameters under stable names: the adapter's (PEFT names) with LoRA, else every weight. */
@@ -224,7 +223,7 @@ export function trainableParams(model: DecoderModel): [string, tf.Variable][] {
 }
 
 export function criticParams(critic: ValueModel): [string, tf.Variable][] {
-  return [...trainableParams(critic.backbone), ['value_head.weight', critic.head.weight], ['value_head.bias', critic.head.bias]];
+  return [...trainableParams(critic.backbone), ...critic.head.namedVariables()];
 }
 
 /** Runs `fn` with the model's adapter switched off (the initial model / reward model view of a shared base). */

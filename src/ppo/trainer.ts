@@ -19,7 +19,7 @@
 import { join } from 'node:path';
 import { tf } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
-import { getTemplate } from '../data/templates/index.js';
+import { resolvePromptTemplate } from '../data/templates/index.js';
 import type { Batch, BatchLoader } from '../data/batching.js';
 import type { TokenizedSample } from '../data/sft_samples.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
@@ -32,7 +32,7 @@ import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
 import { longestSequence, newTokensFor, resolvePpoConfig, type PpoConfig, type PpoConfigInput } from './config.js';
-import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader, recordedTemplate } from './data.js';
+import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader } from './data.js';
 import { makeExperience, type ExperienceItem, type ExperienceStats } from './experience.js';
 import { ppoTrainStep } from './train_step.js';
 import { createKlController, type KlController } from './kl_controller.js';
@@ -149,8 +149,10 @@ export class PpoTrainer {
         }
       }
       // 2. data
-      const templateName = c.promptTemplate ?? recordedTemplate(models.dirs.pretrain) ?? DEFAULT_PROMPT_TEMPLATE;
-      const template = getTemplate(templateName);
+      // --prompt_template, else the SFT directory's recorded template, else the model's chat template, else alpaca
+      const { template, note } = resolvePromptTemplate(c.promptTemplate, models.tokenizer, DEFAULT_PROMPT_TEMPLATE, models.dirs.pretrain);
+      const templateName = template.name;
+      log(note);
       const prompts = await preparePrompts(c.promptDataset, models.tokenizer, {
         template, maxInputLen: c.maxInputLen, column: c.promptColumn, maxRecords: c.maxDatasetsSize || undefined, skipBadRecords: c.skipBadRecords,
       });

@@ -4,7 +4,7 @@
  * Derived numbers (steps per epoch, warm-up steps) are computed by the trainer, never written back here.
  */
 import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
-import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { AUTO_TEMPLATE, PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
 import { BACKENDS } from '../engine/backend.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES } from '../strategies/strategy.js';
@@ -49,7 +49,10 @@ export interface RewardConfig extends NonFiniteOptions {
   maxDatasetsSize: number;
   /** Small run: 64 training and 32 evaluation pairs. */
   test: boolean;
-  /** Prompt template from src/data/templates. Default human_assistant (hh-rlhf's own format). */
+  /**
+   * Prompt template: a built-in one, `chat_template` (the model's own), or `auto` (default): the template --pretrain was
+   * trained with, else its chat template, else human_assistant (hh-rlhf's own format).
+   */
   promptTemplate: string;
   /** Skip malformed records (counted and reported) instead of failing on the first. */
   skipBadRecords: boolean;
@@ -94,7 +97,7 @@ export const REWARD_DEFAULTS: Omit<RewardConfig, 'pretrain' | 'dataset' | 'saveP
   maxLen: 512,
   maxDatasetsSize: 0,
   test: false,
-  promptTemplate: 'human_assistant',
+  promptTemplate: AUTO_TEMPLATE,
   skipBadRecords: false,
   lossFn: 'log_sig',
   batchSize: 1,
@@ -131,7 +134,7 @@ export function resolveRewardConfig(input: RewardConfigInput): RewardConfig {
   };
   oneOf('loss_fn', c.lossFn, PAIRWISE_LOSSES);
   oneOf('reward_reduction', c.rewardReduction, REWARD_REDUCTIONS);
-  oneOf('prompt_template', c.promptTemplate, TEMPLATE_NAMES);
+  oneOf('prompt_template', c.promptTemplate, PROMPT_TEMPLATE_CHOICES);
   oneOf('backend', c.backend, BACKENDS);
   oneOf('strategy', c.strategy, STRATEGIES);
   if (c.modelType !== undefined) oneOf('model', c.modelType, SUPPORTED_MODEL_TYPES);

@@ -56,7 +56,7 @@ export function tokenizerAddsBos(tokenizer: TextEncoderLike): boolean {
 }
 
 /** The rendered prompt and the answer text that follows it, for one side of a pair. */
-export function renderPairSide(template: PromptTemplate, pair: PreferencePair, answer: string): { prompt: string; answer: string } {
+export function renderPairSide(template: PromptTemplate, pair: Pick<PreferencePair, 'prompt' | 'location'>, answer: string): { prompt: string; answer: string } {
   let prompt: string;
   let full: string;
   try {
@@ -90,6 +90,37 @@ export function fitSequence(
   };
 }
 
+/**
+ * One scored sequence: the prompt conversation and an answer, rendered and fitted into maxLen as the file comment says
+ * (what train_reward_model trains on and `score` scores). A chat template's text is tokenized whole, as the policy's
+ * rollouts are, and holds its own special tokens; a built-in template's gets BOS (opts.addBos) and a closing EOS.
+ */
+export function encodeRewardSequence(
+  template: PromptTemplate,
+  conversation: Pick<PreferencePair, 'prompt' | 'location'>,
+  answerText: string,
+  tokenizer: TextEncoderLike,
+  opts: PairTokenizeOptions,
+): { ids: number[]; promptCut: boolean; answerCut: boolean } {
+  const side = renderPairSide(template, conversation, answerText);
+  let prompt = tokenizer.encode(side.prompt, { addSpecialTokens: false });
+  let answer: number[];
+  let bos: number[] = [];
+  if (template.ownsSpecialTokens) {
+    const ids = tokenizer.encode(side.prompt + side.answer, { addSpecialTokens: false });
+    let k = 0;
+    while (k < prompt.length && k < ids.length && prompt[k] === ids[k]) k++;
+    [prompt, answer] = [ids.slice(0, k), ids.slice(k)];
+  } else {
+    answer = tokenizer.encode(side.answer, { addSpecialTokens: false });
+    // EOS closes the answer: the position the reward is read at has then seen the answer end.
+    const eos = tokenizer.eosTokenId;
+    if (eos !== null && answer[answer.length - 1] !== eos) answer.push(eos);
+    if (opts.addBos && tokenizer.bosTokenId !== null) bos = [tokenizer.bosTokenId];
+  }
+  return fitSequence(bos, prompt, answer, opts.maxLen);
+}
+
 /** Renders and tokenizes pairs; errors name the pair's file and record. */
 export function tokenizePreferencePairs(
   pairs: readonly PreferencePair[],
@@ -97,17 +128,10 @@ export function tokenizePreferencePairs(
   tokenizer: TextEncoderLike,
   opts: PairTokenizeOptions,
 ): { pairs: TokenizedPair[]; stats: PairTokenizeStats } {
-  const bos = opts.addBos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
-  const eos = tokenizer.eosTokenId;
   const stats: PairTokenizeStats = { pairs: 0, promptTruncated: 0, answerTruncated: 0, droppedIdentical: 0, tokens: 0 };
   const out: TokenizedPair[] = [];
   const encodeSide = (pair: PreferencePair, answerText: string): number[] => {
-    const side = renderPairSide(template, pair, answerText);
-    const prompt = tokenizer.encode(side.prompt, { addSpecialTokens: false });
-    const answer = tokenizer.encode(side.answer, { addSpecialTokens: false });
-    // EOS closes the answer: the position the reward is read at has then seen the answer end.
-    if (eos !== null && answer[answer.length - 1] !== eos) answer.push(eos);
-    const fit = fitSequence(bos, prompt, answer, opts.maxLen);
+    const fit = encodeRewardSequence(template, pair, answerText, tokenizer, opts);
     if (fit.promptCut) stats.promptTruncated++;
     if (fit.answerCut) stats.answerTruncated++;
     return fit.ids;

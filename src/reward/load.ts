@@ -1,13 +1,10 @@
 /**
- * Loading a saved reward model by its path alone (what PPO does with `--rm_pretrain`): a full HF directory
- * (value head in `value_head.safetensors` or as `value_head.*` inside model.safetensors, `rlhf` field in config.json)
- * or a LoRA-adapter directory (its base named by adapter_config.json, `value_head.safetensors` and `rlhf_config.json`
- * beside the adapter).
+ * Loading a saved reward model by its path alone (`loadRewardModel`), whichever layout it was saved in, and the
+ * `rlhf` metadata (reward reduction) it carries.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadPretrained } from '../models/pretrained.js';
-import { ValueHead } from '../models/value_head.js';
 import { REWARD_REDUCTIONS, type RewardReduction } from './config.js';
 import { RewardModel, type RewardModelMeta } from './model.js';
 
@@ -37,28 +34,30 @@ export function readRewardMeta(dir: string): Partial<RewardModelMeta> | null {
   return null;
 }
 
-/** A RewardModel from a directory written by train_reward_model (or any HF dir with a value head). */
+/**
+ * THE reward-model loader: a RewardModel from a directory, in either layout:
+ * - transformers' `<Family>ForSequenceClassification` (`score.weight`, `num_labels` 1): what train_reward_model
+ *   writes, TRL's RewardTrainer writes, and hub reward models are;
+ * - the older layout of this project (`value_head.weight`/`value_head.bias` in model.safetensors or
+ *   value_head.safetensors), or a PEFT LoRA adapter directory (its base named by adapter_config.json, the head in
+ *   value_head.safetensors and `rlhf_config.json` beside it; the adapter stays applied).
+ * The reward is read as transformers reads it (the last token that is not `pad_token_id`), or as the mean over the
+ * tokens when the directory records `rlhf.reward_reduction: "mean"`; `opts.reduction` overrides that.
+ * The caller owns the model (`dispose()`).
+ */
 export function loadRewardModel(dir: string, opts: { reduction?: RewardReduction } = {}): RewardModel {
   const meta = readRewardMeta(dir);
   const loaded = loadPretrained(dir);
-  if (!loaded.valueHead) {
+  const head = loaded.valueHead;
+  if (!head) {
     loaded.model.dispose();
     throw new Error(
-      `${dir}: no value head (neither value_head.safetensors nor value_head.* tensors in model.safetensors), so it is not a ` +
-        'reward model: pass the output directory of train_reward_model',
+      `${dir}: no value head (no score.weight of a ForSequenceClassification checkpoint, no value_head.* tensors), so it is ` +
+        'not a reward model: pass the output directory of train_reward_model or a hub reward model',
     );
   }
-  let head: ValueHead;
   try {
-    head = ValueHead.fromTensors(loaded.valueHead);
-  } catch (e) {
-    loaded.model.dispose();
-    throw new Error(`${dir}: ${(e as Error).message}`);
-  } finally {
-    for (const t of loaded.valueHead.values()) t.dispose();
-  }
-  try {
-    return new RewardModel(loaded.model, head, opts.reduction ?? meta?.reward_reduction ?? 'last');
+    return new RewardModel(loaded.model, head, opts.reduction ?? meta?.reward_reduction ?? 'last', loaded.model.config.padTokenId);
   } catch (e) {
     loaded.model.dispose();
     head.dispose();

@@ -21,22 +21,37 @@ export const REWARD_MODEL_KIND = 'reward_model';
 export interface RewardModelMeta {
   kind: typeof REWARD_MODEL_KIND;
   reward_reduction: RewardReduction;
+  /** The prompt template the training pairs were rendered with. */
+  prompt_template?: string;
+  /** A legacy head's bias (transformers' score head has none), see src/models/pretrained.ts. */
+  score_bias?: number;
 }
 
-/** Extra config.json fields that mark a saved directory as a reward model. */
-export function rewardConfigExtra(reduction: RewardReduction): { rlhf: RewardModelMeta } {
-  return { rlhf: { kind: REWARD_MODEL_KIND, reward_reduction: reduction } };
+/** Extra config.json fields that mark a saved directory as a reward model (in this project's `rlhf` field). */
+export function rewardConfigExtra(reduction: RewardReduction, promptTemplate?: string): { rlhf: RewardModelMeta } {
+  const rlhf: RewardModelMeta = { kind: REWARD_MODEL_KIND, reward_reduction: reduction };
+  if (promptTemplate !== undefined) rlhf.prompt_template = promptTemplate;
+  return { rlhf };
 }
 
 export class RewardModel {
   readonly valueModel: ValueModel;
 
+  /**
+   * @param padTokenId the id never scored (transformers' rule: the reward is read at the last token that is not
+   * `pad_token_id`); a reward model is saved with this id as its `pad_token_id`.
+   */
   constructor(
     backbone: DecoderModel,
     valueHead: ValueHead,
     readonly reduction: RewardReduction = 'last',
+    padTokenId: number | null = backbone.config.padTokenId,
   ) {
-    this.valueModel = new ValueModel(backbone, valueHead);
+    this.valueModel = new ValueModel(backbone, valueHead, true, padTokenId);
+  }
+
+  get padTokenId(): number | null {
+    return this.valueModel.padTokenId;
   }
 
   get backbone(): DecoderModel {
@@ -57,7 +72,9 @@ export class RewardModel {
     if (inputIds.rank !== 2 || attentionMask.shape.join() !== inputIds.shape.join()) {
       throw new Error(`RewardModel.score: ids [${inputIds.shape}] and attention mask [${attentionMask.shape}] must both be [B, T]`);
     }
-    return tf.tidy(() => reduceValues(this.valueModel.values(inputIds, attentionMask, training), attentionMask, this.reduction));
+    return tf.tidy(() =>
+      reduceValues(this.valueModel.values(inputIds, attentionMask, training), attentionMask, this.reduction, inputIds, this.padTokenId),
+    );
   }
 
   /** Rewards of plain arrays (evaluation, scoring generations), as numbers. */
@@ -70,7 +87,7 @@ export class RewardModel {
 
   /** What training updates: the LoRA adapter (when there is one) or every backbone weight, plus the value head. */
   trainableParameters(): [string, tf.Variable][] {
-    const head: [string, tf.Variable][] = [['value_head.weight', this.valueHead.weight], ['value_head.bias', this.valueHead.bias]];
+    const head = this.valueHead.namedVariables();
     const lora = this.backbone.lora;
     if (lora && this.backbone.loraEnabled) {
       const adapter = [...lora.modules].flatMap(([mod, { A, B }]): [string, tf.Variable][] => [

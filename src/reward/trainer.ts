@@ -15,7 +15,7 @@ import { Writable } from 'node:stream';
 import { tf } from '../engine/tf.js';
 import { initBackend } from '../engine/backend.js';
 import type { BatchLoader } from '../data/batching.js';
-import { getTemplate } from '../data/templates/index.js';
+import { AUTO_TEMPLATE, resolvePromptTemplate } from '../data/templates/index.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import type { DecoderModel } from '../models/decoder.js';
@@ -101,6 +101,8 @@ export interface RewardTrainerParts {
   eval: TokenizedPair[];
   /** Directory a saved LoRA adapter names as its base; null: save the adapter merged into full weights. */
   loraBase: string | null;
+  /** The prompt template the pairs were rendered with, recorded in the output (`score` renders text the same way). */
+  templateName?: string;
 }
 
 /** Rewards of pairs scored in batches, no gradients: chosen[i] and rejected[i] of pair i. */
@@ -236,7 +238,7 @@ export class RewardTrainer {
     // The final model goes into save_path beside its checkpoint-* and logs/ (saveFinalCheckpoint); the others are whole dirs.
     return (opts.final ? saveFinalCheckpoint : saveCheckpoint)(dir, {
       model: this.model.backbone, tokenizer: this.tokenizer, valueHead: this.model.valueHead,
-      configExtra: rewardConfigExtra(this.model.reduction), mergeLora: opts.merge || this.parts.loraBase === null,
+      configExtra: rewardConfigExtra(this.model.reduction, this.parts.templateName), mergeLora: opts.merge || this.parts.loraBase === null,
       baseModelPath: this.parts.loraBase ?? undefined,
       optimizers: opts.withOptimizer ? { [OPTIMIZER_NAME]: this.optimization } : undefined, trainerState: this.trainerState(),
     });
@@ -387,7 +389,9 @@ async function readResumeState(c: RewardConfig, worldSize: number, log: (l: stri
   const dir = c.resume!;
   const state = await readResumableState(dir, 'train_reward_model');
   const flags = new Map<string, string>(RESUME_FIXED);
-  const [m] = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
+  // With no --prompt_template (auto) the run takes the template the checkpoint recorded, so that one always matches.
+  const current = c.promptTemplate === AUTO_TEMPLATE ? { ...c, promptTemplate: state.args.promptTemplate } : c;
+  const [m] = resumeMismatches(state, current as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
   if (m) {
     throw new Error(`--resume ${dir}: --${flags.get(m.field)} is ${m.now} but the checkpoint was trained with ${m.was}; resume with the same value`);
   }
@@ -412,7 +416,7 @@ async function loadBackbone(idOrDir: string, modelType: string | undefined, toke
     return { ...loaded, tokenizer: await Tokenizer.fromDir(tokenizerDir ?? dir) };
   } catch (e) {
     loaded.model.dispose();
-    for (const t of loaded.valueHead?.values() ?? []) t.dispose();
+    loaded.valueHead?.dispose();
     throw e;
   }
 }
@@ -422,7 +426,9 @@ async function loadBackbone(idOrDir: string, modelType: string | undefined, toke
  * a new adapter is attached with --lora_rank > 0 (when resuming, the checkpoint's adapter is the one trained); the
  * value head comes from the checkpoint or is created fresh (seeded).
  */
-function prepareModel(c: RewardConfig, model: DecoderModel, head: Map<string, tf.Tensor> | null, resuming: boolean, log: (l: string) => void): RewardModel {
+function prepareModel(
+  c: RewardConfig, model: DecoderModel, head: ValueHead | null, padTokenId: number | null, resuming: boolean, log: (l: string) => void,
+): RewardModel {
   if (model.lora && !resuming) {
     model.lora.mergeInto(model.params, model.spec);
     model.lora.dispose();
@@ -433,26 +439,23 @@ function prepareModel(c: RewardConfig, model: DecoderModel, head: Map<string, tf
     const targets = c.loraTargets ?? DEFAULT_LORA_TARGETS[model.config.modelType] ?? 'all-linear';
     model.lora = LoraAdapter.create(model.spec, { r: c.loraRank, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules: targets }, c.seed);
   }
-  let valueHead: ValueHead;
-  if (head) {
-    try {
-      valueHead = ValueHead.fromTensors(head);
-    } finally {
-      for (const t of head.values()) t.dispose();
-    }
-  } else {
+  let valueHead = head;
+  if (!valueHead) {
     valueHead = ValueHead.create(model.config.hiddenSize, c.seed);
     log('no value head in the checkpoint: created a new one');
   }
-  return new RewardModel(model, valueHead, c.rewardReduction);
+  // The reward is read at the last token that is not this id, and the saved config says so (transformers' rule).
+  return new RewardModel(model, valueHead, c.rewardReduction, model.config.padTokenId ?? padTokenId);
 }
+
+/** The template of a reward model trained from a model that has neither a recorded template nor a chat template. */
+export const REWARD_FALLBACK_TEMPLATE = 'human_assistant';
 
 /** The whole stage, as `train_reward_model` runs it. */
 export async function runRewardTraining(input: RewardConfigInput, runOptions: RewardRunOptions = {}): Promise<RewardRunResult> {
   const log = runOptions.log ?? ((l: string) => console.log(l));
   // 1. validate everything before any heavy work
   const c = resolveRewardConfig(input);
-  const template = getTemplate(c.promptTemplate);
   const strategy = createStrategy(c.strategy);
   const say = strategy.isMain() ? log : () => {};
   await initBackend(c.backend, say);
@@ -463,7 +466,7 @@ export async function runRewardTraining(input: RewardConfigInput, runOptions: Re
   const loaded = await loadBackbone(c.resume ?? c.pretrain, c.modelType, c.resume ? undefined : c.tokenizer);
   // A saved adapter must name base weights that stay on disk; after merging an SFT adapter there are none: save merged.
   const loraBase = c.resume ? adapterBase(c.resume) : loaded.model.lora ? null : resolve(loaded.dir);
-  const model = prepareModel(c, loaded.model, loaded.valueHead, resumeState !== null, say);
+  const model = prepareModel(c, loaded.model, loaded.valueHead, loaded.tokenizer.padTokenId, resumeState !== null, say);
   if (c.loraRank > 0 && loraBase === null && !c.mergeLoraWeights) say('the LoRA adapter will be saved merged into full weights (its base is not a plain model directory)');
   try {
     const maxPos = model.backbone.config.maxPositions;
@@ -472,7 +475,9 @@ export async function runRewardTraining(input: RewardConfigInput, runOptions: Re
     // 3. data
     const data = await loadRewardData(c);
     for (const note of data.notes) say(`data: ${note}`);
-    const tokOpts = { maxLen: c.maxLen, addBos: tokenizerAddsBos(loaded.tokenizer) };
+    const { template, note } = resolvePromptTemplate(c.promptTemplate, loaded.tokenizer, REWARD_FALLBACK_TEMPLATE, c.resume ?? c.pretrain);
+    say(note);
+    const tokOpts = { maxLen: c.maxLen, addBos: !template.ownsSpecialTokens && tokenizerAddsBos(loaded.tokenizer) };
     const train = tokenizePreferencePairs(data.train, template, loaded.tokenizer, tokOpts);
     const evalSet = tokenizePreferencePairs(data.eval, template, loaded.tokenizer, tokOpts);
     const s = train.stats;
@@ -484,7 +489,7 @@ export async function runRewardTraining(input: RewardConfigInput, runOptions: Re
     if (train.pairs.length === 0) throw new Error(`${c.dataset}: no usable training pairs after tokenization`);
 
     // 4. train
-    const trainer = new RewardTrainer(c, { model, tokenizer: loaded.tokenizer, strategy, train: train.pairs, eval: evalSet.pairs, loraBase }, { ...runOptions, log });
+    const trainer = new RewardTrainer(c, { model, tokenizer: loaded.tokenizer, strategy, train: train.pairs, eval: evalSet.pairs, loraBase, templateName: template.name }, { ...runOptions, log });
     try {
       if (resumeState) trainer.restore(resumeState, c.resume!);
       return await trainer.train();

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SUPPORTED_MODEL_TYPES, type ModelType } from '../models/config.js';
-import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { AUTO_TEMPLATE, PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
 import { STRATEGIES } from '../strategies/strategy.js';
 import { BACKENDS } from '../engine/backend.js';
 import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
@@ -120,7 +120,7 @@ export const DEFAULT_SFT_CONFIG = {
   evalDataset: [] as string[],
   evalRatio: 0,
   maxLen: 512,
-  promptTemplate: 'alpaca',
+  promptTemplate: AUTO_TEMPLATE,
   skipBadRecords: false,
   cacheDir: path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'rlhf-ts', 'tokens'),
   maxEpochs: 3,
@@ -173,7 +173,7 @@ export function validateSftConfig(c: SftConfig): void {
   if (!(c.evalRatio >= 0 && c.evalRatio < 1)) fail(`--eval_ratio must be in [0, 1), got ${c.evalRatio}`);
   if (c.maxDatasetsSize !== undefined) int(c.maxDatasetsSize, '--max_datasets_size', 1);
   int(c.maxLen, '--max_len', 2);
-  if (!TEMPLATE_NAMES.includes(c.promptTemplate)) fail(`--prompt_template ${c.promptTemplate} is unknown (choose one of: ${TEMPLATE_NAMES.join(', ')})`);
+  if (!PROMPT_TEMPLATE_CHOICES.includes(c.promptTemplate)) fail(`--prompt_template ${c.promptTemplate} is unknown (choose one of: ${PROMPT_TEMPLATE_CHOICES.join(', ')})`);
   int(c.maxEpochs, '--max_epochs', 1);
   int(c.batchSize, '--batch_size', 1);
   int(c.accumulationSteps, '--accumulation_steps', 1);

@@ -9,8 +9,8 @@
  * Held-out data comes from evalDataset, else a seeded `evalRatio` split.
  */
 import {
-  detectFileKind, detectFormat, getTemplate, isChatSample, iterateRecords, loadPackedText, loadSftSamples,
-  splitTrainVal, tokenizeChatSamples, DataError, type ChatSample, type FormatOptions, type TokenizedSample,
+  detectFileKind, detectFormat, isChatSample, resolvePromptTemplate, iterateRecords, loadPackedText, loadSftSamples,
+  splitTrainVal, tokenizeChatSamples, DataError, type ChatSample, type FormatOptions, type PromptTemplate, type TokenizedSample,
 } from '../data/index.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
 import type { SftConfig } from './config.js';
@@ -32,6 +32,8 @@ export interface PreparedSftData {
   fromCache: boolean;
   /** What happened to the data, one line each (counts of skipped, truncated, dropped samples). */
   notes: string[];
+  /** Chat data only: the prompt template used, recorded in the output so later stages render prompts the same way. */
+  templateName?: string;
 }
 
 const TEXT_FORMATS = new Set(['text', 'poetry']);
@@ -94,8 +96,10 @@ async function loadChatFiles(files: string[], o: SftDataOptions, notes: string[]
   return out;
 }
 
-function tokenizeChat(samples: ChatSample[], tokenizer: Tokenizer, o: SftDataOptions, what: string, notes: string[]): TokenizedSample[] {
-  const template = getTemplate(o.promptTemplate);
+/** The SFT default for a model without a chat template. */
+export const SFT_FALLBACK_TEMPLATE = 'alpaca';
+
+function tokenizeChat(samples: ChatSample[], template: PromptTemplate, tokenizer: Tokenizer, o: SftDataOptions, what: string, notes: string[]): TokenizedSample[] {
   const { samples: tokenized, stats } = tokenizeChatSamples(samples, template, tokenizer, { maxLen: o.maxLen, addBos: tokenizerAddsBos(tokenizer) });
   if (stats.truncated) notes.push(`${what}: ${stats.truncated} sample(s) longer than --max_len ${o.maxLen} truncated`);
   if (stats.droppedNoTarget) {
@@ -104,8 +108,11 @@ function tokenizeChat(samples: ChatSample[], tokenizer: Tokenizer, o: SftDataOpt
   return tokenized;
 }
 
-/** Chat files -> tokenized train/eval samples with the prompt masked out of the labels. */
-export async function prepareChatData(tokenizer: Tokenizer, o: SftDataOptions): Promise<PreparedSftData> {
+/**
+ * Chat files -> tokenized train/eval samples with the prompt masked out of the labels. `modelDir` is the model being
+ * fine-tuned: with no --prompt_template, the template its own training recorded comes first.
+ */
+export async function prepareChatData(tokenizer: Tokenizer, o: SftDataOptions, modelDir?: string): Promise<PreparedSftData> {
   const notes: string[] = [];
   let samples = await loadChatFiles(o.dataset, o, notes);
   if (o.maxDatasetsSize !== undefined && samples.length > o.maxDatasetsSize) {
@@ -116,10 +123,12 @@ export async function prepareChatData(tokenizer: Tokenizer, o: SftDataOptions): 
   let evalRaw: ChatSample[] = [];
   if (o.evalDataset.length) evalRaw = await loadChatFiles(o.evalDataset, o, notes);
   else if (o.evalRatio > 0) ({ train: trainRaw, val: evalRaw } = splitTrainVal(samples, o.evalRatio, o.seed));
-  const train = tokenizeChat(trainRaw, tokenizer, o, 'train', notes);
-  const evalSamples = tokenizeChat(evalRaw, tokenizer, o, 'eval', notes);
+  const { template, note } = resolvePromptTemplate(o.promptTemplate, tokenizer, SFT_FALLBACK_TEMPLATE, modelDir);
+  notes.push(note);
+  const train = tokenizeChat(trainRaw, template, tokenizer, o, 'train', notes);
+  const evalSamples = tokenizeChat(evalRaw, template, tokenizer, o, 'eval', notes);
   if (!train.length) throw new Error(`no training sample is left from ${o.dataset.join(', ')} (see: ${notes.join('; ')})`);
-  return { mode: 'chat', train, eval: evalSamples, fromCache: false, notes };
+  return { mode: 'chat', train, eval: evalSamples, fromCache: false, notes, templateName: template.name };
 }
 
 /** Plain-text files -> packed blocks of maxLen tokens (cached), split or with separate eval files. */

@@ -13,7 +13,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { tf } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
-import { IGNORE_INDEX, padBatch, type BatchLoader, type Batch, type TokenizedSample } from '../data/index.js';
+import { AUTO_TEMPLATE, IGNORE_INDEX, padBatch, type BatchLoader, type Batch, type TokenizedSample } from '../data/index.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { refuseScoringModel } from '../hub/checkpoint_kind.js';
@@ -176,7 +176,8 @@ export class SftTrainer {
     const { model, tokenizer, baseModelPath } = await loadModel(config, dataOpts, log);
     try {
       checkFit(config, model, tokenizer);
-      const data = mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts);
+      const modelDir = config.resume ?? config.pretrain;
+      const data = mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts, modelDir);
       for (const note of data.notes) log(`data: ${note}`);
       const trainer = new SftTrainer({ config, strategy, model, tokenizer, data, baseModelPath, resumeState, log }, runOptions);
       trainer.describe();
@@ -336,9 +337,14 @@ export class SftTrainer {
     await this.strategy.saveOnMain(withOptimizer ? [this.optimization] : [], () =>
       saveCheckpoint(dir, {
         model: this.model, tokenizer: this.tokenizer, mergeLora: false, baseModelPath: this.baseModelPath,
-        optimizers, trainerState: this.trainerState(),
+        optimizers, trainerState: this.trainerState(), configExtra: this.configExtra(),
       }),
     );
+  }
+
+  /** config.json's record of the prompt template (chat data), which later stages use when given none. */
+  private configExtra(): Record<string, unknown> | undefined {
+    return this.data.templateName ? { rlhf: { kind: 'sft', prompt_template: this.data.templateName } } : undefined;
   }
 
   /** The run's output in --save_path (merged with --merge_lora_weights), keeping its checkpoint and log dirs. */
@@ -348,7 +354,7 @@ export class SftTrainer {
     await this.strategy.saveOnMain(c.needOptimCkpt ? [this.optimization] : [], () =>
       saveFinalCheckpoint(c.savePath, {
         model: this.model, tokenizer: this.tokenizer, mergeLora: c.mergeLoraWeights, baseModelPath: this.baseModelPath,
-        optimizers, trainerState: this.trainerState(),
+        optimizers, trainerState: this.trainerState(), configExtra: this.configExtra(),
       }),
     );
   }
@@ -399,7 +405,9 @@ export async function trainSft(input: SftConfigInput, runOptions: SftRunOptions 
 async function readResumeState(c: SftConfig, worldSize: number, log: (m: string) => void): Promise<TrainerState> {
   const dir = c.resume!;
   const state = await readResumableState(dir, 'train_sft');
-  const changed = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, worldSize);
+  // With no --prompt_template (auto) the run takes the template the checkpoint recorded, so that one always matches.
+  const current = c.promptTemplate === AUTO_TEMPLATE ? { ...c, promptTemplate: state.args.promptTemplate } : c;
+  const changed = resumeMismatches(state, current as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, worldSize);
   if (changed.length) {
     throw new Error(
       `--resume ${dir}: these options differ from the run that wrote it, so its data position and schedule do not apply: ` +

@@ -64,13 +64,13 @@ export async function writeCheckpointFiles(tmp: string, c: CheckpointContents): 
     // Adapter only: PEFT's layout, plus config.json-free pointer to the base so later stages load it by path.
     savePeftAdapter(tmp, c.model, c.baseModelPath ? resolve(c.baseModelPath) : '');
     if (c.valueHead) {
-      writeSafetensors(join(tmp, 'value_head.safetensors'), new Map([...c.valueHead.tensors()].map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }])));
+      writeSafetensors(join(tmp, 'value_head.safetensors'), c.valueHead.legacyTensors());
     }
     if (c.configExtra) writeFileSync(join(tmp, 'rlhf_config.json'), JSON.stringify(c.configExtra, null, 2) + '\n');
   } else {
     const params = mergedParams(c.model);
     try {
-      savePretrained(c.model, tmp, { valueHead: c.valueHead?.tensors() ?? null, configExtra: c.configExtra, params });
+      savePretrained(c.model, tmp, { valueHead: c.valueHead ?? null, padTokenId: c.tokenizer.padTokenId, configExtra: c.configExtra, params });
     } finally {
       if (c.model.lora) for (const v of params.values()) v.dispose();
     }

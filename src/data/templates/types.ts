@@ -22,4 +22,9 @@ export interface PromptTemplate {
   renderPrompt(messages: ChatMessage[], opts?: RenderOptions): string;
   /** Strings that end a reply when generating, besides the tokenizer's EOS. */
   readonly stop: readonly string[];
+  /**
+   * The rendered text carries its own special tokens (BOS, end-of-turn markers): it is tokenized as one text with
+   * none added, as transformers tokenizes a chat template's output (the model's own `chat_template` does this).
+   */
+  readonly ownsSpecialTokens?: boolean;
 }
