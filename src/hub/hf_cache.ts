@@ -14,6 +14,8 @@
  */
 import { downloadFileToCacheDir, modelInfo } from '@huggingface/hub';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { InputFileError } from './input_error.js';
+import { readSafetensorsIndex } from './safetensors_index.js';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -199,23 +201,14 @@ async function weightFiles(
   }
   await hub.downloadFile(ref.repoId, WEIGHTS_INDEX, commit, cacheDir);
   const indexFile = path.join(snapshot, WEIGHTS_INDEX);
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(indexFile, 'utf8'));
-  } catch (err) {
-    throw new Error(`${indexFile}: ${(err as Error).message}`);
-  }
-  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof weightMap !== 'object' || weightMap === null) {
-    throw new Error(`${indexFile}: field "weight_map" must be an object of tensor name -> shard file`);
-  }
-  const shards = [...new Set(Object.values(weightMap as Record<string, unknown>))];
+  // The same checks as loading: well-formed, and every shard a file inside the snapshot.
+  const shards = [...readSafetensorsIndex(indexFile).keys()];
   for (const shard of shards) {
-    if (typeof shard !== 'string' || !available.has(shard)) {
-      throw new Error(`${indexFile}: weight_map names shard ${JSON.stringify(shard)}, which ${ref.repoId} lacks`);
+    if (!available.has(shard)) {
+      throw new InputFileError(indexFile, `weight_map names shard ${JSON.stringify(shard)}, which ${ref.repoId} lacks`);
     }
   }
-  return shards as string[]; // the index itself is already in the snapshot
+  return shards; // the index itself is already in the snapshot
 }
 
 async function readRef(repoDir: string, revision: string): Promise<string | null> {

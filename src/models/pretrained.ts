@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from 
 import { isAbsolute, join } from 'node:path';
 import { tf, type Tensor } from '../engine/tf.js';
 import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from '../hub/safetensors.js';
+import { readShardedSafetensors } from '../hub/safetensors_index.js';
 import { normalizeConfig, type ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
 import { buildSpec, parameterShapes } from './architectures.js';
@@ -30,16 +31,7 @@ export function readWeights(dir: string): Map<string, LoadedTensor> {
   const single = join(dir, 'model.safetensors');
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(single)) return readSafetensors(single).tensors;
-  if (existsSync(index)) {
-    const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
-    const out = new Map<string, LoadedTensor>();
-    for (const shard of new Set(Object.values(map))) {
-      const path = join(dir, shard);
-      if (!existsSync(path)) throw new Error(`${index} names shard ${shard}, which is missing from ${dir}`);
-      for (const [k, v] of readSafetensors(path).tensors) out.set(k, v);
-    }
-    return out;
-  }
+  if (existsSync(index)) return readShardedSafetensors(index);
   const others = readdirSync(dir).filter((f) => /\.(bin|pt|pth|ckpt)$/.test(f));
   throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json${others.length ? ` (found ${others.join(', ')}: convert it to safetensors first)` : ''}`);
 }
