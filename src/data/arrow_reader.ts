@@ -5,16 +5,22 @@
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { tableFromIPC, Vector } from 'apache-arrow';
+import { fileReadError } from '../hub/input_error.js';
 import { DataError } from './location.js';
+import { gunzipBytes, readTextFile } from './text_decode.js';
 import type { DataRecord, LocatedRecord } from './types.js';
 
 /** Rows of one Arrow IPC file as plain JS objects, located by row index. */
 export function* arrowFileRecords(file: string): Generator<LocatedRecord> {
-  let bytes: Uint8Array = readFileSync(file);
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw fileReadError(file, e);
+  }
   if (bytes.length === 0) throw new DataError({ file }, 'empty file');
-  if (file.endsWith('.gz')) bytes = gunzipSync(bytes);
+  if (file.endsWith('.gz')) bytes = gunzipBytes(file, bytes);
   let table;
   try {
     table = tableFromIPC(bytes);
@@ -61,8 +67,9 @@ export function savedDatasetShards(dir: string, split?: string): string[] {
 }
 
 function readJson(file: string): unknown {
+  const text = readTextFile(file);
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(text);
   } catch (err) {
     throw new DataError({ file }, `invalid JSON (${(err as Error).message})`);
   }
