@@ -7,7 +7,9 @@ import { isAbsolute, join } from 'node:path';
 import { tf, type Tensor } from '../engine/tf.js';
 import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from '../hub/safetensors.js';
 import { readShardedSafetensors } from '../hub/safetensors_index.js';
-import { normalizeConfig, type ModelConfig } from './config.js';
+import type { ModelConfig } from './config.js';
+import { readModelConfigFile } from './config_validation.js';
+import { InputFileError } from '../hub/input_error.js';
 import { DecoderModel } from './decoder.js';
 import { buildSpec, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
@@ -16,14 +18,8 @@ export const VALUE_HEAD_FILE = 'value_head.safetensors';
 
 export function readConfig(dir: string): ModelConfig {
   const file = join(dir, 'config.json');
-  if (!existsSync(file)) throw new Error(`${dir}: not a model directory (no config.json)`);
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
-  }
-  return normalizeConfig(raw, file);
+  if (!existsSync(file)) throw new InputFileError(dir, 'not a model directory (no config.json)');
+  return readModelConfigFile(file);
 }
 
 /** Every tensor of the checkpoint's weight files (single file or sharded through model.safetensors.index.json). */
