@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
 import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
+import { checkPromptFits, checkTokenizerFitsModel } from './inference_checks.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
 import { generate } from '../models/generation.js';
@@ -79,6 +80,7 @@ function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string, templa
   // Raw input is tokenized as HF's tokenizer does by default (special tokens included); a rendered template too.
   const inputIds = tokenizer.encode(prompt, { addSpecialTokens: true });
   if (!inputIds.length) throw new Error('the input encodes to no tokens');
+  checkPromptFits(inputIds, model.config, { maxNewTokens: o.max_length !== undefined ? undefined : o.max_new_tokens, maxLength: o.max_length });
   const out = generate(model, [inputIds], null, {
     maxNewTokens: o.max_length !== undefined ? undefined : o.max_new_tokens, maxLength: o.max_length, doSample: o.do_sample,
     topK: o.top_k, topP: o.top_p, temperature: o.temperature, repetitionPenalty: o.repetition_penalty,
@@ -122,6 +124,7 @@ async function main(): Promise<void> {
   await setupRun({ backend: o.backend, seed: o.seed });
   const pretrain = o.pretrain ?? defaultModelDir();
   const { model, tokenizer } = await loadModelAndTokenizer({ pretrain, model: o.model, tokenizer: o.tokenizer, lora: o.lora });
+  checkTokenizerFitsModel(tokenizer.vocabSize, model.config, pretrain);
   const rng = new Rng(o.seed);
   const history = o.history ? readHistory(o.history) : [];
   const knowledge = o.knowledge ? readKnowledge(o.knowledge) : undefined;
