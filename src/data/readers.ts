@@ -102,6 +102,7 @@ export async function readRecords(path: string, opts: ReadOptions = {}): Promise
   if (records.length === 0 && skipped > 0) {
     throw new DataError({ file: path }, `no valid records: all ${skipped} were malformed (${skippedExamples[0]})`);
   }
+  if (records.length === 0 && (opts.maxRecords ?? 1) > 0) throw new DataError({ file: path }, 'no records: the file holds none');
   return { records, skipped, skippedExamples };
 }
 
@@ -245,7 +246,7 @@ function parseJsonlLine(path: string, line: number, text: string, opts: ReadOpti
 async function* savedDatasetRecords(dir: string, split?: string): AsyncGenerator<LocatedRecord> {
   let any = false;
   for (const shard of savedDatasetShards(dir, split)) {
-    for (const record of arrowFileRecords(shard)) {
+    for await (const record of arrowFileRecords(shard)) {
       any = true;
       yield record;
     }
