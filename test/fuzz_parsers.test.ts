@@ -14,6 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
+import { InputFileError } from '../src/hub/input_error.js';
+import { DataError } from '../src/data/location.js';
+import { ruleBroken } from './fuzz/driver_rules.js';
 import { FuzzRng, inputSeed, mutateInput } from './fuzz/mutate.js';
 import { TARGETS, prepareTarget } from './fuzz/targets.js';
 
@@ -88,6 +91,26 @@ function saveHangInput(at: string, dir: string): void {
   mkdirSync(join(dir, name!), { recursive: true });
   writeFileSync(join(dir, name!, `hang-${index}-${target.file}`), bytes);
 }
+
+describe('the fuzz rules', () => {
+  it('accept only the project\'s own error naming the input file (or a file of its directory)', () => {
+    const dir = '/m';
+    expect(ruleBroken(new InputFileError('/m/a.json', 'bad'), '/m/a.json', dir)).toBeNull();
+    expect(ruleBroken(new DataError({ file: '/m/a.json', line: 3 }, 'bad'), '/m/a.json', dir)).toBeNull();
+    expect(ruleBroken(new InputFileError('/m/shard.safetensors', 'bad'), '/m/index.json', dir)).toBeNull();
+    expect(ruleBroken(new TypeError("Cannot read properties of null (reading 'x')"), '/m/a.json', dir)).toMatch(/not an InputFileError but TypeError/);
+    expect(ruleBroken(new Error('incorrect header check'), '/m/a.json', dir)).toMatch(/not an InputFileError but Error/);
+    expect(ruleBroken(new DataError(undefined, 'no records'), '/m/a.json', dir)).toMatch(/names no file/);
+    expect(ruleBroken(new InputFileError('/etc/passwd', 'bad'), '/m/a.json', dir)).toMatch(/names \/etc\/passwd, not the input file/);
+  });
+
+  it('rebuild the same input from (seed, target, index)', () => {
+    const seeds = [Buffer.from('{"a": [1, 2, 3], "b": "text"}')];
+    const one = mutateInput(seeds, new FuzzRng(inputSeed(1, 'json', 5)), 'json', false);
+    expect(mutateInput(seeds, new FuzzRng(inputSeed(1, 'json', 5)), 'json', false)).toEqual(one);
+    expect(mutateInput(seeds, new FuzzRng(inputSeed(1, 'json', 6)), 'json', false)).not.toEqual(one);
+  });
+});
 
 describe('fuzzing every parser of untrusted files', () => {
   it(`${TARGETS.length} parsers, seed ${SEED}: no hang, no crash, every error the project's own naming the file`, async () => {

@@ -8,26 +8,14 @@
  *     [--corpus DIR] [--targets a,b]
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InputFileError } from '../../src/hub/input_error.js';
+import { ruleBroken } from './driver_rules.js';
 import { FuzzRng, inputSeed, mutateInput } from './mutate.js';
 import { TARGETS, prepareTarget, writeInput, type FuzzTarget } from './targets.js';
 
 /** An input slower than this is reported even if it ends (the parent kills a silent driver after longer). */
 export const PER_INPUT_LIMIT_MS = 3000;
-
-/** Why an error breaks the rules, or null when it is the project's own error naming the file (or its directory's). */
-export function ruleBroken(e: unknown, path: string, dir: string): string | null {
-  if (!(e instanceof InputFileError)) {
-    const name = (e as Error)?.constructor?.name ?? typeof e;
-    return `not an InputFileError but ${name}: ${(e as Error)?.message ?? String(e)}`;
-  }
-  if (!e.file) return `an InputFileError that names no file: ${e.message}`;
-  if (e.file !== path && e.file !== dir && !e.file.startsWith(dir + sep)) return `names ${e.file}, not the input file ${path}: ${e.message}`;
-  if (!e.message.includes(e.file)) return `the message does not name ${e.file}: ${e.message}`;
-  return null;
-}
 
 interface Outcome {
   target: string;
