@@ -52,9 +52,14 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** A copy (Buffer#slice would share memory and let a mutation corrupt the seed it came from). */
+function copy(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b);
+}
+
 function bitFlip(b: Uint8Array, rng: FuzzRng): Uint8Array {
   if (b.length === 0) return b;
-  const out = b.slice();
+  const out = copy(b);
   for (let k = 1 + rng.int(4); k > 0; k--) out[rng.int(out.length)]! ^= 1 << rng.int(8);
   return out;
 }
@@ -91,7 +96,7 @@ function splice(b: Uint8Array, rng: FuzzRng, others: Uint8Array[]): Uint8Array {
 
 function interestingByte(b: Uint8Array, rng: FuzzRng): Uint8Array {
   if (b.length === 0) return Uint8Array.of(rng.pick(INTERESTING_BYTES));
-  const out = b.slice();
+  const out = copy(b);
   out[rng.int(out.length)] = rng.pick(INTERESTING_BYTES);
   return out;
 }

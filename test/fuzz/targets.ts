@@ -175,7 +175,8 @@ export const TARGETS: FuzzTarget[] = [
 export function prepareTarget(target: FuzzTarget, root: string): { dir: string; path: string; seeds: Uint8Array[] } {
   const dir = join(root, target.name);
   mkdirSync(dir, { recursive: true });
-  const seeds = target.seeds(dir);
+  // Plain copies: mutations must never reach the seeds themselves.
+  const seeds = target.seeds(dir).map((b) => new Uint8Array(b));
   return { dir, path: join(dir, target.file), seeds };
 }
 
