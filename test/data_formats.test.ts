@@ -137,6 +137,27 @@ describe('records lacking the needed fields', () => {
 
   it('an unrecognized or preference dataset says what to do', async () => {
     await expect(loadSftSamples(write('odd.json', [{ foo: 1, bar: 2 }]))).rejects.toThrow(/cannot tell the dataset format from its fields \(foo, bar\)/);
-    await expect(loadSftSamples(`${DS}/preference/dpo_en_demo.json`)).rejects.toThrow(/preference dataset.*loadPreferencePairs/);
+    await expect(loadSftSamples(`${DS}/preference/dpo_en_demo.json`)).rejects.toThrow(/preference dataset.*not SFT data: train a reward model on it \(train_reward_model --dataset FILE\)/);
+  });
+});
+
+describe('empty responses', () => {
+  it.each([
+    ['alpaca', [{ instruction: 'a', output: 'b' }, { instruction: 'c', output: '  ' }], /\[1\]: field "output" is empty: the response has nothing to train on/],
+    ['self_instruct', [{ instruction: 'a', instances: [{ input: '', output: '' }] }], /\[0\]: field "instances\[0\]\.output" is empty/],
+    ['prompt_response', [{ prompt: 'a', response: '' }], /\[0\]: field "response" is empty/],
+    ['messages', [{ messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: '' }] }], /\[0\]: field "messages\[1\]\.content" is empty: the last assistant reply/],
+    ['conversations', [{ conversations: [{ from: 'human', value: 'a' }, { from: 'gpt', value: '\n' }] }], /\[0\]: field "conversations\[1\]\.value" is empty/],
+  ])('%s: an empty reply is reported as such, and --skip_bad_records skips it', async (name, records, message) => {
+    const file = write(`empty-${name}.json`, records);
+    await expect(loadSftSamples(file)).rejects.toThrow(message);
+    if (records.length > 1) {
+      const r = await loadSftSamples(file, { skipBadRecords: true });
+      expect([r.samples.length, r.skipped]).toEqual([1, 1]);
+    }
+  });
+
+  it('names the flags, not internal options, when columns are needed', async () => {
+    await expect(loadSftSamples(write('cols.json', [{ messages: [] }]), { promptColumn: 'q' })).rejects.toThrow(/pass both --prompt_column and --response_column/);
   });
 });

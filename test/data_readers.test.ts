@@ -191,3 +191,72 @@ describe('Arrow', () => {
     await expect(readRecords(dir)).rejects.toThrow(/not a datasets save_to_disk directory/);
   });
 });
+
+describe('text encodings', () => {
+  const latin1 = (s: string) => Buffer.from(s, 'latin1');
+  it.each([
+    ['json', '[{"text": "ok"},\n {"text": "caf\u00e9"}]', 2],
+    ['jsonl', '{"text": "ok"}\n{"text": "ok"}\n{"text": "na\u00efve"}\n', 3],
+    ['csv', 'prompt,response\nok,ok\nok,ok\nok,ok\nr\u00e9sum\u00e9,x\n', 5],
+  ])('Latin-1 %s is an error naming the file and line', async (ext, text, line) => {
+    for (const gz of [false, true]) {
+      const path = write(`latin1-${ext}.${ext}${gz ? '.gz' : ''}`, gz ? gzipSync(latin1(text)) : latin1(text));
+      await expect(readRecords(path)).rejects.toThrow(`${path}:${line}: not valid UTF-8 text`);
+    }
+  });
+
+  it('locates invalid bytes far into a large file, across read chunks', async () => {
+    const lines = Array.from({ length: 20_000 }, (_, i) => `{"text": "line ${i} ñ"}`);
+    lines[15_000] = '{"text": "caf\u00e9"}';
+    const bytes = Buffer.concat(lines.map((l, i) => (i === 15_000 ? latin1(l + '\n') : Buffer.from(l + '\n'))));
+    const path = write('big-latin1.jsonl', bytes);
+    await expect(readRecords(path)).rejects.toThrow(`${path}:15001: not valid UTF-8`);
+  });
+
+  it('keeps UTF-8 characters split across read chunks intact', async () => {
+    const text = Array.from({ length: 5000 }, (_, i) => JSON.stringify({ text: `第${i}行 🤗` })).join('\n');
+    const { records } = await readRecords(write('cjk.jsonl', text));
+    expect(records).toHaveLength(5000);
+    expect(records[4321]!.value.text).toBe('第4321行 🤗');
+  });
+
+  it('decodes UTF-16 with a BOM (both byte orders) and strips a UTF-8 BOM', async () => {
+    const text = 'prompt,response\nhé,là\n';
+    const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+    const be = Buffer.from(le);
+    be.swap16();
+    for (const [name, bytes] of [['le.csv', le], ['be.csv', be], ['bom8.csv', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)])]] as const) {
+      const { records } = await readRecords(write(name, bytes));
+      expect(records.map((r) => r.value), name).toEqual([{ prompt: 'hé', response: 'là' }]);
+    }
+    const jsonl = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"text": "a"}\n{"text": "ü"}\n', 'utf16le')]);
+    const { records } = await readRecords(write('u16.jsonl', jsonl));
+    expect(records.map((r) => [r.value.text, r.location.line])).toEqual([['a', 1], ['ü', 2]]);
+    const odd = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"text": "a"}', 'utf16le'), Buffer.from([0x41])]);
+    const oddPath = write('odd.jsonl', odd);
+    await expect(readRecords(oddPath)).rejects.toThrow(`${oddPath}:1: not valid UTF-16LE text`);
+  });
+});
+
+describe('broken .gz files', () => {
+  const body = '{"text": "a"}\n'.repeat(2000);
+  it.each(['jsonl', 'csv', 'json', 'txt', 'arrow'])('a truncated or non-gzip .%s.gz names the file', async (ext) => {
+    const whole = gzipSync(ext === 'csv' ? 'text\n' + 'a\n'.repeat(4000) : body);
+    const cut = write(`cut.${ext}.gz`, whole.subarray(0, Math.floor(whole.length / 2)));
+    await expect(readRecords(cut)).rejects.toThrow(`${cut}: truncated gzip file`);
+    const plain = write(`plain.${ext}.gz`, ext === 'csv' ? 'text\na\n' : body);
+    await expect(readRecords(plain)).rejects.toThrow(`${plain}: not a valid gzip file (incorrect header check)`);
+  });
+
+  it('a missing file is an error naming it', async () => {
+    const missing = join(tmp, 'missing.jsonl.gz');
+    await expect(readRecords(missing)).rejects.toThrow(`${missing}: cannot read the file (ENOENT`);
+  });
+});
+
+describe('CSV quotes', () => {
+  it('reports an unclosed quote at the line where it opened', async () => {
+    const path = write('quote.csv', 'prompt,response\na,b\nc,"never closed\nd,e\nf,g\nh,i\nj,k\n');
+    await expect(readRecords(path)).rejects.toThrow(`${path}:3: invalid CSV: a quoted field opened on line 3 is never closed`);
+  });
+});

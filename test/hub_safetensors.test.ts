@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync, readFileSync, copyFileSync, mkdirSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf } from '../src/engine/tf.js';
-import { readSafetensors, writeSafetensors } from '../src/hub/safetensors.js';
+import { SafetensorsError, readSafetensors, writeSafetensors } from '../src/hub/safetensors.js';
 import { loadPretrained, savePretrained } from '../src/models/pretrained.js';
 import { ARCHS, fixtureDir } from './helpers/fixtures.js';
 
@@ -79,6 +79,51 @@ describe('safetensors', () => {
     const odd = rawFile({ w: { dtype: 'F8_E4M3', shape: [4], data_offsets: [0, 4] } }, Buffer.alloc(4));
     expect(() => readSafetensors(odd)).toThrow(/unsupported dtype F8_E4M3/);
   });
+
+  // Each header is wrong in one way; the error names the file, the tensor (where there is one) and the defect.
+  const f32 = (offsets: unknown, shape: unknown = [2]) => ({ dtype: 'F32', shape, data_offsets: offsets });
+  it.each([
+    ['negative data_offsets', { w: f32([-8, 0]) }, /tensor "w": data_offsets begin is -8, not a non-negative integer/],
+    ['fractional data_offsets', { w: f32([0, 7.5]) }, /tensor "w": data_offsets end is 7.5/],
+    ['missing data_offsets', { w: { dtype: 'F32', shape: [2] } }, /tensor "w": "data_offsets" must be \[begin, end\], got nothing/],
+    ['three data_offsets', { w: f32([0, 8, 16]) }, /tensor "w": "data_offsets" must be \[begin, end\]/],
+    ['end before begin', { w: f32([8, 0]) }, /tensor "w": data_offsets \[8, 0\] end before they begin/],
+    ['bytes that do not match dtype × shape', { w: f32([0, 12]) }, /tensor "w": shape \[2\] F32 needs 8 bytes but data_offsets \[0, 12\] span 12/],
+    ['overlapping tensors', { a: f32([0, 8]), b: f32([4, 12]) }, /tensors "a" and "b" overlap/],
+    ['a null header', null, /header must be a JSON object, got null/],
+    ['an array header', [1, 2], /header must be a JSON object, got an array/],
+    ['a null entry', { w: null }, /tensor "w": header entry must be an object/],
+    ['a non-array shape', { w: f32([0, 8], 2) }, /tensor "w": "shape" must be an array/],
+    ['a negative dimension', { w: f32([0, 8], [-2]) }, /tensor "w": shape\[0\] is -2/],
+    ['a fractional dimension', { w: f32([0, 8], [1.5]) }, /tensor "w": shape\[0\] is 1.5/],
+    ['a missing dtype', { w: { shape: [2], data_offsets: [0, 8] } }, /tensor "w": unsupported dtype undefined/],
+    ['metadata that is not strings', { __metadata__: { format: 1 }, w: f32([0, 8]) }, /"__metadata__"."format" must be a string/],
+    ['a tensor past the end of the data', { w: f32([16, 24]) }, /tensor "w": ends at byte 24 of the data section but the file holds only 16/],
+  ])('refuses %s, naming the file and tensor', (_what, header, message) => {
+    const f = rawFile(header as object, Buffer.alloc(16));
+    expect(() => readSafetensors(f)).toThrow(message);
+    expect(() => readSafetensors(f)).toThrow(f);
+    expect(() => readSafetensors(f)).toThrow(SafetensorsError);
+  });
+
+  it('refuses a header that is not UTF-8 and one over the length limit, before allocating it', () => {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(4n);
+    const latin = join(tmp(), 'latin.safetensors');
+    writeFileSync(latin, Buffer.concat([len, Buffer.from([0x7b, 0xe9, 0x20, 0x7d])]));
+    expect(() => readSafetensors(latin)).toThrow(/latin\.safetensors: header is not valid UTF-8/);
+    const huge = join(tmp(), 'huge.safetensors');
+    len.writeBigUInt64LE(2n ** 62n);
+    writeFileSync(huge, Buffer.concat([len, Buffer.from('{}')]));
+    expect(() => readSafetensors(huge)).toThrow(/huge\.safetensors: header length 4611686018427387904 overruns/);
+  });
+
+  it('accepts empty tensors and gaps between tensors (neither overlaps anything)', () => {
+    const f = rawFile({ e: f32([8, 8], [0]), a: f32([0, 8]), b: f32([12, 20]) }, Buffer.alloc(20));
+    const { tensors } = readSafetensors(f);
+    expect(tensors.get('e')!.data.length).toBe(0);
+    expect(tensors.get('b')!.shape).toEqual([2]);
+  });
 });
 
 describe('HF checkpoint directories', () => {
@@ -114,6 +159,31 @@ describe('HF checkpoint directories', () => {
     const { model } = loadPretrained(dir);
     expect(Array.from(model.params.get('transformer.wte.weight')!.dataSync())).toEqual(Array.from(src.get('transformer.wte.weight')!.data));
     model.dispose();
+  });
+
+  it('refuses an index whose shards leave the model directory, or that is malformed', () => {
+    const dir = tmp();
+    copyFileSync(join(fixtureDir('gpt2'), 'config.json'), join(dir, 'config.json'));
+    const index = join(dir, 'model.safetensors.index.json');
+    const cases: Array<[unknown, RegExp]> = [
+      [{ weight_map: { 'transformer.wte.weight': '../outside.safetensors' } }, /climbs out of the model directory/],
+      [{ weight_map: { 'transformer.wte.weight': '/etc/passwd' } }, /is an absolute path/],
+      [{ weight_map: { 'transformer.wte.weight': 'a/../../b.safetensors' } }, /climbs out/],
+      [{ weight_map: { 'transformer.wte.weight': 3 } }, /weight_map\["transformer\.wte\.weight"\] must be a shard file name/],
+      [{ weight_map: [] }, /field "weight_map" must be an object/],
+      [{ weight_map: {} }, /"weight_map" is empty/],
+      [null, /expected a JSON object/],
+      [{ weight_map: { 'transformer.wte.weight': 'missing.safetensors' } }, /names shard missing\.safetensors, which is missing/],
+    ];
+    for (const [content, message] of cases) {
+      writeFileSync(index, JSON.stringify(content));
+      expect(() => loadPretrained(dir), JSON.stringify(content)).toThrow(message);
+      expect(() => loadPretrained(dir)).toThrow(index);
+    }
+    // A tensor the index places in a shard that does not hold it.
+    writeSafetensors(join(dir, 's.safetensors'), new Map([['other', { shape: [1], data: new Float32Array(1) }]]));
+    writeFileSync(index, JSON.stringify({ weight_map: { 'transformer.wte.weight': 's.safetensors' } }));
+    expect(() => loadPretrained(dir)).toThrow(/s\.safetensors: has no tensor "transformer\.wte\.weight", which .*index\.json says it holds/);
   });
 
   it('refuses a checkpoint whose shapes disagree with config.json, naming the tensor', () => {

@@ -20,6 +20,10 @@ if (why) {
   if (process.env[REQUIRE_BLAS_ENV] === '1') throw new Error(`${REQUIRE_BLAS_ENV}=1 but the OpenBLAS addon is ${why}`);
   console.warn(`skipping native BLAS tests: the addon is ${why}`);
 }
+// The reason also stands as a skipped test's title, so every reporter shows why the suite did not run.
+describe.runIf(why !== '')('OpenBLAS products on the wasm backend', () => {
+  it.skip(`skipped: the OpenBLAS addon is ${why} (npm run build:blas; RLHF_REQUIRE_BLAS=1 makes this a failure)`, () => {});
+});
 
 /** Deterministic values in [-1, 1) (the same on both backends). */
 function values(n: number, seed: number): Float32Array {

@@ -1,6 +1,6 @@
 // Tokenizer against transformers' own outputs (test/fixtures), plus GPT-2 files, the char tokenizer, batching, save.
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -212,12 +212,9 @@ describe('GPT-2 vocab.json + merges.txt', () => {
 });
 
 describe('character tokenizer', () => {
-  const shakespeareFile = fileURLToPath(new URL('../../shared/data/pretrain/tinyshakespeare.txt', import.meta.url));
-  // The shared copy when this checkout has it; else its opening lines, so the test always runs.
-  const shakespeare = existsSync(shakespeareFile)
-    ? readFileSync(shakespeareFile, 'utf8').slice(0, 2000)
-    : 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n' +
-      'First Citizen:\nYou are all resolved rather to die than to famish?\n';
+  // The slice of tinyshakespeare that ships in the repo (datasets/README.md gives its source), so any clone runs this.
+  const shakespeareFile = fileURLToPath(new URL('../datasets/pretrain/tinyshakespeare.txt', import.meta.url));
+  const shakespeare = readFileSync(shakespeareFile, 'utf8').slice(0, 2000);
   const chinese = '床前明月光,\n疑是地上霜。  举头望明月, 低头思故乡。\n你好 🤗';
 
   // No clean-up of spaces before punctuation on decode (HF's clean_up_tokenization_spaces defaults to false).
@@ -289,5 +286,48 @@ describe('save', () => {
       pad_token: '<|endoftext|>',
       padding_side: 'right',
     });
+  });
+});
+
+describe('tokenizer.json schema', () => {
+  // A small BPE file with real merges: "a b" -> "ab", "ab c" -> "abc".
+  const bpe = () => ({
+    model: { type: 'BPE', unk_token: '<unk>', vocab: { '<unk>': 0, a: 1, b: 2, c: 3, ab: 4, abc: 5 } as Record<string, unknown>, merges: ['a b', 'ab c'] as unknown[] },
+    added_tokens: [{ id: 0, content: '<unk>', special: true }] as unknown[],
+    normalizer: null, pre_tokenizer: null, post_processor: null, decoder: { type: 'Fuse' } as unknown,
+  });
+
+  it('accepts a well-formed BPE file and uses its merges', () => {
+    const tok = Tokenizer.fromJson(bpe(), {}, 'x/tokenizer.json');
+    expect(tok.encode('abc')).toEqual([5]);
+  });
+
+  it.each([
+    ['an unknown model type', (j: ReturnType<typeof bpe>) => { (j.model as Record<string, unknown>).type = 'Mamba'; }, /field "model.type" is "Mamba": not a known tokenizer model \(supported: BPE, WordPiece, Unigram, WordLevel\)/],
+    ['a merge of a token not in the vocabulary', (j: ReturnType<typeof bpe>) => { j.model.merges[1] = 'ab z'; }, /field "model.merges\[1\]" merges "z", which is not in model.vocab/],
+    ['a merge whose result is not in the vocabulary', (j: ReturnType<typeof bpe>) => { j.model.merges[0] = 'b c'; }, /field "model.merges\[0\]" makes "bc", which is not in model.vocab/],
+    ['a merge that is not two tokens', (j: ReturnType<typeof bpe>) => { j.model.merges[0] = 'abc'; }, /field "model.merges\[0\]" must be two non-empty tokens/],
+    ['merges of mixed forms', (j: ReturnType<typeof bpe>) => { j.model.merges[1] = ['ab', 'c']; }, /field "model.merges\[1\]" must be a "left right" string/],
+    ['missing merges', (j: ReturnType<typeof bpe>) => { delete (j.model as Record<string, unknown>).merges; }, /field "model.merges" is missing/],
+    ['a fractional id', (j: ReturnType<typeof bpe>) => { j.model.vocab.c = 3.5; }, /field "model.vocab\["c"\]" is 3.5: a token id must be an integer/],
+    ['a negative id', (j: ReturnType<typeof bpe>) => { j.model.vocab.c = -3; }, /field "model.vocab\["c"\]" is -3/],
+    ['a string id', (j: ReturnType<typeof bpe>) => { j.model.vocab.c = '3'; }, /field "model.vocab\["c"\]" is "3"/],
+    ['an added token without an integer id', (j: ReturnType<typeof bpe>) => { j.added_tokens[0] = { id: 1.5, content: '<unk>' }; }, /field "added_tokens\[0\].id" is 1.5/],
+    ['an added token that is not an object', (j: ReturnType<typeof bpe>) => { j.added_tokens[0] = 7; }, /field "added_tokens\[0\]" must be an object/],
+    ['a decoder without a type', (j: ReturnType<typeof bpe>) => { j.decoder = { fuse: true }; }, /field "decoder" must be null or an object with a string "type"/],
+    ['a decoder type the library does not know', (j: ReturnType<typeof bpe>) => { j.decoder = { type: 'Quantum' }; }, /x\/tokenizer\.json: cannot be loaded: Unknown Decoder type: Quantum/],
+    ['a vocabulary that is not an object', (j: ReturnType<typeof bpe>) => { j.model.vocab = [] as never; }, /field "model.vocab" must be an object of token -> id, got an array/],
+  ])('refuses %s, naming the file and field', (_what, mutate, message) => {
+    const j = bpe();
+    mutate(j);
+    expect(() => Tokenizer.fromJson(j, {}, 'x/tokenizer.json')).toThrow(message);
+    expect(() => Tokenizer.fromJson(j, {}, 'x/tokenizer.json')).toThrow(/^x\/tokenizer\.json: /);
+  });
+
+  it('refuses a tokenizer.json that is not UTF-8, naming it', async () => {
+    const dir = path.join(tmp, 'latin1-tok');
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'tokenizer.json'), Buffer.from('{"model": {"type": "BPE", "vocab": {"\u00e9": 0}, "merges": []}}', 'latin1'));
+    await expect(Tokenizer.fromDir(dir)).rejects.toThrow(`${path.join(dir, 'tokenizer.json')}: not valid UTF-8 text`);
   });
 });

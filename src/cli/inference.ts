@@ -9,6 +9,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
+import { checkPromptFits, checkTokenizerFitsModel } from './inference_checks.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
 import { generate } from '../models/generation.js';
@@ -93,6 +94,7 @@ function reply(model: DecoderModel, tokenizer: Tokenizer, prompt: string | numbe
   // A chat template's text holds its own special tokens, as in transformers' apply_chat_template.
   const inputIds = typeof prompt === 'string' ? tokenizer.encode(prompt, { addSpecialTokens: !template?.ownsSpecialTokens }) : prompt;
   if (!inputIds.length) throw new Error('the input encodes to no tokens');
+  checkPromptFits(inputIds, model.config, { maxNewTokens: s.maxNewTokens, maxLength: s.maxLength });
   // EOS: generation_config.json's ids (any of them ends the reply), else the tokenizer's, else config.json's.
   const eos = model.generationDefaults?.eosTokenIds ?? (tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : undefined);
   const out = generate(model, [inputIds], null, {
@@ -153,6 +155,7 @@ async function main(): Promise<void> {
     const bad = o.input_ids.find((id) => id >= model.config.vocabSize);
     if (bad !== undefined) throw new Error(`--input_ids: id ${bad} is outside the model's vocabulary (${model.config.vocabSize} tokens)`);
   }
+  checkTokenizerFitsModel(tokenizer.vocabSize, model.config, pretrain);
   const resolved = o.template || o.chat ? resolvePromptTemplate(o.template, tokenizer, 'alpaca', pretrain) : null;
   const template = resolved?.template ?? null;
   if (resolved) console.error(resolved.note);

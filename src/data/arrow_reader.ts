@@ -5,26 +5,119 @@
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
-import { tableFromIPC, Vector } from 'apache-arrow';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { fileReadError } from '../hub/input_error.js';
+import { ARROW_WORKER_SOURCE } from './arrow_parse_worker.js';
 import { DataError } from './location.js';
+import { gunzipBytes, readTextFile } from './text_decode.js';
 import type { DataRecord, LocatedRecord } from './types.js';
 
 /** Rows of one Arrow IPC file as plain JS objects, located by row index. */
-export function* arrowFileRecords(file: string): Generator<LocatedRecord> {
-  let bytes: Uint8Array = readFileSync(file);
-  if (bytes.length === 0) throw new DataError({ file }, 'empty file');
-  if (file.endsWith('.gz')) bytes = gunzipSync(bytes);
-  let table;
+export async function* arrowFileRecords(file: string): AsyncGenerator<LocatedRecord> {
+  let bytes: Uint8Array;
   try {
-    table = tableFromIPC(bytes);
-  } catch (err) {
-    throw new DataError({ file }, `not a readable Arrow IPC file (${(err as Error).message})`);
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw fileReadError(file, e);
   }
-  for (let index = 0; index < table.numRows; index++) {
-    const row = table.get(index);
-    yield { value: toPlain(row) as DataRecord, location: { file, index } };
+  if (bytes.length === 0) throw new DataError({ file }, 'empty file');
+  if (file.endsWith('.gz')) bytes = gunzipBytes(file, bytes);
+  const rows = await parseArrowInWorker(file, bytes);
+  for (let index = 0; index < rows.length; index++) {
+    const value = rows[index];
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new DataError({ file, index }, 'an Arrow row that is not a record of named columns');
+    }
+    yield { value: value as DataRecord, location: { file, index } };
   }
+}
+
+/** Seconds an Arrow file may take to parse (RLHF_ARROW_TIMEOUT_S; default 30 s plus 5 s per MB). */
+export const ARROW_TIMEOUT_ENV = 'RLHF_ARROW_TIMEOUT_S';
+
+function arrowTimeoutMs(bytes: number): number {
+  const raw = process.env[ARROW_TIMEOUT_ENV];
+  const s = raw !== undefined && raw.trim() !== '' ? Number(raw) : NaN;
+  if (Number.isFinite(s) && s > 0) return s * 1000;
+  return 30_000 + 5_000 * (bytes / 2 ** 20);
+}
+
+/**
+ * apache-arrow can loop, allocating without end, on a corrupt file (a flatbuffer length gone wrong), and a loop in
+ * this thread could not be stopped. So one worker thread parses (kept between files), and a parse that outlives its
+ * time limit is an error naming the file; the worker is then replaced.
+ */
+let worker: Promise<Worker> | null = null;
+let nextId = 0;
+
+/** The parsing worker, once it has loaded (a fresh one when the last was stopped). */
+function arrowWorker(file: string): Promise<Worker> {
+  worker ??= startWorker(file);
+  return worker;
+}
+
+function startWorker(file: string): Promise<Worker> {
+  const arrowPath = createRequire(import.meta.url).resolve('apache-arrow');
+  const w = new Worker(ARROW_WORKER_SOURCE, { eval: true, workerData: { arrowPath } });
+  const started = new Promise<Worker>((resolve, reject) => {
+    const fail = (why: string) => {
+      worker = null;
+      reject(new DataError({ file }, `the Arrow reader could not start (${why})`));
+    };
+    w.once('message', () => resolve(w)); // { ready: true }
+    w.once('error', (e) => fail(e.message));
+    w.once('exit', (code) => fail(`exit code ${code}`));
+  });
+  w.once('exit', () => {
+    if (worker === started) worker = null;
+  });
+  return started;
+}
+
+async function parseArrowInWorker(file: string, bytes: Uint8Array): Promise<unknown[]> {
+  const started = arrowWorker(file);
+  const w = await started;
+  const id = nextId++;
+  const limit = arrowTimeoutMs(bytes.length);
+  const forget = () => {
+    if (worker === started) worker = null;
+  };
+  return new Promise<unknown[]>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      w.off('message', onMessage);
+      w.off('error', onError);
+      w.off('exit', onExit);
+      w.unref();
+    };
+    const onMessage = (m: { id: number; rows?: unknown[]; error?: string }) => {
+      if (m.id !== id) return;
+      done();
+      if (m.error !== undefined) reject(new DataError({ file }, `not a readable Arrow IPC file (${m.error})`));
+      else resolve(m.rows!);
+    };
+    const onError = (e: Error) => {
+      done();
+      forget();
+      reject(new DataError({ file }, `the Arrow reader failed on this file (${e.message}): it is corrupt or too large`));
+    };
+    const onExit = (code: number) => {
+      done();
+      reject(new DataError({ file }, `the Arrow reader stopped (exit code ${code}) on this file: it is corrupt or too large`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      forget();
+      void w.terminate();
+      reject(new DataError({ file }, `the Arrow reader did not finish within ${(limit / 1000).toFixed(1)} s (${ARROW_TIMEOUT_ENV}): the file is corrupt`));
+    }, limit);
+    w.ref();
+    w.on('message', onMessage);
+    w.once('error', onError);
+    w.once('exit', onExit);
+    w.postMessage({ id, bytes });
+  });
 }
 
 /** The shard files of a `save_to_disk` directory, in order; `split` picks a split of a DatasetDict. */
@@ -61,30 +154,10 @@ export function savedDatasetShards(dir: string, split?: string): string[] {
 }
 
 function readJson(file: string): unknown {
+  const text = readTextFile(file);
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(text);
   } catch (err) {
     throw new DataError({ file }, `invalid JSON (${(err as Error).message})`);
   }
-}
-
-/** Arrow values -> plain JSON-like values: lists become arrays, struct rows objects, int64 numbers. */
-function toPlain(value: unknown): unknown {
-  if (value === null || value === undefined) return value ?? null;
-  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
-  if (value instanceof Date) return value.toISOString();
-  if (value instanceof Vector) return Array.from(value as Iterable<unknown>, toPlain);
-  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
-    return Array.from(value as unknown as ArrayLike<number | bigint>, toPlain);
-  }
-  if (typeof value === 'object') {
-    const obj = value as { toJSON?: () => unknown };
-    // StructRow and MapRow are proxies; toJSON gives their fields as an ordinary object.
-    const source = typeof obj.toJSON === 'function' ? obj.toJSON() : value;
-    if (Array.isArray(source)) return source.map(toPlain);
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(source as Record<string, unknown>)) out[k] = toPlain(v);
-    return out;
-  }
-  return value;
 }

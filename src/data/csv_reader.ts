@@ -3,8 +3,9 @@
  * with a different number of fields than the header is a "ragged row": an error naming the file, the line and the
  * field, or (with skipBadRecords) skipped and reported through `onSkip`.
  */
-import type { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import { parse } from 'csv-parse';
+import { InputFileError } from '../hub/input_error.js';
 import { DataError, type RecordLocation } from './location.js';
 import type { DataRecord, LocatedRecord } from './types.js';
 
@@ -19,13 +20,18 @@ interface CsvParseInfo {
   comment_lines: number;
 }
 
+/** `text` is the file's decoded text (a stream of strings or bytes); its errors end the iteration with them. */
 export async function* readCsvRecords(
   file: string,
-  input: Readable,
+  text: Readable | AsyncIterable<string>,
   opts: CsvReadOptions = {},
 ): AsyncGenerator<LocatedRecord> {
+  const input = text instanceof Readable ? text : Readable.from(text);
   // relax_column_count: we check row lengths ourselves so the message can name the missing or extra field.
-  const parser = input.pipe(parse({ info: true, bom: true, relax_column_count: true, skip_empty_lines: true }));
+  const parser = parse({ info: true, bom: true, relax_column_count: true, skip_empty_lines: true });
+  // pipeline, not pipe: an error of the input (bad bytes, a broken .gz) destroys the parser with it, so the loop
+  // below sees it instead of the process dying of an unhandled 'error' event.
+  pipeline(input, parser, () => {});
   let header: string[] | undefined;
   let prevEnd = 0;
   let prevSkippedLines = 0;
@@ -55,11 +61,17 @@ export async function* readCsvRecords(
       yield { value, location };
     }
   } catch (err) {
-    if (err instanceof DataError) throw err;
-    const e = err as Error & { lines?: number };
+    if (err instanceof InputFileError) throw err;
+    const e = err as Error & { lines?: number; code?: string };
+    if (e.code === 'CSV_QUOTE_NOT_CLOSED') {
+      // csv-parse reports the end of the file; the quote opened in the record after the last complete one.
+      const opened = prevEnd + 1;
+      throw new DataError({ file, line: opened }, `invalid CSV: a quoted field opened on line ${opened} is never closed (a stray or unescaped \" inside the field? double it as "")`);
+    }
     throw new DataError({ file, line: e.lines }, `invalid CSV (${e.message})`);
   } finally {
     input.destroy();
+    parser.destroy();
   }
   if (!header) throw new DataError({ file }, 'empty file: no header row and no records');
   if (dataRows === 0) throw new DataError({ file }, `no records: only a header row (${header.join(', ')})`);

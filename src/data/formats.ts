@@ -54,7 +54,7 @@ export function detectFormat(first: LocatedRecord, opts: FormatOptions = {}): Sf
   if (opts.promptColumn !== undefined || opts.responseColumn !== undefined) return 'columns';
   const has = (k: string): boolean => k in first.value;
   if (has('chosen') && has('rejected')) {
-    throw new DataError(first.location, 'this is a preference dataset (chosen/rejected): read it with loadPreferencePairs');
+    throw new DataError(first.location, 'this is a preference dataset (chosen/rejected), not SFT data: train a reward model on it (train_reward_model --dataset FILE)');
   }
   if (has('messages')) return 'messages';
   if (has('conversations')) return 'conversations';
@@ -68,7 +68,7 @@ export function detectFormat(first: LocatedRecord, opts: FormatOptions = {}): Sf
     first.location,
     `cannot tell the dataset format from its fields (${Object.keys(first.value).join(', ')}); expected ` +
       'instruction/input/output, instruction/instances, content/summary, prompt/response, conversations, messages ' +
-      'or text, or pass promptColumn and responseColumn',
+      'or text, or pass --prompt_column and --response_column',
   );
 }
 
@@ -77,33 +77,36 @@ export function normalizeRecord(rec: LocatedRecord, format: SftFormat, opts: For
   const location = rec.location;
   switch (format) {
     case 'alpaca':
-      return [alpacaSample(rec, requireString(rec, 'instruction'), optionalString(rec, 'input'), requireString(rec, 'output'))];
+      return [alpacaSample(rec, requireString(rec, 'instruction'), optionalString(rec, 'input'), requireResponse(rec, 'output'))];
     case 'self_instruct': {
       const instruction = requireString(rec, 'instruction');
       const instances = requireArray(rec, 'instances');
       if (instances.length === 0) throw new DataError(location, 'field "instances" is empty');
       return instances.map((inst, i) => {
         const instRec = subRecord(rec, inst, `instances[${i}]`);
-        return alpacaSample(rec, instruction, optionalString(instRec, 'input'), requireString(instRec, 'output'));
+        return alpacaSample(rec, instruction, optionalString(instRec, 'input'), requireResponse(instRec, 'output'));
       });
     }
     case 'chatglm':
-      return [singleTurn(rec, requireString(rec, 'content'), requireString(rec, 'summary'))];
+      return [singleTurn(rec, requireString(rec, 'content'), requireResponse(rec, 'summary'))];
     case 'prompt_response':
-      return [singleTurn(rec, requireString(rec, 'prompt'), requireString(rec, 'response'))];
+      return [singleTurn(rec, requireString(rec, 'prompt'), requireResponse(rec, 'response'))];
     case 'columns': {
       const cols = resolveColumns(rec, opts);
-      return [singleTurn(rec, requireString(rec, cols.prompt), requireString(rec, cols.response))];
+      return [singleTurn(rec, requireString(rec, cols.prompt), requireResponse(rec, cols.response))];
     }
     case 'conversations':
     case 'messages': {
       const turns = requireArray(rec, format);
       const messages = turns.map((t, i) => parseTurn(rec, t, `${format}[${i}]`));
+      const lastReply = messages.map((m) => m.role).lastIndexOf('assistant');
+      if (lastReply < 0) throw new DataError(location, `field "${format}" has no assistant turn to train on`);
+      if (messages[lastReply]!.content.trim() === '') {
+        const key = 'from' in (turns[lastReply] as object) ? 'value' : 'content';
+        throw new DataError(location, `field "${format}[${lastReply}].${key}" is empty: the last assistant reply has nothing to train on`);
+      }
       const system = optionalString(rec, 'system');
       if (system && messages[0]?.role !== 'system') messages.unshift({ role: 'system', content: system });
-      if (!messages.some((m) => m.role === 'assistant')) {
-        throw new DataError(location, `field "${format}" has no assistant turn to train on`);
-      }
       return [{ messages, location }];
     }
     case 'text':
@@ -190,9 +193,18 @@ function resolveColumns(rec: LocatedRecord, opts: FormatOptions): { prompt: stri
   const detected = detectFormat(rec, { format: undefined, promptColumn: undefined, responseColumn: undefined });
   const defaults = DEFAULT_COLUMNS[detected];
   if (!defaults) {
-    throw new DataError(rec.location, `format "${detected}" has no default columns: pass both promptColumn and responseColumn`);
+    throw new DataError(rec.location, `format "${detected}" has no default columns: pass both --prompt_column and --response_column`);
   }
   return { prompt: opts.promptColumn ?? defaults.prompt, response: opts.responseColumn ?? defaults.response };
+}
+
+/** The reply to train on: a string with some text (an empty one would leave no token to learn from). */
+function requireResponse(rec: FieldSource, field: string): string {
+  const value = requireString(rec, field);
+  if (value.trim() === '') {
+    throw new DataError(rec.location, `field "${(rec.prefix ?? '') + field}" is empty: the response has nothing to train on`);
+  }
+  return value;
 }
 
 /** A nested object (e.g. one self-instruct instance) viewed as a record, so field errors name its path. */

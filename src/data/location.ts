@@ -2,6 +2,8 @@
  * Where a record came from, so that every data error can say "file:line" (JSONL, CSV) or "file[index]" (JSON arrays,
  * Arrow tables) and the user can open the offending record directly.
  */
+import { InputFileError } from '../hub/input_error.js';
+
 export interface RecordLocation {
   file: string;
   /** 1-based line number (JSONL, CSV: the line the record starts on). */
@@ -17,11 +19,11 @@ export function formatLocation(loc: RecordLocation): string {
 }
 
 /** A data problem tied to a record: the message starts with the location, e.g. `a.jsonl:7: missing field "output"`. */
-export class DataError extends Error {
+export class DataError extends InputFileError {
   readonly location: RecordLocation | undefined;
 
   constructor(location: RecordLocation | undefined, detail: string) {
-    super(location ? `${formatLocation(location)}: ${detail}` : detail);
+    super(location?.file ?? '', detail, location ? formatLocation(location) : '');
     this.name = 'DataError';
     this.location = location;
   }

@@ -43,7 +43,7 @@ function detectPromptSource(first: LocatedRecord): string {
     throw new DataError(
       first.location,
       `no prompt column among fields (${Object.keys(fields).join(', ')}); ` +
-        `expected one of ${PROMPT_COLUMNS.join(', ')} or pass a column`,
+        `expected one of ${PROMPT_COLUMNS.join(', ')} or pass --prompt_column`,
     );
   }
   return column;

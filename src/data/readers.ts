@@ -6,14 +6,13 @@
  * say exactly which record is wrong. Bad records (a JSONL line that is not JSON, a ragged CSV row, a value that is not
  * an object) are errors unless `skipBadRecords`, which skips and counts them.
  */
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { createGunzip, gunzipSync } from 'node:zlib';
+import { fileReadError } from '../hub/input_error.js';
 import { arrowFileRecords, savedDatasetShards } from './arrow_reader.js';
 import { readCsvRecords } from './csv_reader.js';
 import { DataError, formatLocation, type RecordLocation } from './location.js';
+import { readTextFile, textChunks, textLines } from './text_decode.js';
 import type { DataRecord, LocatedRecord } from './types.js';
 
 export type FileKind = 'json' | 'jsonl' | 'csv' | 'arrow' | 'saved_dataset' | 'text';
@@ -57,7 +56,13 @@ const EXTENSION_KINDS: Record<string, FileKind> = {
 
 /** The kind of a path from its extension (a `.gz` suffix is looked through); a directory is a saved dataset. */
 export function detectFileKind(path: string): FileKind {
-  if (statSync(path).isDirectory()) return 'saved_dataset';
+  let isDir: boolean;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch (e) {
+    throw fileReadError(path, e);
+  }
+  if (isDir) return 'saved_dataset';
   const name = basename(path).replace(/\.gz$/, '');
   const ext = name.includes('.') ? name.slice(name.lastIndexOf('.') + 1).toLowerCase() : '';
   const kind = EXTENSION_KINDS[ext];
@@ -97,6 +102,7 @@ export async function readRecords(path: string, opts: ReadOptions = {}): Promise
   if (records.length === 0 && skipped > 0) {
     throw new DataError({ file: path }, `no valid records: all ${skipped} were malformed (${skippedExamples[0]})`);
   }
+  if (records.length === 0 && (opts.maxRecords ?? 1) > 0) throw new DataError({ file: path }, 'no records: the file holds none');
   return { records, skipped, skippedExamples };
 }
 
@@ -132,9 +138,9 @@ function recordsOfKind(path: string, kind: FileKind, opts: ReadOptions): AsyncIt
     case 'json':
       return jsonFileRecords(path, opts);
     case 'jsonl':
-      return jsonlRecords(path, openText(path), opts);
+      return jsonlRecords(path, opts);
     case 'csv':
-      return readCsvRecords(path, openText(path), opts);
+      return readCsvRecords(path, textChunks(path), opts);
     case 'arrow':
       return arrowFileRecords(path);
     case 'saved_dataset':
@@ -144,19 +150,9 @@ function recordsOfKind(path: string, kind: FileKind, opts: ReadOptions): AsyncIt
   }
 }
 
-function openText(path: string): Readable {
-  const raw = createReadStream(path);
-  if (!path.endsWith('.gz')) return raw;
-  const gunzip = raw.pipe(createGunzip());
-  // Readers destroy the stream they were given when they stop early; let that close the file too.
-  gunzip.on('close', () => raw.destroy());
-  return gunzip;
-}
-
+/** The whole text of a file (gunzipped for .gz): invalid UTF-8 is an error naming the line; a BOM is removed. */
 function readWholeText(path: string): string {
-  const bytes = readFileSync(path);
-  const text = (path.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  return readTextFile(path);
 }
 
 function textFileRecord(path: string): LocatedRecord {
@@ -217,22 +213,13 @@ function asRecord(item: unknown): DataRecord | string {
   return item as DataRecord;
 }
 
-async function* jsonlRecords(path: string, input: Readable, opts: ReadOptions): AsyncGenerator<LocatedRecord> {
-  const lines = createInterface({ input, crlfDelay: Infinity });
-  let line = 0;
+async function* jsonlRecords(path: string, opts: ReadOptions): AsyncGenerator<LocatedRecord> {
   let sawContent = false;
-  try {
-    for await (const rawLine of lines) {
-      line++;
-      const text = line === 1 && rawLine.charCodeAt(0) === 0xfeff ? rawLine.slice(1) : rawLine;
-      if (text.trim() === '') continue;
-      sawContent = true;
-      const record = parseJsonlLine(path, line, text, opts);
-      if (record) yield record;
-    }
-  } finally {
-    lines.close();
-    input.destroy();
+  for await (const { line, text } of textLines(path)) {
+    if (text.trim() === '') continue;
+    sawContent = true;
+    const record = parseJsonlLine(path, line, text, opts);
+    if (record) yield record;
   }
   if (!sawContent) throw new DataError({ file: path }, 'empty file');
 }
@@ -259,7 +246,7 @@ function parseJsonlLine(path: string, line: number, text: string, opts: ReadOpti
 async function* savedDatasetRecords(dir: string, split?: string): AsyncGenerator<LocatedRecord> {
   let any = false;
   for (const shard of savedDatasetShards(dir, split)) {
-    for (const record of arrowFileRecords(shard)) {
+    for await (const record of arrowFileRecords(shard)) {
       any = true;
       yield record;
     }

@@ -59,7 +59,7 @@ export function tokenizeSegments(
   });
   const bos = opts.addBos && encoder.bosTokenId !== null ? [encoder.bosTokenId] : [];
   const room = opts.maxLen - bos.length;
-  if (room <= 0) throw new Error(`maxLen ${opts.maxLen} leaves no room for tokens`);
+  if (room <= 0) throw new Error(`--max_len ${opts.maxLen} leaves no room for tokens`);
   const truncated = ids.length > room;
   const keep = (xs: number[]): number[] => {
     if (!truncated) return xs;
@@ -181,7 +181,7 @@ export function packTexts(
 ): { samples: TokenizedSample[]; tokens: number; droppedTailTokens: number } {
   const stream = encodeDocuments(texts, encoder);
   if (stream.length < blockSize) {
-    throw new Error(`the text has ${stream.length} tokens, fewer than one block of ${blockSize}: lower the block size`);
+    throw new Error(`the text has ${stream.length} tokens, fewer than one block of ${blockSize}: lower --max_len`);
   }
   const { blocks, droppedTailTokens } = packBlocks(stream, blockSize);
   return { samples: blocks.map(blockToSample), tokens: stream.length, droppedTailTokens };

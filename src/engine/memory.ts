@@ -14,10 +14,28 @@ export function wasmHeapBytes(): number | null {
   return tf.getBackend() === 'wasm' && b?.wasm?.HEAPU8 ? b.wasm.HEAPU8.length : null;
 }
 
+/**
+ * Messages that mean memory ran out, as whole words only: "OOM" must not match inside "bloom" or "room". From V8
+ * ("JavaScript heap out of memory", "Array buffer allocation failed"), the wasm runtime ("Aborted()", "memory access
+ * out of bounds"), CUDA/TensorFlow ("CUDA_ERROR_OUT_OF_MEMORY", "OOM when allocating", "failed to allocate") and the OS
+ * ("Cannot allocate memory", ENOMEM).
+ */
+const OUT_OF_MEMORY_PATTERNS: RegExp[] = [
+  /\bout of memory\b/i,
+  /\bOUT_OF_MEMORY\b/,
+  /\bOOM\b/,
+  /\bAborted\(\)/,
+  /\bmemory access out of bounds\b/i,
+  /\bcannot allocate memory\b/i,
+  /\bENOMEM\b/,
+  /\bfailed to allocate\b/i,
+  /\ballocation failed\b/i,
+];
+
 /** Whether an error most likely means the tensor backend ran out of memory. */
 export function looksLikeOutOfMemory(e: unknown): boolean {
   const msg = String((e as Error)?.message ?? e);
-  if (/out of memory|OOM|Aborted\(\)|memory access out of bounds|Cannot allocate|failed to allocate|Array buffer allocation failed/i.test(msg)) return true;
+  if (OUT_OF_MEMORY_PATTERNS.some((p) => p.test(msg))) return true;
   const heap = wasmHeapBytes();
   return heap !== null && heap > 3.5 * GiB;
 }

@@ -10,10 +10,13 @@
  * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
  * HF_HUB_OFFLINE=1 (or true/yes; also TRANSFORMERS_OFFLINE) forbids network access: an uncached id is an error.
  * Downloads fetch config.json LAST, so a snapshot that has config.json is complete (an interrupted download is
- * retried rather than returned half-made).
+ * retried rather than returned half-made). A request that gets no byte for RLHF_HUB_TIMEOUT_S seconds (default 30)
+ * is given up, and a failed download names the model id, the cache path tried and HF_HUB_OFFLINE=1.
  */
 import { downloadFileToCacheDir, modelInfo } from '@huggingface/hub';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { InputFileError } from './input_error.js';
+import { readSafetensorsIndex } from './safetensors_index.js';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -76,7 +79,107 @@ export async function resolvePretrained(nameOrPath: string, opts: ResolveOptions
         `or pass a local directory.`,
     );
   }
-  return downloadSnapshot(ref, cacheDir, opts.files, opts.hub ?? huggingFaceHub());
+  const hub = opts.hub ?? huggingFaceHub();
+  try {
+    return await downloadSnapshot(ref, cacheDir, opts.files, hub);
+  } catch (e) {
+    if (e instanceof InputFileError) throw e; // a bad file from the Hub already names itself
+    throw downloadError(e, ref, repoDir);
+  }
+}
+
+/** Default for RLHF_HUB_TIMEOUT_S: seconds without a byte from the Hub before a request is given up. */
+export const DEFAULT_HUB_TIMEOUT_S = 30;
+export const HUB_TIMEOUT_ENV = 'RLHF_HUB_TIMEOUT_S';
+
+/** The stall timeout in milliseconds, from RLHF_HUB_TIMEOUT_S. */
+export function hubTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[HUB_TIMEOUT_ENV];
+  if (raw === undefined || raw.trim() === '') return DEFAULT_HUB_TIMEOUT_S * 1000;
+  const s = Number(raw);
+  if (!Number.isFinite(s) || s <= 0) throw new Error(`${HUB_TIMEOUT_ENV}=${raw}: expected a positive number of seconds`);
+  return s * 1000;
+}
+
+/** A request the Hub stopped answering (no byte for the stall timeout). */
+export class HubTimeoutError extends Error {
+  constructor(readonly url: string, readonly seconds: number) {
+    super(`no answer from ${url} for ${seconds} s (${HUB_TIMEOUT_ENV})`);
+    this.name = 'HubTimeoutError';
+  }
+}
+
+/**
+ * `fetch` that gives up when the server sends nothing for `timeoutMs`: before the response headers (a connection
+ * accepted and never answered) and between chunks of the body (a download that stalls). A slow but moving download
+ * of a large file is never cut.
+ */
+export function stallTimeoutFetch(timeoutMs: number, inner: typeof fetch = fetch): typeof fetch {
+  return async (input, init = {}) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const controller = new AbortController();
+    const outer = init.signal;
+    if (outer) {
+      if (outer.aborted) controller.abort(outer.reason);
+      else outer.addEventListener('abort', () => controller.abort(outer.reason), { once: true });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(new HubTimeoutError(url, timeoutMs / 1000)), timeoutMs);
+    };
+    arm();
+    let res: Response;
+    try {
+      res = await inner(input, { ...init, signal: controller.signal });
+    } catch (e) {
+      clearTimeout(timer);
+      throw controller.signal.reason instanceof HubTimeoutError ? controller.signal.reason : e;
+    }
+    if (!res.body) {
+      clearTimeout(timer);
+      return res;
+    }
+    const body = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, out) {
+          arm();
+          out.enqueue(chunk);
+        },
+        flush() {
+          clearTimeout(timer);
+        },
+      }),
+    );
+    const wrapped = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    // The library reads the final URL (after redirects); a new Response has none of its own.
+    Object.defineProperty(wrapped, 'url', { value: res.url });
+    Object.defineProperty(wrapped, 'redirected', { value: res.redirected });
+    return wrapped;
+  };
+}
+
+/** A failed download, said with the model id, the cache path tried, and what to do without a network. */
+function downloadError(e: unknown, ref: ModelRef, repoDir: string): Error {
+  const where = `${ref.repoId}@${ref.revision}`;
+  const endpoint = process.env.HF_ENDPOINT || 'https://huggingface.co';
+  const offline = `It is not in the cache (looked in ${repoDir}). Check the network, or set HF_HUB_OFFLINE=1 to use only the cache, or pass a local model directory.`;
+  const timeout = findInChain(e, (x) => x instanceof HubTimeoutError) as HubTimeoutError | undefined;
+  if (timeout) return new Error(`cannot download ${where}: ${timeout.message}. ${offline}`, { cause: e });
+  const net = findInChain(e, (x) => typeof (x as NodeJS.ErrnoException).code === 'string' && /^(E[A-Z]+|UND_ERR_\w+)$/.test((x as NodeJS.ErrnoException).code!)) as NodeJS.ErrnoException | undefined;
+  if (net || (e instanceof TypeError && /fetch failed/.test(e.message))) {
+    const detail = net ? `${net.code}${net.message && !net.message.includes(net.code!) ? `: ${net.message}` : ''}` : (e as Error).message;
+    return new Error(`cannot reach ${endpoint} to download ${where} (${detail}). ${offline}`, { cause: e });
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  return new Error(`cannot download ${where} into ${repoDir}: ${msg}`, { cause: e });
+}
+
+function findInChain(e: unknown, test: (x: unknown) => boolean): unknown {
+  for (let x: unknown = e, depth = 0; x && depth < 8; x = (x as { cause?: unknown }).cause, depth++) {
+    if (test(x)) return x;
+  }
+  return undefined;
 }
 
 /** Splits `org/name@revision` (revision default "main"; it may contain "/", as in `refs/pr/1`). */
@@ -122,6 +225,7 @@ export async function findCachedSnapshot(cacheDir: string, ref: ModelRef, requir
 export function huggingFaceHub(env: NodeJS.ProcessEnv = process.env): HubClient {
   const hubUrl = env.HF_ENDPOINT || undefined;
   const accessToken = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined;
+  const timedFetch = stallTimeoutFetch(hubTimeoutMs(env));
   return {
     async resolveRevision(repoId, revision) {
       const info = await modelInfo({
@@ -130,6 +234,7 @@ export function huggingFaceHub(env: NodeJS.ProcessEnv = process.env): HubClient 
         additionalFields: ['sha', 'filePaths'],
         hubUrl,
         accessToken,
+        fetch: timedFetch,
       });
       if (typeof info.sha !== 'string') throw new Error(`The Hub returned no commit for ${repoId}@${revision}`);
       return { commit: info.sha, files: info.filePaths ?? [] };
@@ -143,6 +248,7 @@ export function huggingFaceHub(env: NodeJS.ProcessEnv = process.env): HubClient 
         cacheDir,
         hubUrl,
         accessToken,
+        fetch: timedFetch,
       });
     },
   };
@@ -199,23 +305,14 @@ async function weightFiles(
   }
   await hub.downloadFile(ref.repoId, WEIGHTS_INDEX, commit, cacheDir);
   const indexFile = path.join(snapshot, WEIGHTS_INDEX);
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(indexFile, 'utf8'));
-  } catch (err) {
-    throw new Error(`${indexFile}: ${(err as Error).message}`);
-  }
-  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof weightMap !== 'object' || weightMap === null) {
-    throw new Error(`${indexFile}: field "weight_map" must be an object of tensor name -> shard file`);
-  }
-  const shards = [...new Set(Object.values(weightMap as Record<string, unknown>))];
+  // The same checks as loading: well-formed, and every shard a file inside the snapshot.
+  const shards = [...readSafetensorsIndex(indexFile).keys()];
   for (const shard of shards) {
-    if (typeof shard !== 'string' || !available.has(shard)) {
-      throw new Error(`${indexFile}: weight_map names shard ${JSON.stringify(shard)}, which ${ref.repoId} lacks`);
+    if (!available.has(shard)) {
+      throw new InputFileError(indexFile, `weight_map names shard ${JSON.stringify(shard)}, which ${ref.repoId} lacks`);
     }
   }
-  return shards as string[]; // the index itself is already in the snapshot
+  return shards; // the index itself is already in the snapshot
 }
 
 async function readRef(repoDir: string, revision: string): Promise<string | null> {

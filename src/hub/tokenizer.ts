@@ -22,6 +22,8 @@
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { InputFileError, fileReadError } from './input_error.js';
+import { checkedTokenizer, validateTokenizerJson } from './tokenizer_schema.js';
 
 export type PaddingSide = 'left' | 'right';
 
@@ -173,7 +175,7 @@ export class Tokenizer {
     const configSource = source.replace(/tokenizer\.json$/, 'tokenizer_config.json');
     const parsed = parseConfig(config, configSource);
     inferMissingSpecialTokens(parsed, tokenizerJson);
-    return new Tokenizer(tokenizerJson, parsed, templateSource ?? configSource);
+    return checkedTokenizer(() => new Tokenizer(tokenizerJson, parsed, templateSource ?? configSource), source);
   }
 
   /**
@@ -422,11 +424,7 @@ function parseGpt2Vocab(raw: Record<string, unknown>, file: string): Record<stri
 }
 
 function checkTokenizerJson(json: unknown, source: string): TokenizerJson {
-  if (!isObject(json)) throw new Error(`${source}: expected a JSON object`);
-  if (!isObject(json.model)) throw new Error(`${source}: field "model" must be an object`);
-  if (json.added_tokens !== undefined && !Array.isArray(json.added_tokens)) {
-    throw new Error(`${source}: field "added_tokens" must be an array`);
-  }
+  validateTokenizerJson(json, source);
   return json as TokenizerJson;
 }
 
@@ -542,19 +540,31 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function strictUtf8(file: string, bytes: Uint8Array): string {
+  let text: string;
+  try {
+    text = UTF8.decode(bytes);
+  } catch {
+    throw new InputFileError(file, 'not valid UTF-8 text');
+  }
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
 async function readJsonObject(file: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = strictUtf8(file, await readFile(file));
   } catch (err) {
-    throw new Error(`Cannot read ${file}: ${(err as Error).message}`);
+    throw fileReadError(file, err);
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${file}: invalid JSON (${(err as Error).message})`);
+    throw new InputFileError(file, `invalid JSON (${(err as Error).message})`);
   }
-  if (!isObject(value)) throw new Error(`${file}: expected a JSON object`);
+  if (!isObject(value)) throw new InputFileError(file, 'expected a JSON object');
   return value;
 }

@@ -8,7 +8,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from 
 import { isAbsolute, join } from 'node:path';
 import { tf, type Tensor } from '../engine/tf.js';
 import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from '../hub/safetensors.js';
-import { normalizeConfig, type ModelConfig } from './config.js';
+import { readShardedSafetensors } from '../hub/safetensors_index.js';
+import type { ModelConfig } from './config.js';
+import { readModelConfigFile } from './config_validation.js';
+import { InputFileError } from '../hub/input_error.js';
 import { DecoderModel } from './decoder.js';
 import { buildSpec, causalLmClass, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
@@ -23,14 +26,8 @@ export const VALUE_HEAD_FILE = 'value_head.safetensors';
 
 export function readConfig(dir: string): ModelConfig {
   const file = join(dir, 'config.json');
-  if (!existsSync(file)) throw new Error(`${dir}: not a model directory (no config.json)`);
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
-  }
-  return normalizeConfig(raw, file);
+  if (!existsSync(file)) throw new InputFileError(dir, 'not a model directory (no config.json)');
+  return readModelConfigFile(file);
 }
 
 /** Every tensor of the checkpoint's weight files (single file or sharded through model.safetensors.index.json). */
@@ -38,16 +35,7 @@ export function readWeights(dir: string): Map<string, LoadedTensor> {
   const single = join(dir, 'model.safetensors');
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(single)) return readSafetensors(single).tensors;
-  if (existsSync(index)) {
-    const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
-    const out = new Map<string, LoadedTensor>();
-    for (const shard of new Set(Object.values(map))) {
-      const path = join(dir, shard);
-      if (!existsSync(path)) throw new Error(`${index} names shard ${shard}, which is missing from ${dir}`);
-      for (const [k, v] of readSafetensors(path).tensors) out.set(k, v);
-    }
-    return out;
-  }
+  if (existsSync(index)) return readShardedSafetensors(index);
   const others = readdirSync(dir).filter((f) => /\.(bin|pt|pth|ckpt)$/.test(f));
   throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json${others.length ? ` (found ${others.join(', ')}: convert it to safetensors first)` : ''}`);
 }

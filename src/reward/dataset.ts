@@ -79,7 +79,7 @@ export function fitSequence(
   maxLen: number,
 ): { ids: number[]; promptCut: boolean; answerCut: boolean } {
   const room = maxLen - bos.length;
-  if (room < 2) throw new Error(`max_len ${maxLen} leaves no room for a prompt token and an answer token`);
+  if (room < 2) throw new Error(`--max_len ${maxLen} leaves no room for a prompt token and an answer token`);
   if (prompt.length + answer.length <= room) return { ids: [...bos, ...prompt, ...answer], promptCut: false, answerCut: false };
   const promptKeep = Math.min(prompt.length, Math.max(room - answer.length, Math.floor(room / 2)));
   const answerKeep = room - promptKeep;

@@ -6,7 +6,8 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { SUPPORTED_MODEL_TYPES, normalizeConfig, type ModelConfig, type ModelType } from '../models/config.js';
+import { SUPPORTED_MODEL_TYPES, type ModelConfig, type ModelType } from '../models/config.js';
+import { checkedConfig, parseConfigJson } from '../models/config_validation.js';
 import { DecoderModel } from '../models/decoder.js';
 import { buildCharTokenizerJson } from '../hub/char_tokenizer.js';
 import { Tokenizer } from '../hub/tokenizer.js';
@@ -106,13 +107,7 @@ function parseValue(v: string): unknown {
 export function rawConfigFromSpec(spec: string, family?: string): { raw: Record<string, unknown>; setsPositions: boolean } {
   const file = existsSync(spec) && statSync(spec).isDirectory() ? join(spec, 'config.json') : spec;
   if (existsSync(file)) {
-    let raw: Record<string, unknown>;
-    try {
-      raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    } catch (e) {
-      throw new Error(`--from_config ${file}: invalid JSON (${(e as Error).message})`);
-    }
-    return { raw, setsPositions: true };
+    return { raw: parseConfigJson(file, readFileSync(file)), setsPositions: true };
   }
   const colon = spec.indexOf(':');
   const head = colon >= 0 ? spec.slice(0, colon) : spec.includes('=') ? '' : spec;
@@ -154,11 +149,7 @@ export function configForTokenizer(
     const key = raw.model_type === 'gpt2' ? 'n_positions' : 'max_position_embeddings';
     if (raw.model_type !== 'bloom') raw[key] = maxLen;
   }
-  const config = normalizeConfig(raw, source);
-  if (config.hiddenSize % config.numHeads !== 0) {
-    throw new Error(`${source}: hidden size ${config.hiddenSize} is not divisible by ${config.numHeads} heads`);
-  }
-  return config;
+  return checkedConfig(raw, source);
 }
 
 /** A freshly initialised model (HF's init, seeded). */
