@@ -3,6 +3,7 @@
  * (`n_head`, `num_attention_heads`, …); this is the one place that maps them. The raw config is kept so a saved
  * checkpoint writes back every field HF wrote.
  */
+import { InputFileError } from '../hub/input_error.js';
 import { parseActivation, type Activation } from './ops/activations.js';
 import { parseRope, type RopeSpec } from './ops/rope.js';
 
@@ -145,6 +146,7 @@ function layerWindows(raw: Record<string, unknown>, file: string, modelType: Mod
     });
   }
   if (types !== undefined && types !== null) throw new Error(`${file}: "layer_types" must be a list`);
+  checkLayerCount(numLayers, raw, file);
   const all = Array.from({ length: numLayers }, (_, i) => i);
   if (window === null) return all.map(() => null);
   if (modelType === 'qwen2' || modelType === 'qwen3') {
@@ -169,10 +171,24 @@ function softcap(raw: Record<string, unknown>, file: string, key: string): numbe
   return v;
 }
 
+/** More layers than any real checkpoint has; config_validation.ts refuses it too, with the key named. */
+export const MAX_LAYERS = 1024;
+
+/**
+ * Refuses a layer count that per-layer tables cannot be built for, before anything is allocated, in the words
+ * config_validation.ts uses for every other count.
+ */
+function checkLayerCount(numLayers: number, raw: Record<string, unknown>, file: string): void {
+  const key = ['n_layer', 'num_hidden_layers', 'num_layers'].find((k) => k in raw) ?? 'num_hidden_layers';
+  if (!Number.isSafeInteger(numLayers) || numLayers < 1) throw new InputFileError(file, `field "${key}" is ${JSON.stringify(numLayers)}: it must be a positive integer`);
+  if (numLayers > MAX_LAYERS) throw new InputFileError(file, `field "${key}" is ${numLayers}, beyond the sane limit of ${MAX_LAYERS}: is the file corrupt?`);
+}
+
 type Common = Pick<ModelConfig, 'raw' | 'bosTokenId' | 'eosTokenId' | 'padTokenId' | 'vocabSize'>;
 
 /** What the four older families share among the newer fields: none of the newer features. */
-function plainTraits(numLayers: number, headDim: number) {
+function plainTraits(numLayers: number, headDim: number, raw: Record<string, unknown>, file: string) {
+  checkLayerCount(numLayers, raw, file);
   return {
     rope: null, qkNorm: false, layerWindows: Array.from({ length: numLayers }, () => null), parallelResidual: false,
     embedScale: 1, normWeightOffset: 0, sandwichNorm: false, attnScale: 1 / Math.sqrt(headDim), attnSoftcap: null, finalSoftcap: null,
@@ -246,7 +262,7 @@ export function normalizeConfig(raw: Record<string, unknown>, file = 'config.jso
       const L = num(raw, file, 'n_layer', 'num_hidden_layers');
       const inner = raw.n_inner;
       return {
-        ...common, ...plainTraits(L, C / H), modelType: 'gpt2', hiddenSize: C, numLayers: L,
+        ...common, ...plainTraits(L, C / H, raw, file), modelType: 'gpt2', hiddenSize: C, numLayers: L,
         numHeads: H, numKvHeads: H, headDim: C / H, intermediateSize: typeof inner === 'number' ? inner : 4 * C,
         maxPositions: num(raw, file, 'n_positions', 'max_position_embeddings'), norm: 'layernorm',
         normEps: opt(raw, 'layer_norm_epsilon', 1e-5), activation: parseActivation((raw.activation_function as string) ?? 'gelu_new'),
@@ -261,7 +277,7 @@ export function normalizeConfig(raw: Record<string, unknown>, file = 'config.jso
       const L = num(raw, file, 'num_hidden_layers');
       const preNorm = raw.do_layer_norm_before !== false;
       return {
-        ...common, ...plainTraits(L, C / H), modelType: 'opt', hiddenSize: C, numLayers: L, numHeads: H,
+        ...common, ...plainTraits(L, C / H, raw, file), modelType: 'opt', hiddenSize: C, numLayers: L, numHeads: H,
         numKvHeads: H, headDim: C / H, intermediateSize: num(raw, file, 'ffn_dim'),
         maxPositions: num(raw, file, 'max_position_embeddings'), norm: 'layernorm', normEps: 1e-5,
         activation: parseActivation((raw.activation_function as string) ?? 'relu'), positions: 'learned_offset2',
@@ -279,7 +295,7 @@ export function normalizeConfig(raw: Record<string, unknown>, file = 'config.jso
         throw new Error(`${file}: BLOOM with apply_residual_connection_post_layernorm=true is not supported`);
       }
       return {
-        ...common, ...plainTraits(L, C / H), modelType: 'bloom', hiddenSize: C, numLayers: L,
+        ...common, ...plainTraits(L, C / H, raw, file), modelType: 'bloom', hiddenSize: C, numLayers: L,
         numHeads: H, numKvHeads: H, headDim: C / H, intermediateSize: 4 * C, maxPositions: Infinity,
         norm: 'layernorm', normEps: opt(raw, 'layer_norm_epsilon', 1e-5), activation: 'gelu_new', positions: 'alibi',
         tieWordEmbeddings: raw.tie_word_embeddings !== false, preNorm: true, wordEmbedDim: C,
@@ -294,7 +310,7 @@ export function normalizeConfig(raw: Record<string, unknown>, file = 'config.jso
       const maxPositions = opt(raw, 'max_position_embeddings', 2048);
       const bias = raw.attention_bias !== false;
       return {
-        ...common, ...plainTraits(L, C / H), modelType: 'gpt_neox', hiddenSize: C, numLayers: L, numHeads: H, numKvHeads: H,
+        ...common, ...plainTraits(L, C / H, raw, file), modelType: 'gpt_neox', hiddenSize: C, numLayers: L, numHeads: H, numKvHeads: H,
         headDim: C / H, intermediateSize: opt(raw, 'intermediate_size', 4 * C), maxPositions, norm: 'layernorm',
         normEps: opt(raw, 'layer_norm_eps', 1e-5), activation: parseActivation((raw.hidden_act as string) ?? 'gelu'), positions: 'rotary',
         rope: parseRope(raw, file, C / H, maxPositions, { theta: 10000, partialRotary: 0.25 }),

@@ -10,13 +10,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { InputFileError, fileReadError } from '../hub/input_error.js';
-import { normalizeConfig, type ModelConfig } from './config.js';
+import { MAX_LAYERS, normalizeConfig, type ModelConfig } from './config.js';
 
 /** Upper bounds, inclusive. */
 export const CONFIG_LIMITS = {
   vocabSize: 1 << 23, // 8.4M tokens (the largest vocabularies today are ~256k)
   hiddenSize: 1 << 17, // 131072 (405B-class models use 16384)
-  numLayers: 1024,
+  numLayers: MAX_LAYERS,
   numHeads: 4096,
   headDim: 8192,
   intermediateSize: 1 << 20,
