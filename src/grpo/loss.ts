@@ -64,12 +64,12 @@ export function aggregateTokenLoss(perToken: Tensor, mask: Tensor, o: Pick<GrpoL
  * advantages [B, N] (sequence advantages broadcast, or per-token for REINFORCE++).
  */
 export function grpoLoss(logp: Tensor, oldLogp: Tensor, refLogp: Tensor | null, advantages: Tensor, mask: Tensor, o: GrpoLossOptions): GrpoLossOutput {
-  return tf.tidy(() => {
+  const out = tf.tidy(() => {
     const m = tf.cast(mask, 'float32');
     const ratio = tf.exp(tf.sub(logp, oldLogp));
     const clipped = tf.clipByValue(ratio, 1 - o.epsilonLow, 1 + o.epsilonHigh);
     let perToken = tf.neg(tf.minimum(tf.mul(ratio, advantages), tf.mul(clipped, advantages)));
-    let kl: tf.Scalar | null = null;
+    let kl: tf.Scalar | undefined;
     const tokens = tf.maximum(tf.sum(m), 1);
     if (o.beta !== 0) {
       if (!refLogp) throw new Error('grpoLoss: beta ≠ 0 needs the reference log-probs');
@@ -85,7 +85,8 @@ export function grpoLoss(logp: Tensor, oldLogp: Tensor, refLogp: Tensor | null, 
       clipLow: share(low),
       clipHigh: share(high),
       clipRegion: share(tf.logicalOr(low, high)),
-      kl,
+      ...(kl ? { kl } : {}),
     };
   });
+  return { ...out, kl: out.kl ?? null };
 }
