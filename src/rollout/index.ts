@@ -4,3 +4,4 @@ export * from './kl.js';
 export * from './logprobs.js';
 export * from './sample.js';
 export * from './policy.js';
+export * from './prompts.js';
