@@ -21,8 +21,9 @@ export function lastBoxed(text: string): string | null {
 
 const NUMBER = /-?\d[\d,]*(?:\.\d+)?|-?\.\d+/g;
 
-/** The last number in `text` as a value ("1,234.50" → 1234.5; "$18" → 18; "3/4" → 0.75), or null. */
-export function lastNumber(text: string): number | null {
+/** The last number in the text as a value ("1,234.50" → 1234.5; "$18" → 18; "3/4", "\\frac{3}{4}" → 0.75), or null. */
+export function lastNumber(raw: string): number | null {
+  const text = raw.replace(/\\[dt]?frac\{(-?\d+)\}\{(\d+)\}/g, '$1/$2'); // LaTeX fractions as a/b
   const frac = [...text.matchAll(/(-?\d+)\s*\/\s*(\d+)/g)].pop();
   const nums = [...text.matchAll(NUMBER)];
   const last = nums.pop();
