@@ -118,11 +118,11 @@ describe('train_grpo and evaluate CLIs', () => {
   });
   it('a broken reward module stops the run with its name and the sample, and no model is written', async () => {
     const bad = join(dir, 'bad.mjs');
-    writeFileSync(bad, 'export function strict(prompts, completions) { return completions.map((c, i) => { if (i === 1) throw new Error("no answer tag"); return 0; }); }\n');
-    const err = await cli('train_grpo', ['--pretrain', fixtureDir('gpt2'), '--dataset', prompts, '--reward_funcs', bad, '--batch_size', '1', '--num_generations', '2',
+    writeFileSync(bad, 'export function strict(prompts, completions) { return prompts.map((p) => { if (p.includes("Why")) throw new Error("no answer tag"); return 0; }); }\n');
+    const err = await cli('train_grpo', ['--pretrain', fixtureDir('gpt2'), '--dataset', prompts, '--reward_funcs', bad, '--prompt_template', 'plain', '--batch_size', '16', '--num_generations', '2',
       '--max_new_tokens', '2', '--max_prompt_length', '8', '--max_steps', '1', '--save_path', join(dir, 'bad')]).catch((e: { stderr: string; code: number }) => e);
     expect((err as { code: number }).code).not.toBe(0);
-    expect((err as { stderr: string }).stderr).toMatch(/reward function "strict" threw on sample 1 \(prompt "[\s\S]*"\): no answer tag/);
+    expect((err as { stderr: string }).stderr).toMatch(/reward function "strict" threw on sample \d+ \(prompt "Why"\): no answer tag/);
     expect(existsSync(join(dir, 'bad', 'model.safetensors'))).toBe(false);
   });
 });
