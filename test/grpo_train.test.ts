@@ -122,7 +122,7 @@ describe('train_grpo and evaluate CLIs', () => {
     const err = await cli('train_grpo', ['--pretrain', fixtureDir('gpt2'), '--dataset', prompts, '--reward_funcs', bad, '--prompt_template', 'plain', '--batch_size', '16', '--num_generations', '2',
       '--max_new_tokens', '2', '--max_prompt_length', '8', '--max_steps', '1', '--save_path', join(dir, 'bad')]).catch((e: { stderr: string; code: number }) => e);
     expect((err as { code: number }).code).not.toBe(0);
-    expect((err as { stderr: string }).stderr).toMatch(/reward function "strict" threw on sample \d+ \(prompt "Why"\): no answer tag/);
+    expect((err as { stderr: string }).stderr).toMatch(/reward function "strict" threw on sample \d+ \(prompt "Why(\\n)*"\): no answer tag/);
     expect(existsSync(join(dir, 'bad', 'model.safetensors'))).toBe(false);
   });
 });

@@ -29,7 +29,7 @@ async function importModule(file: string): Promise<Record<string, unknown>> {
 /** Describes a sample for error messages: its index and the start of its prompt. */
 function sampleLabel(b: RewardBatch, i: number): string {
   const p = b.prompts[i] ?? '';
-  return `sample ${i} (prompt "${p.length > 60 ? `${p.slice(0, 60)}…` : p}")`;
+  return `sample ${i} (prompt ${JSON.stringify(p.length > 60 ? `${p.slice(0, 60)}…` : p)})`;
 }
 
 /** Calls a user function and checks what it returns: an array of the batch's length of finite numbers or null. */
