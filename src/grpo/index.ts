@@ -4,4 +4,6 @@ export * from './loss.js';
 export * from './config.js';
 export * from './data.js';
 export * from './models.js';
+export * from './update.js';
+export * from './evaluate.js';
 export * from './trainer.js';

@@ -28,18 +28,19 @@ import { replaceKeepingSubdirs } from '../trainer/keep_subdirs.js';
 import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
-import { answerLogProbs, answerLogProbsAndEntropy, referenceLogProbs } from '../rollout/logprobs.js';
-import { klK3 } from '../rollout/kl.js';
+import { answerLogProbs, referenceLogProbs } from '../rollout/logprobs.js';
 import { endedWithEos, sampleRollouts, type Rollouts } from '../rollout/sample.js';
 import { recordedTemplate } from '../rollout/prompts.js';
 import { trainableParams } from '../rollout/policy.js';
 import { nanStats, RewardSet } from '../rewards/combine.js';
 import type { RewardBatch } from '../rewards/types.js';
 import { computeAdvantages, groupRewardStats } from './advantages.js';
-import { grpoLoss, type GrpoLossOptions } from './loss.js';
 import { needsReference, resolveGrpoConfig, type GrpoConfig, type GrpoConfigInput } from './config.js';
 import { grpoPromptLoader, prepareGrpoPrompts, repeatAndPad, type GrpoPrompt } from './data.js';
 import { loadGrpoModels, type GrpoModels } from './models.js';
+import { chunkTensors, grpoUpdate, rowChunks, type ScoredBatch } from './update.js';
+
+export type { ScoredBatch } from './update.js';
 
 export const DEFAULT_PROMPT_TEMPLATE = 'alpaca';
 const OPTIMIZER_NAME = 'policy';
@@ -61,22 +62,6 @@ export interface GrpoResult {
 
 /** GRPO's own resume state beside the common TrainerState fields (global_step counts steps). */
 export type GrpoTrainerState = TrainerState & { grpo: { prompt_template: string } };
-
-/** One scored rollout batch, rows grouped by prompt. */
-export interface ScoredBatch {
-  rollouts: Rollouts;
-  prompts: GrpoPrompt[];
-  completions: string[];
-  rewards: number[];
-  perSource: (number | null)[][];
-  oldLogps: number[][] | null;
-  refLogps: number[][] | null;
-  advantages: number[][];
-  /** Rows the update uses (all, or those of groups with reward spread under --filter_zero_std). */
-  keep: number[];
-  zeroStdGroups: number;
-  scoreSeconds: number;
-}
 
 const seconds = () => performance.now() / 1000;
 const sum = (xs: number[]) => xs.reduce((a, v) => a + v, 0);
@@ -272,33 +257,14 @@ export class GrpoTrainer {
     };
   }
 
-  /** Row chunks of at most microBatchSize completions, each trimmed to its longest completion. */
-  private chunks(rows: number[], r: Rollouts): { rows: number[]; n: number }[] {
-    const out: { rows: number[]; n: number }[] = [];
-    for (let i = 0; i < rows.length; i += this.config.microBatchSize) {
-      const part = rows.slice(i, i + this.config.microBatchSize);
-      out.push({ rows: part, n: Math.max(1, ...part.map((b) => r.lengths[b]!)) });
-    }
-    return out;
-  }
-
-  private chunkTensors(r: Rollouts, rows: number[], n: number) {
-    return tf.tidy(() => ({
-      ids: tf.tensor2d(rows.map((b) => r.sequences[b]!.slice(0, r.P + n)), [rows.length, r.P + n], 'int32'),
-      mask: tf.tensor2d(rows.map((b) => r.fullMask[b]!.slice(0, r.P + n)), [rows.length, r.P + n], 'int32'),
-      answer: tf.tensor2d(rows.map((b) => r.answers[b]!.slice(0, n)), [rows.length, n], 'int32'),
-      action: tf.tensor2d(rows.map((b) => r.actionMask[b]!.slice(0, n)), [rows.length, n], 'float32'),
-    }));
-  }
-
   private scoreLogProbs(r: Rollouts, needOld: boolean, needRef: boolean): { old: number[][] | null; ref: number[][] | null } {
     if (!needOld && !needRef) return { old: null, ref: null };
     const B = r.sequences.length;
     const old: number[][] = new Array(B);
     const ref: number[][] = new Array(B);
     const pad = (row: number[]) => [...row, ...new Array<number>(r.N - row.length).fill(0)];
-    for (const { rows, n } of this.chunks(r.sequences.map((_, b) => b), r)) {
-      const t = this.chunkTensors(r, rows, n);
+    for (const { rows, n } of rowChunks(r.sequences.map((_, b) => b), r, this.config.microBatchSize)) {
+      const t = chunkTensors(r, rows, n);
       try {
         if (needOld) {
           const lp = answerLogProbs(this.models.policy, t.ids, t.mask, t.answer, r.P);
@@ -317,74 +283,9 @@ export class GrpoTrainer {
     return { old: needOld ? old : null, ref: needRef ? ref : null };
   }
 
-  /** Step 5: numIterations optimizer steps on the kept rows, gradients accumulated over micro-batches. */
+  /** Step 5: see grpoUpdate. */
   update(s: ScoredBatch): Record<string, number> {
-    const c = this.config;
-    const r = s.rollouts;
-    const policy = this.models.policy;
-    const anyRows = this.strategy.anyRank(s.keep.length > 0);
-    const out: Record<string, number> = { policy_loss: 0, entropy: 0, 'clip_ratio/low_mean': 0, 'clip_ratio/high_mean': 0, 'clip_ratio/region_mean': 0, 'train/grad_norm': 0, 'train/lr': this.opt.lrAt(this.opt.globalStep) };
-    if (needsReference(c)) out.kl = 0;
-    if (!anyRows) return out; // every group had equal rewards: nothing to learn from this batch
-    // A rank without rows still joins the collective step, with a zero-weighted loss on one row.
-    const rows = s.keep.length ? s.keep : [0];
-    const weight = s.keep.length ? 1 : 0;
-    const tokens = sum(rows.map((b) => r.lengths[b]!));
-    const globalTokens = this.strategy.worldSize > 1 ? this.strategy.reduceMetrics({ t: tokens * weight }, 'sum').t! : tokens;
-    const lossBeta = c.advantage === 'reinforce_pp' ? 0 : c.beta; // REINFORCE++ puts the KL in the reward instead
-    const lossOpts: GrpoLossOptions = {
-      lossType: c.lossType, epsilonLow: c.epsilon, epsilonHigh: c.epsilonHigh ?? c.epsilon, beta: lossBeta, maxCompletionLength: c.maxNewTokens,
-      dapoNormalizer: Math.max(1, globalTokens / this.strategy.worldSize),
-    };
-    const chunks = this.chunks(rows, r);
-    const slice = (m: number[][] | null, part: number[], n: number) => (m ? tf.tensor2d(part.map((b) => m[b]!.slice(0, n)), [part.length, n]) : null);
-    for (let it = 0; it < c.numIterations; it++) {
-      const acc = { loss: 0, entropy: 0, low: 0, high: 0, region: 0, kl: 0 };
-      for (const { rows: part, n } of chunks) {
-        const t = this.chunkTensors(r, part, n);
-        const adv = slice(s.advantages, part, n)!;
-        const oldT = slice(s.oldLogps, part, n);
-        const refT = lossBeta ? slice(s.refLogps, part, n) : null;
-        const chunkTokens = sum(part.map((b) => r.lengths[b]!));
-        // Rescale each chunk's aggregate so the sum over chunks is the aggregate over the whole batch.
-        const scale = weight * (c.lossType === 'bnpo' ? chunkTokens / tokens : c.lossType === 'dapo' ? 1 : part.length / rows.length);
-        try {
-          const res = this.opt.backward((aux) => {
-            const { logp, entropy } = answerLogProbsAndEntropy(policy, t.ids, t.mask, t.answer, r.P); // (b, n) each
-            // With one iteration the rollout policy is the current one: its log-probs are these values, detached.
-            const old = oldT ?? tf.tensor2d(logp.dataSync(), [part.length, n]);
-            const l = grpoLoss(logp, old, refT, adv, t.action, lossOpts);
-            aux.entropy = tf.div(tf.sum(tf.mul(entropy, t.action)), Math.max(1, chunkTokens));
-            aux.low = l.clipLow;
-            aux.high = l.clipHigh;
-            aux.region = l.clipRegion;
-            if (l.kl) aux.kl = l.kl;
-            return tf.mul(l.loss, scale) as tf.Scalar;
-          });
-          const share = chunkTokens / Math.max(1, tokens);
-          acc.loss += res.loss;
-          acc.entropy += res.aux.entropy! * share;
-          acc.low += res.aux.low! * share;
-          acc.high += res.aux.high! * share;
-          acc.region += res.aux.region! * share;
-          acc.kl += (res.aux.kl ?? 0) * share;
-        } finally {
-          for (const x of [...Object.values(t), adv, oldT, refT]) x?.dispose();
-        }
-      }
-      const st = this.opt.step();
-      const k = 1 / c.numIterations;
-      out.policy_loss! += acc.loss * k;
-      out.entropy! += acc.entropy * k;
-      out['clip_ratio/low_mean']! += acc.low * k;
-      out['clip_ratio/high_mean']! += acc.high * k;
-      out['clip_ratio/region_mean']! += acc.region * k;
-      out['train/grad_norm']! += st.gradNorm * k;
-      out['train/lr'] = st.lr;
-      if (lossBeta) out.kl! += acc.kl * k;
-    }
-    if (c.advantage === 'reinforce_pp' && s.refLogps && s.oldLogps) out.kl = rolloutKl(s.oldLogps, s.refLogps, r.actionMask);
-    return out;
+    return grpoUpdate(this.models.policy, this.opt, this.strategy, s, this.config);
   }
 
   private stepMetrics(s: ScoredBatch, update: Record<string, number>, time: { generate: number; score: number; update: number; step: number }): Record<string, number> {
@@ -472,15 +373,6 @@ export class GrpoTrainer {
     this.rewards.dispose();
     this.models.dispose();
   }
-}
-
-/** Masked mean of k3(old, ref) over the rollout's completion tokens. */
-function rolloutKl(old: number[][], ref: number[][], mask: number[][]): number {
-  return tf.tidy(() => {
-    const m = tf.tensor2d(mask);
-    const k = tf.mul(klK3(tf.tensor2d(old), tf.tensor2d(ref)), m);
-    return tf.sum(k).dataSync()[0]! / Math.max(1, tf.sum(m).dataSync()[0]!);
-  });
 }
 
 /** Runs a whole GRPO stage from a config (the CLI calls this). */
