@@ -81,7 +81,7 @@ export async function grpoSuite(config: ModelConfig, o: SuiteOptions): Promise<S
     const rows: Row[] = [
       { metric: 'parameters', value: paramCount(policy) / 1e6, unit: 'M', note: modelsNote },
       { metric: 'rollout new tokens/s', value: newTokens / genS, unit: 'tok/s', note: `${gshape}, top-k 50, KV cache (prefill included)` },
-      { metric: 'rollout time', value: genS, unit: 's', note: `${newTokens} new tokens` },
+      { metric: 'rollout time', value: genS, unit: 's', note: `${newTokens} new tokens; CPU ${(g.cpuMs / 1000).toFixed(2)} s` },
       { metric: 'GRPO update tokens/s', value: trainTokens / ts, unit: 'tok/s', note: `${tshape}; fwd+bwd+AdamW` },
       { metric: 'GRPO update', value: ts, unit: 's', note: `median wall of ${o.steps}; CPU ${(t.cpuMs / 1000).toFixed(2)} s` },
       { metric: 'rollout share of a step', value: 100 * genS / (genS + ts), unit: '%', note: 'rollout / (rollout + one update), μ = 1' },
@@ -91,7 +91,7 @@ export async function grpoSuite(config: ModelConfig, o: SuiteOptions): Promise<S
     return {
       rows, profile,
       metrics: {
-        grpo_rollout_tokens_per_s: newTokens / genS, grpo_rollout_s: genS, grpo_update_tokens_per_s: trainTokens / ts, grpo_update_s: ts,
+        grpo_rollout_tokens_per_s: newTokens / genS, grpo_rollout_s: genS, grpo_rollout_cpu_s: g.cpuMs / 1000, grpo_update_tokens_per_s: trainTokens / ts, grpo_update_s: ts,
         grpo_update_cpu_s: t.cpuMs / 1000, grpo_peak_bytes: peak, grpo_wasm_heap_bytes: wasmHeapBytes() ?? NaN, grpo_lora_rank: loraRank, grpo_group: G,
       },
     };

@@ -106,7 +106,7 @@ let installed = false;
 export function nativeBlasStatus(): string {
   if (installed && addon) {
     const core = /core=(\S+)/.exec(addon.config())?.[1] ?? '?';
-    const n = addon.getThreads();
+    const n = configuredThreads; // small products drop to one thread for their call only
     return `OpenBLAS sgemm (${core}, ${n} thread${n > 1 ? 's' : ''})`;
   }
   return `OpenBLAS off: ${offReason || loadError || 'not installed on the wasm backend'}`;
