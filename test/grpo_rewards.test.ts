@@ -111,3 +111,24 @@ describe('user reward modules', () => {
     expect(splitList(['accuracy, format', './x.mjs'])).toEqual(['accuracy', 'format', './x.mjs']);
   });
 });
+
+describe('reward models as a reward source', () => {
+  it('--rm_path scores prompt + completion ids with the model\'s value head (the toy marked-share reward model)', async () => {
+    const { tf } = await import('../src/engine/tf.js');
+    await tf.setBackend('cpu');
+    const { buildToyRewardModel, tempDir } = await import('./ppo_helpers.js');
+    const { Tokenizer } = await import('../src/hub/tokenizer.js');
+    const rm = await buildToyRewardModel(join(tempDir('grpo-rm'), 'rm'));
+    const set = await RewardSet.load({ rewardFuncs: [], rmPaths: [rm], maxNewTokens: 8 }, await Tokenizer.fromDir(rm));
+    expect(set.names).toEqual(['rm']);
+    const b: RewardBatch = {
+      prompts: ['a', 'b', 'c'], completions: ['', '', ''], extra: {}, promptIds: [[4, 6], [4, 6], [4]],
+      completionIds: [[2, 8, 12, 14], [13, 23, 33, 43], [13, 23]], // none, 4 of 6, 2 of 3 marked (ids ≡ 3 mod 10)
+    };
+    const { total } = await set.score(b);
+    expect(total[0]!).toBeLessThan(-0.4); // −0.5 for no marked token
+    expect(total[1]!).toBeGreaterThan(total[0]!);
+    expect(Math.abs(total[1]! - total[2]!)).toBeLessThan(1e-3); // same marked share, different lengths and padding
+    set.dispose();
+  });
+});

@@ -100,6 +100,21 @@ describe('GRPO on the toy task', () => {
   });
 });
 
+describe('every model family', () => {
+  it.each(['opt', 'bloom', 'llama'] as const)('%s: a GRPO step with a reference (β 0.04) and μ 2 runs and moves the weights', async (arch) => {
+    const savePath = join(dir, `family-${arch}`);
+    const trainer = await GrpoTrainer.create(toy(savePath, {
+      pretrain: fixtureDir(arch), batchSize: 2, numGenerations: 4, maxNewTokens: 4, maxSteps: 1, beta: 0.04, numIterations: 2, sampleEvery: 0,
+    }), { log: () => {}, progressBar: false });
+    const before = weightsOf(trainer.modelSet.policy);
+    const [m] = (await trainer.train()).history;
+    expect(Number.isFinite(m!.policy_loss)).toBe(true);
+    expect(m!.kl).toBeGreaterThanOrEqual(0);
+    expect(relErr(weightsOf(trainer.modelSet.policy), before)).toBeGreaterThan(0);
+    trainer.dispose();
+  });
+});
+
 describe('train_grpo and evaluate CLIs', () => {
   const cli = (cmd: string, args: string[]) => run('npx', ['tsx', `src/cli/${cmd}.ts`, ...args, '--backend', 'wasm'], { timeout: 120_000 });
   it('train_grpo runs REINFORCE++ with a format reward and dynamic sampling; evaluate scores the result', async () => {
