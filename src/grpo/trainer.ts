@@ -23,7 +23,7 @@ import type { BatchLoader } from '../data/batching.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import { readOptimizerState, saveCheckpoint } from '../trainer/stage_checkpoint.js';
-import { readTrainerState, recoverInterruptedWrite, type TrainerState } from '../trainer/checkpoint_io.js';
+import { readTrainerState, recoverInterruptedWrite, resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
 import { replaceKeepingSubdirs } from '../trainer/keep_subdirs.js';
 import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
@@ -43,6 +43,8 @@ import { chunkTensors, grpoUpdate, rowChunks, type ScoredBatch } from './update.
 export type { ScoredBatch } from './update.js';
 
 export const DEFAULT_PROMPT_TEMPLATE = 'alpaca';
+/** Settings a resumed run must keep: they fix which prompts each step takes. */
+const RESUME_FIXED_FIELDS = ['batchSize', 'dataset', 'maxDatasetsSize', 'seed'] as const;
 const OPTIMIZER_NAME = 'policy';
 
 export interface GrpoRunOptions {
@@ -101,6 +103,11 @@ export class GrpoTrainer {
       await recoverInterruptedWrite(c.resume);
       state = (await readTrainerState(c.resume)) as GrpoTrainerState;
       if (!state.grpo) throw new Error(`${c.resume}/trainer_state.json: no "grpo" state, so it was not written by train_grpo`);
+      const changed = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, strategy.worldSize);
+      if (changed.length) {
+        throw new Error(`--resume ${c.resume}: these options differ from the run that wrote it, so its data position does not apply: ` +
+          changed.map((m) => `${m.field} was ${m.was}, now ${m.now}`).join('; '));
+      }
       const was = state.args.pretrain;
       if (typeof was === 'string' && resolve(was) !== resolve(c.pretrain)) log(`note: ${c.resume} was trained with --pretrain ${was}, now ${c.pretrain}`);
     }
