@@ -36,6 +36,12 @@ describe('GRPO advantages against TRL 1.13 / OpenRLHF', () => {
     const a = computeAdvantages('reinforce_pp', { rewards: f.rewards, G, oldLogps: f.old_logps, refLogps: f.ref_logps, mask: f.completion_mask, klCoef: f.reinforce_pp_kl_coef });
     expect(relErr(a.flat(), f.reinforce_pp_advantages.flat())).toBeLessThan(TOL);
     expect(a[1]![4]).toBe(0);
+    // β 0 (no reference): the rewards alone, on the last token, whitened; no log-probs needed
+    const plain = computeAdvantages('reinforce_pp', { rewards: [1, 0], G: 1, mask: [[1, 1], [1, 0]] });
+    expect(plain[0]![0]).toBeCloseTo(plain[0]![1]!, 6);
+    expect(plain[0]![0]).toBeGreaterThan(0);
+    expect(plain[1]![0]).toBeLessThan(0);
+    expect(plain[1]![1]).toBe(0);
   });
   it('reward_std and frac_reward_zero_std', () => {
     const s = groupRewardStats(f.rewards, G);

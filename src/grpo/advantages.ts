@@ -94,8 +94,9 @@ export function computeAdvantages(kind: AdvantageKind, x: AdvantageInput): numbe
     case 'rloo': // Ahmadian et al. 2024, "Back to Basics": leave-one-out baseline
       return broadcast(rlooAdvantages(x.rewards, x.G));
     case 'reinforce_pp': // Hu 2025, "REINFORCE++": KL in the reward, batch-wide whitening
-      if (!x.oldLogps) throw new Error('reinforce_pp: needs the rollout log-probs');
-      return reinforcePlusPlusAdvantages(x.rewards, x.oldLogps, x.refLogps ?? null, mask, x.klCoef ?? 0);
+      // Without a reference (β 0) there is no KL term, and so no need for the rollout's log-probs.
+      if (x.refLogps && !x.oldLogps) throw new Error('reinforce_pp: the KL in the reward needs the rollout log-probs');
+      return reinforcePlusPlusAdvantages(x.rewards, x.oldLogps ?? mask.map((r) => r.map(() => 0)), x.refLogps ?? null, mask, x.klCoef ?? 0);
   }
 }
 
