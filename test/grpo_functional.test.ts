@@ -82,7 +82,7 @@ describe('GRPO loss per loss_type, with and without the KL term, against TRL (va
 describe('pass@k (Chen et al. 2021, unbiased)', () => {
   it('1 − C(n−c, k) / C(n, k)', () => {
     expect(passAtK(4, 1, 2)).toBeCloseTo(1 - 3 / 6, 12);
-    expect(passAtK(8, 3, 4)).toBeCloseTo(1 - 10 / 70, 12); // C(5,4) / C(8,4)
+    expect(passAtK(8, 3, 4)).toBeCloseTo(1 - 5 / 70, 12); // C(5,4) / C(8,4)
     expect(passAtK(5, 0, 1)).toBe(0);
     expect(passAtK(5, 4, 2)).toBe(1); // fewer than k wrong: every draw of k holds a right one
     expect(passAtK(5, 2, 1)).toBeCloseTo(0.4, 12); // pass@1 is the share right
