@@ -100,6 +100,24 @@ describe('GRPO on the toy task', () => {
   });
 });
 
+describe('a reward function that fails mid-run', () => {
+  it('keeps the steps done in a resumable checkpoint and says how to continue', async () => {
+    const flaky = join(dir, 'flaky.mjs');
+    writeFileSync(flaky, 'let calls = 0;\nexport function flaky(p, c) { if (++calls === 3) throw new Error("service down"); return c.map((s) => s.length % 2); }\n');
+    const savePath = join(dir, 'flaky');
+    const over: Partial<GrpoConfigInput> = { rewardFuncs: [flaky], batchSize: 2, numGenerations: 2, maxNewTokens: 4, maxSteps: 4, sampleEvery: 0 };
+    const t = await GrpoTrainer.create(toy(savePath, over), { log: () => {}, progressBar: false });
+    await expect(t.train()).rejects.toThrow(/service down[\s\S]*the 2 steps done are saved in .*checkpoint-2: fix the cause and add --resume/);
+    t.dispose();
+    const fixed = join(dir, 'fixed.mjs'); // a new file: modules are cached by path
+    writeFileSync(fixed, 'export function flaky(p, c) { return c.map((s) => s.length % 2); }\n');
+    const resumed = await GrpoTrainer.create(toy(savePath, { ...over, rewardFuncs: [fixed], resume: join(savePath, 'checkpoint-2') }), { log: () => {}, progressBar: false });
+    expect(resumed.stepsDone).toBe(2);
+    expect((await resumed.train()).steps).toBe(4);
+    resumed.dispose();
+  });
+});
+
 describe('every model family', () => {
   it.each(['opt', 'bloom', 'llama'] as const)('%s: a GRPO step with a reference (β 0.04) and μ 2 runs and moves the weights', async (arch) => {
     const savePath = join(dir, `family-${arch}`);

@@ -181,8 +181,22 @@ export class GrpoTrainer {
         }
         const t0 = seconds();
         // 1-4. rollout, rewards, log-probs, advantages
+        const before = this.loader.position;
         const prompts = this.loader.next().batch;
-        const scored = await this.rolloutAndScore(prompts, this.stepRng(0));
+        let scored: ScoredBatch;
+        try {
+          scored = await this.rolloutAndScore(prompts, this.stepRng(0));
+        } catch (e) {
+          // A reward function failed (user code): keep the steps done so far, resumable once it is fixed. Under
+          // several ranks the others wait in a collective, so only a one-process run can save here.
+          if (this.step > 0 && this.strategy.worldSize === 1) {
+            this.loader.restore(before);
+            const dir = join(c.savePath, `checkpoint-${this.step}`);
+            await this.saveCheckpoint(dir, true);
+            (e as Error).message += `\n(the ${this.step} steps done are saved in ${dir}: fix the cause and add --resume ${dir})`;
+          }
+          throw e;
+        }
         const t1 = seconds();
         // 5. update
         const update = this.update(scored);
