@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench -- [foundation|sft|rm|ppo] [--backend wasm|cpu|webgpu] [--quick]`: throughput of the model core and
+ * `npm run bench -- [foundation|sft|rm|ppo|grpo] [--backend wasm|cpu|webgpu] [--quick]`: throughput of the model core and
  * of each stage on the chosen backend, for models built from config (no download). Prints a table, then the same
  * numbers as one JSON object on stdout's last line (and in --json FILE). Progress goes to stderr.
  * `npm run bench -- ddp [...]` is the data-parallel benchmark (1 vs 2 MPI ranks; src/bench/ddp.ts has its flags).
@@ -15,8 +15,9 @@ import { foundationSuite, sftSuite, type SuiteOptions, type SuiteResult } from '
 import { looksLikeOutOfMemory, outOfMemoryNote } from '../engine/memory.js';
 import { nativeBlasStatus, nativeMatmulInstalled } from '../engine/native_blas.js';
 import { ppoSuite, rmSuite } from './rlhf_suites.js';
+import { grpoSuite } from './grpo_suite.js';
 
-const SUITES = ['foundation', 'sft', 'rm', 'ppo'] as const;
+const SUITES = ['foundation', 'sft', 'rm', 'ppo', 'grpo'] as const;
 type Suite = (typeof SUITES)[number];
 
 /**
@@ -28,6 +29,7 @@ const REFERENCE: Record<Suite, { batch: number; seq: number; model: PresetName }
   sft: { batch: 8, seq: 512, model: 'gpt2-124m' },
   rm: { batch: 8, seq: 512, model: 'opt-125m' },
   ppo: { batch: 16, seq: 192, model: 'gpt2-124m' },
+  grpo: { batch: 16, seq: 192, model: 'gpt2-124m' },
 };
 
 /** LoRA rank of the ppo suite when none is given: full weights need ~5 GiB for four 124M models and two AdamW. */
@@ -64,10 +66,10 @@ async function main(): Promise<void> {
     .option('--batch <n>', 'training batch (foundation 8, sft 8; rm: 8 pairs)', positiveInt('--batch'))
     .option('--seq <n>', 'training sequence length (foundation 128, sft 512, rm 512)', positiveInt('--seq'))
     .option('--micro-batch <n>', 'sft: rows, rm: pairs per forward, accumulating gradients up to --batch (default: all)', positiveInt('--micro-batch'))
-    .option('--lora-rank <r>', 'ppo: LoRA rank of actor and critic, 0 for full weights (default 0 on webgpu, 8 on wasm/cpu)', (v) => (v === '0' ? 0 : positiveInt('--lora-rank')(v)))
-    .option('--train-batch <n>', 'ppo: rollouts per PPO minibatch update', positiveInt('--train-batch'), 8)
+    .option('--lora-rank <r>', 'ppo: LoRA rank of actor and critic, 0 for full weights (default 0 on webgpu, 8 on wasm/cpu); grpo: of the policy (default 0)', (v) => (v === '0' ? 0 : positiveInt('--lora-rank')(v)))
+    .option('--train-batch <n>', 'ppo: rollouts per PPO minibatch update; grpo: completions per micro-batch of the update', positiveInt('--train-batch'), 8)
     .option('--steps <n>', 'timed training steps after the warm-up (2; --quick 1)', positiveInt('--steps'))
-    .option('--gen-batch <n>', 'generation batch', positiveInt('--gen-batch'), 16)
+    .option('--gen-batch <n>', 'generation batch (grpo: completions, in groups of 8)', positiveInt('--gen-batch'), 16)
     .option('--prompt-len <n>', 'generation prompt length', positiveInt('--prompt-len'), 64)
     .option('--new-tokens <n>', 'generated tokens per row (128; --quick 16)', positiveInt('--new-tokens'))
     .option('--skip-generation', 'time the training step only')
@@ -85,7 +87,7 @@ async function main(): Promise<void> {
   const ref = REFERENCE[suite];
   const preset = f.model ?? ref.model;
   const config = benchConfig(preset, { layers: f.layers, width: f.width, heads: f.heads, vocab: f.vocab });
-  const loraRank = f.loraRank ?? defaultPpoLoraRank(backend);
+  const loraRank = f.loraRank ?? (suite === 'ppo' ? defaultPpoLoraRank(backend) : 0);
   const o: SuiteOptions = {
     batch: f.batch ?? ref.batch, seq: f.seq ?? ref.seq, steps: f.steps ?? (f.quick ? 1 : 2),
     genBatch: f.genBatch, promptLen: f.promptLen, newTokens: f.newTokens ?? (f.quick ? 16 : 128), decodeSteps: f.quick ? 3 : 5,
@@ -93,25 +95,25 @@ async function main(): Promise<void> {
     skipGeneration: !!f.skipGeneration, profileTop: f.profile === undefined ? 0 : typeof f.profile === 'number' ? f.profile : 15, log,
   };
   const notes: string[] = [];
-  if (suite !== 'ppo' && (o.batch !== ref.batch || o.seq !== ref.seq)) notes.push(`training shape B=${o.batch} T=${o.seq} (reference B=${ref.batch} T=${ref.seq}, changed by flags)`);
+  if (suite !== 'ppo' && suite !== 'grpo' && (o.batch !== ref.batch || o.seq !== ref.seq)) notes.push(`training shape B=${o.batch} T=${o.seq} (reference B=${ref.batch} T=${ref.seq}, changed by flags)`);
   if (suite === 'ppo' && (o.genBatch !== 16 || o.promptLen !== 64 || o.newTokens !== 128)) notes.push(`experience shape B=${o.genBatch} prompt=${o.promptLen} new=${o.newTokens} (reference 16, 64, 128)`);
   if (suite === 'ppo' && f.loraRank === undefined && loraRank > 0) notes.push(`LoRA r=${loraRank} by default on ${backend} (four 124M models with two AdamW need ~5 GiB; --lora-rank 0 for full weights)`);
-  const generates = (suite === 'foundation' && !o.skipGeneration) || suite === 'ppo';
+  const generates = (suite === 'foundation' && !o.skipGeneration) || suite === 'ppo' || suite === 'grpo';
   if (f.quick) notes.push(`--quick: ${o.steps} timed step(s)${generates ? `, ${o.newTokens} new tokens per row` : ''}`);
   const threads = backend === 'wasm' ? wasmThreads() : null;
   const blas = backend === 'wasm' && nativeMatmulInstalled();
   const loadBefore = load1();
 
   const suites: Record<Suite, (c: typeof config, o: SuiteOptions) => Promise<SuiteResult>> = {
-    foundation: foundationSuite, sft: sftSuite, rm: rmSuite, ppo: ppoSuite,
+    foundation: foundationSuite, sft: sftSuite, rm: rmSuite, ppo: ppoSuite, grpo: grpoSuite,
   };
   let result;
   try {
     result = await suites[suite](config, o);
   } catch (e) {
     if (looksLikeOutOfMemory(e)) {
-      const hint = { foundation: 'a smaller --batch or --seq', sft: '--micro-batch 2 (gradient accumulation) or a smaller --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens' }[suite];
-      const at = suite === 'ppo' ? `generation B=${o.genBatch}, train batch ${o.trainBatch}` : `B=${o.batch} T=${o.seq}`;
+      const hint = { foundation: 'a smaller --batch or --seq', sft: '--micro-batch 2 (gradient accumulation) or a smaller --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens', grpo: '--lora-rank 8, a smaller --train-batch (completions per micro-batch) or --new-tokens' }[suite];
+      const at = suite === 'ppo' || suite === 'grpo' ? `generation B=${o.genBatch}, train batch ${o.trainBatch}` : `B=${o.batch} T=${o.seq}`;
       throw new Error(`${outOfMemoryNote()} at ${at} (${String((e as Error)?.message ?? e).split('\n')[0]}): try ${hint}`);
     }
     throw e;
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
   emitJson({
     suite, backend, threads, openblas: blas ? nativeBlasStatus() : null, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
     model: { preset, type: config.modelType, layers: config.numLayers, width: config.hiddenSize, heads: config.numHeads, kvHeads: config.numKvHeads, vocab: config.vocabSize },
-    shape: { batch: o.batch, seq: o.seq, microBatch: o.microBatch ?? null, genBatch: o.genBatch, promptLen: o.promptLen, newTokens: o.newTokens, trainBatch: o.trainBatch, loraRank: suite === 'ppo' ? loraRank : null },
+    shape: { batch: o.batch, seq: o.seq, microBatch: o.microBatch ?? null, genBatch: o.genBatch, promptLen: o.promptLen, newTokens: o.newTokens, trainBatch: o.trainBatch, loraRank: suite === 'ppo' || suite === 'grpo' ? loraRank : null },
     metrics: result.metrics,
     topKernels: result.profile.kernels.slice(0, 10).map((k) => ({ name: k.name, ms: Math.round(k.ms), share: +k.share.toFixed(3) })),
   }, f.json);

@@ -106,7 +106,7 @@ let installed = false;
 export function nativeBlasStatus(): string {
   if (installed && addon) {
     const core = /core=(\S+)/.exec(addon.config())?.[1] ?? '?';
-    const n = addon.getThreads();
+    const n = configuredThreads; // small products drop to one thread for their call only
     return `OpenBLAS sgemm (${core}, ${n} thread${n > 1 ? 's' : ''})`;
   }
   return `OpenBLAS off: ${offReason || loadError || 'not installed on the wasm backend'}`;
@@ -166,6 +166,22 @@ function fillBias(out: Float32Array, outShape: number[], bias: Float32Array, bia
   }
 }
 
+/**
+ * Products smaller than this many multiply-adds run on one OpenBLAS thread: waking a second thread costs more than
+ * it saves there, and on a loaded machine much more (measured: a decode step's [16,192]·[192,512] took 9.7 ms with 2
+ * threads, 1.2 ms with 1). Generation's per-token products are all this small; training's are not.
+ */
+export const SMALL_PRODUCT_MACS = 1 << 22;
+
+let configuredThreads = 1;
+let currentThreads = 1;
+
+function useThreads(blas: BlasAddon, n: number): void {
+  if (n === currentThreads) return;
+  blas.setThreads(n);
+  currentThreads = n;
+}
+
 /** out = op(a)·op(b) (+ bias) with tf.matMul's shapes and broadcasting, computed in the wasm heap by OpenBLAS. */
 function nativeProduct(
   blas: BlasAddon, backend: WasmBackendLike, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean,
@@ -192,6 +208,7 @@ function nativeProduct(
   const out = backend.makeOutput(outShape, 'float32');
   const batch = outBatch.reduce((x, y) => x * y, 1);
   if (batch * M * N === 0) return out;
+  useThreads(blas, batch * M * N * K < SMALL_PRODUCT_MACS ? 1 : configuredThreads);
   // Views after makeOutput: growing the heap detaches views taken before.
   const A = backend.typedArrayFromHeap(a) as Float32Array;
   const B = backend.typedArrayFromHeap(b) as Float32Array;
@@ -278,7 +295,9 @@ export function installNativeMatmul(): boolean {
     offReason = why;
     return false;
   }
-  blas.setThreads(blasThreads());
+  configuredThreads = blasThreads();
+  blas.setThreads(configuredThreads);
+  currentThreads = configuredThreads;
 
   const register = (stock: tf.KernelConfig, kernelFunc: tf.KernelFunc) => {
     tf.unregisterKernel(stock.kernelName, 'wasm');

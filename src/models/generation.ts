@@ -103,7 +103,7 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
           if (opts.returnLogProbs) logProbs[b]!.push(0);
         } else {
           const raw = opts.returnLogProbs ? row.slice() : null;
-          applyRepetitionPenalty(row, seqs[b]!.filter((_, j) => masks[b]![j]), sampling.repetitionPenalty);
+          if (sampling.repetitionPenalty !== 1) applyRepetitionPenalty(row, seqs[b]!.filter((_, j) => masks[b]![j]), sampling.repetitionPenalty);
           token = chooseToken(row, sampling, rng);
           actionMask[b]!.push(1);
           if (raw) logProbs[b]!.push(logSoftmaxAt(raw, token));

@@ -14,16 +14,9 @@ import type { Tokenizer } from '../hub/tokenizer.js';
 
 export const DEFAULT_PROMPT_TEMPLATE = 'alpaca';
 
-export { recordedTemplate } from '../data/templates/index.js';
-
-/** Whether the tokenizer's own post-processor puts BOS first (LLaMA, OPT), as SFT trained with it. */
-export function tokenizerAddsBos(tokenizer: Tokenizer): boolean {
-  const bos = tokenizer.bosTokenId;
-  if (bos === null) return false;
-  const plain = tokenizer.encode('a', { addSpecialTokens: false });
-  const full = tokenizer.encode('a');
-  return full.length > plain.length && full[0] === bos;
-}
+// Shared with GRPO (src/rollout/prompts.ts); re-exported for PPO's users.
+export { recordedTemplate, tokenizerAddsBos } from '../rollout/prompts.js';
+import { tokenizerAddsBos } from '../rollout/prompts.js';
 
 export interface PromptData {
   /** Token ids of each rendered prompt (not padded). */

@@ -12,14 +12,17 @@
 import { tf, type Tensor } from '../engine/tf.js';
 import type { Rng } from '../engine/rng.js';
 import type { DecoderModel } from '../models/decoder.js';
-import { generate } from '../models/generation.js';
-import { headLogProbsAndEntropy } from '../models/ops/head_logprobs.js';
-import { positionsFromMask } from '../models/ops/positions.js';
 import type { ValueModel, ValueReduction } from '../models/value_model.js';
 import { reduceValues } from '../models/value_model.js';
-import { gae, klEstimate, klK1, klK3, sequenceAdvantages, whiten, type KlEstimator } from './functional.js';
+import { answerLogProbs, answerValues, referenceLogProbs } from '../rollout/logprobs.js';
+import { klEstimate, klK1, klK3, type KlEstimator } from '../rollout/kl.js';
+import { whiten } from '../rollout/masked.js';
+import { endedWithEos, sampleRollouts } from '../rollout/sample.js';
+import { gae, sequenceAdvantages } from './functional.js';
 import type { AdvantageKind } from './config.js';
-import { withoutAdapter } from './models.js';
+
+// The scoring forwards live in src/rollout (shared with GRPO); re-exported for PPO's users.
+export { answerHidden, answerLogProbs, answerLogProbsAndEntropy, answerValues } from '../rollout/logprobs.js';
 
 /** One rollout, trimmed to its real tokens; everything per answer token is aligned with `answer`. */
 export interface ExperienceItem {
@@ -83,38 +86,6 @@ export interface ExperienceOptions {
   onMemory?: () => void;
 }
 
-/** Hidden states [B, N, C] of the positions that predict the N answer tokens: one forward over ids [B, P+N]. */
-export function answerHidden(model: DecoderModel, ids: Tensor, mask: Tensor, P: number, N: number): Tensor {
-  const [B] = ids.shape as [number];
-  const { hidden } = model.forward(ids, { attentionMask: mask, positionIds: positionsFromMask(mask) }); // (B, P+N, C)
-  return tf.slice(hidden, [0, P - 1, 0], [B, N, -1]);
-}
-
-/**
- * log π(answer tokens) [B, N] and the entropy of π at each answer position [B, N], from the hidden states through
- * the LM head in row chunks (no [B, N, V] logits: see headLogProbsAndEntropy).
- */
-export function answerLogProbsAndEntropy(model: DecoderModel, ids: Tensor, mask: Tensor, answer: Tensor, P: number): { logp: Tensor; entropy: Tensor } {
-  const [B, N] = answer.shape as [number, number];
-  const h = answerHidden(model, ids, mask, P, N);
-  const both = headLogProbsAndEntropy(tf.reshape(h, [B * N, h.shape[2]!]), model.lmHeadWeight(), tf.reshape(answer, [B * N]), undefined, model.config.finalSoftcap); // (B·N, 2)
-  return {
-    logp: tf.reshape(tf.slice(both, [0, 0], [B * N, 1]), [B, N]),
-    entropy: tf.reshape(tf.slice(both, [0, 1], [B * N, 1]), [B, N]),
-  };
-}
-
-/** log π(answer tokens) [B, N]. */
-export function answerLogProbs(model: DecoderModel, ids: Tensor, mask: Tensor, answer: Tensor, P: number): Tensor {
-  return tf.tidy(() => answerLogProbsAndEntropy(model, ids, mask, answer, P).logp);
-}
-
-/** Critic values of the states before each answer token [B, N]. */
-export function answerValues(critic: ValueModel, ids: Tensor, mask: Tensor, P: number, N: number): Tensor {
-  const values = critic.values(ids, mask); // (B, P+N)
-  return tf.slice(values, [0, P - 1], [-1, N]);
-}
-
 function now(): number {
   return performance.now() / 1000;
 }
@@ -129,13 +100,11 @@ export function makeExperience(m: ExperienceModels, promptIds: number[][], promp
 
   // 1. rollout
   const t0 = now();
-  const gen = generate(m.actor, promptIds, promptMask, {
-    maxNewTokens: o.maxNewTokens, doSample: true, temperature: o.temperature, topK: o.topK, topP: o.topP,
+  const gen = sampleRollouts(m.actor, promptIds, promptMask, {
+    maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP,
     eosTokenId: o.eosTokenId, padTokenId: o.padTokenId, rng: o.rng,
   });
-  const N = gen.sequences[0]!.length - P;
-  const fullMask = promptMask.map((row, b) => [...row, ...gen.actionMask[b]!]); // padding after EOS masked out
-  const answers = gen.sequences.map((s) => s.slice(P));
+  const { N, fullMask, answers } = gen;
   const t1 = now();
 
   // 2. score: one forward per model over prompt + answer
@@ -144,7 +113,7 @@ export function makeExperience(m: ExperienceModels, promptIds: number[][], promp
     const mask = tf.tensor2d(fullMask, [B, P + N], 'int32');
     const answer = tf.tensor2d(answers, [B, N], 'int32');
     const logp = answerLogProbs(m.actor, ids, mask, answer, P);
-    const refLogp = m.initial === m.actor ? withoutAdapter(m.actor, () => answerLogProbs(m.actor, ids, mask, answer, P)) : answerLogProbs(m.initial, ids, mask, answer, P);
+    const refLogp = referenceLogProbs(m.actor, m.initial, ids, mask, answer, P);
     const values = answerValues(m.critic, ids, mask, P, N);
     const score = reduceValues(m.reward.values(ids, mask), mask, m.rewardReduction, ids, m.reward.padTokenId);
     const action = tf.tensor2d(gen.actionMask, [B, N], 'float32');
@@ -168,7 +137,7 @@ export function makeExperience(m: ExperienceModels, promptIds: number[][], promp
 
   // 3. rewards: −β·KL on every answer token, the clipped score on the last one
   const clip = (s: number) => (o.rewardClip > 0 ? Math.min(o.rewardClip, Math.max(-o.rewardClip, s)) : s);
-  const lengths = gen.actionMask.map((row) => row.reduce((a, v) => a + v, 0));
+  const lengths = gen.lengths;
   const rewards = penaltyKl.map((row) => row.map((kl) => -o.klCoef * kl));
   const sum = (xs: number[]) => xs.reduce((a, v) => a + v, 0);
 
@@ -210,7 +179,7 @@ export function makeExperience(m: ExperienceModels, promptIds: number[][], promp
     klK3: k3.map(sum),
     nonScoreReward: penaltyKl.map((row) => -o.klCoef * sum(row)),
     responseLengths: lengths,
-    endedWithEos: answers.filter((a, b) => o.eosTokenId !== null && a[lengths[b]! - 1] === o.eosTokenId).length,
+    endedWithEos: endedWithEos(gen, o.eosTokenId).filter(Boolean).length,
     meanValue: valueSum / Math.max(1, sum(lengths)),
     generateSeconds: t1 - t0,
     scoreSeconds: t2 - t1,

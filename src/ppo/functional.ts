@@ -6,45 +6,11 @@
  * first EOS, 0 after it.
  */
 import { tf, type Tensor } from '../engine/tf.js';
+import { maskedMean } from '../rollout/masked.js';
 
-// ---------------------------------------------------------------------------------------------------------------
-// Masked statistics
-
-/** Σ x·mask / Σ mask over all elements (axis undefined) or along `axis`; an all-zero mask gives 0, not NaN. */
-export function maskedMean(x: Tensor, mask: Tensor, axis?: number): Tensor {
-  return tf.tidy(() => {
-    const m = tf.cast(mask, 'float32');
-    const num = tf.sum(tf.mul(x, m), axis);
-    const den = tf.sum(m, axis);
-    return tf.div(num, tf.maximum(den, 1e-8));
-  });
-}
-
-/** Masked variance over all elements; `unbiased` applies Bessel's correction n/(n−1) as TRL's masked_var does. */
-export function maskedVar(x: Tensor, mask: Tensor, unbiased = true): Tensor {
-  return tf.tidy(() => {
-    const m = tf.cast(mask, 'float32');
-    const mean = maskedMean(x, m);
-    const v = maskedMean(tf.square(tf.sub(x, mean)), m);
-    if (!unbiased) return v;
-    const n = tf.sum(m);
-    // n/(n−1) with n ≤ 1 would divide by zero: a single value has no spread to correct.
-    return tf.where(tf.greater(n, 1), tf.mul(v, tf.div(n, tf.maximum(tf.sub(n, 1), 1))), v);
-  });
-}
-
-/**
- * (x − mean) / sqrt(var + eps) with masked statistics; masked positions come back as 0. With `shiftMean` false the
- * mean is added back (only the scale changes), as TRL does for rewards.
- */
-export function whiten(x: Tensor, mask: Tensor, shiftMean = true, eps = 1e-8): Tensor {
-  return tf.tidy(() => {
-    const m = tf.cast(mask, 'float32');
-    const mean = maskedMean(x, m);
-    const scaled = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(maskedVar(x, m), eps)));
-    return tf.mul(shiftMean ? scaled : tf.add(scaled, mean), m);
-  });
-}
+// Masked statistics and KL estimators live in src/rollout (PPO and GRPO share them); re-exported for PPO's users.
+export { maskedMean, maskedVar, whiten } from '../rollout/masked.js';
+export { klK1, klK3, klEstimate, type KlEstimator } from '../rollout/kl.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Advantages
@@ -109,31 +75,6 @@ export function sequenceAdvantages(sequenceRewards: number[], values: number[][]
     returns.push(m.map((on) => (on ? R : 0)));
   });
   return { advantages, returns };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// KL estimators (Schulman, "Approximating KL Divergence", 2020), for KL(π ‖ π_ref) from samples drawn from π.
-
-/** k1 = log π(a) − log π_ref(a): unbiased, can be negative per sample. */
-export function klK1(logp: Tensor, logpRef: Tensor): Tensor {
-  return tf.sub(logp, logpRef);
-}
-
-/**
- * k3 = (r − 1) − log r with r = π_ref(a)/π(a): unbiased and never negative. The ratio is reference over policy; the
- * reverse order (ColossalChat's early bug) estimates a different quantity and can go negative in expectation.
- */
-export function klK3(logp: Tensor, logpRef: Tensor): Tensor {
-  return tf.tidy(() => {
-    const logR = tf.sub(logpRef, logp);
-    return tf.sub(tf.sub(tf.exp(logR), 1), logR);
-  });
-}
-
-export type KlEstimator = 'k1' | 'k3';
-
-export function klEstimate(kind: KlEstimator, logp: Tensor, logpRef: Tensor): Tensor {
-  return kind === 'k1' ? klK1(logp, logpRef) : klK3(logp, logpRef);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -7,19 +7,25 @@
  * A directory that holds a LoRA adapter (an SFT or RM run saved unmerged) is loaded through its base and the adapter
  * merged in, so PPO's own adapter sits on top of it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tf } from '../engine/tf.js';
 import type { DecoderModel } from '../models/decoder.js';
-import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
-import { loadLoraAdapter, loadPretrained, VALUE_HEAD_FILE, type LoadedModel } from '../models/pretrained.js';
+import { loadLoraAdapter, VALUE_HEAD_FILE } from '../models/pretrained.js';
 import { ValueHead } from '../models/value_head.js';
 import { ValueModel, type ValueReduction } from '../models/value_model.js';
 import { readSafetensors } from '../hub/safetensors.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import { Tokenizer } from '../hub/tokenizer.js';
+import { isAdapterDir, loadMerged, newAdapter, readRank, trainableParams } from '../rollout/policy.js';
+import { checkSameTokenizer, cloneHead, NOT_A_REWARD_MODEL, readRewardReduction } from '../rewards/reward_model.js';
 import type { PpoConfig } from './config.js';
+
+// Shared with GRPO (src/rollout, src/rewards); re-exported for PPO's users.
+export { isAdapterDir, trainableParams } from '../rollout/policy.js';
+export { withoutAdapter } from '../rollout/logprobs.js';
+export { readRewardReduction } from '../rewards/reward_model.js';
 
 export const CRITIC_SUBDIR = 'critic';
 
@@ -37,74 +43,6 @@ export interface PpoModels {
   pretrainIsAdapter: boolean;
   criticInitIsAdapter: boolean;
   dispose(): void;
-}
-
-/** Whether `dir` holds only a PEFT adapter (no config.json of its own). */
-export function isAdapterDir(dir: string): boolean {
-  return !existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'adapter_config.json'));
-}
-
-/** Folds a loaded adapter into the base weights and drops it. */
-function mergeAdapter(model: DecoderModel): void {
-  if (!model.lora) return;
-  model.lora.mergeInto(model.params, model.spec);
-  model.lora.dispose();
-  model.lora = null;
-}
-
-function loadMerged(dir: string, family: string | undefined, flag: string): LoadedModel {
-  const loaded = loadPretrained(dir);
-  mergeAdapter(loaded.model);
-  if (family && family !== loaded.model.config.modelType) {
-    loaded.model.dispose();
-    throw new Error(`${flag} ${family} but ${dir} holds a ${loaded.model.config.modelType} model`);
-  }
-  return loaded;
-}
-
-function newAdapter(model: DecoderModel, c: PpoConfig, seed: number): LoraAdapter {
-  const targets = c.loraTarget ?? DEFAULT_LORA_TARGETS[model.config.modelType] ?? 'all-linear';
-  return LoraAdapter.create(model.spec, { r: c.loraRank, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules: targets }, seed);
-}
-
-function headFromMap(tensors: Map<string, tf.Tensor>, dir: string): ValueHead {
-  try {
-    return ValueHead.fromTensors(tensors);
-  } catch (e) {
-    throw new Error(`${dir}: ${(e as Error).message}`);
-  } finally {
-    for (const t of tensors.values()) t.dispose();
-  }
-}
-
-function cloneHead(h: ValueHead): ValueHead {
-  return h.clone();
-}
-
-/** `rlhf.reward_reduction` of a reward-model directory (config.json, or rlhf_config.json beside an adapter). */
-export function readRewardReduction(dir: string): ValueReduction {
-  for (const file of [join(dir, 'config.json'), join(dir, 'rlhf_config.json')]) {
-    if (!existsSync(file)) continue;
-    const rlhf = (JSON.parse(readFileSync(file, 'utf8')) as { rlhf?: { reward_reduction?: unknown } }).rlhf;
-    const r = rlhf?.reward_reduction;
-    if (r === undefined) continue;
-    if (r !== 'last' && r !== 'mean') throw new Error(`${file}: rlhf.reward_reduction must be "last" or "mean", got ${JSON.stringify(r)}`);
-    return r;
-  }
-  return 'last';
-}
-
-/** A clear error when two tokenizers would give different ids (the RM must read the actor's tokens). */
-async function checkSameTokenizer(actorTok: Tokenizer, rmDir: string, rmVocab: number): Promise<void> {
-  if (actorTok.vocabSize > rmVocab) {
-    throw new Error(`the tokenizer has ${actorTok.vocabSize} tokens but the reward model ${rmDir} embeds only ${rmVocab}: actor and reward model must share a tokenizer`);
-  }
-  if (!existsSync(join(rmDir, 'tokenizer.json'))) return;
-  const rmTok = await Tokenizer.fromDir(rmDir);
-  const probe = 'Hello world! The reward model reads these ids. 你好';
-  if (actorTok.encode(probe).join() !== rmTok.encode(probe).join()) {
-    throw new Error(`${rmDir}: its tokenizer encodes text differently from the actor's: actor and reward model must share a tokenizer`);
-  }
 }
 
 /** Loads the four models (from their directories, or the actor and critic from a checkpoint when resuming). */
@@ -147,7 +85,7 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
     const rmLoaded = loadMerged(rm, c.rmModel, '--rm_model');
     track(rmLoaded.model);
     const rmHead = rmLoaded.valueHead;
-    if (!rmHead) throw new Error(`${rm}: no value head (no score.weight of a ForSequenceClassification checkpoint, no value_head.* tensors), so it is not a reward model: pass a reward model (e.g. the output directory of train_reward_model) as --rm_path`);
+    if (!rmHead) throw new Error(`${rm}: ${NOT_A_REWARD_MODEL}`);
     track(rmHead);
     const rewardReduction = readRewardReduction(rm);
     await checkSameTokenizer(tokenizer, rm, rmLoaded.model.config.vocabSize);
@@ -196,43 +134,19 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
   }
 }
 
-function readRank(dir: string): number | string {
-  try {
-    return (JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as { r?: number }).r ?? '?';
-  } catch {
-    return '?';
-  }
-}
-
 function headFromFile(dir: string): ValueHead {
   const file = join(dir, VALUE_HEAD_FILE);
   if (!existsSync(file)) throw new Error(`${dir}: ${VALUE_HEAD_FILE} is missing (the critic's value head)`);
   const tensors = new Map([...readSafetensors(file).tensors].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
-  return headFromMap(tensors, dir);
-}
-
-/** The trainable parameters under stable names: the adapter's (PEFT names) with LoRA, else every weight. */
-export function trainableParams(model: DecoderModel): [string, tf.Variable][] {
-  if (model.lora) {
-    return [...model.lora.modules].flatMap(([mod, { A, B }]) => [
-      [`${mod}.lora_A.weight`, A] as [string, tf.Variable],
-      [`${mod}.lora_B.weight`, B] as [string, tf.Variable],
-    ]);
+  try {
+    return ValueHead.fromTensors(tensors);
+  } catch (e) {
+    throw new Error(`${dir}: ${(e as Error).message}`);
+  } finally {
+    for (const t of tensors.values()) t.dispose();
   }
-  return model.namedParameters();
 }
 
 export function criticParams(critic: ValueModel): [string, tf.Variable][] {
   return [...trainableParams(critic.backbone), ...critic.head.namedVariables()];
-}
-
-/** Runs `fn` with the model's adapter switched off (the initial model / reward model view of a shared base). */
-export function withoutAdapter<T>(model: DecoderModel, fn: () => T): T {
-  const saved = model.loraEnabled;
-  model.loraEnabled = false;
-  try {
-    return fn();
-  } finally {
-    model.loraEnabled = saved;
-  }
 }

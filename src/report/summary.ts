@@ -2,7 +2,7 @@
 import type { MetricPoint } from './read_logs.js';
 
 /**
- * The headline metrics of each stage (SFT, reward model, PPO), in the order they are shown. A stage that logged none
+ * The headline metrics of each stage (SFT, reward model, PPO, GRPO), in the order they are shown. A stage that logged none
  * of them gets its first `FALLBACK_COUNT` keys instead.
  */
 export const MAIN_METRICS = [
@@ -22,6 +22,13 @@ export const MAIN_METRICS = [
   'loss/ptx',
   'loss/total',
   'response/length',
+  // GRPO (TRL's names)
+  'reward',
+  'reward_std',
+  'frac_reward_zero_std',
+  'kl',
+  'policy_loss',
+  'completions/mean_length',
 ] as const;
 const FALLBACK_COUNT = 6;
 

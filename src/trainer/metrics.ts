@@ -25,10 +25,24 @@ export const METRIC_PREFIXES = {
   'time/': 'wall-clock and throughput: time/step_s, time/tokens_per_s, time/generate_s',
 } as const;
 
+/**
+ * The GRPO stage logs TRL's GRPOTrainer names instead, so users' dashboards carry over: these prefixes (per reward
+ * function, what was generated, clipped shares) and the unprefixed names below.
+ */
+export const TRL_GRPO_PREFIXES = {
+  'rewards/': 'per reward function: rewards/<fn>/mean, rewards/<fn>/std',
+  'completions/': 'what the policy generated: completions/mean_length, completions/clipped_ratio',
+  'clip_ratio/': 'share of completion tokens clipped: clip_ratio/low_mean, clip_ratio/high_mean, clip_ratio/region_mean',
+} as const;
+export const TRL_GRPO_METRICS = ['reward', 'reward_std', 'frac_reward_zero_std', 'kl', 'entropy', 'policy_loss'] as const;
+
 export type MetricPrefix = keyof typeof METRIC_PREFIXES;
 
 /** Throws unless `key` starts with a prefix of `METRIC_PREFIXES` and has a name after it. */
 export function checkMetricKey(key: string): void {
+  if ((TRL_GRPO_METRICS as readonly string[]).includes(key)) return;
+  const trl = Object.keys(TRL_GRPO_PREFIXES).find((p) => key.startsWith(p));
+  if (trl !== undefined && key.length > trl.length) return;
   const prefix = (Object.keys(METRIC_PREFIXES) as MetricPrefix[]).find((p) => key.startsWith(p));
   if (prefix === undefined || key.length === prefix.length) {
     throw new Error(
