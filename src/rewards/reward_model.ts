@@ -42,7 +42,7 @@ export async function checkSameTokenizer(actorTok: Tokenizer, rmDir: string, rmV
   }
 }
 
-export const NOT_A_REWARD_MODEL = 'no score head (no score.weight of a ForSequenceClassification checkpoint, no value_head.* tensors), so it is not a reward model: pass a reward model (e.g. the output directory of train_reward_model) as --rm_path';
+export const NOT_A_REWARD_MODEL = 'no value head (no score.weight of a ForSequenceClassification checkpoint, no value_head.* tensors), so it is not a reward model: pass a reward model (e.g. the output directory of train_reward_model) as --rm_path';
 
 /** A frozen reward model that scores token rows (prompt + completion) of the policy's tokenizer. */
 export class RewardModelScorer {
