@@ -4,6 +4,7 @@ export * from './types.js';
 export * from './readers.js';
 export * from './formats.js';
 export * from './preference.js';
+export * from './pair_tokens.js';
 export * from './prompts.js';
 export * from './templates/index.js';
 export * from './sft_samples.js';
