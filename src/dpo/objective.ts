@@ -5,7 +5,8 @@
  *
  * Metrics (TRL's names): rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins (kto: no accuracies,
  * and the means are over the batch's desirable/undesirable examples), logps/chosen, logps/rejected (mean summed
- * log-probs), logits/chosen, logits/rejected (mean logit over the vocabulary and the completion tokens), kl (kto).
+ * log-probs), logits/chosen, logits/rejected (mean logit over the vocabulary and the completion tokens), objective/kl
+ * (kto: TRL's `kl`, the KL baseline z₀).
  */
 import { tf, type Tensor } from '../engine/tf.js';
 import type { DecoderModel } from '../models/decoder.js';
@@ -96,7 +97,7 @@ export function dpoObjective(policy: DecoderModel, batch: DpoBatch, refRows: num
     const m: Record<string, Tensor | null> = {
       'rewards/chosen': out.chosenRewards.size ? tf.mean(out.chosenRewards) : null,
       'rewards/rejected': out.rejectedRewards.size ? tf.mean(out.rejectedRewards) : null,
-      'logps/chosen': sideMean(true, policyRows), 'logps/rejected': sideMean(false, policyRows), kl: out.kl,
+      'logps/chosen': sideMean(true, policyRows), 'logps/rejected': sideMean(false, policyRows), 'objective/kl': out.kl,
     };
     if (m['rewards/chosen'] && m['rewards/rejected']) m['rewards/margins'] = tf.sub(m['rewards/chosen'], m['rewards/rejected']);
     for (const [k, v] of Object.entries(m)) if (v) aux[k] = v;
