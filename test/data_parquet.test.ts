@@ -11,6 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { datasetSplits, detectFileKind, heldOutSplit, loadPreferencePairs, loadUnpairedExamples, readRecords } from '../src/data/index.js';
 import { loadDpoData } from '../src/dpo/load_data.js';
 import { DPO_DEFAULTS } from '../src/dpo/config.js';
+import { loadRewardData } from '../src/reward/dataset.js';
+import { REWARD_DEFAULTS } from '../src/reward/config.js';
 
 const P = 'test/fixtures/parquet';
 const tmp = mkdtempSync(join(tmpdir(), 'parquet-'));
@@ -106,5 +108,9 @@ describe('shard folders and splits', () => {
     expect(other.pairs!.eval).toHaveLength(6);
     const hub = await loadDpoData({ ...base, dataset: join(P, 'hub') });
     expect([hub.pairs!.train.length, hub.pairs!.eval.length]).toEqual([7, 2]);
+    // the reward stage reads it the same way
+    const rm = await loadRewardData({ ...REWARD_DEFAULTS, dataset: dir });
+    expect([rm.train.length, rm.eval.length]).toEqual([5, 2]);
+    expect(rm.eval[0]!.prompt[0]!.content).toBe('test q0');
   });
 });

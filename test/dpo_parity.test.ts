@@ -76,3 +76,36 @@ describe.each(['gpt2', 'llama', 'qwen2'])('%s: DPO parity with TRL', (family) =>
     model.dispose();
   });
 });
+
+describe.each(['opt', 'bloom', 'gpt2', 'llama'])('%s: completion log-probs agree with the full logits', (family) => {
+  it('sums of log-softmax at the answer tokens, and the mean logit (TRL logits/*), within 1e-5', () => {
+    const { model } = loadPretrained(join(FIXTURES, 'hf', family));
+    const pairs: DpoPair[] = [
+      { chosen: { prompt: [3, 4, 5, 6], answer: [7, 8] }, rejected: { prompt: [3, 4, 5, 6], answer: [9, 10, 11, 12, 13] } },
+      { chosen: { prompt: [20, 21], answer: [22, 23, 24] }, rejected: { prompt: [20, 21], answer: [25] } },
+    ];
+    const b = collateDpoPairs(pairs, 1).sequences;
+    const got = completionLogProbArrays(model, b);
+    const [R, T] = [b.inputIds.length, b.inputIds[0]!.length];
+    const { logp, logits } = tf.tidy(() => {
+      const ids = tf.tensor2d(b.inputIds, [R, T], 'int32');
+      const mask = tf.tensor2d(b.attentionMask, [R, T], 'int32');
+      const z = model.logits(model.forward(ids, { attentionMask: mask }).hidden); // (R, T, V)
+      return { logp: tf.logSoftmax(z, -1).arraySync() as number[][][], logits: z.arraySync() as number[][][] };
+    });
+    for (let r = 0; r < R; r++) {
+      let sum = 0;
+      let lsum = 0;
+      let n = 0;
+      for (let t = 1; t < T; t++) {
+        if (!b.completionMask[r]![t]) continue;
+        sum += logp[r]![t - 1]![b.inputIds[r]![t]!]!;
+        lsum += logits[r]![t - 1]!.reduce((a, x) => a + x, 0) / logits[r]![t - 1]!.length;
+        n++;
+      }
+      expect(Math.abs(got.sums[r]! - sum) / Math.abs(sum), `row ${r}`).toBeLessThan(1e-5);
+      expect(Math.abs(got.meanLogits[r]! - lsum / n), `row ${r} mean logit`).toBeLessThan(1e-5 * Math.max(1, Math.abs(lsum / n)));
+    }
+    model.dispose();
+  });
+});

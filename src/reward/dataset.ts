@@ -17,6 +17,7 @@ import { fitSequence, renderPairSide } from '../data/pair_tokens.js';
 import type { PreferencePair } from '../data/preference.js';
 import { loadPreferencePairs } from '../data/preference.js';
 import { splitTrainVal } from '../data/split.js';
+import { heldOutSplit } from '../data/dataset_splits.js';
 import { padBatch } from '../data/batching.js';
 import type { PromptTemplate } from '../data/templates/index.js';
 import type { TextEncoderLike } from '../data/sft_samples.js';
@@ -117,16 +118,21 @@ export interface RewardData {
 export async function loadRewardData(c: Pick<RewardConfig, 'dataset' | 'evalDataset' | 'evalRatio' | 'maxDatasetsSize' | 'test' | 'skipBadRecords' | 'seed'>): Promise<RewardData> {
   const notes: string[] = [];
   const trainCap = c.test ? TEST_SUBSET.train + (c.evalDataset ? 0 : TEST_SUBSET.eval) : 0;
-  const read = async (path: string, cap: number) => {
+  const read = async (path: string, cap: number, split?: string) => {
     const limit = [cap, c.maxDatasetsSize].filter((n) => n > 0);
-    const r = await loadPreferencePairs(path, { maxRecords: limit.length ? Math.min(...limit) : undefined, skipBadRecords: c.skipBadRecords });
-    notes.push(`${path}: ${r.pairs.length} pairs (${r.format})${r.skipped ? `, ${r.skipped} bad records skipped, e.g. ${r.skippedExamples[0]}` : ''}`);
+    const r = await loadPreferencePairs(path, { maxRecords: limit.length ? Math.min(...limit) : undefined, skipBadRecords: c.skipBadRecords, split });
+    notes.push(`${path}${split ? `[${split}]` : ''}: ${r.pairs.length} pairs (${r.format})${r.skipped ? `, ${r.skipped} bad records skipped, e.g. ${r.skippedExamples[0]}` : ''}`);
     return r.pairs;
   };
-  const all = await read(c.dataset, trainCap);
+  // A DatasetDict (or shard folder) that ships a test split: that is the evaluation set unless --eval_dataset is given.
+  const shipped = c.evalDataset ? undefined : heldOutSplit(c.dataset);
+  const all = await read(c.dataset, shipped ? (c.test ? TEST_SUBSET.train : 0) : trainCap, shipped ? 'train' : undefined);
   let train: PreferencePair[];
   let evalPairs: PreferencePair[];
-  if (c.evalDataset) {
+  if (shipped) {
+    train = all;
+    evalPairs = await read(c.dataset, c.test ? TEST_SUBSET.eval : 0, shipped);
+  } else if (c.evalDataset) {
     train = all;
     evalPairs = await read(c.evalDataset, c.test ? TEST_SUBSET.eval : 0);
   } else if (c.test) {
