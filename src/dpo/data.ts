@@ -8,8 +8,8 @@
  *
  * KTO's examples are single completions with a label; each also gets a mismatched completion (another example's
  * answer after its prompt) for the KL baseline: after a seeded shuffle, within each run of `batchSize` examples the
- * answers are rotated by one, as TRL's KTOTrainer builds its KL dataset, so the mismatched answers of a batch are
- * the batch's own answers paired with other prompts.
+ * answers are rotated by one, as TRL's KTOTrainer builds its KL dataset (before the loader shuffles again). Fixing
+ * the mismatched sample per example lets --precompute_ref_log_probs score it once.
  */
 import { Rng } from '../engine/rng.js';
 import type { RecordLocation } from '../data/location.js';
