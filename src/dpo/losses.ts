@@ -145,13 +145,15 @@ export interface KtoLossOutput extends PairLossOutput {
  * KTO, Ethayarajh et al. 2024 (arXiv 2402.01306), eq. 7 as TRL's KTOTrainer computes it:
  *   z₀ = max(0, mean(π(y'|x) − ρ(y'|x))) over mismatched pairs (x, y'), detached
  *   desirable:   w_d·(1 − σ(β(π − ρ − z₀)));  undesirable: w_u·(1 − σ(β(z₀ − (π − ρ))))
- * and the loss is the mean over all M examples; rewards β(π − ρ) per side (either may be empty).
+ * and the loss is the mean over all M examples; rewards β(π − ρ) per side (either may be empty). Under ddp/zero2
+ * `meanOverRanks` averages z₀'s batch means over the ranks first.
  */
-export function ktoLoss(lp: KtoLogps, p: DpoLossParams): KtoLossOutput {
+export function ktoLoss(lp: KtoLogps, p: DpoLossParams, meanOverRanks: (x: number) => number = (x) => x): KtoLossOutput {
   const M = lp.desirable.length;
   if (lp.policy.shape[0] !== M || lp.ref.shape[0] !== M) throw new Error(`ktoLoss: ${M} labels for log-probs [${lp.policy.shape}] and [${lp.ref.shape}]`);
   return tf.tidy(() => {
-    const kl = tf.maximum(tf.mean(tf.sub(lp.policyKl, lp.refKl)), 0).dataSync()[0]!; // read back: detached
+    // read back: detached; averaged over the ranks before the clamp, as TRL gathers it across processes
+    const kl = Math.max(0, meanOverRanks(tf.mean(tf.sub(lp.policyKl, lp.refKl)).dataSync()[0]!));
     const ratio = tf.sub(lp.policy, lp.ref);
     const sign = tf.tensor1d(lp.desirable.map((d) => (d ? 1 : -1)));
     const weight = tf.tensor1d(lp.desirable.map((d) => (d ? p.desirableWeight : p.undesirableWeight)));

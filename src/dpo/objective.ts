@@ -16,6 +16,8 @@ import { ktoLoss, needsReference, pairLoss, rewardMetrics, type DpoLossParams, t
 
 export interface ObjectiveOptions extends DpoLossParams {
   lossType: DpoLossType;
+  /** kto: the mean of a number over the ranks (an all-reduce every rank calls in step); default: one process. */
+  meanOverRanks?: (x: number) => number;
 }
 
 /** Runs `fn` with the model's LoRA adapter switched off: the reference view of a LoRA policy (no second copy). */
@@ -88,7 +90,7 @@ export function dpoObjective(policy: DecoderModel, batch: DpoBatch, refRows: num
   } else {
     if (o.lossType !== 'kto') throw new Error(`dpoObjective: loss "${o.lossType}" takes preference pairs, not kto examples`);
     const desirable = batch.items.map((e) => e.desirable);
-    const out = ktoLoss({ policy: half(lp.sums, true), ref: half(ref!, true), desirable, policyKl: half(lp.sums, false), refKl: half(ref!, false) }, o);
+    const out = ktoLoss({ policy: half(lp.sums, true), ref: half(ref!, true), desirable, policyKl: half(lp.sums, false), refKl: half(ref!, false) }, o, o.meanOverRanks);
     const sideMean = (want: boolean, t: Tensor) => {
       const idx = desirable.flatMap((d, i) => (d === want ? [i] : []));
       return idx.length ? tf.mean(tf.gather(t, tf.tensor1d(idx, 'int32'))) : null;

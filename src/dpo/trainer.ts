@@ -137,7 +137,10 @@ export class DpoTrainer {
 
   /** The loss of a micro-batch (reference first, outside the gradient's reach), metrics into `aux`. */
   computeLoss(batch: DpoBatch, refRows: number[] | null, aux: Record<string, tf.Tensor>, training: boolean): tf.Scalar {
-    return dpoObjective(this.policy, batch, refRows, this.config, aux, training);
+    // kto's KL baseline is averaged over the ranks in training (every rank runs the same micro-batches then); the
+    // evaluation's shards may differ in batch count, so there each rank keeps its own
+    const meanOverRanks = training && this.strategy.worldSize > 1 ? (x: number) => this.strategy.reduceMetrics({ x }).x! : undefined;
+    return dpoObjective(this.policy, batch, refRows, { ...this.config, meanOverRanks }, aux, training);
   }
 
   /** The same metrics over held-out items (this rank's share), weighted by items, averaged over ranks. */
@@ -161,7 +164,20 @@ export class DpoTrainer {
       }
     }
     const local = Object.fromEntries([...sums].map(([k, { s, n }]) => [k === 'loss' ? 'eval/loss' : `eval/${k}`, s / n]));
-    return this.strategy.reduceMetrics(local);
+    return this.reduceOverRanks(local);
+  }
+
+  /**
+   * Metric means averaged over the ranks. kto's per-side metrics (rewards/*, logps/*) exist only where a batch had
+   * examples of that side, so ranks may hold different keys: those are rank 0's own, the rest are all-reduced (an
+   * all-reduce needs the same keys on every rank).
+   */
+  private reduceOverRanks(m: Record<string, number>): Record<string, number> {
+    if (this.config.lossType !== 'kto' || this.strategy.worldSize === 1) return this.strategy.reduceMetrics(m);
+    const sided = (k: string) => /^(eval\/)?(rewards|logps)\//.test(k);
+    const shared = Object.fromEntries(Object.entries(m).filter(([k]) => !sided(k)));
+    const own = Object.fromEntries(Object.entries(m).filter(([k]) => sided(k)));
+    return { ...this.strategy.reduceMetrics(shared), ...own };
   }
 
   restore(state: TrainerState, dir: string): void {
@@ -251,7 +267,7 @@ export class DpoTrainer {
             const pos = this.loader.position;
             const unit = c.lossType === 'kto' ? 'time/examples_per_s' : 'time/pairs_per_s';
             const record = {
-              ...this.strategy.reduceMetrics({ ...running.log('train'), 'train/lr': s.lr, 'train/grad_norm': s.gradNorm }),
+              ...this.reduceOverRanks({ ...running.log('train'), 'train/lr': s.lr, 'train/grad_norm': s.gradNorm }),
               'train/epoch': pos.epoch + pos.index / this.loader.batchesPerEpoch,
               ...this.strategy.reduceMetrics({ [unit]: window.items / seconds, 'time/tokens_per_s': window.tokens / seconds }, 'sum'),
             };
@@ -275,7 +291,7 @@ export class DpoTrainer {
 
         // 3. end of epoch: evaluation and a summary line
         progress.stop();
-        const trainMeans = this.strategy.reduceMetrics(epochMeans.log('train'));
+        const trainMeans = this.reduceOverRanks(epochMeans.log('train'));
         lastEval = this.logEval(logger) ?? lastEval;
         epochs.push({ epoch, train: trainMeans, eval: lastEval });
         this.log(formatEpochSummary(epoch, c.maxEpochs, trainMeans, lastEval));
