@@ -114,8 +114,8 @@ describe('the reference', () => {
 });
 
 describe('interrupt and resume', () => {
-  it('an interrupted run resumed from its checkpoint ends with the same weights as an uninterrupted one', async () => {
-    const base = (savePath: string): DpoConfigInput => ({ pretrain: GPT2, dataset: DEMO, maxDatasetsSize: 8, evalRatio: 0, maxLen: 32, batchSize: 2, maxEpochs: 2, lr: 1e-2, savePath, backend: 'wasm', seed: 3 });
+  it('an interrupted run (with accumulation) resumed from its checkpoint ends with the same weights as an uninterrupted one', async () => {
+    const base = (savePath: string): DpoConfigInput => ({ pretrain: GPT2, dataset: DEMO, maxDatasetsSize: 8, evalRatio: 0, maxLen: 32, batchSize: 2, accumulationSteps: 2, maxEpochs: 2, lr: 1e-2, savePath, backend: 'wasm', seed: 3 });
     const straight = await runDpoTraining(base(join(tmp, 'straight')), quiet);
     let polls = 0;
     const stopAfter: InterruptFlag = { get requested() { return ++polls >= 3; }, signal: null, dispose() {} };
