@@ -44,7 +44,13 @@ describe.each(['gpt2', 'llama', 'qwen2'])('%s: losses on the fixture log-probs',
     }
     const out = pairLoss(type, inputs, { ...base, ...over });
     expect(rel(out.loss.dataSync()[0]!, e.losses[key]!)).toBeLessThan(1e-5);
-    tf.dispose([out.loss, out.chosenRewards, out.rejectedRewards, ...Object.values(inputs)]);
+    if (type === 'orpo') {
+      // the logged terms: the token-mean NLL of the chosen answers and the mean log σ(log odds ratio)
+      const nll = -(e.logps.policy_chosen[0]! + e.logps.policy_chosen[1]!) / (e.logps.chosen_tokens[0]! + e.logps.chosen_tokens[1]!);
+      expect(rel(out.terms!['loss/nll']!.dataSync()[0]!, nll)).toBeLessThan(1e-6);
+      expect(rel(nll - e.orpo_lambda * out.terms!['loss/log_odds_ratio']!.dataSync()[0]!, e.losses.orpo!)).toBeLessThan(1e-5);
+    }
+    tf.dispose([out.loss, out.chosenRewards, out.rejectedRewards, ...Object.values(inputs), ...Object.values(out.terms ?? {})]);
   });
 
   it("TRL's four reward metrics of DPO", () => {

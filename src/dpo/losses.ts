@@ -59,6 +59,8 @@ export interface PairLossOutput {
   /** [B] implicit rewards (no gradient flows into the metrics computed from them). */
   chosenRewards: Tensor;
   rejectedRewards: Tensor;
+  /** Named parts of the loss worth logging (orpo: loss/nll and loss/log_odds_ratio, TRL's nll_loss and log_odds_ratio). */
+  terms?: Record<string, tf.Scalar>;
 }
 
 const logSigmoid = (x: Tensor): Tensor => tf.neg(tf.softplus(tf.neg(x)));
@@ -116,8 +118,12 @@ export function pairLoss(type: Exclude<DpoLossType, 'kto'>, lp: PairLogps, p: Dp
       case 'orpo': { // ORPO, Hong et al. 2024 (arXiv 2403.07691): chosen NLL (token mean) + λ·odds-ratio term
         const nll = tf.neg(tf.div(tf.sum(lp.policyChosen), tf.sum(lp.chosenTokens)));
         const ratio = logSigmoid(tf.sub(logOdds(avgC), logOdds(avgR)));
-        const loss = tf.sub(nll, tf.mul(tf.mean(ratio), p.orpoLambda));
-        return { loss: loss as tf.Scalar, chosenRewards: tf.mul(avgC, p.orpoLambda), rejectedRewards: tf.mul(avgR, p.orpoLambda) };
+        const meanRatio = tf.mean(ratio) as tf.Scalar;
+        const loss = tf.sub(nll, tf.mul(meanRatio, p.orpoLambda));
+        return {
+          loss: loss as tf.Scalar, chosenRewards: tf.mul(avgC, p.orpoLambda), rejectedRewards: tf.mul(avgR, p.orpoLambda),
+          terms: { 'loss/nll': nll as tf.Scalar, 'loss/log_odds_ratio': meanRatio },
+        };
       }
       default:
         throw new Error(`unknown loss_type "${String(type)}" (choose one of: ${DPO_LOSS_TYPES.join(', ')})`);

@@ -6,7 +6,7 @@
  * Metrics (TRL's names): rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins (kto: no accuracies,
  * and the means are over the batch's desirable/undesirable examples), logps/chosen, logps/rejected (mean summed
  * log-probs), logits/chosen, logits/rejected (mean logit over the vocabulary and the completion tokens), objective/kl
- * (kto: TRL's `kl`, the KL baseline z₀).
+ * (kto: TRL's `kl`, the KL baseline z₀), loss/nll and loss/log_odds_ratio (orpo).
  */
 import { tf, type Tensor } from '../engine/tf.js';
 import type { DecoderModel } from '../models/decoder.js';
@@ -82,7 +82,7 @@ export function dpoObjective(policy: DecoderModel, batch: DpoBatch, refRows: num
       policyChosen: half(lp.sums, true), policyRejected: half(lp.sums, false), chosenTokens: half(counts, true), rejectedTokens: half(counts, false),
       ...(ref ? { refChosen: half(ref, true), refRejected: half(ref, false) } : {}),
     }, o);
-    Object.assign(aux, rewardMetrics(out.chosenRewards, out.rejectedRewards), {
+    Object.assign(aux, rewardMetrics(out.chosenRewards, out.rejectedRewards), out.terms ?? {}, {
       'logps/chosen': tf.mean(half(lp.sums, true)), 'logps/rejected': tf.mean(half(lp.sums, false)),
       'logits/chosen': meanLogit(true), 'logits/rejected': meanLogit(false),
     });
