@@ -14,11 +14,11 @@ beforeAll(async () => {
 });
 
 describe('bench dpo', () => {
-  it('pairs/s with and without a reference, with gradient accumulation too, no tensors left behind', async () => {
+  it('pairs/s with and without a reference, with gradient accumulation and with LoRA (adapter-off reference), no tensors left behind', async () => {
     const config = benchConfig('opt-125m', { layers: 1, width: 32, heads: 2, vocab: 97 });
     const before = tf.memory().numTensors;
-    for (const microBatch of [undefined, 2]) {
-      const r = await dpoSuite(config, { ...opts, microBatch });
+    for (const [microBatch, loraRank] of [[undefined, 0], [2, 0], [undefined, 2]] as const) {
+      const r = await dpoSuite(config, { ...opts, microBatch, loraRank });
       for (const k of ['dpo_ref_pairs_per_s', 'dpo_noref_pairs_per_s', 'dpo_ref_step_s', 'dpo_noref_step_s']) expect(r.metrics[k], k).toBeGreaterThan(0);
       expect(r.rows.map((x) => x.metric)).toEqual(expect.arrayContaining(['DPO pairs/s, with reference', 'DPO pairs/s, reference-free']));
     }

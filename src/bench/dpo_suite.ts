@@ -4,10 +4,13 @@
  * shared prompt of T/4 tokens and two answers that bring each sequence to between T/2 and T tokens. Two variants:
  *   with a reference   a second, frozen model scores both sides first (no gradient), then the policy's step (sigmoid)
  *   reference-free     the policy's step alone (simpo), i.e. what --precompute_ref_log_probs or simpo/orpo cost
- * The difference is the reference forward's share of a step.
+ * The difference is the reference forward's share of a step. With o.loraRank > 0 the policy trains a LoRA adapter and
+ * the reference is the same weights with the adapter off (as train_dpo --lora_rank), so no second copy is held.
  */
 import { Rng } from '../engine/rng.js';
 import { DecoderModel } from '../models/decoder.js';
+import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
+import { policyParameters } from '../dpo/trainer.js';
 import type { ModelConfig } from '../models/config.js';
 import { collateDpoPairs, type DpoPair } from '../dpo/data.js';
 import { DPO_LOSS_DEFAULTS, type DpoLossType } from '../dpo/losses.js';
@@ -31,14 +34,16 @@ export async function dpoSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
   const rng = new Rng(5);
   const micro = Math.min(o.microBatch ?? o.batch, o.batch);
   if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch} pairs`);
+  const lora = (o.loraRank ?? 0) > 0;
   const policy = DecoderModel.fromConfig(config, 0);
-  const refModel = DecoderModel.fromConfig(config, 0);
-  const opt = benchOptimization(policy.namedParameters(), 5e-7, { accumulationSteps: o.batch / micro });
+  if (lora) policy.lora = LoraAdapter.create(policy.spec, { r: o.loraRank!, alpha: 16, dropout: 0, targetModules: DEFAULT_LORA_TARGETS[config.modelType] ?? 'all-linear' }, 1);
+  const refModel = lora ? null : DecoderModel.fromConfig(config, 0);
+  const opt = benchOptimization(policyParameters(policy), lora ? 5e-5 : 5e-7, { accumulationSteps: o.batch / micro });
   const pairs = Array.from({ length: o.batch }, () => randomPair(rng, o.seq, config.vocabSize));
   const batches = Array.from({ length: o.batch / micro }, (_, i) => collateDpoPairs(pairs.slice(i * micro, (i + 1) * micro), 0));
   const realTokens = batches.reduce((s, b) => s + b.sequences.tokens, 0);
   const answerTokens = batches.reduce((s, b) => s + b.items.reduce((n, p) => n + p.chosen.answer.length + p.rejected.answer.length, 0), 0);
-  const shape = `${o.batch} pairs, T≤${o.seq}${micro < o.batch ? `, ${micro} per micro-batch` : ''}`;
+  const shape = `${o.batch} pairs, T≤${o.seq}${micro < o.batch ? `, ${micro} per micro-batch` : ''}${lora ? `, LoRA r=${o.loraRank}` : ''}`;
   const stepOf = (ref: ReferenceSource, lossType: DpoLossType) => () => {
     for (const b of batches) {
       const refRows = referenceRowLogps(ref, b);
@@ -47,11 +52,11 @@ export async function dpoSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
     return opt.step();
   };
   const variants = [
-    { name: 'with reference', key: 'ref', step: stepOf({ kind: 'model', model: refModel }, 'sigmoid') },
+    { name: 'with reference', key: 'ref', step: stepOf(refModel ? { kind: 'model', model: refModel } : { kind: 'adapter_off', model: policy }, 'sigmoid') },
     { name: 'reference-free', key: 'noref', step: stepOf({ kind: 'none' }, 'simpo') },
   ];
   try {
-    const rows: Row[] = [{ metric: 'parameters', value: paramCount(policy) / 1e6, unit: 'M', note: 'policy; the reference is a second copy' }];
+    const rows: Row[] = [{ metric: 'parameters', value: paramCount(policy) / 1e6, unit: 'M', note: lora ? 'policy; the reference is the same weights, adapter off' : 'policy; the reference is a second copy' }];
     const metrics: Record<string, number> = {};
     let firstProfile = null;
     for (const v of variants) {
@@ -78,6 +83,6 @@ export async function dpoSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
   } finally {
     opt.dispose();
     policy.dispose();
-    refModel.dispose();
+    refModel?.dispose();
   }
 }

@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     .option('--batch <n>', 'training batch (foundation 8, sft 8; rm, dpo: 8 pairs)', positiveInt('--batch'))
     .option('--seq <n>', 'training sequence length (foundation 128, sft 512, rm 512, dpo 512)', positiveInt('--seq'))
     .option('--micro-batch <n>', 'sft: rows, rm/dpo: pairs per forward, accumulating gradients up to --batch (default: all)', positiveInt('--micro-batch'))
-    .option('--lora-rank <r>', 'ppo: LoRA rank of actor and critic, 0 for full weights (default 0 on webgpu, 8 on wasm/cpu)', (v) => (v === '0' ? 0 : positiveInt('--lora-rank')(v)))
+    .option('--lora-rank <r>', 'ppo: LoRA rank of actor and critic, 0 for full weights (default 0 on webgpu, 8 on wasm/cpu); dpo: LoRA rank of the policy (default 0)', (v) => (v === '0' ? 0 : positiveInt('--lora-rank')(v)))
     .option('--train-batch <n>', 'ppo: rollouts per PPO minibatch update', positiveInt('--train-batch'), 8)
     .option('--steps <n>', 'timed training steps after the warm-up (2; --quick 1)', positiveInt('--steps'))
     .option('--gen-batch <n>', 'generation batch', positiveInt('--gen-batch'), 16)
@@ -91,12 +91,14 @@ async function main(): Promise<void> {
   const o: SuiteOptions = {
     batch: f.batch ?? ref.batch, seq: f.seq ?? ref.seq, steps: f.steps ?? (f.quick ? 1 : 2),
     genBatch: f.genBatch, promptLen: f.promptLen, newTokens: f.newTokens ?? (f.quick ? 16 : 128), decodeSteps: f.quick ? 3 : 5,
-    microBatch: f.microBatch, loraRank, trainBatch: f.trainBatch,
+    // dpo: full weights unless --lora-rank is given (then the reference is the policy with its adapter off)
+    microBatch: f.microBatch, loraRank: suite === 'dpo' ? (f.loraRank ?? 0) : loraRank, trainBatch: f.trainBatch,
     skipGeneration: !!f.skipGeneration, profileTop: f.profile === undefined ? 0 : typeof f.profile === 'number' ? f.profile : 15, log,
   };
   const notes: string[] = [];
   if (suite !== 'ppo' && (o.batch !== ref.batch || o.seq !== ref.seq)) notes.push(`training shape B=${o.batch} T=${o.seq} (reference B=${ref.batch} T=${ref.seq}, changed by flags)`);
   if (suite === 'ppo' && (o.genBatch !== 16 || o.promptLen !== 64 || o.newTokens !== 128)) notes.push(`experience shape B=${o.genBatch} prompt=${o.promptLen} new=${o.newTokens} (reference 16, 64, 128)`);
+  if (suite === 'dpo' && f.loraRank) notes.push(`LoRA r=${f.loraRank}: the reference is the policy with its adapter off`);
   if (suite === 'ppo' && f.loraRank === undefined && loraRank > 0) notes.push(`LoRA r=${loraRank} by default on ${backend} (four 124M models with two AdamW need ~5 GiB; --lora-rank 0 for full weights)`);
   const generates = (suite === 'foundation' && !o.skipGeneration) || suite === 'ppo';
   if (f.quick) notes.push(`--quick: ${o.steps} timed step(s)${generates ? `, ${o.newTokens} new tokens per row` : ''}`);
