@@ -114,7 +114,7 @@ async function main(): Promise<void> {
     result = await suites[suite](config, o);
   } catch (e) {
     if (looksLikeOutOfMemory(e)) {
-      const hint = { foundation: 'a smaller --batch or --seq', sft: '--micro-batch 2 (gradient accumulation) or a smaller --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', dpo: '--micro-batch 1 (gradient accumulation) or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens' }[suite];
+      const hint = { foundation: 'a smaller --batch or --seq', sft: '--micro-batch 2 (gradient accumulation) or a smaller --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', dpo: '--lora-rank 8 (the reference is then the policy with its adapter off), --micro-batch 1 or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens' }[suite];
       const at = suite === 'ppo' ? `generation B=${o.genBatch}, train batch ${o.trainBatch}` : `B=${o.batch} T=${o.seq}`;
       throw new Error(`${outOfMemoryNote()} at ${at} (${String((e as Error)?.message ?? e).split('\n')[0]}): try ${hint}`);
     }
