@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench -- [foundation|sft|rm|ppo|grpo] [--backend wasm|cpu|webgpu] [--quick]`: throughput of the model core and
+ * `npm run bench -- [foundation|sft|rm|ppo|grpo|dpo] [--backend wasm|cpu|webgpu] [--quick]`: throughput of the model core and
  * of each stage on the chosen backend, for models built from config (no download). Prints a table, then the same
  * numbers as one JSON object on stdout's last line (and in --json FILE). Progress goes to stderr.
  * `npm run bench -- ddp [...]` is the data-parallel benchmark (1 vs 2 MPI ranks; src/bench/ddp.ts has its flags).
@@ -16,8 +16,9 @@ import { looksLikeOutOfMemory, outOfMemoryNote } from '../engine/memory.js';
 import { nativeBlasStatus, nativeMatmulInstalled } from '../engine/native_blas.js';
 import { ppoSuite, rmSuite } from './rlhf_suites.js';
 import { grpoSuite } from './grpo_suite.js';
+import { dpoSuite } from './dpo_suite.js';
 
-const SUITES = ['foundation', 'sft', 'rm', 'ppo', 'grpo'] as const;
+const SUITES = ['foundation', 'sft', 'rm', 'ppo', 'grpo', 'dpo'] as const;
 type Suite = (typeof SUITES)[number];
 
 /**
@@ -30,6 +31,7 @@ const REFERENCE: Record<Suite, { batch: number; seq: number; model: PresetName }
   rm: { batch: 8, seq: 512, model: 'opt-125m' },
   ppo: { batch: 16, seq: 192, model: 'gpt2-124m' },
   grpo: { batch: 16, seq: 192, model: 'gpt2-124m' },
+  dpo: { batch: 8, seq: 512, model: 'opt-125m' },
 };
 
 /** LoRA rank of the ppo suite when none is given: full weights need ~5 GiB for four 124M models and two AdamW. */
@@ -58,15 +60,15 @@ async function main(): Promise<void> {
     .argument('[suite]', `what to measure: ${SUITES.join(' | ')}`, 'foundation')
     .addOption(new Option('--backend <name>', 'tensor backend').choices([...BACKENDS]).default('wasm'))
     .option('--quick', 'fewer timed steps and 16 new tokens instead of 128 (stated in the output)')
-    .addOption(new Option('--model <preset>', 'model shape (default opt-125m for rm, else gpt2-124m)').choices(Object.keys(PRESETS)))
+    .addOption(new Option('--model <preset>', 'model shape (default opt-125m for rm and dpo, else gpt2-124m)').choices(Object.keys(PRESETS)))
     .option('--layers <n>', 'override the number of layers', positiveInt('--layers'))
     .option('--width <n>', 'override the hidden width', positiveInt('--width'))
     .option('--heads <n>', 'override the number of heads', positiveInt('--heads'))
     .option('--vocab <n>', 'override the vocabulary size', positiveInt('--vocab'))
-    .option('--batch <n>', 'training batch (foundation 8, sft 8; rm: 8 pairs)', positiveInt('--batch'))
-    .option('--seq <n>', 'training sequence length (foundation 128, sft 512, rm 512)', positiveInt('--seq'))
-    .option('--micro-batch <n>', 'sft: rows, rm: pairs per forward, accumulating gradients up to --batch (default: all)', positiveInt('--micro-batch'))
-    .option('--lora-rank <r>', 'ppo: LoRA rank of actor and critic, 0 for full weights (default 0 on webgpu, 8 on wasm/cpu); grpo: of the policy (default 0)', (v) => (v === '0' ? 0 : positiveInt('--lora-rank')(v)))
+    .option('--batch <n>', 'training batch (foundation 8, sft 8; rm, dpo: 8 pairs)', positiveInt('--batch'))
+    .option('--seq <n>', 'training sequence length (foundation 128, sft 512, rm 512, dpo 512)', positiveInt('--seq'))
+    .option('--micro-batch <n>', 'sft: rows, rm/dpo: pairs per forward, accumulating gradients up to --batch (default: all)', positiveInt('--micro-batch'))
+    .option('--lora-rank <r>', 'ppo: LoRA rank of actor and critic, 0 for full weights (default 0 on webgpu, 8 on wasm/cpu); grpo, dpo: of the policy (default 0)', (v) => (v === '0' ? 0 : positiveInt('--lora-rank')(v)))
     .option('--train-batch <n>', 'ppo: rollouts per PPO minibatch update; grpo: completions per micro-batch of the update', positiveInt('--train-batch'), 8)
     .option('--steps <n>', 'timed training steps after the warm-up (2; --quick 1)', positiveInt('--steps'))
     .option('--gen-batch <n>', 'generation batch (grpo: completions, in groups of 8)', positiveInt('--gen-batch'), 16)
@@ -91,12 +93,14 @@ async function main(): Promise<void> {
   const o: SuiteOptions = {
     batch: f.batch ?? ref.batch, seq: f.seq ?? ref.seq, steps: f.steps ?? (f.quick ? 1 : 2),
     genBatch: f.genBatch, promptLen: f.promptLen, newTokens: f.newTokens ?? (f.quick ? 16 : 128), decodeSteps: f.quick ? 3 : 5,
-    microBatch: f.microBatch, loraRank, trainBatch: f.trainBatch,
+    // dpo: full weights unless --lora-rank is given (then the reference is the policy with its adapter off)
+    microBatch: f.microBatch, loraRank: suite === 'dpo' ? (f.loraRank ?? 0) : loraRank, trainBatch: f.trainBatch,
     skipGeneration: !!f.skipGeneration, profileTop: f.profile === undefined ? 0 : typeof f.profile === 'number' ? f.profile : 15, log,
   };
   const notes: string[] = [];
   if (suite !== 'ppo' && suite !== 'grpo' && (o.batch !== ref.batch || o.seq !== ref.seq)) notes.push(`training shape B=${o.batch} T=${o.seq} (reference B=${ref.batch} T=${ref.seq}, changed by flags)`);
   if (suite === 'ppo' && (o.genBatch !== 16 || o.promptLen !== 64 || o.newTokens !== 128)) notes.push(`experience shape B=${o.genBatch} prompt=${o.promptLen} new=${o.newTokens} (reference 16, 64, 128)`);
+  if (suite === 'dpo' && f.loraRank) notes.push(`LoRA r=${f.loraRank}: the reference is the policy with its adapter off`);
   if (suite === 'ppo' && f.loraRank === undefined && loraRank > 0) notes.push(`LoRA r=${loraRank} by default on ${backend} (four 124M models with two AdamW need ~5 GiB; --lora-rank 0 for full weights)`);
   const generates = (suite === 'foundation' && !o.skipGeneration) || suite === 'ppo' || suite === 'grpo';
   if (f.quick) notes.push(`--quick: ${o.steps} timed step(s)${generates ? `, ${o.newTokens} new tokens per row` : ''}`);
@@ -105,14 +109,14 @@ async function main(): Promise<void> {
   const loadBefore = load1();
 
   const suites: Record<Suite, (c: typeof config, o: SuiteOptions) => Promise<SuiteResult>> = {
-    foundation: foundationSuite, sft: sftSuite, rm: rmSuite, ppo: ppoSuite, grpo: grpoSuite,
+    foundation: foundationSuite, sft: sftSuite, rm: rmSuite, ppo: ppoSuite, grpo: grpoSuite, dpo: dpoSuite,
   };
   let result;
   try {
     result = await suites[suite](config, o);
   } catch (e) {
     if (looksLikeOutOfMemory(e)) {
-      const hint = { foundation: 'a smaller --batch or --seq', sft: '--micro-batch 2 (gradient accumulation) or a smaller --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens', grpo: '--lora-rank 8, a smaller --train-batch (completions per micro-batch) or --new-tokens' }[suite];
+      const hint = { foundation: 'a smaller --batch or --seq', sft: '--micro-batch 2 (gradient accumulation) or a smaller --seq', rm: '--micro-batch 1 (gradient accumulation) or a smaller --seq', dpo: '--lora-rank 8 (the reference is then the policy with its adapter off), --micro-batch 1 or a smaller --seq', ppo: '--lora-rank 8, a smaller --train-batch or --new-tokens', grpo: '--lora-rank 8, a smaller --train-batch (completions per micro-batch) or --new-tokens' }[suite];
       const at = suite === 'ppo' || suite === 'grpo' ? `generation B=${o.genBatch}, train batch ${o.trainBatch}` : `B=${o.batch} T=${o.seq}`;
       throw new Error(`${outOfMemoryNote()} at ${at} (${String((e as Error)?.message ?? e).split('\n')[0]}): try ${hint}`);
     }

@@ -6,7 +6,11 @@
  * | hh_rlhf    | chosen, rejected: whole dialogues "\n\nHuman: ...\n\nAssistant: ..." (Anthropic) |
  * | rm_static  | prompt ("\n\nHuman: ...\n\nAssistant:"), chosen, rejected (response ignored)     |
  * | sharegpt   | conversations[{from, value}], chosen {from, value}, rejected {from, value}      |
+ * | conversational | TRL's conversational format: prompt [{role, content}], chosen/rejected [{role, content}] |
+ * |            | (or no prompt: chosen/rejected are whole conversations sharing it, as UltraFeedback-binarized) |
+ * | unpaired   | TRL's unpaired format (KTO): prompt, completion (strings or message lists), label true/false |
  *
+ * TRL's standard format (prompt/chosen/rejected strings) is rm_static's layout and read as such.
  * Replies are stored without the single space that follows "Assistant:" in hh-rlhf text: the human_assistant
  * template puts it back, so rendering a pair reproduces the original dialogue.
  */
@@ -23,7 +27,7 @@ export interface PreferencePair {
   location?: RecordLocation;
 }
 
-export type PreferenceFormat = 'hh_rlhf' | 'rm_static' | 'sharegpt';
+export type PreferenceFormat = 'hh_rlhf' | 'rm_static' | 'sharegpt' | 'conversational';
 
 const ASSISTANT_MARK = '\n\nAssistant:';
 const TURN_MARKS = /\n\n(Human|Assistant):/g;
@@ -31,12 +35,13 @@ const TURN_MARKS = /\n\n(Human|Assistant):/g;
 export function detectPreferenceFormat(first: LocatedRecord): PreferenceFormat {
   const has = (k: string): boolean => k in first.value;
   if (has('conversations')) return 'sharegpt';
+  if (Array.isArray(first.value.prompt) || Array.isArray(first.value.chosen)) return 'conversational';
   if (has('prompt')) return 'rm_static';
   if (has('chosen') || has('rejected')) return 'hh_rlhf';
   throw new DataError(
     first.location,
     `not a preference record: fields (${Object.keys(first.value).join(', ')}); expected chosen/rejected ` +
-      '(hh-rlhf), prompt/chosen/rejected (rm-static) or conversations/chosen/rejected (ShareGPT)',
+      '(hh-rlhf), prompt/chosen/rejected (rm-static, TRL standard or conversational) or conversations/chosen/rejected (ShareGPT)',
   );
 }
 
@@ -67,7 +72,86 @@ export function normalizePreferenceRecord(rec: LocatedRecord, format: Preference
         location,
       };
     }
+    case 'conversational': {
+      const chosen = messageList(rec, 'chosen');
+      const rejected = messageList(rec, 'rejected');
+      let prompt: ChatMessage[];
+      if (rec.value.prompt === undefined || rec.value.prompt === null) {
+        // implicit prompt: the turns both conversations share
+        let k = 0;
+        while (k < chosen.length - 1 && k < rejected.length - 1 && sameMessage(chosen[k]!, rejected[k]!)) k++;
+        prompt = chosen.slice(0, k);
+        return { prompt: checkedPrompt(rec, prompt), chosen: singleReply(rec, 'chosen', chosen.slice(k)), rejected: singleReply(rec, 'rejected', rejected.slice(k)), location };
+      }
+      prompt = messageList(rec, 'prompt');
+      return { prompt: checkedPrompt(rec, prompt), chosen: singleReply(rec, 'chosen', chosen), rejected: singleReply(rec, 'rejected', rejected), location };
+    }
   }
+}
+
+/** A field holding a message list ([{role, content}] or ShareGPT turns). */
+function messageList(rec: LocatedRecord, field: string): ChatMessage[] {
+  return requireArray(rec, field).map((t, i) => parseTurn(rec, t, `${field}[${i}]`));
+}
+
+function sameMessage(a: ChatMessage, b: ChatMessage): boolean {
+  return a.role === b.role && a.content === b.content;
+}
+
+/** The one assistant reply a completion list must hold. */
+function singleReply(rec: LocatedRecord, field: string, turns: ChatMessage[]): string {
+  if (turns.length !== 1 || turns[0]!.role !== 'assistant') {
+    throw new DataError(rec.location, `field "${field}" must end in exactly one assistant message after the prompt, got ${turns.map((t) => t.role).join(', ') || 'none'}`);
+  }
+  return turns[0]!.content;
+}
+
+/** One completion with a desirable (true) / undesirable (false) label: KTO's unit of data. */
+export interface UnpairedExample {
+  prompt: ChatMessage[];
+  completion: string;
+  desirable: boolean;
+  location?: RecordLocation;
+}
+
+export interface UnpairedLoadResult {
+  /** 'unpaired', or the paired format that was split into two examples per pair (TRL's unpair_preference_dataset). */
+  format: 'unpaired' | PreferenceFormat;
+  examples: UnpairedExample[];
+  skipped: number;
+  skippedExamples: string[];
+}
+
+/** TRL's unpaired record: prompt and completion (strings or message lists) and a boolean label. */
+export function normalizeUnpairedRecord(rec: LocatedRecord): UnpairedExample {
+  const label = rec.value.label;
+  if (typeof label !== 'boolean') throw new DataError(rec.location, `field "label" must be true or false, got ${JSON.stringify(label)}`);
+  const promptValue = rec.value.prompt;
+  const prompt = Array.isArray(promptValue) ? messageList(rec, 'prompt') : parseHumanAssistantDialogue(requireString(rec, 'prompt'));
+  const completion = Array.isArray(rec.value.completion) ? singleReply(rec, 'completion', messageList(rec, 'completion')) : requireString(rec, 'completion');
+  return { prompt: checkedPrompt(rec, prompt), completion, desirable: label, location: rec.location };
+}
+
+/**
+ * Unpaired examples for KTO: TRL's unpaired records as they are, or any preference file with each pair split into
+ * its chosen (desirable) and rejected (undesirable) completion.
+ */
+export async function loadUnpairedExamples(path: string, opts: ReadOptions = {}): Promise<UnpairedLoadResult> {
+  const read = await readRecords(path, opts);
+  const first = read.records[0]!;
+  if ('completion' in first.value && 'label' in first.value) {
+    const r = convertRecords(read, normalizeUnpairedRecord, opts.skipBadRecords);
+    if (r.items.length === 0) throw new DataError({ file: path }, `no usable examples (${r.skippedExamples[0]})`);
+    return { format: 'unpaired', examples: r.items, skipped: r.skipped, skippedExamples: r.skippedExamples };
+  }
+  const format = detectPreferenceFormat(first);
+  const r = convertRecords(read, (rec) => normalizePreferenceRecord(rec, format), opts.skipBadRecords);
+  if (r.items.length === 0) throw new DataError({ file: path }, `no usable preference pairs (${r.skippedExamples[0]})`);
+  const examples = r.items.flatMap((p): UnpairedExample[] => [
+    { prompt: p.prompt, completion: p.chosen, desirable: true, location: p.location },
+    { prompt: p.prompt, completion: p.rejected, desirable: false, location: p.location },
+  ]);
+  return { format, examples, skipped: r.skipped, skippedExamples: r.skippedExamples };
 }
 
 /**

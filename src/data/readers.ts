@@ -1,6 +1,6 @@
 /**
  * Read dataset files into located records, whatever the container: JSON array, JSONL, `.gz` of either, CSV with a
- * header row, Arrow IPC, a `save_to_disk` directory, or plain `.txt`.
+ * header row, Arrow IPC, Parquet, a `save_to_disk` directory, a folder of shards (parquet_reader.ts), or plain `.txt`.
  *
  * Every record carries its location (file + line for JSONL/CSV, index for JSON arrays and Arrow) so later stages can
  * say exactly which record is wrong. Bad records (a JSONL line that is not JSON, a ragged CSV row, a value that is not
@@ -11,11 +11,12 @@ import { basename } from 'node:path';
 import { fileReadError } from '../hub/input_error.js';
 import { arrowFileRecords, savedDatasetShards } from './arrow_reader.js';
 import { readCsvRecords } from './csv_reader.js';
+import { isShardFolder, parquetFileRecords, shardFiles } from './parquet_reader.js';
 import { DataError, formatLocation, type RecordLocation } from './location.js';
 import { readTextFile, textChunks, textLines } from './text_decode.js';
 import type { DataRecord, LocatedRecord } from './types.js';
 
-export type FileKind = 'json' | 'jsonl' | 'csv' | 'arrow' | 'saved_dataset' | 'text';
+export type FileKind = 'json' | 'jsonl' | 'csv' | 'arrow' | 'parquet' | 'saved_dataset' | 'shards' | 'text';
 
 export interface ReadOptions {
   /** Stop after this many good records. */
@@ -24,7 +25,7 @@ export interface ReadOptions {
   skipBadRecords?: boolean;
   /** Override the kind guessed from the file extension. */
   kind?: FileKind;
-  /** Split of a saved DatasetDict directory (default "train", else the first). */
+  /** Split of a saved DatasetDict directory or a shard folder (default "train", else the first / every shard). */
   split?: string;
   /** Called for each skipped record (only with skipBadRecords). */
   onSkip?: (location: RecordLocation, reason: string) => void;
@@ -49,6 +50,7 @@ const EXTENSION_KINDS: Record<string, FileKind> = {
   arrow: 'arrow',
   feather: 'arrow',
   ipc: 'arrow',
+  parquet: 'parquet',
   txt: 'text',
   text: 'text',
   md: 'text',
@@ -62,7 +64,7 @@ export function detectFileKind(path: string): FileKind {
   } catch (e) {
     throw fileReadError(path, e);
   }
-  if (isDir) return 'saved_dataset';
+  if (isDir) return isShardFolder(path) ? 'shards' : 'saved_dataset';
   const name = basename(path).replace(/\.gz$/, '');
   const ext = name.includes('.') ? name.slice(name.lastIndexOf('.') + 1).toLowerCase() : '';
   const kind = EXTENSION_KINDS[ext];
@@ -70,7 +72,7 @@ export function detectFileKind(path: string): FileKind {
     throw new DataError(
       { file: path },
       `unknown file type ".${ext}"; expected one of ${Object.keys(EXTENSION_KINDS).map((e) => '.' + e).join(', ')} ` +
-        '(optionally .gz), or a save_to_disk directory',
+        '(optionally .gz), a save_to_disk directory or a folder of shards',
     );
   }
   return kind;
@@ -143,8 +145,12 @@ function recordsOfKind(path: string, kind: FileKind, opts: ReadOptions): AsyncIt
       return readCsvRecords(path, textChunks(path), opts);
     case 'arrow':
       return arrowFileRecords(path);
+    case 'parquet':
+      return parquetFileRecords(path);
     case 'saved_dataset':
       return savedDatasetRecords(path, opts.split);
+    case 'shards':
+      return shardRecords(path, opts);
     case 'text':
       return [textFileRecord(path)];
   }
@@ -252,6 +258,11 @@ async function* savedDatasetRecords(dir: string, split?: string): AsyncGenerator
     }
   }
   if (!any) throw new DataError({ file: dir }, 'no records in any data-*.arrow shard');
+}
+
+/** Every shard of the split, in name order, each read as its own extension says. */
+async function* shardRecords(dir: string, opts: ReadOptions): AsyncGenerator<LocatedRecord> {
+  for (const file of shardFiles(dir, opts.split)) yield* recordsOfKind(file, detectFileKind(file), { ...opts, kind: undefined });
 }
 
 type Parsed = { ok: true; value: unknown } | { ok: false; error: Error };

@@ -2,7 +2,7 @@
 import type { MetricPoint } from './read_logs.js';
 
 /**
- * The headline metrics of each stage (SFT, reward model, PPO, GRPO), in the order they are shown. A stage that logged none
+ * The headline metrics of each stage (SFT, reward model, PPO, GRPO, DPO), in the order they are shown. A stage that logged none
  * of them gets its first `FALLBACK_COUNT` keys instead.
  */
 export const MAIN_METRICS = [
@@ -14,6 +14,10 @@ export const MAIN_METRICS = [
   'eval/reward/margin',
   'reward/mean',
   'reward/score',
+  'rewards/accuracies',
+  'eval/rewards/accuracies',
+  'rewards/margins',
+  'eval/rewards/margins',
   'objective/rlhf_reward',
   'objective/kl',
   'policy/clipfrac',

@@ -12,16 +12,20 @@
  *   3. If the answer is still too long, the ANSWER is cut on its RIGHT (losing its EOS); its reward is then read at
  *      the last kept token.
  */
-import { DataError, type RecordLocation } from '../data/location.js';
+import type { RecordLocation } from '../data/location.js';
+import { fitSequence, renderPairSide } from '../data/pair_tokens.js';
 import type { PreferencePair } from '../data/preference.js';
 import { loadPreferencePairs } from '../data/preference.js';
 import { splitTrainVal } from '../data/split.js';
+import { heldOutSplit } from '../data/dataset_splits.js';
 import { padBatch } from '../data/batching.js';
 import type { PromptTemplate } from '../data/templates/index.js';
-import { joinSegments } from '../data/templates/index.js';
 import type { TextEncoderLike } from '../data/sft_samples.js';
 import type { RewardConfig } from './config.js';
 import { TEST_SUBSET } from './config.js';
+
+// Shared with the other pair-based stages; re-exported where they were first defined.
+export { fitSequence, renderPairSide, tokenizerAddsBos } from '../data/pair_tokens.js';
 
 export interface TokenizedPair {
   chosen: number[];
@@ -46,48 +50,6 @@ export interface PairTokenizeStats {
   droppedIdentical: number;
   /** Tokens in all kept sequences. */
   tokens: number;
-}
-
-/** Whether the tokenizer itself puts BOS in front when asked for special tokens (LLaMA and OPT do, GPT-2 does not). */
-export function tokenizerAddsBos(tokenizer: TextEncoderLike): boolean {
-  const bos = tokenizer.bosTokenId;
-  if (bos === null) return false;
-  return tokenizer.encode('a', { addSpecialTokens: true })[0] === bos && tokenizer.encode('a', { addSpecialTokens: false })[0] !== bos;
-}
-
-/** The rendered prompt and the answer text that follows it, for one side of a pair. */
-export function renderPairSide(template: PromptTemplate, pair: Pick<PreferencePair, 'prompt' | 'location'>, answer: string): { prompt: string; answer: string } {
-  let prompt: string;
-  let full: string;
-  try {
-    prompt = template.renderPrompt(pair.prompt);
-    full = joinSegments(template.render([...pair.prompt, { role: 'assistant', content: answer }]));
-  } catch (err) {
-    throw new DataError(pair.location, `template "${template.name}": ${(err as Error).message}`);
-  }
-  if (!full.startsWith(prompt)) {
-    throw new DataError(pair.location, `template "${template.name}" renders the conversation with a different prefix than its prompt`);
-  }
-  return { prompt, answer: full.slice(prompt.length) };
-}
-
-/** Fits BOS + prompt + answer into maxLen by the rule in the file comment. */
-export function fitSequence(
-  bos: number[],
-  prompt: number[],
-  answer: number[],
-  maxLen: number,
-): { ids: number[]; promptCut: boolean; answerCut: boolean } {
-  const room = maxLen - bos.length;
-  if (room < 2) throw new Error(`--max_len ${maxLen} leaves no room for a prompt token and an answer token`);
-  if (prompt.length + answer.length <= room) return { ids: [...bos, ...prompt, ...answer], promptCut: false, answerCut: false };
-  const promptKeep = Math.min(prompt.length, Math.max(room - answer.length, Math.floor(room / 2)));
-  const answerKeep = room - promptKeep;
-  return {
-    ids: [...bos, ...prompt.slice(prompt.length - promptKeep), ...answer.slice(0, answerKeep)],
-    promptCut: promptKeep < prompt.length,
-    answerCut: answerKeep < answer.length,
-  };
 }
 
 /**
@@ -180,16 +142,21 @@ export interface RewardData {
 export async function loadRewardData(c: Pick<RewardConfig, 'dataset' | 'evalDataset' | 'evalRatio' | 'maxDatasetsSize' | 'test' | 'skipBadRecords' | 'seed'>): Promise<RewardData> {
   const notes: string[] = [];
   const trainCap = c.test ? TEST_SUBSET.train + (c.evalDataset ? 0 : TEST_SUBSET.eval) : 0;
-  const read = async (path: string, cap: number) => {
+  const read = async (path: string, cap: number, split?: string) => {
     const limit = [cap, c.maxDatasetsSize].filter((n) => n > 0);
-    const r = await loadPreferencePairs(path, { maxRecords: limit.length ? Math.min(...limit) : undefined, skipBadRecords: c.skipBadRecords });
-    notes.push(`${path}: ${r.pairs.length} pairs (${r.format})${r.skipped ? `, ${r.skipped} bad records skipped, e.g. ${r.skippedExamples[0]}` : ''}`);
+    const r = await loadPreferencePairs(path, { maxRecords: limit.length ? Math.min(...limit) : undefined, skipBadRecords: c.skipBadRecords, split });
+    notes.push(`${path}${split ? `[${split}]` : ''}: ${r.pairs.length} pairs (${r.format})${r.skipped ? `, ${r.skipped} bad records skipped, e.g. ${r.skippedExamples[0]}` : ''}`);
     return r.pairs;
   };
-  const all = await read(c.dataset, trainCap);
+  // A DatasetDict (or shard folder) that ships a test split: that is the evaluation set unless --eval_dataset is given.
+  const shipped = c.evalDataset ? undefined : heldOutSplit(c.dataset);
+  const all = await read(c.dataset, shipped ? (c.test ? TEST_SUBSET.train : 0) : trainCap, shipped ? 'train' : undefined);
   let train: PreferencePair[];
   let evalPairs: PreferencePair[];
-  if (c.evalDataset) {
+  if (shipped) {
+    train = all;
+    evalPairs = await read(c.dataset, c.test ? TEST_SUBSET.eval : 0, shipped);
+  } else if (c.evalDataset) {
     train = all;
     evalPairs = await read(c.evalDataset, c.test ? TEST_SUBSET.eval : 0);
   } else if (c.test) {

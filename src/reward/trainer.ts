@@ -9,8 +9,7 @@
  * train/lr, train/grad_norm, train/epoch, time/pairs_per_s, time/tokens_per_s; the evaluation at each epoch's end
  * logs eval/loss, eval/reward/accuracy, eval/reward/chosen, eval/reward/rejected, eval/reward/margin.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { tf } from '../engine/tf.js';
 import { initBackend } from '../engine/backend.js';
@@ -38,6 +37,9 @@ import { resolveRewardConfig, type RewardConfig, type RewardConfigInput } from '
 import { pairMetrics, pairwiseLoss, type PairwiseLoss } from './losses.js';
 import { RewardModel, rewardConfigExtra } from './model.js';
 import { collatePairs, loadRewardData, tokenizePreferencePairs, tokenizerAddsBos, type PairBatch, type TokenizedPair } from './dataset.js';
+import { adapterBase } from '../models/adapter_dir.js';
+
+export { adapterBase };
 
 /** Name of the optimizer inside optimizer.safetensors. */
 export const OPTIMIZER_NAME = 'reward_model';
@@ -375,14 +377,6 @@ export function formatEpochSummary(epoch: number, maxEpochs: number, train: Reco
 
 function nullStream(): Writable {
   return new Writable({ write: (_chunk, _enc, done) => done() });
-}
-
-/** The base directory a LoRA-adapter directory names (absolute), or null when `dir` holds full weights. */
-export function adapterBase(dir: string): string | null {
-  const file = join(dir, 'adapter_config.json');
-  if (existsSync(join(dir, 'config.json')) || !existsSync(file)) return null;
-  const base = (JSON.parse(readFileSync(file, 'utf8')) as { base_model_name_or_path?: string }).base_model_name_or_path ?? '';
-  return isAbsolute(base) ? base : resolve(dir, base);
 }
 
 async function readResumeState(c: RewardConfig, worldSize: number, log: (l: string) => void): Promise<TrainerState> {

@@ -23,6 +23,10 @@ export const METRIC_PREFIXES = {
   'reward/': 'reward-model and PPO scores: reward/chosen, reward/rejected, reward/margin, reward/accuracy, reward/score',
   'response/': 'what the actor generated: response/length (tokens per answer)',
   'time/': 'wall-clock and throughput: time/step_s, time/tokens_per_s, time/generate_s',
+  // DPO family, TRL's own names (so dashboards carry over)
+  'rewards/': 'implicit rewards β·log(π/π_ref): rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins',
+  'logps/': 'summed completion log-probs under the policy: logps/chosen, logps/rejected',
+  'logits/': 'mean completion logit over the vocabulary: logits/chosen, logits/rejected',
 } as const;
 
 /**

@@ -1,0 +1,463 @@
+/**
+ * Direct preference optimization (DPO, IPO, hinge, robust, cDPO, SimPO, ORPO, KTO): the policy trained on
+ * preference data against a frozen reference, with no reward model and no rollouts.
+ *
+ *   runDpoTraining(config)      validate → policy, reference, tokenizer, data → DpoTrainer.train() → saved model
+ *   DpoTrainer.computeLoss()    one micro-batch: reference log-probs (no gradient), the policy's, the loss, metrics
+ *   DpoTrainer.train()          the loop: accumulate, step, log, evaluate every --eval_steps and at each epoch's
+ *                               end, checkpoint, Ctrl-C, save
+ *
+ * Metric keys (TRL's): train/loss, rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins,
+ * logps/chosen, logps/rejected, logits/chosen, logits/rejected (objective/kl for kto), train/lr, train/grad_norm,
+ * train/epoch, time/pairs_per_s, time/tokens_per_s; evaluation logs the same with the eval/ prefix.
+ */
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { tf } from '../engine/tf.js';
+import { initBackend } from '../engine/backend.js';
+import type { BatchLoader } from '../data/batching.js';
+import { getTemplate } from '../data/templates/index.js';
+import { tokenizerAddsBos } from '../data/pair_tokens.js';
+import { resolvePretrained } from '../hub/hf_cache.js';
+import { Tokenizer } from '../hub/tokenizer.js';
+import { adapterBase } from '../models/adapter_dir.js';
+import type { DecoderModel } from '../models/decoder.js';
+import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
+import { loadPretrained } from '../models/pretrained.js';
+import { createStrategy, type Strategy } from '../strategies/strategy.js';
+import { Optimization } from '../trainer/optimization.js';
+import { readResumableState, readResumeOptimizer, saveCheckpoint, saveFinalCheckpoint, type CheckpointContents } from '../trainer/stage_checkpoint.js';
+import { recoverInterruptedWrite, resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
+import { TrainingProgress } from '../trainer/progress.js';
+import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
+import { warmupStepsFromRatio } from '../trainer/schedule.js';
+import { resolveDpoConfig, type DpoConfig, type DpoConfigInput } from './config.js';
+import { collateDpoPairs, collateKto, tokenizeDpoPairs, tokenizeKtoExamples, type DpoBatch, type DpoPair, type KtoExample } from './data.js';
+import { loadDpoData } from './load_data.js';
+import { needsReference } from './losses.js';
+import { dpoObjective, referenceRowLogps, type ReferenceSource } from './objective.js';
+
+/** Name of the optimizer inside optimizer.safetensors. */
+export const OPTIMIZER_NAME = 'policy';
+
+/** Config fields that fix the data order, the model's shape and the objective: --resume must use the same values. */
+const RESUME_FIXED: [keyof DpoConfig, string][] = [
+  ['dataset', 'dataset'], ['evalDataset', 'eval_dataset'], ['evalRatio', 'eval_ratio'], ['maxDatasetsSize', 'max_datasets_size'],
+  ['test', 'test'], ['maxLen', 'max_len'], ['promptTemplate', 'prompt_template'], ['batchSize', 'batch_size'],
+  ['accumulationSteps', 'accumulation_steps'], ['seed', 'seed'], ['loraRank', 'lora_rank'], ['lossType', 'loss_type'],
+  ['beta', 'beta'], ['refModel', 'ref_model'],
+];
+
+export type DpoItem = DpoPair | KtoExample;
+
+export interface DpoRunResult {
+  outputDir: string;
+  interrupted: boolean;
+  steps: number;
+  /** Per epoch: the means of the training metrics and the last evaluation (null without held-out data). */
+  epochs: { epoch: number; train: Record<string, number>; eval: Record<string, number> | null }[];
+}
+
+export interface DpoRunOptions {
+  log?: (line: string) => void;
+  interrupt?: InterruptFlag;
+  progress?: boolean;
+}
+
+export interface DpoTrainerParts {
+  policy: DecoderModel;
+  reference: ReferenceSource;
+  tokenizer: Tokenizer;
+  strategy: Strategy;
+  train: DpoItem[];
+  eval: DpoItem[];
+  /** Directory a saved LoRA adapter names as its base; null: save merged full weights. */
+  loraBase: string | null;
+}
+
+/** The trainable parameters under stable names: the adapter's (PEFT names) with LoRA, else every weight. */
+export function policyParameters(model: DecoderModel): [string, tf.Variable][] {
+  if (model.lora) {
+    return [...model.lora.modules].flatMap(([mod, { A, B }]): [string, tf.Variable][] => [[`${mod}.lora_A.weight`, A], [`${mod}.lora_B.weight`, B]]);
+  }
+  return model.namedParameters();
+}
+
+/** The id batches are padded with: the tokenizer's pad, the config's, else EOS. */
+export function padTokenOf(tokenizer: Tokenizer, model: DecoderModel): number {
+  const pad = tokenizer.padTokenId ?? model.config.padTokenId ?? tokenizer.eosTokenId;
+  if (pad === null) throw new Error('the tokenizer has neither a pad nor an EOS token to pad batches with: set pad_token in tokenizer_config.json');
+  return pad;
+}
+
+/** Items as the batch their loss takes: pairs, or kto examples with their KL samples. */
+export function collateItems(lossType: DpoConfig['lossType'], items: readonly DpoItem[], padTokenId: number): DpoBatch {
+  return lossType === 'kto' ? collateKto(items as KtoExample[], padTokenId) : collateDpoPairs(items as DpoPair[], padTokenId);
+}
+
+export class DpoTrainer {
+  readonly config: DpoConfig;
+  readonly policy: DecoderModel;
+  readonly optimization: Optimization;
+  readonly loader: BatchLoader<DpoItem, DpoBatch>;
+  readonly padTokenId: number;
+  readonly stepsPerEpoch: number;
+  readonly totalSteps: number;
+  private readonly parts: DpoTrainerParts;
+  private readonly strategy: Strategy;
+  private readonly log: (line: string) => void;
+  private readonly runOptions: DpoRunOptions;
+  private bestMetric: number | null = null;
+  private logHistory: Record<string, number | null>[] = [];
+
+  constructor(config: DpoConfig, parts: DpoTrainerParts, runOptions: DpoRunOptions = {}) {
+    this.config = config;
+    this.parts = parts;
+    this.policy = parts.policy;
+    this.strategy = parts.strategy;
+    this.runOptions = runOptions;
+    this.log = parts.strategy.isMain() ? (runOptions.log ?? ((l: string) => console.log(l))) : () => {};
+    if (parts.train.length === 0) throw new Error('DpoTrainer: no training data');
+    this.padTokenId = padTokenOf(parts.tokenizer, parts.policy);
+    if (needsReference(config.lossType) && parts.reference.kind === 'none') throw new Error(`loss "${config.lossType}" needs a reference model`);
+    this.loader = parts.strategy.createLoader(parts.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, collate: (items) => this.collate(items) });
+    this.stepsPerEpoch = Math.ceil(this.loader.batchesPerEpoch / config.accumulationSteps);
+    this.totalSteps = this.stepsPerEpoch * config.maxEpochs;
+    this.optimization = new Optimization(policyParameters(parts.policy), {
+      lr: config.lr, weightDecay: config.weightDecay, gradClip: config.gradClip, accumulationSteps: config.accumulationSteps,
+      warmupSteps: warmupStepsFromRatio(this.totalSteps, config.warmupRatio), totalSteps: this.totalSteps, schedule: 'cosine',
+    }, parts.strategy);
+  }
+
+  collate(items: readonly DpoItem[]): DpoBatch {
+    return collateItems(this.config.lossType, items, this.padTokenId);
+  }
+
+  /** The loss of a micro-batch (reference first, outside the gradient's reach), metrics into `aux`. */
+  computeLoss(batch: DpoBatch, refRows: number[] | null, aux: Record<string, tf.Tensor>, training: boolean): tf.Scalar {
+    // kto's KL baseline is averaged over the ranks in training (every rank runs the same micro-batches then); the
+    // evaluation's shards may differ in batch count, so there each rank keeps its own
+    const meanOverRanks = training && this.strategy.worldSize > 1 ? (x: number) => this.strategy.reduceMetrics({ x }).x! : undefined;
+    return dpoObjective(this.policy, batch, refRows, { ...this.config, meanOverRanks }, aux, training);
+  }
+
+  /** The same metrics over held-out items (this rank's share), weighted by items, averaged over ranks. */
+  evaluate(items: readonly DpoItem[] = this.parts.eval): Record<string, number> | null {
+    if (items.length === 0) return null;
+    const mine = this.strategy.shard(items);
+    const sums = new Map<string, { s: number; n: number }>();
+    const bs = Math.max(this.config.batchSize, 2);
+    for (let i = 0; i < mine.length; i += bs) {
+      const batch = this.collate(mine.slice(i, i + bs));
+      const refRows = referenceRowLogps(this.parts.reference, batch);
+      const values = tf.tidy(() => {
+        const aux: Record<string, tf.Tensor> = {};
+        const loss = this.computeLoss(batch, refRows, aux, false);
+        return Object.fromEntries([['loss', loss.dataSync()[0]!], ...Object.entries(aux).map(([k, t]) => [k, t.dataSync()[0]!])]) as Record<string, number>;
+      });
+      const n = batch.items.length;
+      for (const [k, v] of Object.entries(values)) {
+        const acc = sums.get(k) ?? { s: 0, n: 0 };
+        sums.set(k, { s: acc.s + v * n, n: acc.n + n });
+      }
+    }
+    const local = Object.fromEntries([...sums].map(([k, { s, n }]) => [k === 'loss' ? 'eval/loss' : `eval/${k}`, s / n]));
+    return this.reduceOverRanks(local);
+  }
+
+  /**
+   * Metric means averaged over the ranks. kto's per-side metrics (rewards/*, logps/*) exist only where a batch had
+   * examples of that side, so ranks may hold different keys: those are rank 0's own, the rest are all-reduced (an
+   * all-reduce needs the same keys on every rank).
+   */
+  private reduceOverRanks(m: Record<string, number>): Record<string, number> {
+    if (this.config.lossType !== 'kto' || this.strategy.worldSize === 1) return this.strategy.reduceMetrics(m);
+    const sided = (k: string) => /^(eval\/)?(rewards|logps)\//.test(k);
+    const shared = Object.fromEntries(Object.entries(m).filter(([k]) => !sided(k)));
+    const own = Object.fromEntries(Object.entries(m).filter(([k]) => sided(k)));
+    return { ...this.strategy.reduceMetrics(shared), ...own };
+  }
+
+  restore(state: TrainerState, dir: string): void {
+    const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
+    this.optimization.loadStateDict(saved.state, saved.globalStep);
+    this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
+    this.bestMetric = state.best_metric;
+    this.logHistory = [...state.log_history];
+    this.log(`resumed from ${dir}: step ${state.global_step}/${this.totalSteps}, epoch ${state.epoch + 1}, batch ${state.step_in_epoch}`);
+  }
+
+  trainerState(): TrainerState {
+    const pos = this.loader.position;
+    return {
+      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: this.bestMetric,
+      rng_state: { data: this.config.seed }, args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>,
+      log_history: this.logHistory, world_size: this.strategy.worldSize,
+    };
+  }
+
+  /** HF model dir (or PEFT adapter) + tokenizer + trainer state (+ optimizer state). Main rank only. */
+  private contents(opts: { withOptimizer: boolean; merge: boolean }): CheckpointContents {
+    return {
+      model: this.policy, tokenizer: this.parts.tokenizer, mergeLora: opts.merge || this.parts.loraBase === null,
+      baseModelPath: this.parts.loraBase ?? undefined,
+      optimizers: opts.withOptimizer ? { [OPTIMIZER_NAME]: this.optimization } : undefined, trainerState: this.trainerState(),
+    };
+  }
+
+  writeCheckpoint(dir: string, opts: { withOptimizer: boolean; merge: boolean }): Promise<void> {
+    return saveCheckpoint(dir, this.contents(opts));
+  }
+
+  async save(dir: string, opts: { withOptimizer: boolean; merge: boolean }): Promise<void> {
+    await this.strategy.saveOnMain(opts.withOptimizer ? [this.optimization] : [], () => this.writeCheckpoint(dir, opts));
+  }
+
+  private logEval(logger: MetricsLogger | null): Record<string, number> | null {
+    const ev = this.evaluate();
+    if (!ev) return null;
+    const step = this.optimization.globalStep;
+    logger?.log(step, ev);
+    this.logHistory.push({ step, ...ev });
+    const acc = ev['eval/rewards/accuracies'] ?? -(ev['eval/loss'] ?? 0);
+    this.bestMetric = Math.max(this.bestMetric ?? -Infinity, acc);
+    return ev;
+  }
+
+  async train(): Promise<DpoRunResult> {
+    const c = this.config;
+    const main = this.strategy.isMain();
+    const logger = main ? new MetricsLogger(c.logDir ?? join(c.savePath, 'logs')) : null;
+    const interrupt = this.runOptions.interrupt ?? onInterrupt();
+    const showProgress = main && this.runOptions.progress !== false;
+    const epochs: DpoRunResult['epochs'] = [];
+    const window = { start: performance.now(), items: 0, tokens: 0 };
+    let progress: TrainingProgress | null = null;
+    try {
+      while (this.loader.position.epoch < c.maxEpochs) {
+        const epoch = this.loader.position.epoch;
+        const running = new RunningMean();
+        const epochMeans = new RunningMean();
+        let lastEval: Record<string, number> | null = null;
+        progress = new TrainingProgress({
+          total: this.totalSteps, startStep: this.optimization.globalStep, label: `${c.lossType} epoch ${epoch + 1}/${c.maxEpochs}`,
+          ...(showProgress ? {} : { bar: false, stream: nullStream() }),
+        });
+        while (this.loader.position.epoch === epoch) {
+          // 1. a micro-batch: reference log-probs (no gradient), the policy's under the tape, the loss
+          const microIndex = epoch * this.loader.batchesPerEpoch + this.loader.position.index;
+          const { batch } = this.loader.next();
+          const endOfEpoch = this.loader.position.epoch !== epoch;
+          this.policy.setDropoutSeed((c.seed * 1_000_003 + microIndex) >>> 0);
+          this.policy.lora?.setDropoutSeed(((c.seed * 1_000_003 + microIndex) ^ 0x5bd1e995) >>> 0);
+          const refRows = referenceRowLogps(this.parts.reference, batch);
+          const { loss, aux } = this.optimization.backward((auxT) => this.computeLoss(batch, refRows, auxT, true));
+          if (!Number.isFinite(loss)) throw new Error(`step ${this.optimization.globalStep + 1}: the loss is ${loss}; stopping (lower --lr or check the data)`);
+          const metrics = { 'train/loss': loss, ...aux };
+          running.add(metrics);
+          epochMeans.add(metrics);
+          window.items += batch.items.length;
+          window.tokens += batch.sequences.tokens;
+          if (!this.optimization.ready() && !endOfEpoch) continue;
+
+          // 2. optimizer step, logging, periodic evaluation and checkpoint, Ctrl-C
+          const s = this.optimization.step();
+          const step = this.optimization.globalStep;
+          if (s.skipped) this.log(`step ${step}: gradient norm is not finite; update skipped`);
+          if (step % c.logSteps === 0 || endOfEpoch) {
+            const seconds = Math.max((performance.now() - window.start) / 1000, 1e-9);
+            const pos = this.loader.position;
+            const unit = c.lossType === 'kto' ? 'time/examples_per_s' : 'time/pairs_per_s';
+            const record = {
+              ...this.reduceOverRanks({ ...running.log('train'), 'train/lr': s.lr, 'train/grad_norm': s.gradNorm }),
+              'train/epoch': pos.epoch + pos.index / this.loader.batchesPerEpoch,
+              ...this.strategy.reduceMetrics({ [unit]: window.items / seconds, 'time/tokens_per_s': window.tokens / seconds }, 'sum'),
+            };
+            logger?.log(step, record);
+            this.logHistory.push({ step, ...record });
+            Object.assign(window, { start: performance.now(), items: 0, tokens: 0 });
+          }
+          progress.update(step, { loss, lr: s.lr, tokens: batch.sequences.tokens });
+          if (c.evalSteps > 0 && step % c.evalSteps === 0 && !endOfEpoch) lastEval = this.logEval(logger);
+          if (c.saveSteps > 0 && step % c.saveSteps === 0 && step < this.totalSteps) {
+            await this.save(join(c.savePath, `checkpoint-${step}`), { withOptimizer: c.needOptimCkpt, merge: false });
+          }
+          if (this.strategy.anyRank(interrupt.requested) && step < this.totalSteps) {
+            progress.stop();
+            const dir = join(c.savePath, `checkpoint-${step}`);
+            await this.save(dir, { withOptimizer: true, merge: false });
+            this.log(`interrupted at step ${step}/${this.totalSteps}: saved ${dir}; continue with the same command plus --resume ${dir}`);
+            return { outputDir: dir, interrupted: true, steps: step, epochs };
+          }
+        }
+
+        // 3. end of epoch: evaluation and a summary line
+        progress.stop();
+        const trainMeans = this.reduceOverRanks(epochMeans.log('train'));
+        lastEval = this.logEval(logger) ?? lastEval;
+        epochs.push({ epoch, train: trainMeans, eval: lastEval });
+        this.log(formatEpochSummary(epoch, c.maxEpochs, trainMeans, lastEval));
+      }
+
+      // 4. the final model in --save_path (keeping its checkpoint-* and logs subdirectories)
+      logger?.close();
+      await this.strategy.saveOnMain(c.needOptimCkpt ? [this.optimization] : [], () =>
+        saveFinalCheckpoint(c.savePath, this.contents({ withOptimizer: c.needOptimCkpt, merge: c.mergeLoraWeights })),
+      );
+      this.log(`saved the policy to ${c.savePath}`);
+      return { outputDir: c.savePath, interrupted: false, steps: this.optimization.globalStep, epochs };
+    } finally {
+      progress?.stop();
+      logger?.close();
+      if (!this.runOptions.interrupt) interrupt.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.optimization.dispose();
+  }
+}
+
+export function formatEpochSummary(epoch: number, maxEpochs: number, train: Record<string, number>, ev: Record<string, number> | null): string {
+  const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(4));
+  let line = `epoch ${epoch + 1}/${maxEpochs} | train loss ${f(train['train/loss'])} acc ${f(train['rewards/accuracies'])} margin ${f(train['rewards/margins'])}`;
+  if (ev) line += ` | eval loss ${f(ev['eval/loss'])} acc ${f(ev['eval/rewards/accuracies'])} margin ${f(ev['eval/rewards/margins'])}`;
+  return line;
+}
+
+function nullStream(): Writable {
+  return new Writable({ write: (_chunk, _enc, done) => done() });
+}
+
+async function readResumeState(c: DpoConfig, worldSize: number): Promise<TrainerState> {
+  const dir = c.resume!;
+  await recoverInterruptedWrite(dir);
+  const state = await readResumableState(dir, 'train_dpo');
+  const flags = new Map<string, string>(RESUME_FIXED);
+  const [m] = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
+  if (m) throw new Error(`--resume ${dir}: --${flags.get(m.field)} is ${m.now} but the checkpoint was trained with ${m.was}; resume with the same value`);
+  if (c.loraRank > 0 && adapterBase(dir) === null) {
+    throw new Error(`--resume ${dir}: it holds merged full weights, not the LoRA adapter being trained; start a new run from them with --pretrain ${dir}`);
+  }
+  return state;
+}
+
+/** A frozen model from a directory or Hub id, any adapter it carries merged in. */
+async function loadFrozen(idOrDir: string): Promise<DecoderModel> {
+  const { model } = loadPretrained(await resolvePretrained(idOrDir));
+  if (model.lora) {
+    model.lora.mergeInto(model.params, model.spec);
+    model.lora.dispose();
+    model.lora = null;
+  }
+  return model;
+}
+
+/** Reference log-probs of every item, stored on it (TRL's precompute_ref_log_probs). */
+export function precomputeReference(ref: ReferenceSource, items: DpoItem[], collate: (items: DpoItem[]) => DpoBatch, batchSize: number): void {
+  for (let i = 0; i < items.length; i += batchSize) {
+    const chunk = items.slice(i, i + batchSize);
+    const rows = referenceRowLogps(ref, collate(chunk))!;
+    const B = chunk.length;
+    chunk.forEach((it, j) => {
+      if ('chosen' in it) Object.assign(it, { refChosen: rows[j], refRejected: rows[B + j] });
+      else Object.assign(it, { ref: rows[j], refKl: rows[B + j] });
+    });
+  }
+}
+
+/** The whole stage, as `train_dpo` runs it. */
+export async function runDpoTraining(input: DpoConfigInput, runOptions: DpoRunOptions = {}): Promise<DpoRunResult> {
+  const log = runOptions.log ?? ((l: string) => console.log(l));
+  // 1. validate everything before heavy work
+  const c = resolveDpoConfig(input);
+  const template = getTemplate(c.promptTemplate);
+  const strategy = createStrategy(c.strategy);
+  const say = strategy.isMain() ? log : () => {};
+  await initBackend(c.backend, say);
+  const resumeState = c.resume ? await readResumeState(c, strategy.worldSize) : null;
+
+  // 2. the policy (the checkpoint's when resuming) and its tokenizer
+  const pretrainDir = await resolvePretrained(c.pretrain);
+  const policyDir = c.resume ?? pretrainDir;
+  const loaded = loadPretrained(policyDir);
+  const policy = loaded.model;
+  let reference: ReferenceSource = { kind: 'none' };
+  try {
+    if (c.modelType && c.modelType !== policy.config.modelType) throw new Error(`--model ${c.modelType} but ${policyDir}/config.json says model_type "${policy.config.modelType}"`);
+    const tokenizer = await Tokenizer.fromDir(c.resume ? c.resume : (c.tokenizer ?? pretrainDir));
+    const cameWithAdapter = policy.lora !== null;
+    if (policy.lora && !resumeState) {
+      policy.lora.mergeInto(policy.params, policy.spec);
+      policy.lora.dispose();
+      policy.lora = null;
+      say('--pretrain holds a LoRA adapter: merged it into its base weights');
+    }
+    if (c.loraRank > 0 && !policy.lora) {
+      const targets = c.loraTargets ?? DEFAULT_LORA_TARGETS[policy.config.modelType] ?? 'all-linear';
+      policy.lora = LoraAdapter.create(policy.spec, { r: c.loraRank, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules: targets }, c.seed);
+    }
+    // A saved adapter must name base weights that stay on disk; after merging an SFT adapter there are none: save merged.
+    const loraBase = c.resume ? adapterBase(c.resume) : cameWithAdapter ? null : resolve(policyDir);
+    if (c.loraRank > 0 && loraBase === null && !c.mergeLoraWeights) say('the LoRA adapter will be saved merged into full weights (its base is not a plain model directory)');
+    const maxPos = policy.config.maxPositions;
+    if (c.maxLen > maxPos) throw new Error(`--max_len ${c.maxLen} exceeds the model's ${maxPos} positions: use --max_len ${maxPos} or less`);
+
+    // 3. the reference: none, a separate frozen model, or the policy's base with the adapter off
+    if (needsReference(c.lossType)) {
+      if (c.refModel) reference = { kind: 'model', model: await loadFrozen(c.refModel) };
+      else if (c.loraRank > 0) reference = { kind: 'adapter_off', model: policy };
+      else reference = { kind: 'model', model: await loadFrozen(pretrainDir) };
+      say(`reference: ${reference.kind === 'adapter_off' ? 'the policy with its LoRA adapter off (no second copy)' : `${c.refModel ?? pretrainDir}, frozen`}`);
+    } else {
+      say(`loss ${c.lossType} is reference-free: no reference model loaded`);
+    }
+    if (reference.kind === 'model' && reference.model.config.vocabSize !== policy.config.vocabSize) {
+      throw new Error(`--ref_model ${c.refModel}: vocabulary of ${reference.model.config.vocabSize} tokens, the policy's has ${policy.config.vocabSize}; the reference must share the tokenizer`);
+    }
+
+    // 4. data
+    const data = await loadDpoData(c);
+    for (const note of data.notes) say(`data: ${note}`);
+    const tokOpts = { maxLen: c.maxLen, addBos: tokenizerAddsBos(tokenizer) };
+    const tok = (split: 'train' | 'eval') =>
+      c.lossType === 'kto'
+        ? tokenizeKtoExamples(data.unpaired![split], template, tokenizer, { ...tokOpts, batchSize: c.batchSize, seed: c.seed })
+        : tokenizeDpoPairs(data.pairs![split], template, tokenizer, tokOpts);
+    const train = tok('train');
+    const evalSet = tok('eval');
+    const s = train.stats;
+    say(
+      `data: ${s.items} train / ${evalSet.stats.items} eval ${c.lossType === 'kto' ? 'examples' : 'pairs'} tokenized; of the train sequences ${s.promptTruncated} had ` +
+        `their prompt cut on the left and ${s.answerTruncated} their answer cut on the right (--max_len ${c.maxLen}); ` +
+        `${s.droppedIdentical + evalSet.stats.droppedIdentical} pairs with identical answers dropped`,
+    );
+    if (train.items.length === 0) throw new Error(`${c.dataset}: no usable training data after tokenization`);
+
+    // 5. the reference's log-probs once, then free it (--precompute_ref_log_probs)
+    if (c.precomputeRefLogProbs && reference.kind !== 'none') {
+      const t0 = performance.now();
+      const pad = padTokenOf(tokenizer, policy);
+      const collate = (items: DpoItem[]) => collateItems(c.lossType, items, pad);
+      precomputeReference(reference, train.items, collate, Math.max(c.batchSize, 8));
+      precomputeReference(reference, evalSet.items, collate, Math.max(c.batchSize, 8));
+      if (reference.kind === 'model') reference.model.dispose();
+      reference = { kind: 'precomputed' };
+      say(`reference log-probs precomputed for ${train.items.length + evalSet.items.length} items in ${((performance.now() - t0) / 1000).toFixed(1)} s; the reference is freed`);
+    }
+
+    // 6. train
+    const trainer = new DpoTrainer(c, { policy, reference, tokenizer, strategy, train: train.items, eval: evalSet.items, loraBase }, { ...runOptions, log });
+    try {
+      if (resumeState) trainer.restore(resumeState, c.resume!);
+      return await trainer.train();
+    } finally {
+      trainer.dispose();
+    }
+  } finally {
+    if (reference.kind === 'model') reference.model.dispose();
+    policy.dispose();
+  }
+}
+
