@@ -26,7 +26,11 @@ import { resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js
 import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
-import { warmupStepsFromRatio } from '../trainer/schedule.js';
+import { LoopControls, totalStepsFor } from '../trainer/loop_controls.js';
+import { scheduleFor } from '../trainer/schedule_config.js';
+import { deriveBatch } from '../trainer/batch_size.js';
+import { TokenBlockLoader } from '../data/token_bin.js';
+import { prepareBinData, usesTokenBins, type BinTrainData } from './bin_data.js';
 import {
   CHAR_TOKENIZER, RESUME_FIXED_FIELDS, resolveSftConfig, validateSftConfig, type SftConfig, type SftConfigInput,
 } from './config.js';
@@ -91,6 +95,8 @@ interface Assembled {
   baseModelPath: string | undefined;
   resumeState: TrainerState | null;
   log: (message: string) => void;
+  /** `.bin` token files: the training tokens (the loader draws blocks of them). */
+  binTrain: BinTrainData | null;
 }
 
 export class SftTrainer {
@@ -108,7 +114,8 @@ export class SftTrainer {
   private readonly log: (message: string) => void;
   private readonly runOptions: SftRunOptions;
   private dropoutRng: Rng;
-  private bestEvalLoss: number | null = null;
+  /** --max_steps, --eval_steps, --logging_steps, --save_total_limit, --save_best (src/trainer/loop_controls.ts). */
+  readonly controls: LoopControls;
   private logHistory: Record<string, number | null>[] = [];
 
   private constructor(a: Assembled, runOptions: SftRunOptions) {
@@ -124,12 +131,16 @@ export class SftTrainer {
     this.runOptions = runOptions;
     const padTokenId = a.tokenizer.padTokenId ?? a.tokenizer.eosTokenId ?? 0;
     const collate = (xs: TokenizedSample[]) => padBatch(xs, { padTokenId });
-    this.loader = this.strategy.createLoader(a.data.train, { batchSize: c.batchSize, seed: c.seed, shuffle: true, collate });
+    this.loader = a.binTrain
+      ? new TokenBlockLoader(a.binTrain.tokens, a.binTrain.file, {
+        blockSize: c.maxLen, batchSize: c.batchSize, seed: c.seed, rank: a.strategy.rank, worldSize: a.strategy.worldSize, sequential: c.sequential, collate,
+      })
+      : this.strategy.createLoader(a.data.train, { batchSize: c.batchSize, seed: c.seed, shuffle: true, collate });
     this.evalBatches = [];
     for (let i = 0; i < a.data.eval.length; i += c.batchSize) this.evalBatches.push(collate(a.data.eval.slice(i, i + c.batchSize)));
 
     // Micro-batches run as one stream across epochs, so no batch is dropped at an epoch edge.
-    this.totalSteps = Math.floor((this.loader.batchesPerEpoch * c.maxEpochs) / c.accumulationSteps);
+    this.totalSteps = totalStepsFor(c.maxSteps, Math.floor((this.loader.batchesPerEpoch * c.maxEpochs) / c.accumulationSteps));
     if (this.totalSteps < 1) {
       throw new Error(
         `${this.loader.batchesPerEpoch * c.maxEpochs} micro-batch(es) in ${c.maxEpochs} epoch(s) make no optimizer step of ` +
@@ -140,9 +151,13 @@ export class SftTrainer {
       ? [...a.model.lora.modules].flatMap(([mod, { A, B }]) => [[`${mod}.lora_A.weight`, A], [`${mod}.lora_B.weight`, B]] as [string, tf.Variable][])
       : a.model.namedParameters();
     this.optimization = new Optimization(trainable, {
-      lr: c.lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: c.accumulationSteps,
-      warmupSteps: warmupStepsFromRatio(this.totalSteps, c.warmupRatio), totalSteps: this.totalSteps, schedule: 'cosine',
+      lr: c.lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: c.accumulationSteps, ...scheduleFor(c, this.totalSteps),
     }, this.strategy);
+    this.controls = new LoopControls(c, {
+      savePath: c.savePath, totalSteps: this.totalSteps, resumeDir: c.resume, stage: 'train_sft', log: this.log,
+      evalMetrics: this.evalBatches.length ? ['eval/loss', 'eval/perplexity'] : [],
+      noEval: 'train_sft has no held-out data: give --eval_dataset (or --eval_ratio)',
+    });
     this.dropoutRng = new Rng((c.seed ^ 0x5eed) >>> 0);
     if (a.resumeState) this.restore(a.resumeState);
   }
@@ -153,9 +168,13 @@ export class SftTrainer {
     validateSftConfig(config);
     const strategy = createStrategy(config.strategy);
     const log = runOptions.log ?? ((m: string) => console.error(m));
+    const batch = deriveBatch(config, strategy.worldSize);
+    Object.assign(config, { batchSize: batch.batchSize, accumulationSteps: batch.accumulationSteps });
+    if (batch.note && strategy.isMain()) log(batch.note);
     const resumeState = config.resume ? await readResumeState(config, strategy.worldSize) : null;
     const dataOpts: SftDataOptions = { ...config };
-    const mode = await detectDataMode([...config.dataset, ...config.evalDataset], dataOpts);
+    const bins = usesTokenBins(config);
+    const mode = bins ? 'text' : await detectDataMode([...config.dataset, ...config.evalDataset], dataOpts);
     if (config.tokenizer === CHAR_TOKENIZER && mode !== 'text') {
       throw new Error('--tokenizer char builds its vocabulary from a plain-text corpus (.txt or `text` records), but the datasets hold chat data');
     }
@@ -163,9 +182,11 @@ export class SftTrainer {
     const { model, tokenizer, baseModelPath } = await loadModel(config, dataOpts, log);
     try {
       checkFit(config, model, tokenizer);
-      const data = mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts);
+      const binData = bins ? prepareBinData(tokenizer, config) : null;
+      const data = binData?.data ?? (mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts));
       for (const note of data.notes) log(`data: ${note}`);
-      const trainer = new SftTrainer({ config, strategy, model, tokenizer, data, baseModelPath, resumeState, log }, runOptions);
+      const binTrain = binData?.train ?? null;
+      const trainer = new SftTrainer({ config, strategy, model, tokenizer, data, baseModelPath, resumeState, log, binTrain }, runOptions);
       trainer.describe();
       return trainer;
     } catch (e) {
@@ -260,21 +281,29 @@ export class SftTrainer {
           'train/loss': s.loss, 'train/lr': s.lr, 'train/grad_norm': s.gradNorm,
           'train/tokens_per_s': s.tokens / Math.max(s.seconds, 1e-9), 'train/epoch': s.epoch, 'train/tokens': s.tokens,
         };
-        const saveDue = c.saveSteps > 0 && s.step % c.saveSteps === 0 && s.step < this.totalSteps;
+        const saveDue = this.controls.saveDue(s.step);
         const epochEnded = this.loader.position.epoch > epochBefore;
-        if (epochEnded || saveDue || s.step === this.totalSteps) {
+        let evaluated = false;
+        // Without --eval_steps: at epoch ends and save steps, as before.
+        if (this.controls.evalDue(s.step, epochEnded || saveDue)) {
           const ev = this.evaluate();
           if (ev) {
             metrics['eval/loss'] = ev.loss;
             metrics['eval/perplexity'] = ev.perplexity;
             evals.push({ step: s.step, ...ev });
-            if (this.bestEvalLoss === null || ev.loss < this.bestEvalLoss) this.bestEvalLoss = ev.loss;
+            evaluated = true;
+            await this.controls.recordEval(s.step, metrics, (dir) => this.saveCheckpoint(dir, c.needOptimCkpt));
           }
         }
-        logger?.log(s.step, metrics);
-        this.logHistory.push({ step: s.step, ...metrics });
+        if (evaluated || this.controls.logDue(s.step)) {
+          logger?.log(s.step, metrics);
+          this.logHistory.push({ step: s.step, ...metrics });
+        }
         progress.update(s.step, { loss: s.loss, lr: s.lr, tokens: s.tokens });
-        if (saveDue) await this.saveCheckpoint(join(c.savePath, `checkpoint-${s.step}`), c.needOptimCkpt);
+        if (saveDue) {
+          await this.saveCheckpoint(this.controls.checkpointDir(s.step), c.needOptimCkpt);
+          if (main) for (const dir of this.controls.afterCheckpoint()) this.log(`removed ${dir} (--save_total_limit ${c.saveTotalLimit})`);
+        }
         // The step ran synchronously: give the event loop a turn so a Ctrl-C handler can set the flag.
         await new Promise<void>((done) => setImmediate(done));
         // Every rank asks, so all of them stop at the same step.
@@ -290,6 +319,8 @@ export class SftTrainer {
       logger?.close();
       await this.saveFinal();
       this.log(`saved the ${this.model.lora && !c.mergeLoraWeights ? 'LoRA adapter' : 'model'} to ${c.savePath}`);
+      const best = this.controls.bestSummary();
+      if (best) this.log(best);
       return { steps: this.optimization.globalStep, interrupted: false, outputDir: c.savePath, evals, lastLoss };
     } finally {
       progress.stop();
@@ -302,7 +333,7 @@ export class SftTrainer {
   trainerState(): TrainerState {
     const pos = this.loader.position;
     return {
-      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: this.bestEvalLoss,
+      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
       rng_state: { data: this.config.seed, dropout: this.dropoutRng.getState() },
       args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>, log_history: this.logHistory,
       world_size: this.strategy.worldSize,
@@ -347,7 +378,7 @@ export class SftTrainer {
     this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
     const dropout = state.rng_state.dropout;
     if (dropout !== undefined) this.dropoutRng = Rng.fromState(dropout);
-    this.bestEvalLoss = state.best_metric;
+    this.controls.restoreBest(state);
     this.logHistory = [...state.log_history];
     this.log(`resumed from ${dir} at step ${state.global_step} (epoch ${state.epoch}, batch ${state.step_in_epoch})`);
   }
@@ -356,8 +387,9 @@ export class SftTrainer {
     const count = (vs: tf.Variable[]) => vs.reduce((s, v) => s + v.size, 0);
     const all = count([...this.model.params.values()]);
     const trained = this.model.lora ? count(this.model.lora.trainableVariables()) : all;
+    const train = this.data.train.length || `${this.loader.batchesPerEpoch * this.config.batchSize} (per epoch)`;
     this.log(
-      `sft: ${this.data.train.length} train / ${this.data.eval.length} eval ${this.data.mode === 'text' ? 'blocks' : 'samples'}, ` +
+      `sft: ${train} train / ${this.data.eval.length} eval ${this.data.mode === 'text' ? 'blocks' : 'samples'}, ` +
         `${this.loader.batchesPerEpoch} batches per epoch, ${this.totalSteps} optimizer steps; training ${trained.toLocaleString('en')} ` +
         `of ${all.toLocaleString('en')} parameters${this.model.lora ? ` (LoRA r=${this.model.lora.config.r})` : ''}`,
     );
