@@ -1,16 +1,15 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { buildPrepareCommand, runPrepare } from '../src/cli/prepare.js';
 import { padBatch } from '../src/data/batching.js';
 import { prepareTokenBins } from '../src/data/prepare_bins.js';
 import { TokenBlockLoader, readTokenBin, sequentialBlocks, writeTokenBin } from '../src/data/token_bin.js';
 import { Tokenizer } from '../src/hub/tokenizer.js';
 import { charTokenizerFor } from '../src/sft/from_config.js';
 import { fixtureDir } from './helpers/fixtures.js';
-import { DATASETS, REPO, SHAKESPEARE } from './sft_helpers.js';
+import { DATASETS, SHAKESPEARE } from './sft_helpers.js';
 
 const TEXT = readFileSync(SHAKESPEARE, 'utf8').slice(0, 6000);
 const tmp = (tag: string) => mkdtempSync(join(tmpdir(), `bin-${tag}-`));
@@ -21,9 +20,12 @@ describe('prepare → train.bin / val.bin', () => {
     const input = join(dir, 'input.txt');
     writeFileSync(input, TEXT);
     const out = join(dir, 'data');
-    const { stdout } = await promisify(execFile)(join(REPO, 'node_modules', '.bin', 'tsx'), [
-      join(REPO, 'src', 'cli', 'prepare.ts'), input, '--tokenizer', 'char', '--output_dir', out,
-    ]);
+    // the `prepare` command's own parsing and run, in this process
+    const cmd = buildPrepareCommand().parse([input, '--tokenizer', 'char', '--output_dir', out], { from: 'user' });
+    const printed = vi.spyOn(console, 'log').mockImplementation(() => {});
+    await runPrepare(cmd.args, cmd.opts());
+    const stdout = printed.mock.calls.map((c) => String(c[0])).join('\n');
+    printed.mockRestore();
     const cut = Math.floor(TEXT.length * 0.9); // ASCII text: characters = code units
     const tok = await Tokenizer.fromDir(out); // prepare saves the tokenizer beside the token files
     const train = Array.from(readTokenBin(join(out, 'train.bin')));
