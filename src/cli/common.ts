@@ -45,22 +45,44 @@ export function addLoraOptions(cmd: Command): Command {
 
 /** Optimizer, schedule and batch flags (transformers' names for the schedule, PaddleNLP's for global/micro batch). */
 export function addOptimOptions(cmd: Command, defaults: { lr: number; batchSize: number; maxEpochs: number }): Command {
+  cmd.option('--lr <lr>', 'peak learning rate', float('--lr', 0), defaults.lr);
+  addScheduleOptions(cmd, { scheduler: 'cosine', warmupRatio: 0.03 });
   return cmd
-    .option('--lr <lr>', 'peak learning rate', float('--lr', 0), defaults.lr)
-    .addOption(new Option('--lr_scheduler <name>', 'learning-rate schedule over the optimizer steps: cosine (to 0), cosine_with_min_lr (to --min_lr), linear (to 0), constant (no warm-up), constant_with_warmup, noam (lr·√w·min(n^-0.5, n·w^-1.5): --lr is the peak, at the w-th update)').choices([...LR_SCHEDULERS]).default('cosine'))
-    .option('--warmup_ratio <r>', 'share of the optimizer steps for linear warm-up from 0', float('--warmup_ratio', 0, 1), 0.03)
-    .option('--warmup_steps <n>', 'warm-up in optimizer steps (overrides --warmup_ratio)', int('--warmup_steps', 0))
-    .option('--min_lr <lr>', 'floor of --lr_scheduler cosine_with_min_lr', float('--min_lr', 0))
-    .option('--decay_steps <n>', 'the decay (cosine, cosine_with_min_lr, linear) ends at this step, then holds its floor (default: the last step)', int('--decay_steps', 1))
     .option('--weight_decay <wd>', 'AdamW decoupled weight decay', float('--weight_decay', 0), 0)
-    .option('--adam_beta1 <b>', 'AdamW beta1', float('--adam_beta1', 0, 1), 0.9)
-    .option('--adam_beta2 <b>', 'AdamW beta2 (nanoGPT uses 0.99 for small models)', float('--adam_beta2', 0, 1), 0.999)
     .option('--grad_clip <norm>', 'clip the global gradient norm (0: off)', float('--grad_clip', 0), 1.0)
     .option('--accumulation_steps <n>', 'micro-batches per optimizer step', int('--accumulation_steps', 1), 1)
     .option('--batch_size <n>', 'samples per micro-batch on each rank', int('--batch_size', 1), defaults.batchSize)
     .option('--global_batch_size <n>', 'samples per optimizer step over all ranks: accumulation = G / (micro-batch × ranks), printed', int('--global_batch_size', 1))
     .option('--micro_batch_size <n>', 'samples per forward/backward on each rank (with --global_batch_size; default --batch_size)', int('--micro_batch_size', 1))
     .option('--max_epochs <n>', 'passes over the data (--max_steps overrides)', int('--max_epochs', 1), defaults.maxEpochs);
+}
+
+/**
+ * --lr_scheduler, --warmup_ratio, --warmup_steps, --min_lr, --decay_steps, --adam_beta1, --adam_beta2 (transformers'
+ * names); `scheduleConfigFromOptions` maps them. Steps here are optimizer steps in every stage.
+ */
+export function addScheduleOptions(cmd: Command, defaults: { scheduler: LrSchedulerName; warmupRatio: number }): Command {
+  return cmd
+    .addOption(new Option('--lr_scheduler <name>', 'learning-rate schedule over the optimizer steps: cosine (to 0), cosine_with_min_lr (to --min_lr), linear (to 0), constant (no warm-up), constant_with_warmup, noam (lr·√w·min(n^-0.5, n·w^-1.5), n the update number: --lr is the peak, at the w-th update)').choices([...LR_SCHEDULERS]).default(defaults.scheduler))
+    .option('--warmup_ratio <r>', 'share of the optimizer steps for linear warm-up from 0', float('--warmup_ratio', 0, 1), defaults.warmupRatio)
+    .option('--warmup_steps <n>', 'warm-up in optimizer steps (overrides --warmup_ratio)', int('--warmup_steps', 0))
+    .option('--min_lr <lr>', 'floor of --lr_scheduler cosine_with_min_lr', float('--min_lr', 0))
+    .option('--decay_steps <n>', 'the decay (cosine, cosine_with_min_lr, linear) ends at this optimizer step, then holds its floor (default: the last step)', int('--decay_steps', 1))
+    .option('--adam_beta1 <b>', 'AdamW beta1', float('--adam_beta1', 0, 1), 0.9)
+    .option('--adam_beta2 <b>', 'AdamW beta2 (nanoGPT uses 0.99 for small models)', float('--adam_beta2', 0, 1), 0.999);
+}
+
+/** commander's parsed options → the fields of `addScheduleOptions`'s flags. */
+export function scheduleConfigFromOptions(o: Record<string, unknown>): Pick<OptimConfig, 'lrScheduler' | 'warmupRatio' | 'warmupSteps' | 'minLr' | 'decaySteps' | 'adamBeta1' | 'adamBeta2'> {
+  return {
+    lrScheduler: o.lr_scheduler as LrSchedulerName,
+    warmupRatio: o.warmup_ratio as number,
+    warmupSteps: o.warmup_steps as number | undefined,
+    minLr: o.min_lr as number | undefined,
+    decaySteps: o.decay_steps as number | undefined,
+    adamBeta1: o.adam_beta1 as number,
+    adamBeta2: o.adam_beta2 as number,
+  };
 }
 
 /** Config fields of the flags `addOptimOptions` declares. */
@@ -86,14 +108,8 @@ export interface OptimConfig {
 export function optimConfigFromOptions(o: Record<string, unknown>): OptimConfig {
   return {
     lr: o.lr as number,
-    lrScheduler: o.lr_scheduler as LrSchedulerName,
+    ...scheduleConfigFromOptions(o),
     weightDecay: o.weight_decay as number,
-    warmupRatio: o.warmup_ratio as number,
-    warmupSteps: o.warmup_steps as number | undefined,
-    minLr: o.min_lr as number | undefined,
-    decaySteps: o.decay_steps as number | undefined,
-    adamBeta1: o.adam_beta1 as number,
-    adamBeta2: o.adam_beta2 as number,
     gradClip: o.grad_clip as number,
     accumulationSteps: o.accumulation_steps as number,
     batchSize: o.batch_size as number,
@@ -113,6 +129,8 @@ export interface LoopControlHelp {
   evaluates: string | null;
   /** Metric --save_best ranks by when --metric_for_best is not given. */
   defaultMetric: string;
+  /** Why the unit is what it is, appended to --max_steps's help. */
+  unitNote?: string;
 }
 
 /**
@@ -121,7 +139,7 @@ export interface LoopControlHelp {
  */
 export function addLoopControlOptions(cmd: Command, h: LoopControlHelp): Command {
   return cmd
-    .option('--max_steps <n>', `stop after n ${h.unit} in all (overrides the epochs / episodes count)`, int('--max_steps', 1))
+    .option('--max_steps <n>', `stop after n ${h.unit} in all (overrides the epochs / episodes count)${h.unitNote ? `; ${h.unitNote}` : ''}`, int('--max_steps', 1))
     .option('--eval_steps <n>', h.evaluates
       ? `evaluate (${h.evaluates}) every n ${h.unit} and at the end (default: at the end of each epoch)`
       : 'not available: this stage has no held-out evaluation (an error says so); its metrics are logged every --logging_steps', int('--eval_steps', 1))

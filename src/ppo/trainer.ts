@@ -37,6 +37,14 @@ import { createKlController, type KlController } from './kl_controller.js';
 import { criticParams, loadPpoModels, trainableParams, type PpoModels } from './models.js';
 import { ReplayBuffer, type TrainBatch } from './replay_buffer.js';
 import { readPpoState, savePpoCheckpoint, type PpoTrainerState } from './checkpoint.js';
+import { LoopControls, totalStepsFor } from '../trainer/loop_controls.js';
+import { scheduleFor } from '../trainer/schedule_config.js';
+
+/** Episode metrics --metric_for_best can rank by (the keys logged every episode). */
+export const PPO_BEST_METRICS = [
+  'reward/mean', 'objective/rlhf_reward', 'objective/kl', 'objective/non_score_reward', 'response/length', 'policy/eos_rate',
+  'loss/policy', 'loss/value', 'value/mean',
+] as const;
 
 export interface PpoRunOptions {
   /** Progress and notices (default: stderr). */
@@ -86,6 +94,10 @@ export class PpoTrainer {
   private readonly logHistory: Record<string, number | null>[] = [];
   private readonly eosTokenId: number | null;
   private readonly padTokenId: number;
+  /** Episodes of the run: --max_steps when given, else --num_episodes. */
+  readonly totalEpisodes: number;
+  /** --max_steps, --logging_steps, --save_steps, --save_total_limit, --save_best, counted in episodes. */
+  readonly controls: LoopControls;
 
   private constructor(
     readonly config: PpoConfig,
@@ -102,12 +114,21 @@ export class PpoTrainer {
     this.eosTokenId = tok.eosTokenId ?? models.actor.config.eosTokenId;
     this.padTokenId = tok.padTokenId ?? models.actor.config.padTokenId ?? this.eosTokenId ?? 0;
     this.buffer = new ReplayBuffer(this.padTokenId);
+    this.totalEpisodes = totalStepsFor(c.maxSteps, c.numEpisodes);
+    // The schedule counts optimizer steps: one per minibatch, numUpdateSteps passes over a buffer of at most
+    // numCollectSteps × experienceBatchSize rollouts per episode (an upper bound when a prompt epoch ends short).
+    const stepsPerEpisode = c.numUpdateSteps * Math.ceil((c.numCollectSteps * c.experienceBatchSize) / c.trainBatchSize);
     const optim = (lr: number): OptimizationConfig => ({
-      lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: 1, warmupSteps: 0, totalSteps: 1, schedule: 'constant',
+      lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: 1,
+      // the critic follows the same schedule, its --min_lr floor scaled by critic_lr / lr
+      ...scheduleFor({ ...c, lr, minLr: c.minLr === undefined ? undefined : (c.minLr * lr) / (c.lr || 1) }, stepsPerEpisode * this.totalEpisodes),
     });
     this.actorOpt = new Optimization(trainableParams(models.actor), optim(c.lr), strategy);
     this.criticOpt = new Optimization(criticParams(models.critic), optim(c.criticLr), strategy);
     this.kl = createKlController(c.klCoef, c.klTarget, c.klHorizon);
+    this.controls = new LoopControls(c, {
+      savePath: c.savePath, totalSteps: this.totalEpisodes, resumeDir: c.resume, stage: 'train_prompts', log, evalMetrics: PPO_BEST_METRICS,
+    });
   }
 
   /** Validates, loads the models and data, and restores a checkpoint with --resume. Writes nothing. */
@@ -168,6 +189,7 @@ export class PpoTrainer {
     this.promptBatches.restore({ epoch: s.epoch, index: s.step_in_epoch });
     if (s.ppo.ptx_position && this.ptxBatches) this.ptxBatches.restore(s.ppo.ptx_position);
     this.kl.restore({ value: s.ppo.kl_coef });
+    this.controls.restoreBest(s);
     this.logHistory.push(...s.log_history);
     const actor = readOptimizerState(dir, 'actor');
     const critic = readOptimizerState(dir, 'critic');
@@ -200,13 +222,13 @@ export class PpoTrainer {
     const c = this.config;
     const main = this.strategy.isMain();
     const logger = main ? new MetricsLogger(this.logDir) : null;
-    const progress = main ? new TrainingProgress({ total: c.numEpisodes, startStep: this.episode, label: 'ppo', bar: this.opts.progressBar }) : null;
+    const progress = main ? new TrainingProgress({ total: this.totalEpisodes, startStep: this.episode, label: 'ppo', bar: this.opts.progressBar }) : null;
     const interrupt = this.opts.interrupt ?? onInterrupt();
     const history: Record<string, number>[] = [];
     let interrupted = false;
     let savedTo = c.savePath;
     try {
-      while (this.episode < c.numEpisodes) {
+      while (this.episode < this.totalEpisodes) {
         const t0 = seconds();
         const before = this.promptBatches.position;
         // 1. collect
@@ -227,11 +249,14 @@ export class PpoTrainer {
         const metrics = this.strategy.reduceMetrics(this.episodeMetrics(collected.stats, update, this.kl.value, { collect: t1 - t0, train: t2 - t1 }));
         this.episode += 1;
         history.push(metrics);
-        this.logHistory.push({ step: this.episode, ...metrics });
-        logger?.log(this.episode, metrics);
+        const logged = this.controls.logDue(this.episode);
+        if (logged) {
+          this.logHistory.push({ step: this.episode, ...metrics });
+          logger?.log(this.episode, metrics);
+        }
         if (logger && c.sampleEvery > 0 && this.episode % c.sampleEvery === 0) this.logSamples(logger, collected.items);
         progress?.update(this.episode, { loss: metrics['loss/policy'], lr: metrics['train/actor_lr'], tokens: collected.items.reduce((a, it) => a + it.answer.length, 0) });
-        this.log(`episode ${this.episode}/${c.numEpisodes}: reward ${metrics['reward/mean']!.toFixed(4)}, kl ${metrics['objective/kl']!.toFixed(3)} ` +
+        if (logged) this.log(`episode ${this.episode}/${this.totalEpisodes}: reward ${metrics['reward/mean']!.toFixed(4)}, kl ${metrics['objective/kl']!.toFixed(3)} ` +
           `(β ${metrics['objective/kl_coef']!.toPrecision(3)}), answer ${metrics['response/length']!.toFixed(1)} tokens, ` +
           `value loss ${metrics['loss/value']!.toFixed(4)}, ${(t2 - t0).toFixed(1)} s`);
         this.opts.onEpisode?.(this.episode, metrics);
@@ -242,8 +267,11 @@ export class PpoTrainer {
           interrupted = true;
           break;
         }
-        if (c.saveSteps > 0 && this.episode % c.saveSteps === 0 && this.episode < c.numEpisodes) {
-          await this.save(join(c.savePath, `checkpoint-${this.episode}`), { final: false, optimizer: c.needOptimCkpt });
+        // --save_best: the best episode by --metric_for_best (PPO has no held-out evaluation)
+        await this.controls.recordEval(this.episode, metrics, (dir) => this.save(dir, { final: false, optimizer: c.needOptimCkpt }));
+        if (this.controls.saveDue(this.episode)) {
+          await this.save(this.controls.checkpointDir(this.episode), { final: false, optimizer: c.needOptimCkpt });
+          if (main) for (const dir of this.controls.afterCheckpoint()) this.log(`removed ${dir} (--save_total_limit ${c.saveTotalLimit})`);
         }
       }
       if (interrupted) {
@@ -352,7 +380,7 @@ export class PpoTrainer {
   private trainerState(): PpoTrainerState {
     const pos = this.promptBatches.position;
     return {
-      global_step: this.episode, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: null,
+      global_step: this.episode, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
       rng_state: { seed: this.config.seed },
       args: JSON.parse(JSON.stringify({ ...this.config, promptTemplate: this.templateName })) as Record<string, unknown>,
       log_history: this.logHistory,
