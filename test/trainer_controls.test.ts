@@ -124,3 +124,27 @@ describe('--save_total_limit pruning', () => {
     for (const n of ['checkpoint-9', 'checkpoint-100', 'best', 'logs']) expect(existsSync(join(dir, n))).toBe(true);
   });
 });
+
+describe('LoopControls.afterCheckpoint on a directory', () => {
+  it('keeps the resumed checkpoint, the best step and the newest under --save_total_limit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'controls-'));
+    const c = new LoopControls(
+      { evalSteps: 2, loggingSteps: 1, saveSteps: 2, saveTotalLimit: 1, saveBest: false },
+      { savePath: dir, totalSteps: 20, resumeDir: join(dir, 'checkpoint-2'), stage: 'test', log: () => {}, evalMetrics: ['eval/loss'] },
+    );
+    await c.recordEval(4, { 'eval/loss': 1 }, async () => {});
+    for (const s of [2, 4, 6]) mkdirSync(c.checkpointDir(s));
+    expect(c.afterCheckpoint()).toEqual([]);
+    mkdirSync(c.checkpointDir(8));
+    expect(c.afterCheckpoint()).toEqual([join(dir, 'checkpoint-6')]);
+  });
+});
+
+describe('stages without a held-out evaluation', () => {
+  it('train_prompts refuses --eval_steps, saying what it logs instead', async () => {
+    const { resolvePpoConfig } = await import('../src/ppo/config.js');
+    const base = { pretrain: 'a', rmPath: 'b', promptDataset: 'c', savePath: 'd' };
+    expect(() => resolvePpoConfig({ ...base, evalSteps: 10 })).toThrow(/--eval_steps: train_prompts has no held-out evaluation.*--save_best/);
+    expect(resolvePpoConfig(base).metricForBest).toBe('reward/mean');
+  });
+});
