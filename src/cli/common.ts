@@ -129,6 +129,10 @@ export interface LoopControlHelp {
   evaluates: string | null;
   /** Metric --save_best ranks by when --metric_for_best is not given. */
   defaultMetric: string;
+  /** The flag --max_steps overrides (--max_epochs, --num_episodes). */
+  overrides: string;
+  /** Other metrics --metric_for_best can name, for its help. */
+  otherMetrics?: string;
   /** Why the unit is what it is, appended to --max_steps's help. */
   unitNote?: string;
 }
@@ -139,14 +143,14 @@ export interface LoopControlHelp {
  */
 export function addLoopControlOptions(cmd: Command, h: LoopControlHelp): Command {
   return cmd
-    .option('--max_steps <n>', `stop after n ${h.unit} in all (overrides the epochs / episodes count)${h.unitNote ? `; ${h.unitNote}` : ''}`, int('--max_steps', 1))
+    .option('--max_steps <n>', `stop after n ${h.unit} in all (overrides ${h.overrides})${h.unitNote ? `; ${h.unitNote}` : ''}`, int('--max_steps', 1))
     .option('--eval_steps <n>', h.evaluates
       ? `evaluate (${h.evaluates}) every n ${h.unit} and at the end (default: at the end of each epoch)`
       : 'not available: this stage has no held-out evaluation (an error says so); its metrics are logged every --logging_steps', int('--eval_steps', 1))
     .option('--logging_steps <n>', `log training metrics every n ${h.unit} (and at the last)`, int('--logging_steps', 1), h.loggingSteps)
     .option('--save_total_limit <k>', 'keep at most k checkpoint-<step> directories, removing the oldest (never the best one nor the one resumed from); 0: all', int('--save_total_limit', 0), 0)
     .option('--save_best [bool]', `also keep the best model so far in <save_path>/best, ranked by --metric_for_best`, bool, false)
-    .option('--metric_for_best <name>', `metric ranking --save_best (default ${h.defaultMetric}); e.g. eval/reward/accuracy`)
+    .option('--metric_for_best <name>', `metric ranking --save_best (default ${h.defaultMetric})${h.otherMetrics ? `; or ${h.otherMetrics}` : ''}`)
     .option('--greater_is_better [bool]', 'whether a larger --metric_for_best is better (default: false for losses and perplexity, true otherwise)', bool);
 }
 

@@ -75,7 +75,8 @@ export function buildPromptsCommand(): Command {
   // The schedule counts optimizer steps (one per minibatch update, actor and critic alike); the loop controls count
   // episodes, the unit PPO logs, checkpoints and resumes in (stopping mid-episode would strand a half-used buffer).
   addScheduleOptions(cmd, { scheduler: D.lrScheduler, warmupRatio: D.warmupRatio });
-  addLoopControlOptions(cmd, { unit: 'episodes', loggingSteps: D.loggingSteps, evaluates: null, defaultMetric: D.metricForBest!,
+  addLoopControlOptions(cmd, { unit: 'episodes', loggingSteps: D.loggingSteps, evaluates: null, defaultMetric: D.metricForBest!, overrides: '--num_episodes',
+    otherMetrics: 'objective/rlhf_reward, objective/kl, response/length, loss/policy, loss/value, ... (an episode\'s metrics)',
     unitNote: 'a step of these controls is an episode (collect, then update), the unit PPO logs, checkpoints and resumes in; the lr schedule counts optimizer steps (minibatch updates)',
   });
   addLoraOptions(cmd);

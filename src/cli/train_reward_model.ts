@@ -38,7 +38,8 @@ export function buildRewardCommand(): Command {
   addLoraOptions(cmd);
   addOptimOptions(cmd, { lr: d.lr, batchSize: d.batchSize, maxEpochs: d.maxEpochs });
   addLoopControlOptions(cmd, {
-    unit: 'optimizer steps', loggingSteps: d.loggingSteps, defaultMetric: 'eval/loss',
+    unit: 'optimizer steps', loggingSteps: d.loggingSteps, defaultMetric: 'eval/loss', overrides: '--max_epochs',
+    otherMetrics: 'eval/reward/accuracy, eval/reward/margin, eval/reward/chosen, eval/reward/rejected',
     evaluates: 'eval/loss, eval/reward/accuracy, chosen, rejected and margin on the held-out pairs',
   });
   addCheckpointOptions(cmd);

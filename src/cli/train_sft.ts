@@ -36,7 +36,7 @@ export function buildSftCommand(): Command {
     .option('--eval_iters <n>', '.bin eval file: evaluate on n batches of random blocks, drawn once per run (nanoGPT eval_iters); default every block in order', int('--eval_iters', 1));
   addLoraOptions(cmd);
   addOptimOptions(cmd, { lr: DEFAULT_SFT_CONFIG.lr, batchSize: DEFAULT_SFT_CONFIG.batchSize, maxEpochs: DEFAULT_SFT_CONFIG.maxEpochs });
-  addLoopControlOptions(cmd, { unit: 'optimizer steps', loggingSteps: DEFAULT_SFT_CONFIG.loggingSteps, evaluates: 'eval loss and perplexity on the held-out data', defaultMetric: 'eval/loss' });
+  addLoopControlOptions(cmd, { unit: 'optimizer steps', loggingSteps: DEFAULT_SFT_CONFIG.loggingSteps, evaluates: 'eval loss and perplexity on the held-out data', defaultMetric: 'eval/loss', overrides: '--max_epochs', otherMetrics: 'eval/perplexity' });
   addCheckpointOptions(cmd);
   addRunOptions(cmd);
   return cmd;
