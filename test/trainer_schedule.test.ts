@@ -123,3 +123,15 @@ describe('scheduledLr: every --lr_scheduler', () => {
     expect(resolveWarmupSteps(1000, undefined, 0.05)).toBe(50);
   });
 });
+
+describe('scheduleFor: the flags → Optimization fields', () => {
+  it('resolves the warm-up, keeps HF constant without one, and checks the flags', async () => {
+    const { scheduleFor } = await import('../src/trainer/schedule_config.js');
+    const f = { lr: 1e-3, lrScheduler: 'cosine_with_min_lr' as const, warmupRatio: 0.03, minLr: 1e-4, adamBeta1: 0.9, adamBeta2: 0.99 };
+    expect(scheduleFor(f, 1000)).toEqual({ schedule: 'cosine_with_min_lr', warmupSteps: 30, totalSteps: 1000, minLr: 1e-4, decaySteps: undefined, betas: [0.9, 0.99] });
+    expect(scheduleFor({ ...f, warmupSteps: 100 }, 1000).warmupSteps).toBe(100);
+    expect(scheduleFor({ ...f, lrScheduler: 'constant', minLr: undefined }, 1000).warmupSteps).toBe(0);
+    expect(() => scheduleFor({ ...f, adamBeta2: 1 }, 1000)).toThrow(/--adam_beta2/);
+    expect(() => scheduleFor({ ...f, lrScheduler: 'noam', minLr: undefined, warmupRatio: 0 }, 1000)).toThrow(/noam/);
+  });
+});

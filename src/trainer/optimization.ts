@@ -91,8 +91,11 @@ export class Optimization {
 
   lrAt(step: number): number {
     const c = this.config;
+    // Callers written before the named schedules: 'cosine' with a floor, and 'constant' with a warm-up, keep meaning
+    // what they meant then (scheduleFor gives the flag names their transformers meaning).
+    const name = c.schedule === 'cosine' && c.minLr ? 'cosine_with_min_lr' : c.schedule === 'constant' && c.warmupSteps > 0 ? 'constant_with_warmup' : c.schedule;
     return scheduledLr(step, {
-      name: c.schedule === 'cosine' && c.minLr ? 'cosine_with_min_lr' : c.schedule, maxLr: c.lr, warmupSteps: c.warmupSteps,
+      name, maxLr: c.lr, warmupSteps: c.warmupSteps,
       totalSteps: c.totalSteps, decaySteps: c.decaySteps, minLr: c.minLr,
     });
   }

@@ -30,7 +30,8 @@ export function scheduleFor(
     if (!(b >= 0 && b < 1)) throw new Error(`${flag} must be in [0, 1), got ${b}`);
   }
   return {
-    schedule: name, warmupSteps, totalSteps, minLr: f.minLr, decaySteps: f.decaySteps,
+    // transformers' `constant` has no warm-up, whatever --warmup_ratio says
+    schedule: name, warmupSteps: name === 'constant' ? 0 : warmupSteps, totalSteps, minLr: f.minLr, decaySteps: f.decaySteps,
     betas: [f.adamBeta1 ?? 0.9, f.adamBeta2 ?? 0.999],
   };
 }
