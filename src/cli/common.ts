@@ -10,6 +10,8 @@ import { hasTokenizerFiles, loadPretrained, type LoadedModel } from '../models/p
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES, type StrategyKind } from '../strategies/strategy.js';
 import { NONFINITE_DEFAULTS } from '../trainer/nonfinite_guard.js';
+import { LR_SCHEDULERS, type LrSchedulerName } from '../trainer/schedule.js';
+import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 
 export { int, float, bool } from './args.js';
 import { int, float, bool } from './args.js';
@@ -44,26 +46,64 @@ export function addLoraOptions(cmd: Command): Command {
     .option('--merge_lora_weights [bool]', 'save full weights with the adapter merged in, instead of a PEFT adapter', bool, false);
 }
 
-/** Optimizer and schedule flags. */
+/** Optimizer, schedule and batch flags (transformers' names for the schedule, PaddleNLP's for global/micro batch). */
 export function addOptimOptions(cmd: Command, defaults: { lr: number; batchSize: number; maxEpochs: number }): Command {
+  cmd.option('--lr <lr>', 'peak learning rate', float('--lr', 0), defaults.lr);
+  addScheduleOptions(cmd, { scheduler: 'cosine', warmupRatio: 0.03 });
   return cmd
-    .option('--lr <lr>', 'peak learning rate', float('--lr', 0), defaults.lr)
     .option('--weight_decay <wd>', 'AdamW decoupled weight decay', float('--weight_decay', 0), 0)
-    .option('--warmup_ratio <r>', 'share of steps for linear warm-up, then cosine decay', float('--warmup_ratio', 0, 1), 0.03)
     .option('--grad_clip <norm>', 'clip the global gradient norm (0: off)', float('--grad_clip', 0), 1.0)
     .option('--accumulation_steps <n>', 'micro-batches per optimizer step', int('--accumulation_steps', 1), 1)
-    .option('--batch_size <n>', 'samples per micro-batch', int('--batch_size', 1), defaults.batchSize)
-    .option('--max_epochs <n>', 'passes over the data', int('--max_epochs', 1), defaults.maxEpochs);
+    .option('--batch_size <n>', 'samples per micro-batch on each rank', int('--batch_size', 1), defaults.batchSize)
+    .option('--global_batch_size <n>', 'samples per optimizer step over all ranks: accumulation = G / (micro-batch × ranks), printed', int('--global_batch_size', 1))
+    .option('--micro_batch_size <n>', 'samples per forward/backward on each rank (with --global_batch_size; default --batch_size)', int('--micro_batch_size', 1))
+    .option('--max_epochs <n>', 'passes over the data (--max_steps overrides)', int('--max_epochs', 1), defaults.maxEpochs);
+}
+
+/**
+ * --lr_scheduler, --warmup_ratio, --warmup_steps, --min_lr, --decay_steps, --adam_beta1, --adam_beta2 (transformers'
+ * names); `scheduleConfigFromOptions` maps them. Steps here are optimizer steps in every stage.
+ */
+export function addScheduleOptions(cmd: Command, defaults: { scheduler: LrSchedulerName; warmupRatio: number }): Command {
+  return cmd
+    .addOption(new Option('--lr_scheduler <name>', 'learning-rate schedule over the optimizer steps: cosine (to 0), cosine_with_min_lr (to --min_lr), linear (to 0), constant (no warm-up), constant_with_warmup, noam (lr·√w·min(n^-0.5, n·w^-1.5), n the update number: --lr is the peak, at the w-th update)').choices([...LR_SCHEDULERS]).default(defaults.scheduler))
+    .option('--warmup_ratio <r>', 'share of the optimizer steps for linear warm-up from 0', float('--warmup_ratio', 0, 1), defaults.warmupRatio)
+    .option('--warmup_steps <n>', 'warm-up in optimizer steps (overrides --warmup_ratio)', int('--warmup_steps', 0))
+    .option('--min_lr <lr>', 'floor of --lr_scheduler cosine_with_min_lr', float('--min_lr', 0))
+    .option('--decay_steps <n>', 'the decay (cosine, cosine_with_min_lr, linear) ends at this optimizer step, then holds its floor (default: the last step)', int('--decay_steps', 1))
+    .option('--adam_beta1 <b>', 'AdamW beta1', float('--adam_beta1', 0, 1), 0.9)
+    .option('--adam_beta2 <b>', 'AdamW beta2 (nanoGPT uses 0.99 for small models)', float('--adam_beta2', 0, 1), 0.999);
+}
+
+/** commander's parsed options → the fields of `addScheduleOptions`'s flags. */
+export function scheduleConfigFromOptions(o: Record<string, unknown>): Pick<OptimConfig, 'lrScheduler' | 'warmupRatio' | 'warmupSteps' | 'minLr' | 'decaySteps' | 'adamBeta1' | 'adamBeta2'> {
+  return {
+    lrScheduler: o.lr_scheduler as LrSchedulerName,
+    warmupRatio: o.warmup_ratio as number,
+    warmupSteps: o.warmup_steps as number | undefined,
+    minLr: o.min_lr as number | undefined,
+    decaySteps: o.decay_steps as number | undefined,
+    adamBeta1: o.adam_beta1 as number,
+    adamBeta2: o.adam_beta2 as number,
+  };
 }
 
 /** Config fields of the flags `addOptimOptions` declares. */
 export interface OptimConfig {
   lr: number;
+  lrScheduler: LrSchedulerName;
   weightDecay: number;
   warmupRatio: number;
+  warmupSteps: number | undefined;
+  minLr: number | undefined;
+  decaySteps: number | undefined;
+  adamBeta1: number;
+  adamBeta2: number;
   gradClip: number;
   accumulationSteps: number;
   batchSize: number;
+  globalBatchSize: number | undefined;
+  microBatchSize: number | undefined;
   maxEpochs: number;
 }
 
@@ -71,12 +111,62 @@ export interface OptimConfig {
 export function optimConfigFromOptions(o: Record<string, unknown>): OptimConfig {
   return {
     lr: o.lr as number,
+    ...scheduleConfigFromOptions(o),
     weightDecay: o.weight_decay as number,
-    warmupRatio: o.warmup_ratio as number,
     gradClip: o.grad_clip as number,
     accumulationSteps: o.accumulation_steps as number,
     batchSize: o.batch_size as number,
+    globalBatchSize: o.global_batch_size as number | undefined,
+    microBatchSize: o.micro_batch_size as number | undefined,
     maxEpochs: o.max_epochs as number,
+  };
+}
+
+/** What a "step" is and what evaluation a stage has, for the help texts of `addLoopControlOptions`. */
+export interface LoopControlHelp {
+  /** "optimizer steps" (SFT, RM) or "episodes" (PPO). */
+  unit: string;
+  /** Default of --logging_steps. */
+  loggingSteps: number;
+  /** What --eval_steps evaluates, or null when the stage has no evaluation (the flag then explains and refuses). */
+  evaluates: string | null;
+  /** Metric --save_best ranks by when --metric_for_best is not given. */
+  defaultMetric: string;
+  /** The flag --max_steps overrides (--max_epochs, --num_episodes). */
+  overrides: string;
+  /** Other metrics --metric_for_best can name, for its help. */
+  otherMetrics?: string;
+  /** Why the unit is what it is, appended to --max_steps's help. */
+  unitNote?: string;
+}
+
+/**
+ * --max_steps, --eval_steps, --logging_steps, --save_total_limit, --save_best, --metric_for_best, --greater_is_better
+ * (transformers' TrainingArguments names; --save_steps is in addCheckpointOptions).
+ */
+export function addLoopControlOptions(cmd: Command, h: LoopControlHelp): Command {
+  return cmd
+    .option('--max_steps <n>', `stop after n ${h.unit} in all (overrides ${h.overrides})${h.unitNote ? `; ${h.unitNote}` : ''}`, int('--max_steps', 1))
+    .option('--eval_steps <n>', h.evaluates
+      ? `evaluate (${h.evaluates}) every n ${h.unit} and at the end (default: at the end of each epoch)`
+      : 'not available: this stage has no held-out evaluation (an error says so); its metrics are logged every --logging_steps', int('--eval_steps', 1))
+    .option('--logging_steps <n>', `log training metrics every n ${h.unit} (and at the last)`, int('--logging_steps', 1), h.loggingSteps)
+    .option('--save_total_limit <k>', 'keep at most k checkpoint-<step> directories, removing the oldest (never the best one nor the one resumed from); 0: all', int('--save_total_limit', 0), 0)
+    .option('--save_best [bool]', `also keep the best model so far in <save_path>/best, ranked by --metric_for_best`, bool, false)
+    .option('--metric_for_best <name>', `metric ranking --save_best (default ${h.defaultMetric})${h.otherMetrics ? `; or ${h.otherMetrics}` : ''}`)
+    .option('--greater_is_better [bool]', 'whether a larger --metric_for_best is better (default: false for losses and perplexity, true otherwise)', bool);
+}
+
+/** commander's parsed options → the LoopControls fields (--save_steps comes from the checkpoint group). */
+export function loopControlsFromOptions(o: Record<string, unknown>): Omit<LoopControlsConfig, 'saveSteps'> {
+  return {
+    maxSteps: o.max_steps as number | undefined,
+    evalSteps: (o.eval_steps as number | undefined) ?? 0,
+    loggingSteps: o.logging_steps as number,
+    saveTotalLimit: o.save_total_limit as number,
+    saveBest: o.save_best as boolean,
+    metricForBest: o.metric_for_best as string | undefined,
+    greaterIsBetter: o.greater_is_better as boolean | undefined,
   };
 }
 

@@ -8,7 +8,8 @@
  */
 import { Command, Option } from 'commander';
 import {
-  addCheckpointOptions, addLoraOptions, addModelOptions, addRunOptions, bool, float, int, runMain, setupRun, sharedConfigFromOptions,
+  addCheckpointOptions, addLoopControlOptions, addLoraOptions, addModelOptions, addRunOptions, addScheduleOptions, bool, float, int, loopControlsFromOptions,
+  runMain, scheduleConfigFromOptions, setupRun, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
@@ -71,6 +72,13 @@ export function buildPromptsCommand(): Command {
     .option('--weight_decay <wd>', 'AdamW decoupled weight decay', float('--weight_decay', 0), D.weightDecay)
     .option('--grad_clip <norm>', 'clip each optimizer\'s global gradient norm (0: off)', float('--grad_clip', 0), D.gradClip)
     .option('--sample_every <n>', 'log sample generations every n episodes (0: never)', int('--sample_every', 0), D.sampleEvery);
+  // The schedule counts optimizer steps (one per minibatch update, actor and critic alike); the loop controls count
+  // episodes, the unit PPO logs, checkpoints and resumes in (stopping mid-episode would strand a half-used buffer).
+  addScheduleOptions(cmd, { scheduler: D.lrScheduler, warmupRatio: D.warmupRatio });
+  addLoopControlOptions(cmd, { unit: 'episodes', loggingSteps: D.loggingSteps, evaluates: null, defaultMetric: D.metricForBest!, overrides: '--num_episodes',
+    otherMetrics: 'objective/rlhf_reward, objective/kl, response/length, loss/policy, loss/value, ... (an episode\'s metrics)',
+    unitNote: 'a step of these controls is an episode (collect, then update), the unit PPO logs, checkpoints and resumes in; the lr schedule counts optimizer steps (minibatch updates)',
+  });
   addLoraOptions(cmd);
   addCheckpointOptions(cmd);
   addRunOptions(cmd);
@@ -125,6 +133,9 @@ export function ppoConfigFromOptions(o: Record<string, unknown>, positional?: st
     weightDecay: o.weight_decay as number,
     gradClip: o.grad_clip as number,
     sampleEvery: o.sample_every as number,
+    ...scheduleConfigFromOptions(o),
+    ...loopControlsFromOptions(o),
+    metricForBest: (o.metric_for_best as string | undefined) ?? D.metricForBest,
   };
   return applyLegacyTimesteps(cfg, {
     maxTimesteps: o.max_timesteps as number | undefined,

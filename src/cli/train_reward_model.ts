@@ -10,7 +10,8 @@
  */
 import { Command, Option } from 'commander';
 import {
-  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, optimConfigFromOptions, runMain, sharedConfigFromOptions,
+  addCheckpointOptions, addLoopControlOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, loopControlsFromOptions,
+  optimConfigFromOptions, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
@@ -33,9 +34,14 @@ export function buildRewardCommand(): Command {
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)
     .addOption(new Option('--loss_fn <name>', 'log_sig: −log σ(r_chosen − r_rejected); log_exp: log(1 + exp(r_rejected − r_chosen))').choices([...PAIRWISE_LOSSES]).default(d.lossFn))
     .addOption(new Option('--reward_reduction <how>', 'reward of a sequence: the value at its last real token, or the mean over its tokens').choices([...REWARD_REDUCTIONS]).default(d.rewardReduction))
-    .option('--log_steps <n>', 'log training metrics every n optimizer steps', int('--log_steps', 1), d.logSteps);
+    .addOption(new Option('--log_steps <n>', 'old name of --logging_steps').argParser(int('--log_steps', 1)).hideHelp());
   addLoraOptions(cmd);
   addOptimOptions(cmd, { lr: d.lr, batchSize: d.batchSize, maxEpochs: d.maxEpochs });
+  addLoopControlOptions(cmd, {
+    unit: 'optimizer steps', loggingSteps: d.loggingSteps, defaultMetric: 'eval/loss', overrides: '--max_epochs',
+    otherMetrics: 'eval/reward/accuracy, eval/reward/margin, eval/reward/chosen, eval/reward/rejected',
+    evaluates: 'eval/loss, eval/reward/accuracy, chosen, rejected and margin on the held-out pairs',
+  });
   addCheckpointOptions(cmd);
   addRunOptions(cmd);
   return cmd;
@@ -61,7 +67,8 @@ export function rewardConfigFromOptions(o: Record<string, unknown>): RewardConfi
     promptTemplate: o.prompt_template as string,
     lossFn: o.loss_fn as RewardConfig['lossFn'],
     ...optimConfigFromOptions(o),
-    logSteps: o.log_steps as number,
+    ...loopControlsFromOptions(o),
+    loggingSteps: (o.log_steps as number | undefined) ?? (o.logging_steps as number),
   };
 }
 

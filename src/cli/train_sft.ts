@@ -8,8 +8,10 @@
  */
 import { Command, Option } from 'commander';
 import {
-  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, optimConfigFromOptions, runMain, sharedConfigFromOptions,
+  addCheckpointOptions, addLoopControlOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, loopControlsFromOptions,
+  optimConfigFromOptions, runMain, sharedConfigFromOptions,
 } from './common.js';
+import { BIN_DTYPES } from '../data/token_bin.js';
 import { invokedDirectly } from './run_main.js';
 import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
 import { DEFAULT_SFT_CONFIG, runSft, type SftConfig, type SftConfigInput } from '../sft/index.js';
@@ -20,7 +22,7 @@ export function buildSftCommand(): Command {
   addModelOptions(cmd, false);
   cmd.option('--from_config <spec>', 'train a fresh model: a config.json path, or family:key=value,... (e.g. gpt2:n_layer=6,n_head=6,n_embd=384)');
   cmd
-    .requiredOption('--dataset <path...>', 'training data: JSON, JSONL, .gz, CSV, Arrow, save_to_disk dir, or .txt (repeatable)')
+    .requiredOption('--dataset <path...>', 'training data: JSON, JSONL, .gz, CSV, Arrow, save_to_disk dir, .txt, or nanoGPT .bin token ids (from `prepare`; with --tokenizer) (repeatable)')
     .option('--eval_dataset <path...>', 'held-out data (default: --eval_ratio of --dataset)')
     .option('--eval_ratio <r>', 'share of the training samples held out for eval loss/perplexity', float('--eval_ratio', 0, 0.99), DEFAULT_SFT_CONFIG.evalRatio)
     .option('--max_datasets_size <n>', 'use at most n samples', int('--max_datasets_size', 1))
@@ -29,13 +31,17 @@ export function buildSftCommand(): Command {
     .option('--prompt_column <field>', 'field holding the prompt (overrides format detection)')
     .option('--response_column <field>', 'field holding the response to train on')
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)
-    .option('--cache_dir <dir>', 'cache of tokenized plain-text corpora', DEFAULT_SFT_CONFIG.cacheDir);
+    .option('--cache_dir <dir>', 'cache of tokenized plain-text corpora', DEFAULT_SFT_CONFIG.cacheDir)
+    .addOption(new Option('--bin_dtype <type>', '.bin token files: width of the ids (nanoGPT writes uint16)').choices([...BIN_DTYPES]).default(DEFAULT_SFT_CONFIG.binDtype))
+    .option('--sequential [bool]', '.bin token files: walk consecutive blocks of --max_len in order instead of random blocks (nanoGPT get_batch)', bool, false)
+    .option('--eval_iters <n>', '.bin eval file: evaluate on n batches of random blocks, drawn once per run (nanoGPT eval_iters); default every block in order', int('--eval_iters', 1));
   addLoraOptions(cmd);
   cmd
     .addOption(new Option('--peft <method>', 'parameter-efficient method: lora (default with --lora_rank), prefix (prefix tuning / P-tuning v2), prompt (prompt tuning)').choices([...PEFT_METHODS]))
     .option('--num_virtual_tokens <n>', `virtual tokens of --peft prefix/prompt (default ${DEFAULT_NUM_VIRTUAL_TOKENS})`, int('--num_virtual_tokens', 1))
     .addOption(new Option('--prompt_tuning_init <how>', '--peft prompt: random (standard normal) or sample_vocab (embeddings of random tokens)').choices([...PROMPT_TUNING_INITS]));
   addOptimOptions(cmd, { lr: DEFAULT_SFT_CONFIG.lr, batchSize: DEFAULT_SFT_CONFIG.batchSize, maxEpochs: DEFAULT_SFT_CONFIG.maxEpochs });
+  addLoopControlOptions(cmd, { unit: 'optimizer steps', loggingSteps: DEFAULT_SFT_CONFIG.loggingSteps, evaluates: 'eval loss and perplexity on the held-out data', defaultMetric: 'eval/loss', overrides: '--max_epochs', otherMetrics: 'eval/perplexity' });
   addCheckpointOptions(cmd);
   addRunOptions(cmd);
   return cmd;
@@ -61,7 +67,11 @@ export function sftConfigFromOptions(o: Record<string, unknown>): SftConfigInput
     peft: o.peft as SftConfig['peft'],
     numVirtualTokens: o.num_virtual_tokens as number | undefined,
     promptTuningInit: o.prompt_tuning_init as SftConfig['promptTuningInit'],
+    binDtype: o.bin_dtype as SftConfig['binDtype'],
+    sequential: o.sequential as boolean,
+    evalIters: o.eval_iters as number | undefined,
     ...optimConfigFromOptions(o),
+    ...loopControlsFromOptions(o),
   };
 }
 

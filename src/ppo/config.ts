@@ -9,13 +9,20 @@
  */
 import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
 import type { KlEstimator } from './functional.js';
+import type { LoopControlsConfig } from '../trainer/loop_controls.js';
+import type { ScheduleFields } from '../trainer/schedule_config.js';
 
 /** How advantages are computed: GAE over per-token rewards (default), or ColossalChat's sequence-level R − V. */
 export type AdvantageKind = 'gae' | 'coati';
 /** How the ptx (pretraining LM) loss joins the policy loss: policy + c·ptx (default), or (1 − c)·policy + c·ptx. */
 export type PtxMix = 'additive' | 'convex';
 
-export interface PpoConfig extends NonFiniteOptions {
+/**
+ * With the shared loop controls and schedule flags. In train_prompts a "step" of the loop controls is an episode
+ * (--max_steps caps the episodes, --logging_steps / --save_steps count them, --save_best ranks them by an episode
+ * metric); the lr schedule alone counts optimizer steps (one per minibatch update).
+ */
+export interface PpoConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions {
   // --- models ---
   /** The SFT model: the actor starts from it and the frozen initial (reference) model is it. HF dir or Hub id. */
   pretrain: string;
@@ -164,6 +171,15 @@ export const PPO_DEFAULTS: Omit<PpoConfig, 'pretrain' | 'rmPath' | 'promptDatase
   gradClip: 1.0,
   saveSteps: 0,
   needOptimCkpt: false,
+  evalSteps: 0,
+  loggingSteps: 1,
+  saveTotalLimit: 0,
+  saveBest: false,
+  metricForBest: 'reward/mean',
+  lrScheduler: 'constant',
+  warmupRatio: 0,
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
   sampleEvery: 1,
   seed: 42,
   backend: 'auto',
@@ -248,6 +264,10 @@ export function resolvePpoConfig(input: PpoConfigInput): PpoConfig {
   nonNegInt('--lora_rank', c.loraRank);
   inRange('--lora_dropout', c.loraDropout, 0, 1);
   nonNegInt('--save_steps', c.saveSteps);
+  if (c.evalSteps > 0) {
+    fail('--eval_steps', 'train_prompts has no held-out evaluation: its episode metrics (reward/mean, objective/kl, ...) are logged every ' +
+      '--logging_steps episodes, and --save_best keeps the best episode by --metric_for_best (default reward/mean)');
+  }
   nonNegInt('--sample_every', c.sampleEvery);
   if (c.maxDatasetsSize !== undefined) nonNegInt('--max_datasets_size', c.maxDatasetsSize);
   return c;

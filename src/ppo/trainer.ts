@@ -39,6 +39,14 @@ import { createKlController, type KlController } from './kl_controller.js';
 import { criticParams, loadPpoModels, trainableParams, type PpoModels } from './models.js';
 import { ReplayBuffer, type TrainBatch } from './replay_buffer.js';
 import { readPpoState, savePpoCheckpoint, type PpoTrainerState } from './checkpoint.js';
+import { LoopControls, totalStepsFor } from '../trainer/loop_controls.js';
+import { scheduleFor } from '../trainer/schedule_config.js';
+
+/** Episode metrics --metric_for_best can rank by (the keys logged every episode). */
+export const PPO_BEST_METRICS = [
+  'reward/mean', 'objective/rlhf_reward', 'objective/kl', 'objective/non_score_reward', 'response/length', 'policy/eos_rate',
+  'loss/policy', 'loss/value', 'value/mean',
+] as const;
 
 export interface PpoRunOptions {
   /** Progress and notices (default: stderr). */
@@ -99,6 +107,10 @@ export class PpoTrainer {
   private readonly logHistory: Record<string, number | null>[] = [];
   private readonly eosTokenId: number | null;
   private readonly padTokenId: number;
+  /** Episodes of the run: --max_steps when given, else --num_episodes. */
+  readonly totalEpisodes: number;
+  /** --max_steps, --logging_steps, --save_steps, --save_total_limit, --save_best, counted in episodes. */
+  readonly controls: LoopControls;
 
   private constructor(
     readonly config: PpoConfig,
@@ -115,12 +127,21 @@ export class PpoTrainer {
     this.eosTokenId = tok.eosTokenId ?? models.actor.config.eosTokenId;
     this.padTokenId = tok.padTokenId ?? models.actor.config.padTokenId ?? this.eosTokenId ?? 0;
     this.buffer = new ReplayBuffer(this.padTokenId);
+    this.totalEpisodes = totalStepsFor(c.maxSteps, c.numEpisodes);
+    // The schedule counts optimizer steps: one per minibatch, numUpdateSteps passes over a buffer of at most
+    // numCollectSteps × experienceBatchSize rollouts per episode (an upper bound when a prompt epoch ends short).
+    const stepsPerEpisode = c.numUpdateSteps * Math.ceil((c.numCollectSteps * c.experienceBatchSize) / c.trainBatchSize);
     const optim = (lr: number): OptimizationConfig => ({
-      lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: 1, warmupSteps: 0, totalSteps: 1, schedule: 'constant',
+      lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: 1,
+      // the critic follows the same schedule, its --min_lr floor scaled by critic_lr / lr
+      ...scheduleFor({ ...c, lr, minLr: c.minLr === undefined ? undefined : (c.minLr * lr) / (c.lr || 1) }, stepsPerEpisode * this.totalEpisodes),
     });
     this.actorOpt = new Optimization(trainableParams(models.actor), optim(c.lr), strategy);
     this.criticOpt = new Optimization(criticParams(models.critic), optim(c.criticLr), strategy);
     this.kl = createKlController(c.klCoef, c.klTarget, c.klHorizon);
+    this.controls = new LoopControls(c, {
+      savePath: c.savePath, totalSteps: this.totalEpisodes, resumeDir: c.resume, stage: 'train_prompts', log, evalMetrics: PPO_BEST_METRICS,
+    });
   }
 
   /** Validates, loads the models and data, and restores a checkpoint with --resume. Writes nothing (only repairs what a crash left in save_path or --resume). */
@@ -188,6 +209,7 @@ export class PpoTrainer {
     this.promptBatches.restore({ epoch: s.epoch, index: s.step_in_epoch });
     if (s.ppo.ptx_position && this.ptxBatches) this.ptxBatches.restore(s.ppo.ptx_position);
     this.kl.restore({ value: s.ppo.kl_coef });
+    this.controls.restoreBest(s);
     this.logHistory.push(...s.log_history);
     const actor = readOptimizerState(dir, 'actor');
     const critic = readOptimizerState(dir, 'critic');
@@ -222,7 +244,7 @@ export class PpoTrainer {
     if (c.resume) checkResumeNotFinished(c.resume, { step: this.episode, total: c.numEpisodes, unit: 'episode' });
     const main = this.strategy.isMain();
     const logger = main ? new MetricsLogger(this.logDir) : null;
-    const progress = main ? new TrainingProgress({ total: c.numEpisodes, startStep: this.episode, label: 'ppo', bar: this.opts.progressBar }) : null;
+    const progress = main ? new TrainingProgress({ total: this.totalEpisodes, startStep: this.episode, label: 'ppo', bar: this.opts.progressBar }) : null;
     const interrupt = this.opts.interrupt ?? onInterrupt();
     const history: Record<string, number>[] = [];
     let interrupted = false;
@@ -232,7 +254,7 @@ export class PpoTrainer {
     const weights = [...this.actorOpt.variables, ...this.criticOpt.variables];
     let resumableAt = -1; // the episode of a resumable checkpoint already written (an interrupt need not write it again)
     try {
-      while (this.episode < c.numEpisodes) {
+      while (this.episode < this.totalEpisodes) {
         const t0 = seconds();
         const before = this.promptBatches.position;
         // 1. collect
@@ -253,11 +275,14 @@ export class PpoTrainer {
         const metrics = this.strategy.reduceMetrics(this.episodeMetrics(collected.stats, update, this.kl.value, { collect: t1 - t0, train: t2 - t1 }));
         this.episode += 1;
         history.push(metrics);
-        this.logHistory.push({ step: this.episode, ...metrics });
-        logger?.log(this.episode, metrics);
+        const logged = this.controls.logDue(this.episode);
+        if (logged) {
+          this.logHistory.push({ step: this.episode, ...metrics });
+          logger?.log(this.episode, metrics);
+        }
         if (logger && c.sampleEvery > 0 && this.episode % c.sampleEvery === 0) this.logSamples(logger, collected.items);
         progress?.update(this.episode, { loss: metrics['loss/policy'], lr: metrics['train/actor_lr'], tokens: collected.items.reduce((a, it) => a + it.answer.length, 0) });
-        this.log(`episode ${this.episode}/${c.numEpisodes}: reward ${metrics['reward/mean']!.toFixed(4)}, kl ${metrics['objective/kl']!.toFixed(3)} ` +
+        if (logged) this.log(`episode ${this.episode}/${this.totalEpisodes}: reward ${metrics['reward/mean']!.toFixed(4)}, kl ${metrics['objective/kl']!.toFixed(3)} ` +
           `(β ${metrics['objective/kl_coef']!.toPrecision(3)}), answer ${metrics['response/length']!.toFixed(1)} tokens, ` +
           `value loss ${metrics['loss/value']!.toFixed(4)}, ${(t2 - t0).toFixed(1)} s`);
         this.opts.onEpisode?.(this.episode, metrics);
@@ -266,14 +291,18 @@ export class PpoTrainer {
         // 5. numbers (stops, throwing, before anything of this episode is saved), Ctrl-C, checkpoints
         const checked = Object.fromEntries(Object.entries(metrics).filter(([k]) => !k.startsWith('time/')));
         guard.check(this.episode, checked, weights, 'loss/value');
-        if (this.episode < c.numEpisodes && (await stepBoundary(interrupt, this.strategy))) {
+        if (this.episode < this.totalEpisodes && (await stepBoundary(interrupt, this.strategy))) {
           interrupted = true;
           break;
         }
-        if (c.saveSteps > 0 && this.episode % c.saveSteps === 0 && this.episode < c.numEpisodes) {
-          await this.save(join(c.savePath, `checkpoint-${this.episode}`), { final: false, optimizer: c.needOptimCkpt });
-          guard.checkpointSaved(this.episode, join(c.savePath, `checkpoint-${this.episode}`));
+        // --save_best: the best episode by --metric_for_best (PPO has no held-out evaluation)
+        await this.controls.recordEval(this.episode, metrics, (dir) => this.save(dir, { final: false, optimizer: c.needOptimCkpt }));
+        if (this.controls.saveDue(this.episode)) {
+          const dir = this.controls.checkpointDir(this.episode);
+          await this.save(dir, { final: false, optimizer: c.needOptimCkpt });
+          guard.checkpointSaved(this.episode, dir);
           if (c.needOptimCkpt) resumableAt = this.episode;
+          if (main) for (const old of this.controls.afterCheckpoint()) this.log(`removed ${old} (--save_total_limit ${c.saveTotalLimit})`);
         }
       }
       if (interrupted) {
@@ -383,7 +412,7 @@ export class PpoTrainer {
   private trainerState(): PpoTrainerState {
     const pos = this.promptBatches.position;
     return {
-      global_step: this.episode, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: null,
+      global_step: this.episode, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
       rng_state: { seed: this.config.seed },
       args: JSON.parse(JSON.stringify({ ...this.config, promptTemplate: this.templateName })) as Record<string, unknown>,
       log_history: this.logHistory,

@@ -9,12 +9,15 @@ import { BACKENDS } from '../engine/backend.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES } from '../strategies/strategy.js';
 import { PAIRWISE_LOSSES, type PairwiseLossName } from './losses.js';
+import type { LoopControlsConfig } from '../trainer/loop_controls.js';
+import type { ScheduleFields } from '../trainer/schedule_config.js';
 
 /** How a sequence's per-token values become one reward. */
 export const REWARD_REDUCTIONS = ['last', 'mean'] as const;
 export type RewardReduction = (typeof REWARD_REDUCTIONS)[number];
 
-export interface RewardConfig extends NonFiniteOptions {
+/** With the shared loop controls (--max_steps, --eval_steps, --save_best, ...) and schedule flags. */
+export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions {
   // --- model ---
   /** HF model directory (usually an SFT output dir, full or LoRA adapter) or Hub id. */
   pretrain: string;
@@ -68,6 +71,10 @@ export interface RewardConfig extends NonFiniteOptions {
   /** Max global gradient norm (0: no clipping). */
   gradClip: number;
   accumulationSteps: number;
+  /** Pairs per optimizer step over all ranks; accumulation is derived from it (src/trainer/batch_size.ts). */
+  globalBatchSize?: number;
+  /** Pairs per forward/backward on one rank, with globalBatchSize (default batchSize). */
+  microBatchSize?: number;
   seed: number;
 
   // --- run ---
@@ -80,8 +87,6 @@ export interface RewardConfig extends NonFiniteOptions {
   resume?: string;
   /** metrics.jsonl + TensorBoard events (default <savePath>/logs). */
   logDir?: string;
-  /** Log training metrics every n optimizer steps. */
-  logSteps: number;
   backend: string;
   strategy: string;
 }
@@ -110,7 +115,13 @@ export const REWARD_DEFAULTS: Omit<RewardConfig, 'pretrain' | 'dataset' | 'saveP
   seed: 42,
   saveSteps: 0,
   needOptimCkpt: false,
-  logSteps: 10,
+  loggingSteps: 10,
+  evalSteps: 0,
+  saveTotalLimit: 0,
+  saveBest: false,
+  lrScheduler: 'cosine',
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
   backend: 'auto',
   strategy: 'naive',
 };
@@ -148,7 +159,7 @@ export function resolveRewardConfig(input: RewardConfigInput): RewardConfig {
   intAtLeast('max_datasets_size', c.maxDatasetsSize, 0);
   intAtLeast('lora_rank', c.loraRank, 0);
   intAtLeast('save_steps', c.saveSteps, 0);
-  intAtLeast('log_steps', c.logSteps, 1);
+  intAtLeast('logging_steps', c.loggingSteps, 1);
   intAtLeast('seed', c.seed, 0);
   const inRange = (flag: string, v: number, lo: number, hi: number, hiOpen = false) => {
     if (!Number.isFinite(v) || v < lo || (hiOpen ? v >= hi : v > hi)) fail(flag, `must be in [${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${v}`);

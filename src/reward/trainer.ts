@@ -32,7 +32,9 @@ import { NonFiniteGuard } from '../trainer/nonfinite_guard.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
-import { warmupStepsFromRatio } from '../trainer/schedule.js';
+import { LoopControls, epochsFor, totalStepsFor } from '../trainer/loop_controls.js';
+import { scheduleFor } from '../trainer/schedule_config.js';
+import { deriveBatch } from '../trainer/batch_size.js';
 import { resolveRewardConfig, type RewardConfig, type RewardConfigInput } from './config.js';
 import { pairMetrics, pairwiseLoss, type PairwiseLoss } from './losses.js';
 import { RewardModel, rewardConfigExtra } from './model.js';
@@ -165,12 +167,15 @@ export class RewardTrainer {
   readonly padTokenId: number;
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
+  /** Epochs the loop needs for totalSteps (more than --max_epochs when --max_steps asks for more). */
+  readonly epochsToRun: number;
+  /** --max_steps, --eval_steps, --logging_steps, --save_total_limit, --save_best (src/trainer/loop_controls.ts). */
+  readonly controls: LoopControls;
   private readonly parts: RewardTrainerParts;
   private readonly strategy: Strategy;
   private readonly loss: PairwiseLoss;
   private readonly log: (line: string) => void;
   private readonly runOptions: RewardRunOptions;
-  private bestAccuracy: number | null = null;
   private logHistory: Record<string, number | null>[] = [];
 
   constructor(config: RewardConfig, parts: RewardTrainerParts, runOptions: RewardRunOptions = {}) {
@@ -192,11 +197,17 @@ export class RewardTrainer {
     });
     // An epoch ends with an optimizer step even when its last accumulation window is short.
     this.stepsPerEpoch = Math.ceil(this.loader.batchesPerEpoch / config.accumulationSteps);
-    this.totalSteps = this.stepsPerEpoch * config.maxEpochs;
+    this.totalSteps = totalStepsFor(config.maxSteps, this.stepsPerEpoch * config.maxEpochs);
+    this.epochsToRun = epochsFor(this.totalSteps, this.stepsPerEpoch);
     this.optimization = new Optimization(parts.model.trainableParameters(), {
       lr: config.lr, weightDecay: config.weightDecay, gradClip: config.gradClip, accumulationSteps: config.accumulationSteps,
-      warmupSteps: warmupStepsFromRatio(this.totalSteps, config.warmupRatio), totalSteps: this.totalSteps, schedule: 'cosine',
+      ...scheduleFor(config, this.totalSteps),
     }, parts.strategy);
+    this.controls = new LoopControls(config, {
+      savePath: config.savePath, totalSteps: this.totalSteps, resumeDir: config.resume, stage: 'train_reward_model', log: this.log,
+      evalMetrics: parts.eval.length ? Object.keys(evalRecord({ loss: 0, accuracy: 0, chosen: 0, rejected: 0, margin: 0 })) : [],
+      noEval: 'there are no held-out pairs: give --eval_dataset or --eval_ratio > 0',
+    });
   }
 
   /** Rewards of a pair batch and the pairwise loss on them; batch statistics go to `aux`. */
@@ -217,7 +228,7 @@ export class RewardTrainer {
     const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
     this.optimization.loadStateDict(saved.state, saved.globalStep);
     this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
-    this.bestAccuracy = state.best_metric;
+    this.controls.restoreBest(state);
     this.logHistory = [...state.log_history];
     this.log(`resumed from ${dir}: step ${state.global_step}/${this.totalSteps}, epoch ${state.epoch + 1}, batch ${state.step_in_epoch}`);
   }
@@ -226,7 +237,7 @@ export class RewardTrainer {
   trainerState(): TrainerState {
     const pos = this.loader.position;
     return {
-      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: this.bestAccuracy,
+      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
       rng_state: { data: this.config.seed }, args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>,
       log_history: this.logHistory, world_size: this.strategy.worldSize,
     };
@@ -269,13 +280,24 @@ export class RewardTrainer {
     const epochs: EpochSummary[] = [];
     const window = { start: performance.now(), pairs: 0, tokens: 0 };
     let progress: TrainingProgress | null = null;
+    let lastEval: EvalMetrics | null = null;
+    // Held-out metrics, logged and offered to --save_best.
+    const evaluateAt = async (step: number): Promise<EvalMetrics | null> => {
+      const ev = this.evaluate();
+      if (!ev) return null;
+      const record = evalRecord(ev);
+      logger?.log(step, record);
+      this.logHistory.push({ step, ...record });
+      await this.controls.recordEval(step, record, (dir) => this.save(dir, { withOptimizer: c.needOptimCkpt, merge: false }));
+      return ev;
+    };
     try {
-      while (this.loader.position.epoch < c.maxEpochs) {
+      while (this.loader.position.epoch < this.epochsToRun && this.optimization.globalStep < this.totalSteps) {
         const epoch = this.loader.position.epoch;
         const running = new RunningMean(); // since the last log line
         const epochMeans = new RunningMean();
         progress = new TrainingProgress({
-          total: this.totalSteps, startStep: this.optimization.globalStep, label: `rm epoch ${epoch + 1}/${c.maxEpochs}`,
+          total: this.totalSteps, startStep: this.optimization.globalStep, label: `rm epoch ${epoch + 1}/${this.epochsToRun}`,
           ...(showProgress ? {} : { bar: false, stream: nullStream() }),
         });
         while (this.loader.position.epoch === epoch) {
@@ -304,7 +326,7 @@ export class RewardTrainer {
           Object.assign(stepLoss, { sum: 0, micro: 0 });
           // Stops (throws) before anything of this step is saved when a number has gone bad.
           guard.check(step, { 'train/loss': meanLoss, 'train/grad_norm': s.gradNorm }, this.optimization.variables, 'train/loss');
-          if (step % c.logSteps === 0 || endOfEpoch) {
+          if (this.controls.logDue(step) || endOfEpoch) {
             const seconds = Math.max((performance.now() - window.start) / 1000, 1e-9);
             const pos = this.loader.position;
             const record = {
@@ -318,35 +340,32 @@ export class RewardTrainer {
             Object.assign(window, { start: performance.now(), pairs: 0, tokens: 0 });
           }
           progress.update(step, { loss, lr: s.lr, tokens: batch.tokens });
-          if (c.saveSteps > 0 && step % c.saveSteps === 0 && step < this.totalSteps) {
-            await this.save(join(c.savePath, `checkpoint-${step}`), { withOptimizer: c.needOptimCkpt, merge: false });
-            guard.checkpointSaved(step, join(c.savePath, `checkpoint-${step}`));
+          // --eval_steps: every n steps and at the last (without it: at epoch ends, below)
+          if (c.evalSteps > 0 && this.controls.evalDue(step, false)) lastEval = await evaluateAt(step);
+          if (this.controls.saveDue(step)) {
+            const dir = this.controls.checkpointDir(step);
+            await this.save(dir, { withOptimizer: c.needOptimCkpt, merge: false });
+            guard.checkpointSaved(step, dir);
+            if (main) for (const old of this.controls.afterCheckpoint()) this.log(`removed ${old} (--save_total_limit ${c.saveTotalLimit})`);
           }
           if ((await stepBoundary(interrupt, this.strategy)) && step < this.totalSteps) {
             progress.stop();
             const dir = join(c.savePath, `checkpoint-${step}`);
-            const justSaved = c.saveSteps > 0 && step % c.saveSteps === 0 && c.needOptimCkpt;
+            const justSaved = this.controls.saveDue(step) && c.needOptimCkpt;
             if (!justSaved) await this.save(dir, { withOptimizer: true, merge: false });
             this.log(`interrupted at step ${step}/${this.totalSteps}: saved ${dir}; continue with the same command plus --resume ${dir}`);
             return { outputDir: dir, interrupted: true, steps: step, epochs };
           }
+          if (step >= this.totalSteps) break; // --max_steps reached inside the epoch
         }
 
         // 3. end of epoch: evaluation, its metrics, one summary line
         progress.stop();
         const trainMeans = this.strategy.reduceMetrics(epochMeans.log('train'));
-        const ev = this.evaluate();
-        if (ev) {
-          const record = {
-            'eval/loss': ev.loss, 'eval/reward/accuracy': ev.accuracy, 'eval/reward/chosen': ev.chosen,
-            'eval/reward/rejected': ev.rejected, 'eval/reward/margin': ev.margin,
-          };
-          logger?.log(this.optimization.globalStep, record);
-          this.logHistory.push({ step: this.optimization.globalStep, ...record });
-          this.bestAccuracy = Math.max(this.bestAccuracy ?? -Infinity, ev.accuracy);
-        }
+        if (c.evalSteps === 0) lastEval = await evaluateAt(this.optimization.globalStep);
+        const ev = lastEval;
         epochs.push({ epoch, train: trainMeans, eval: ev });
-        this.log(formatEpochSummary(epoch, c.maxEpochs, trainMeans, ev));
+        this.log(formatEpochSummary(epoch, this.epochsToRun, trainMeans, ev));
       }
 
       // 4. the final model, in --save_path (keeping its checkpoint-* and logs subdirectories)
@@ -355,6 +374,8 @@ export class RewardTrainer {
         this.writeCheckpoint(c.savePath, { withOptimizer: c.needOptimCkpt, merge: c.mergeLoraWeights, final: true }),
       );
       this.log(`saved the reward model to ${c.savePath}`);
+      const best = this.controls.bestSummary();
+      if (best) this.log(best);
       return { outputDir: c.savePath, interrupted: false, steps: this.optimization.globalStep, epochs };
     } finally {
       progress?.stop();
@@ -366,6 +387,14 @@ export class RewardTrainer {
   dispose(): void {
     this.optimization.dispose();
   }
+}
+
+/** The logged names of a held-out evaluation. */
+export function evalRecord(ev: EvalMetrics): Record<string, number> {
+  return {
+    'eval/loss': ev.loss, 'eval/reward/accuracy': ev.accuracy, 'eval/reward/chosen': ev.chosen,
+    'eval/reward/rejected': ev.rejected, 'eval/reward/margin': ev.margin,
+  };
 }
 
 export function formatEpochSummary(epoch: number, maxEpochs: number, train: Record<string, number>, ev: EvalMetrics | null): string {
@@ -452,6 +481,9 @@ export async function runRewardTraining(input: RewardConfigInput, runOptions: Re
   const c = resolveRewardConfig(input);
   const strategy = createStrategy(c.strategy);
   const say = strategy.isMain() ? log : () => {};
+  const batch = deriveBatch(c, strategy.worldSize);
+  Object.assign(c, { batchSize: batch.batchSize, accumulationSteps: batch.accumulationSteps });
+  if (batch.note) say(batch.note);
   await initBackend(c.backend, say);
   await recoverRunDirs(strategy, [c.savePath, c.resume], say);
   const resumeState = c.resume ? await readResumeState(c, strategy.worldSize, say) : null;

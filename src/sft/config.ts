@@ -19,11 +19,19 @@ export type PeftMethod = (typeof PEFT_METHODS)[number];
 /** `--num_virtual_tokens` when not given (PEFT's examples use 20). */
 export const DEFAULT_NUM_VIRTUAL_TOKENS = 20;
 export const PROMPT_TUNING_INITS = ['random', 'sample_vocab'] as const;
+import type { BinDtype } from '../data/token_bin.js';
+import type { LoopControlsConfig } from '../trainer/loop_controls.js';
+import type { ScheduleFields } from '../trainer/schedule_config.js';
 
 /** `--tokenizer char`: build a character vocabulary from the corpus (with --from_config). */
 export const CHAR_TOKENIZER = 'char';
 
-export interface SftConfig extends NonFiniteOptions {
+/**
+ * The shared training controls (src/trainer/loop_controls.ts: --max_steps, --eval_steps, --logging_steps,
+ * --save_total_limit, --save_best, ...; src/trainer/schedule_config.ts: --lr_scheduler, --warmup_steps, --min_lr,
+ * --decay_steps, --adam_beta1/2) and the global/micro batch flags are part of it.
+ */
+export interface SftConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions {
   // ---- model ----
   /** Model family; read from config.json when omitted (and checked against it when given). */
   model?: ModelType;
@@ -78,6 +86,12 @@ export interface SftConfig extends NonFiniteOptions {
   skipBadRecords: boolean;
   /** Where packed token files of plain-text corpora are cached. */
   cacheDir: string;
+  /** Width of the ids in `.bin` token files (nanoGPT: uint16). */
+  binDtype: BinDtype;
+  /** `.bin` files: walk consecutive blocks in order instead of random blocks (nanoGPT's get_batch). */
+  sequential: boolean;
+  /** `.bin` eval file: evaluate on this many batches of random blocks (nanoGPT's eval_iters); default every block. */
+  evalIters?: number;
 
   // ---- training ----
   maxEpochs: number;
@@ -85,6 +99,10 @@ export interface SftConfig extends NonFiniteOptions {
   batchSize: number;
   /** Micro-batches per optimizer step. */
   accumulationSteps: number;
+  /** Samples per optimizer step over all ranks; accumulation is derived from it (src/trainer/batch_size.ts). */
+  globalBatchSize?: number;
+  /** Samples per forward/backward on one rank, with globalBatchSize (default batchSize). */
+  microBatchSize?: number;
   /** Peak learning rate (linear warm-up, then cosine decay to 0). */
   lr: number;
   /** AdamW decoupled weight decay (not applied to biases and norms). */
@@ -135,6 +153,15 @@ export const DEFAULT_SFT_CONFIG = {
   backend: 'auto',
   saveSteps: 0,
   needOptimCkpt: false,
+  binDtype: 'uint16',
+  sequential: false,
+  lrScheduler: 'cosine',
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
+  evalSteps: 0,
+  loggingSteps: 1,
+  saveTotalLimit: 0,
+  saveBest: false,
 } satisfies Partial<SftConfig>;
 
 export type SftConfigInput = Partial<SftConfig> & Pick<SftConfig, 'dataset' | 'savePath'>;
@@ -213,7 +240,7 @@ function validatePeftFlags(c: SftConfig, fail: (msg: string) => never): void {
 /** Options whose change makes a saved data position or schedule meaningless: a resume must keep them. */
 export const RESUME_FIXED_FIELDS = [
   'dataset', 'evalDataset', 'evalRatio', 'maxDatasetsSize', 'maxLen', 'promptTemplate', 'promptColumn',
-  'responseColumn', 'batchSize', 'accumulationSteps', 'maxEpochs', 'seed', 'loraRank', 'peft', 'numVirtualTokens',
+  'responseColumn', 'batchSize', 'accumulationSteps', 'maxEpochs', 'maxSteps', 'seed', 'loraRank', 'sequential', 'peft', 'numVirtualTokens',
 ] as const satisfies readonly (keyof SftConfig)[];
 
 /** Settings that may change on --resume: noted, and the run goes on with the new values. */

@@ -36,6 +36,11 @@ import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interr
 import { recoverRunDirs } from '../trainer/final_save.js';
 import { NonFiniteGuard } from '../trainer/nonfinite_guard.js';
 import { warmupStepsFromRatio } from '../trainer/schedule.js';
+import { LoopControls, totalStepsFor } from '../trainer/loop_controls.js';
+import { scheduleFor } from '../trainer/schedule_config.js';
+import { deriveBatch } from '../trainer/batch_size.js';
+import { TokenBlockLoader } from '../data/token_bin.js';
+import { prepareBinData, usesTokenBins, type BinTrainData } from './bin_data.js';
 import {
   CHAR_TOKENIZER, DEFAULT_NUM_VIRTUAL_TOKENS, RESUME_FIXED_FIELDS, RESUME_NOTED_FIELDS, peftMethodOf, resolveSftConfig, validateSftConfig,
   type PeftMethod, type SftConfig, type SftConfigInput,
@@ -100,6 +105,8 @@ interface Assembled {
   baseModelPath: string | undefined;
   resumeState: TrainerState | null;
   log: (message: string) => void;
+  /** `.bin` token files: the training tokens (the loader draws blocks of them). */
+  binTrain: BinTrainData | null;
 }
 
 export class SftTrainer {
@@ -117,7 +124,8 @@ export class SftTrainer {
   private readonly log: (message: string) => void;
   private readonly runOptions: SftRunOptions;
   private dropoutRng: Rng;
-  private bestEvalLoss: number | null = null;
+  /** --max_steps, --eval_steps, --logging_steps, --save_total_limit, --save_best (src/trainer/loop_controls.ts). */
+  readonly controls: LoopControls;
   private logHistory: Record<string, number | null>[] = [];
 
   private constructor(a: Assembled, runOptions: SftRunOptions) {
@@ -133,12 +141,16 @@ export class SftTrainer {
     this.runOptions = runOptions;
     const padTokenId = a.tokenizer.padTokenId ?? a.tokenizer.eosTokenId ?? 0;
     const collate = (xs: TokenizedSample[]) => padBatch(xs, { padTokenId });
-    this.loader = this.strategy.createLoader(a.data.train, { batchSize: c.batchSize, seed: c.seed, shuffle: true, collate });
+    this.loader = a.binTrain
+      ? new TokenBlockLoader(a.binTrain.tokens, a.binTrain.file, {
+        blockSize: c.maxLen, batchSize: c.batchSize, seed: c.seed, rank: a.strategy.rank, worldSize: a.strategy.worldSize, sequential: c.sequential, collate,
+      })
+      : this.strategy.createLoader(a.data.train, { batchSize: c.batchSize, seed: c.seed, shuffle: true, collate });
     this.evalBatches = [];
     for (let i = 0; i < a.data.eval.length; i += c.batchSize) this.evalBatches.push(collate(a.data.eval.slice(i, i + c.batchSize)));
 
     // Micro-batches run as one stream across epochs, so no batch is dropped at an epoch edge.
-    this.totalSteps = Math.floor((this.loader.batchesPerEpoch * c.maxEpochs) / c.accumulationSteps);
+    this.totalSteps = totalStepsFor(c.maxSteps, Math.floor((this.loader.batchesPerEpoch * c.maxEpochs) / c.accumulationSteps));
     if (this.totalSteps < 1) {
       throw new Error(
         `${this.loader.batchesPerEpoch * c.maxEpochs} micro-batch(es) in ${c.maxEpochs} epoch(s) make no optimizer step of ` +
@@ -152,9 +164,13 @@ export class SftTrainer {
         ? a.model.virtualTokens.trainableVariables().map((v) => ['prompt_embeddings', v] as [string, tf.Variable])
         : a.model.namedParameters();
     this.optimization = new Optimization(trainable, {
-      lr: c.lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: c.accumulationSteps,
-      warmupSteps: warmupStepsFromRatio(this.totalSteps, c.warmupRatio), totalSteps: this.totalSteps, schedule: 'cosine',
+      lr: c.lr, weightDecay: c.weightDecay, gradClip: c.gradClip, accumulationSteps: c.accumulationSteps, ...scheduleFor(c, this.totalSteps),
     }, this.strategy);
+    this.controls = new LoopControls(c, {
+      savePath: c.savePath, totalSteps: this.totalSteps, resumeDir: c.resume, stage: 'train_sft', log: this.log,
+      evalMetrics: this.evalBatches.length ? ['eval/loss', 'eval/perplexity'] : [],
+      noEval: 'train_sft has no held-out data: give --eval_dataset (or --eval_ratio)',
+    });
     this.dropoutRng = new Rng((c.seed ^ 0x5eed) >>> 0);
     if (a.resumeState) this.restore(a.resumeState);
   }
@@ -166,9 +182,13 @@ export class SftTrainer {
     const strategy = createStrategy(config.strategy);
     const log = runOptions.log ?? ((m: string) => console.error(m));
     await recoverRunDirs(strategy, [config.savePath, config.resume], log);
+    const batch = deriveBatch(config, strategy.worldSize);
+    Object.assign(config, { batchSize: batch.batchSize, accumulationSteps: batch.accumulationSteps });
+    if (batch.note && strategy.isMain()) log(batch.note);
     const resumeState = config.resume ? await readResumeState(config, strategy.worldSize, strategy.isMain() ? log : () => {}) : null;
     const dataOpts: SftDataOptions = { ...config };
-    const mode = await detectDataMode([...config.dataset, ...config.evalDataset], dataOpts);
+    const bins = usesTokenBins(config);
+    const mode = bins ? 'text' : await detectDataMode([...config.dataset, ...config.evalDataset], dataOpts);
     if (config.tokenizer === CHAR_TOKENIZER && mode !== 'text') {
       throw new Error('--tokenizer char builds its vocabulary from a plain-text corpus (.txt or `text` records), but the datasets hold chat data');
     }
@@ -177,9 +197,11 @@ export class SftTrainer {
     try {
       checkFit(config, model, tokenizer);
       const modelDir = config.resume ?? config.pretrain;
-      const data = mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts, modelDir);
+      const binData = bins ? prepareBinData(tokenizer, config) : null;
+      const data = binData?.data ?? (mode === 'text' ? await prepareTextData(tokenizer, dataOpts) : await prepareChatData(tokenizer, dataOpts, modelDir));
       for (const note of data.notes) log(`data: ${note}`);
-      const trainer = new SftTrainer({ config, strategy, model, tokenizer, data, baseModelPath, resumeState, log }, runOptions);
+      const binTrain = binData?.train ?? null;
+      const trainer = new SftTrainer({ config, strategy, model, tokenizer, data, baseModelPath, resumeState, log, binTrain }, runOptions);
       trainer.describe();
       return trainer;
     } catch (e) {
@@ -279,23 +301,30 @@ export class SftTrainer {
           'train/loss': s.loss, 'train/lr': s.lr, 'train/grad_norm': s.gradNorm,
           'train/tokens_per_s': s.tokens / Math.max(s.seconds, 1e-9), 'train/epoch': s.epoch, 'train/tokens': s.tokens,
         };
-        const saveDue = c.saveSteps > 0 && s.step % c.saveSteps === 0 && s.step < this.totalSteps;
+        const saveDue = this.controls.saveDue(s.step);
         const epochEnded = this.loader.position.epoch > epochBefore;
-        if (epochEnded || saveDue || s.step === this.totalSteps) {
+        let evaluated = false;
+        // Without --eval_steps: at epoch ends and save steps, as before.
+        if (this.controls.evalDue(s.step, epochEnded || saveDue)) {
           const ev = this.evaluate();
           if (ev) {
             metrics['eval/loss'] = ev.loss;
             metrics['eval/perplexity'] = ev.perplexity;
             evals.push({ step: s.step, ...ev });
-            if (this.bestEvalLoss === null || ev.loss < this.bestEvalLoss) this.bestEvalLoss = ev.loss;
+            evaluated = true;
+            await this.controls.recordEval(s.step, metrics, (dir) => this.saveCheckpoint(dir, c.needOptimCkpt));
           }
         }
-        logger?.log(s.step, metrics);
-        this.logHistory.push({ step: s.step, ...metrics });
+        if (evaluated || this.controls.logDue(s.step)) {
+          logger?.log(s.step, metrics);
+          this.logHistory.push({ step: s.step, ...metrics });
+        }
         progress.update(s.step, { loss: s.loss, lr: s.lr, tokens: s.tokens });
         if (saveDue) {
-          await this.saveCheckpoint(join(c.savePath, `checkpoint-${s.step}`), c.needOptimCkpt);
-          guard.checkpointSaved(s.step, join(c.savePath, `checkpoint-${s.step}`));
+          const dir = this.controls.checkpointDir(s.step);
+          await this.saveCheckpoint(dir, c.needOptimCkpt);
+          guard.checkpointSaved(s.step, dir);
+          if (main) for (const old of this.controls.afterCheckpoint()) this.log(`removed ${old} (--save_total_limit ${c.saveTotalLimit})`);
         }
         if ((await stepBoundary(interrupt, this.strategy)) && s.step < this.totalSteps) {
           progress.stop();
@@ -309,6 +338,8 @@ export class SftTrainer {
       logger?.close();
       await this.saveFinal();
       this.log(`saved the ${(this.model.lora && !c.mergeLoraWeights) || this.model.virtualTokens ? 'PEFT adapter' : 'model'} to ${c.savePath}`);
+      const best = this.controls.bestSummary();
+      if (best) this.log(best);
       return { steps: this.optimization.globalStep, interrupted: false, outputDir: c.savePath, evals, lastLoss };
     } finally {
       progress.stop();
@@ -321,7 +352,7 @@ export class SftTrainer {
   trainerState(): TrainerState {
     const pos = this.loader.position;
     return {
-      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: this.bestEvalLoss,
+      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
       rng_state: { data: this.config.seed, dropout: this.dropoutRng.getState() },
       args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>, log_history: this.logHistory,
       world_size: this.strategy.worldSize,
@@ -366,7 +397,7 @@ export class SftTrainer {
     this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
     const dropout = state.rng_state.dropout;
     if (dropout !== undefined) this.dropoutRng = Rng.fromState(dropout);
-    this.bestEvalLoss = state.best_metric;
+    this.controls.restoreBest(state);
     this.logHistory = [...state.log_history];
     this.log(`resumed from ${dir} at step ${state.global_step} (epoch ${state.epoch}, batch ${state.step_in_epoch})`);
   }
@@ -378,8 +409,9 @@ export class SftTrainer {
     const trained = adapter ? count(adapter.trainableVariables()) : all;
     const vt = this.model.virtualTokens;
     const method = this.model.lora ? ` (LoRA r=${this.model.lora.config.r})` : vt ? ` (${vt.kind} tuning, ${vt.numVirtualTokens} virtual tokens)` : '';
+    const train = this.data.train.length || `${this.loader.batchesPerEpoch * this.config.batchSize} (per epoch)`;
     this.log(
-      `sft: ${this.data.train.length} train / ${this.data.eval.length} eval ${this.data.mode === 'text' ? 'blocks' : 'samples'}, ` +
+      `sft: ${train} train / ${this.data.eval.length} eval ${this.data.mode === 'text' ? 'blocks' : 'samples'}, ` +
         `${this.loader.batchesPerEpoch} batches per epoch, ${this.totalSteps} optimizer steps; training ${trained.toLocaleString('en')} ` +
         `of ${all.toLocaleString('en')} parameters${method}`,
     );

@@ -138,6 +138,10 @@ export interface TrainerState {
   step_in_epoch: number;
   /** Best evaluation metric seen so far (lower or higher is better per trainer), or null before the first eval. */
   best_metric: number | null;
+  /** Step of the evaluation that gave best_metric (src/trainer/loop_controls.ts). */
+  best_step?: number | null;
+  /** Where the best model was kept (`--save_best`), or null. */
+  best_model_checkpoint?: string | null;
   /** States of the run's seeded generators by role (e.g. `{data: 123, dropout: 456}`, from `Rng.getState()`). */
   rng_state: Record<string, number>;
   /** The command-line arguments / config the run started with, for checking that a resume uses the same ones. */

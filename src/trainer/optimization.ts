@@ -10,7 +10,7 @@ import { tf, type Tensor, type Variable } from '../engine/tf.js';
 import type { Strategy } from '../strategies/strategy.js';
 import { AdamW, noDecayForBiasAndNorm, type AdamWConfig, type AdamWStateDict } from './adamw.js';
 import { accumulate, clipByGlobalNorm, disposeGrads, globalNorm, scaleGrads } from './grad_utils.js';
-import { constantWithWarmup, cosineWithWarmup } from './schedule.js';
+import { scheduledLr, type LrSchedulerName } from './schedule.js';
 
 export interface OptimizationConfig {
   lr: number;
@@ -21,10 +21,14 @@ export interface OptimizationConfig {
   gradClip: number;
   accumulationSteps: number;
   warmupSteps: number;
-  /** Optimizer steps in the whole run (for the cosine schedule). */
+  /** Optimizer steps in the whole run (for the decaying schedules). */
   totalSteps: number;
-  schedule: 'cosine' | 'constant';
+  /** `--lr_scheduler` (src/trainer/schedule.ts). */
+  schedule: LrSchedulerName;
+  /** Floor of cosine_with_min_lr. */
   minLr?: number;
+  /** Step where the decay ends, when before totalSteps (`--decay_steps`). */
+  decaySteps?: number;
 }
 
 export interface StepResult {
@@ -92,9 +96,13 @@ export class Optimization {
 
   lrAt(step: number): number {
     const c = this.config;
-    return c.schedule === 'cosine'
-      ? cosineWithWarmup(step, { totalSteps: c.totalSteps, warmupSteps: c.warmupSteps, maxLr: c.lr, minLr: c.minLr ?? 0 })
-      : constantWithWarmup(step, { warmupSteps: c.warmupSteps, maxLr: c.lr });
+    // Callers written before the named schedules: 'cosine' with a floor, and 'constant' with a warm-up, keep meaning
+    // what they meant then (scheduleFor gives the flag names their transformers meaning).
+    const name = c.schedule === 'cosine' && c.minLr ? 'cosine_with_min_lr' : c.schedule === 'constant' && c.warmupSteps > 0 ? 'constant_with_warmup' : c.schedule;
+    return scheduledLr(step, {
+      name, maxLr: c.lr, warmupSteps: c.warmupSteps,
+      totalSteps: c.totalSteps, decaySteps: c.decaySteps, minLr: c.minLr,
+    });
   }
 
   /**

@@ -73,3 +73,126 @@ export function warmupStepsFromRatio(totalSteps: number, ratio: number): number 
   if (!(ratio >= 0 && ratio <= 1)) throw new Error(`warmupStepsFromRatio: ratio must be in [0, 1], got ${ratio}`);
   return Math.ceil(Number((totalSteps * ratio).toFixed(9)));
 }
+
+/** `--lr_scheduler` names: transformers' `get_scheduler` names where they share one, and `noam`. */
+export const LR_SCHEDULERS = ['cosine', 'linear', 'constant', 'constant_with_warmup', 'noam', 'cosine_with_min_lr'] as const;
+export type LrSchedulerName = (typeof LR_SCHEDULERS)[number];
+
+/** Settings of any `--lr_scheduler`; each schedule reads the fields it needs. */
+export interface LrScheduleConfig {
+  name: LrSchedulerName;
+  /** Peak learning rate (`--lr`). */
+  maxLr: number;
+  warmupSteps: number;
+  /** Optimizer steps in the whole run. */
+  totalSteps: number;
+  /**
+   * Step at which the decay ends (`--decay_steps`, counted from step 0 like nanoGPT's lr_decay_iters and PaddleNLP's
+   * decay_steps); afterwards the lr stays at its floor. Default: totalSteps.
+   */
+  decaySteps?: number;
+  /** Floor of cosine_with_min_lr (`--min_lr`). */
+  minLr?: number;
+}
+
+/**
+ * transformers' `get_linear_schedule_with_warmup`:
+ * 1. step < warmupSteps: maxLr * step / warmupSteps.
+ * 2. afterwards: maxLr * max(0, (totalSteps - step) / (totalSteps - warmupSteps)), so 0 from totalSteps on.
+ */
+export function linearWithWarmup(step: number, config: { totalSteps: number; warmupSteps: number; maxLr: number }): number {
+  const { totalSteps, warmupSteps, maxLr } = config;
+  checkStep('linearWithWarmup', step);
+  checkWarmup('linearWithWarmup', warmupSteps, maxLr);
+  if (!Number.isInteger(totalSteps) || totalSteps < 1 || totalSteps < warmupSteps) {
+    throw new Error(`linearWithWarmup: totalSteps must be an integer >= max(1, warmupSteps), got ${totalSteps}`);
+  }
+  if (step < warmupSteps) return (maxLr * step) / warmupSteps;
+  return maxLr * Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - warmupSteps));
+}
+
+/** transformers' `get_constant_schedule`: maxLr at every step (no warm-up). */
+export function constantLr(step: number, config: { maxLr: number }): number {
+  checkStep('constantLr', step);
+  checkWarmup('constantLr', 0, config.maxLr);
+  return config.maxLr;
+}
+
+/**
+ * The Noam schedule ("Attention is all you need"; ModelScope's GPT-3 recipes): factor min(n^-0.5, n * w^-1.5) of the
+ * 1-based update number n = step + 1. It rises linearly to n = w, then decays as 1/sqrt(n). The factor peaks at
+ * w^-0.5, so it is multiplied by maxLr * sqrt(w): `--lr` is the peak, reached at the warmupSteps-th update (the
+ * normalisation of ESPnet's and WeNet's WarmupLR; the paper's d_model^-0.5 scale would make --lr a unitless factor).
+ * 1. n = step + 1
+ * 2. lr = maxLr * sqrt(w) * min(n^-0.5, n * w^-1.5)
+ */
+export function noam(step: number, config: { warmupSteps: number; maxLr: number }): number {
+  const { warmupSteps: w, maxLr } = config;
+  checkStep('noam', step);
+  checkWarmup('noam', w, maxLr);
+  if (w < 1) throw new Error('noam: warmupSteps must be >= 1 (the schedule peaks there): set --warmup_steps or --warmup_ratio');
+  const n = step + 1;
+  return maxLr * Math.sqrt(w) * Math.min(n ** -0.5, n * w ** -1.5);
+}
+
+/** The lr of `config.name` at `step` (optimizer steps already taken: the first update uses step 0). */
+export function scheduledLr(step: number, config: LrScheduleConfig): number {
+  const { name, maxLr, warmupSteps } = config;
+  const horizon = config.decaySteps ?? config.totalSteps;
+  switch (name) {
+    case 'cosine':
+      return cosineWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr, minLr: 0 });
+    case 'cosine_with_min_lr':
+      // transformers' min_lr: the cosine factor is rescaled to [min_lr / lr, 1], i.e. the lr to [min_lr, lr].
+      return cosineWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr, minLr: config.minLr ?? 0 });
+    case 'linear':
+      return linearWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr });
+    case 'constant':
+      return constantLr(step, { maxLr });
+    case 'constant_with_warmup':
+      return constantWithWarmup(step, { warmupSteps, maxLr });
+    case 'noam':
+      return noam(step, { warmupSteps, maxLr });
+    default:
+      throw new Error(`unknown --lr_scheduler ${String(name)} (choose one of: ${LR_SCHEDULERS.join(', ')})`);
+  }
+}
+
+/**
+ * Checks a schedule's settings once, before a run starts, with errors naming the flags (the functions above check
+ * again, per call, naming their fields).
+ */
+export function validateLrSchedule(c: LrScheduleConfig): void {
+  if (!(LR_SCHEDULERS as readonly string[]).includes(c.name)) {
+    throw new Error(`--lr_scheduler ${c.name} is unknown (choose one of: ${LR_SCHEDULERS.join(', ')})`);
+  }
+  if (c.minLr !== undefined && c.name !== 'cosine_with_min_lr') {
+    throw new Error(`--min_lr is the floor of --lr_scheduler cosine_with_min_lr; --lr_scheduler ${c.name} does not use it`);
+  }
+  if (c.name === 'cosine_with_min_lr' && c.minLr === undefined) throw new Error('--lr_scheduler cosine_with_min_lr needs --min_lr');
+  if (c.minLr !== undefined && !(c.minLr >= 0 && c.minLr <= c.maxLr)) {
+    throw new Error(`--min_lr must be in [0, --lr ${c.maxLr}], got ${c.minLr}`);
+  }
+  if (c.name === 'noam' && c.warmupSteps < 1) {
+    throw new Error('--lr_scheduler noam peaks at the end of warm-up: give --warmup_steps N (N >= 1) or a --warmup_ratio that makes one');
+  }
+  const decays = c.name === 'cosine' || c.name === 'cosine_with_min_lr' || c.name === 'linear';
+  if (c.decaySteps !== undefined) {
+    if (!decays) throw new Error(`--decay_steps sets where the decay of cosine, cosine_with_min_lr or linear ends; --lr_scheduler ${c.name} does not use it`);
+    if (!Number.isInteger(c.decaySteps) || c.decaySteps < Math.max(1, c.warmupSteps)) {
+      throw new Error(`--decay_steps must be an integer >= the ${c.warmupSteps} warm-up steps (and >= 1), got ${c.decaySteps}`);
+    }
+  }
+  if (decays && c.decaySteps === undefined && c.totalSteps < c.warmupSteps) {
+    throw new Error(`${c.warmupSteps} warm-up steps exceed the run's ${c.totalSteps} optimizer steps: lower --warmup_steps`);
+  }
+}
+
+/** Warm-up steps from `--warmup_steps` when given (transformers: it overrides the ratio), else `--warmup_ratio`. */
+export function resolveWarmupSteps(totalSteps: number, warmupSteps: number | undefined, warmupRatio: number): number {
+  if (warmupSteps !== undefined) {
+    if (!Number.isInteger(warmupSteps) || warmupSteps < 0) throw new Error(`--warmup_steps must be an integer >= 0, got ${warmupSteps}`);
+    return warmupSteps;
+  }
+  return warmupStepsFromRatio(totalSteps, warmupRatio);
+}
