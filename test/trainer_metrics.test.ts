@@ -174,6 +174,8 @@ describe('metric key table', () => {
   it('documents exactly the agreed prefixes', () => {
     expect(Object.keys(METRIC_PREFIXES)).toEqual([
       'train/', 'eval/', 'objective/', 'policy/', 'value/', 'loss/', 'reward/', 'response/', 'time/',
+      // TRL's DPO-family names (rewards/chosen, logps/rejected, logits/chosen, ...)
+      'rewards/', 'logps/', 'logits/',
     ]);
     expect(() => checkMetricKey('policy/clipfrac')).not.toThrow();
     expect(() => checkMetricKey('policy/')).toThrow();

@@ -27,10 +27,11 @@ import { loadPretrained } from '../models/pretrained.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import { readResumableState, readResumeOptimizer, saveCheckpoint, saveFinalCheckpoint, type CheckpointContents } from '../trainer/stage_checkpoint.js';
-import { recoverInterruptedWrite, resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import { resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import { recoverRunDirs } from '../trainer/final_save.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
-import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
+import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
 import { warmupStepsFromRatio } from '../trainer/schedule.js';
 import { resolveDpoConfig, type DpoConfig, type DpoConfigInput } from './config.js';
 import { collateDpoPairs, collateKto, tokenizeDpoPairs, tokenizeKtoExamples, type DpoBatch, type DpoPair, type KtoExample } from './data.js';
@@ -283,7 +284,7 @@ export class DpoTrainer {
           if (c.saveSteps > 0 && step % c.saveSteps === 0 && step < this.totalSteps) {
             await this.save(join(c.savePath, `checkpoint-${step}`), { withOptimizer: c.needOptimCkpt, merge: false });
           }
-          if (this.strategy.anyRank(interrupt.requested) && step < this.totalSteps) {
+          if ((await stepBoundary(interrupt, this.strategy)) && step < this.totalSteps) {
             progress.stop();
             const dir = join(c.savePath, `checkpoint-${step}`);
             await this.save(dir, { withOptimizer: true, merge: false });
@@ -332,7 +333,6 @@ function nullStream(): Writable {
 
 async function readResumeState(c: DpoConfig, worldSize: number): Promise<TrainerState> {
   const dir = c.resume!;
-  await recoverInterruptedWrite(dir);
   const state = await readResumableState(dir, 'train_dpo');
   const flags = new Map<string, string>(RESUME_FIXED);
   const [m] = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
@@ -376,6 +376,8 @@ export async function runDpoTraining(input: DpoConfigInput, runOptions: DpoRunOp
   const strategy = createStrategy(c.strategy);
   const say = strategy.isMain() ? log : () => {};
   await initBackend(c.backend, say);
+  // A crash mid-save is finished or undone before anything is read (main rank, then a barrier).
+  await recoverRunDirs(strategy, [c.savePath, c.resume], say);
   const resumeState = c.resume ? await readResumeState(c, strategy.worldSize) : null;
 
   // 2. the policy (the checkpoint's when resuming) and its tokenizer

@@ -23,10 +23,11 @@ import type { BatchLoader } from '../data/batching.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import { readOptimizerState, saveCheckpoint, saveFinalCheckpoint } from '../trainer/stage_checkpoint.js';
-import { readTrainerState, recoverInterruptedWrite, resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import { readTrainerState, resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
 import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
-import { onInterrupt, type InterruptFlag } from '../trainer/interrupt.js';
+import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
+import { recoverRunDirs } from '../trainer/final_save.js';
 import { answerLogProbs, referenceLogProbs } from '../rollout/logprobs.js';
 import { endedWithEos, sampleRollouts, type Rollouts } from '../rollout/sample.js';
 import { recordedTemplate } from '../rollout/prompts.js';
@@ -98,8 +99,9 @@ export class GrpoTrainer {
     const strategy = createStrategy(c.strategy);
     const log = strategy.isMain() ? (opts.log ?? ((m: string) => process.stderr.write(m + '\n'))) : () => {};
     let state: GrpoTrainerState | null = null;
+    // A crash mid-save is finished or undone before anything is read (main rank, then a barrier).
+    await recoverRunDirs(strategy, [c.savePath, c.resume], log);
     if (c.resume) {
-      await recoverInterruptedWrite(c.resume);
       state = (await readTrainerState(c.resume)) as GrpoTrainerState;
       if (!state.grpo) throw new Error(`${c.resume}/trainer_state.json: no "grpo" state, so it was not written by train_grpo`);
       const changed = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED_FIELDS, strategy.worldSize);
@@ -174,7 +176,7 @@ export class GrpoTrainer {
     let savedTo = c.savePath;
     try {
       while (this.step < this.totalSteps) {
-        if (this.strategy.anyRank(interrupt.requested)) {
+        if (await stepBoundary(interrupt, this.strategy)) {
           interrupted = true;
           break;
         }

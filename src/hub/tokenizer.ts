@@ -210,6 +210,11 @@ export class Tokenizer {
     return Tokenizer.fromJson(json, { ...defaults, ...opts.config }, source);
   }
 
+  /** Encodes and decodes `text` with the underlying library only (a load-time check; no user-visible encode). */
+  selfCheck(text: string): void {
+    this.inner.decode(this.inner.encode(text, { add_special_tokens: true }).ids);
+  }
+
   encode(text: string, { addSpecialTokens = true }: EncodeOptions = {}): number[] {
     if (typeof text !== 'string') throw new TypeError(`Tokenizer.encode: text must be a string, got ${typeof text}`);
     const { addBosToken, addEosToken } = this.config;

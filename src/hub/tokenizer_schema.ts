@@ -154,7 +154,7 @@ const PROBE_TEXT = 'Hello, world! 123\n';
  * unknown pre-tokenizer, a malformed post-processor) become InputFileErrors naming `source`, here rather than at the
  * first batch of training.
  */
-export function checkedTokenizer<T extends { encode(text: string): number[]; decode(ids: number[]): string }>(build: () => T, source: string): T {
+export function checkedTokenizer<T extends { selfCheck(text: string): void }>(build: () => T, source: string): T {
   let tok: T;
   try {
     tok = build();
@@ -163,7 +163,7 @@ export function checkedTokenizer<T extends { encode(text: string): number[]; dec
     throw new InputFileError(source, `cannot be loaded: ${(e as Error)?.message ?? String(e)}`);
   }
   try {
-    tok.decode(tok.encode(PROBE_TEXT));
+    tok.selfCheck(PROBE_TEXT);
   } catch (e) {
     if (e instanceof InputFileError) throw e;
     throw new InputFileError(source, `fails to encode and decode a test sentence: ${(e as Error)?.message ?? String(e)}`);
