@@ -30,9 +30,15 @@ stage rm bash "$ROOT/scripts/train_rm.sh"
 stage ppo bash "$ROOT/scripts/train_prompts.sh"
 if [ -n "$TINY" ]; then
   # Every stage's output must load in a later stage / inference with no extra flags.
-  for d in sft rm ppo ppo/critic; do
+  # Language models generate; the reward model and the critic score (inference refuses them).
+  for d in sft ppo; do
     [ -d "$OUT/$d" ] || continue
     cli inference --pretrain "$OUT/$d" --input "Hello" --max_new_tokens 2 --backend "${BACKEND:-auto}" > /dev/null
+    echo "reloaded $OUT/$d"
+  done
+  for d in rm ppo/critic; do
+    [ -d "$OUT/$d" ] || continue
+    cli score --rm_path "$OUT/$d" --input "Hello, how are you today?" --backend "${BACKEND:-auto}" > /dev/null
     echo "reloaded $OUT/$d"
   done
 fi
