@@ -13,6 +13,7 @@ import type { DecoderModel } from '../models/decoder.js';
 import { completionLogProbArrays, completionLogProbs, type CompletionBatch } from '../models/sequence_logprobs.js';
 import type { DpoBatch } from './data.js';
 import { ktoLoss, needsReference, pairLoss, rewardMetrics, type DpoLossParams, type DpoLossType } from './losses.js';
+import { withoutAdapter } from '../rollout/logprobs.js';
 
 export interface ObjectiveOptions extends DpoLossParams {
   lossType: DpoLossType;
@@ -20,16 +21,6 @@ export interface ObjectiveOptions extends DpoLossParams {
   meanOverRanks?: (x: number) => number;
 }
 
-/** Runs `fn` with the model's LoRA adapter switched off: the reference view of a LoRA policy (no second copy). */
-export function withAdapterOff<T>(model: DecoderModel, fn: () => T): T {
-  const saved = model.loraEnabled;
-  model.loraEnabled = false;
-  try {
-    return fn();
-  } finally {
-    model.loraEnabled = saved;
-  }
-}
 
 /** Where the reference's log-probs come from. */
 export type ReferenceSource =
@@ -46,7 +37,7 @@ export function referenceRowLogps(ref: ReferenceSource, batch: DpoBatch): number
     case 'model':
       return completionLogProbArrays(ref.model, batch.sequences).sums;
     case 'adapter_off':
-      return withAdapterOff(ref.model, () => completionLogProbArrays(ref.model, batch.sequences).sums);
+      return withoutAdapter(ref.model, () => completionLogProbArrays(ref.model, batch.sequences).sums);
     case 'precomputed': {
       const fromItems = batch.kind === 'pairs'
         ? [...batch.items.map((p) => p.refChosen), ...batch.items.map((p) => p.refRejected)]
