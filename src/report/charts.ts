@@ -1,32 +1,15 @@
 /**
- * One static SVG line chart per metric key: a Vega-Lite spec compiled to Vega and rendered headless
+ * Static SVG line charts, one per group of related metrics (see metric_groups.ts): a Vega-Lite spec compiled to Vega and rendered headless
  * (`renderer: 'none'`, `toSVG()`), so axes, ticks and labels come from Vega, and nothing is fetched: the data is
  * inline and the loader refuses any URL.
  */
 import { loader as vegaLoader, parse as parseVega, View, type Loader } from 'vega';
 import { compile as compileVegaLite, type TopLevelSpec } from 'vega-lite';
 import type { MetricPoint } from './read_logs.js';
+import { isLearningRate, metricUnit, type ChartGroup } from './metric_groups.js';
 
 /** Charts draw at most this many points; longer series are thinned keeping each bucket's min and max. */
 export const MAX_CHART_POINTS = 1000;
-
-/** `train/loss` -> `train/`; `eval/reward/accuracy` -> `eval/`; a key without a slash -> `other`. */
-export function metricPrefix(key: string): string {
-  const slash = key.indexOf('/');
-  return slash > 0 ? key.slice(0, slash + 1) : 'other';
-}
-
-/** Keys grouped by prefix, groups and keys in first-seen order. */
-export function groupKeysByPrefix(keys: Iterable<string>): Map<string, string[]> {
-  const groups = new Map<string, string[]>();
-  for (const key of keys) {
-    const prefix = metricPrefix(key);
-    const group = groups.get(prefix);
-    if (group) group.push(key);
-    else groups.set(prefix, [key]);
-  }
-  return groups;
-}
 
 /**
  * At most `maxPoints` of `points` (finite values only), keeping spikes: the series is cut into buckets and each
@@ -51,27 +34,94 @@ export function thinPoints(points: readonly { step: number; value: number }[], m
   return out;
 }
 
-/** The Vega-Lite spec for one metric: value against step, with a note when values were dropped or thinned. */
-export function metricChartSpec(key: string, points: readonly MetricPoint[]): TopLevelSpec {
-  const finite = points.filter((p): p is { step: number; value: number } => p.value !== null && Number.isFinite(p.value));
+type Point = { step: number; value: number };
+
+/** Line colors (Tableau 10's first ones): the first series blue, the second orange, as in most plotting tools. */
+const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#b279a2'];
+
+/**
+ * Tick label formats. The step axis shows integers with thousands separators (`12,500`, never `1.25e+4`), and
+ * `tickMinStep: 1` keeps fractional steps off it. Values use `~r` without a precision: Vega then picks the digits
+ * from the tick spacing, so neighbouring ticks never print the same label and no exponent appears. Learning rates
+ * (1e-5 .. 1e-3) read best in exponent notation, again with the precision left to the tick spacing.
+ */
+export const STEP_FORMAT = ',d';
+export const VALUE_FORMAT = ',~r';
+export const LR_FORMAT = '~e';
+
+/** The finite points of a series, thinned for drawing, and the notes a reader needs about what was left out. */
+function drawable(key: string, points: readonly MetricPoint[], multi: boolean): { drawn: Point[]; notes: string[] } {
+  const finite = points.filter((p): p is Point => p.value !== null && Number.isFinite(p.value));
   const drawn = thinPoints(finite);
   const notes: string[] = [];
-  if (finite.length === 0) notes.push('no finite values logged');
-  else if (finite.length < points.length) notes.push(`${points.length - finite.length} NaN/Infinity values not drawn`);
-  if (drawn.length < finite.length) notes.push(`thinned to ${drawn.length} of ${finite.length} points (min/max kept)`);
-  return {
-    title: { text: key, anchor: 'start', ...(notes.length > 0 ? { subtitle: notes.join('; ') } : {}) },
-    width: 320,
-    height: 160,
+  const who = multi ? `${key}: ` : '';
+  if (finite.length === 0) notes.push(`${who}no finite values logged`);
+  else if (finite.length < points.length) notes.push(`${who}${points.length - finite.length} NaN/Infinity values not drawn`);
+  if (drawn.length < finite.length) notes.push(`${who}thinned to ${drawn.length} of ${finite.length} points (min/max kept)`);
+  return { drawn, notes };
+}
+
+/** The Vega-Lite spec of one chart: the group's metrics against step, one line each, with a legend when there are several. */
+export function groupChartSpec(group: ChartGroup, metrics: ReadonlyMap<string, readonly MetricPoint[]>): TopLevelSpec {
+  const multi = group.keys.length > 1;
+  const values: (Point & { series: string })[] = [];
+  const notes: string[] = [];
+  let longest = 0;
+  for (const key of group.keys) {
+    const points = metrics.get(key);
+    if (!points) throw new Error(`report: chart '${group.title}' names metric '${key}', which was not logged`);
+    const { drawn, notes: n } = drawable(key, points, multi);
+    values.push(...drawn.map((p) => ({ ...p, series: key })));
+    notes.push(...n);
+    longest = Math.max(longest, drawn.length);
+  }
+  const valueAxis = group.kind === 'lr' ? { labelExpr: `datum.value === 0 ? '0' : format(datum.value, '${LR_FORMAT}')` } : { format: VALUE_FORMAT };
+  // Points only help to read short series; on long ones they hide the line.
+  const mark = { type: 'line' as const, point: longest <= 40, strokeWidth: 1.5, clip: true };
+  const x = { field: 'step', type: 'quantitative' as const, title: 'step', axis: { format: STEP_FORMAT, tickMinStep: 1, tickCount: 6 } };
+  const colorScale = { domain: group.keys, range: PALETTE.slice(0, Math.max(1, group.keys.length)) };
+  const legend = multi ? { orient: 'bottom' as const, title: null, direction: 'vertical' as const, labelLimit: 400 } : null;
+  const base = {
+    title: { text: group.title, anchor: 'start' as const, ...(notes.length > 0 ? { subtitle: notes.join('; ') } : {}) },
+    width: 360,
+    height: 180,
     background: 'white',
-    data: { values: drawn },
-    // Points only help to read short series; on long ones they hide the line.
-    mark: { type: 'line', point: drawn.length <= 60, strokeWidth: 1.5, clip: true },
+    data: { values },
+  };
+  if (group.axis === 'dual' && group.keys.length === 2) {
+    return {
+      ...base,
+      layer: group.keys.map((key, i) => ({
+        transform: [{ filter: { field: 'series', equal: key } }],
+        mark,
+        encoding: {
+          x,
+          y: {
+            field: 'value', type: 'quantitative' as const, title: metricUnit(key) ?? key, scale: { zero: false },
+            axis: { ...valueAxis, orient: i === 0 ? ('left' as const) : ('right' as const), titleColor: PALETTE[i]! },
+          },
+          color: { datum: key, type: 'nominal' as const, scale: colorScale, legend },
+        },
+      })),
+      resolve: { scale: { y: 'independent' } },
+    };
+  }
+  const unit = new Set(group.keys.map((k) => metricUnit(k)));
+  return {
+    ...base,
+    mark,
     encoding: {
-      x: { field: 'step', type: 'quantitative', title: 'step', axis: { tickMinStep: 1, format: '~s' } },
-      y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false }, axis: { format: '.3~g' } },
+      x,
+      y: { field: 'value', type: 'quantitative', title: unit.size === 1 ? [...unit][0] : null, scale: { zero: false }, axis: valueAxis },
+      color: { field: 'series', type: 'nominal', scale: colorScale, legend },
     },
   };
+}
+
+/** The Vega-Lite spec for one metric on its own. */
+export function metricChartSpec(key: string, points: readonly MetricPoint[]): TopLevelSpec {
+  const kind = isLearningRate(key) ? 'lr' : 'value';
+  return groupChartSpec({ title: key, keys: [key], axis: 'shared', kind }, new Map([[key, points]]));
 }
 
 /** A Vega loader that refuses every URL: the report must render from inline data, offline. */
@@ -95,4 +145,9 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
 /** The SVG chart of one metric. */
 export function renderMetricChart(key: string, points: readonly MetricPoint[]): Promise<string> {
   return renderSvg(metricChartSpec(key, points));
+}
+
+/** The SVG chart of one group of metrics. */
+export function renderGroupChart(group: ChartGroup, metrics: ReadonlyMap<string, readonly MetricPoint[]>): Promise<string> {
+  return renderSvg(groupChartSpec(group, metrics));
 }
