@@ -77,18 +77,20 @@ function chartsSection(stage: RenderedStage): string {
   return `<div class="charts">\n${figures.join('\n')}\n</div>`;
 }
 
-/** Metrics logged once (an eval at the end, a count): a line chart of one point says nothing, a table row does. */
+/** Metrics logged once or never changing: a chart of one point or a flat line says nothing, a table row does. */
 function finalsTable(stage: RenderedStage): string {
   if (stage.finals.length === 0) return '';
   const cell = (points: readonly MetricPoint[]) => {
     const row = summarizeSeries('', points);
-    return row.last ? `${formatNumber(row.last.value)} <span class="step">@${row.last.step}</span>` : 'not finite';
+    if (!row.last) return 'no finite value';
+    const constant = row.count > 1 ? ` <span class="step">(all ${row.count} values, steps ${row.first!.step}–${row.last.step})</span>` : '';
+    return `${formatNumber(row.last.value)} <span class="step">@${row.last.step}</span>${constant}`;
   };
   const rows = stage.finals.map(
     (key) =>
       `<tr data-stage="${escapeHtml(stage.logs.name)}" data-final-metric="${escapeHtml(key)}"><th scope="row">${escapeHtml(key)}</th><td>${cell(stage.logs.metrics.get(key)!)}</td></tr>`,
   );
-  return `<h3>Final values</h3>\n<table class="finals"><thead><tr><th>metric (logged once)</th><th>value</th></tr></thead>\n<tbody>\n${rows.join('\n')}\n</tbody></table>`;
+  return `<h3>Final values (logged once or constant)</h3>\n<table class="finals"><thead><tr><th>metric</th><th>value</th></tr></thead>\n<tbody>\n${rows.join('\n')}\n</tbody></table>`;
 }
 
 function samplesSection(samples: readonly SampleRecord[], maxSamples: number): string {

@@ -1,8 +1,9 @@
 /**
  * Which metrics share a chart, decided from their names (TRL's naming: `train/loss`, `eval/loss`, `rewards/chosen`,
  * `objective/kl`, `reward/mean`, ...). Related series are read together: train vs eval of the same quantity, chosen
- * vs rejected, actor vs critic, the reward with the KL that pays for it. A metric with fewer than two finite values
- * gets no chart (a single point says nothing as a line) and goes into the table of final values instead.
+ * vs rejected, actor vs critic, the reward with the KL that pays for it. A metric with fewer than two finite values,
+ * or one that never changed (a fixed learning rate, a KL coefficient), gets no chart (a single point or a flat line
+ * says nothing) and goes into the table of final values instead.
  */
 import type { MetricPoint } from './read_logs.js';
 
@@ -22,7 +23,7 @@ export interface ChartGroup {
 
 export interface MetricGrouping {
   charts: ChartGroup[];
-  /** Metrics with fewer than two finite values, shown as a table of final values. */
+  /** Metrics with fewer than two finite values or a constant one, shown as a table of final values. */
   finals: string[];
 }
 
@@ -32,7 +33,11 @@ const REWARD_KL_PAIRS: readonly [reward: readonly string[], kl: string][] = [
   [['reward'], 'kl'],
 ];
 
-const finiteCount = (points: readonly MetricPoint[]): number => points.filter((p) => p.value !== null && Number.isFinite(p.value)).length;
+/** Whether a series has something to draw: two or more finite values, not all equal. */
+export function worthCharting(points: readonly MetricPoint[]): boolean {
+  const finite = points.filter((p) => p.value !== null && Number.isFinite(p.value)).map((p) => p.value as number);
+  return finite.length >= 2 && finite.some((v) => v !== finite[0]);
+}
 
 /** `train/lr`, `train/actor_lr`, `learning_rate`. */
 export function isLearningRate(key: string): boolean {
@@ -58,7 +63,7 @@ function trainTwins(evalKey: string): string[] {
 /** Groups the metrics of one stage into charts and a final-values list. Every key lands in exactly one of them. */
 export function groupMetrics(metrics: ReadonlyMap<string, readonly MetricPoint[]>): MetricGrouping {
   const order = [...metrics.keys()];
-  const finals = order.filter((k) => finiteCount(metrics.get(k)!) < 2);
+  const finals = order.filter((k) => !worthCharting(metrics.get(k)!));
   const chartable = new Set(order.filter((k) => !finals.includes(k)));
   const taken = new Set<string>();
   const groups: ChartGroup[] = [];
@@ -84,7 +89,8 @@ export function groupMetrics(metrics: ReadonlyMap<string, readonly MetricPoint[]
       continue;
     }
     const critic = swapLastSegmentWord(key, 'actor', 'critic');
-    if (critic !== null && chartable.has(critic)) add({ title: `${key} vs ${critic}`, keys: [key, critic], axis: 'shared', kind: 'value' });
+    // Two networks of different sizes: each gets its own axis.
+    if (critic !== null && chartable.has(critic)) add({ title: `${key} and ${critic}`, keys: [key, critic], axis: 'dual', kind: 'value' });
   }
 
   for (const key of order) {
