@@ -11,6 +11,7 @@ import {
   pickSamples,
   readMetrics,
   reportCharts,
+  reportFinals,
   summarizeSeries,
   thinPoints,
 } from '../src/report/index.js';
@@ -53,7 +54,7 @@ function writeDemoRun(root: string): { sft: string; rm: string } {
 }
 
 describe('buildReport', () => {
-  it('writes one chart per metric key per stage, escaped samples, and nothing external', async () => {
+  it('charts every metric with two or more values, lists single values, escapes samples, and links nothing external', async () => {
     const { sft, rm } = writeDemoRun(tmp);
     const out = path.join(tmp, 'out', 'report.html');
     const result = await buildReport([sft, rm], out);
@@ -63,25 +64,23 @@ describe('buildReport', () => {
       { stage: 'sft', metric: 'train/loss' },
       { stage: 'sft', metric: 'train/lr' },
       { stage: 'sft', metric: 'train/grad_norm' },
-      { stage: 'sft', metric: 'eval/loss' },
       { stage: 'rm', metric: 'train/loss' },
       { stage: 'rm', metric: 'reward/accuracy' },
       { stage: 'rm', metric: 'reward/margin' },
     ];
     expect(reportCharts(html)).toEqual(expected);
     expect(html.match(/<svg[\s>]/g)).toHaveLength(expected.length);
-    expect(result.stages.map((s) => [s.name, s.chartKeys])).toEqual([
-      ['sft', ['train/loss', 'train/lr', 'train/grad_norm', 'eval/loss']],
-      ['rm', ['train/loss', 'reward/accuracy', 'reward/margin']],
+    // eval/loss was logged once: a table row, not a one-point chart.
+    expect(reportFinals(html)).toEqual([{ stage: 'sft', metric: 'eval/loss' }]);
+    expect(result.stages.map((s) => [s.name, s.chartKeys, s.finalKeys])).toEqual([
+      ['sft', ['train/loss', 'train/lr', 'train/grad_norm'], ['eval/loss']],
+      ['rm', ['train/loss', 'reward/accuracy', 'reward/margin'], []],
     ]);
     // Vega drew real axes: tick labels of the step axis and the metric title are in the SVG text.
     expect(html).toMatch(/<text[^>]*>train\/grad_norm<\/text>/);
     expect(html).toContain('1 NaN/Infinity values not drawn');
 
-    // Grouped by prefix.
-    expect(html).toContain('<h4>train/</h4>');
-    expect(html).toContain('<h4>reward/</h4>');
-    expect(html).toContain('<h4>eval/</h4>');
+    expect(html).toMatch(/<tr data-stage="sft" data-final-metric="eval\/loss"><th scope="row">eval\/loss<\/th><td>1\.25 <span class="step">@4<\/span><\/td>/);
 
     // Samples: escaped, never raw.
     expect(html).not.toContain(EVIL_TEXT);
@@ -108,7 +107,7 @@ describe('buildReport', () => {
     const out = path.join(tmp, 'report.html');
     const result = await buildReport([tmp], out);
     expect(result.stages.map((s) => s.name)).toEqual(['sft', 'rm']);
-    expect(reportCharts(fs.readFileSync(out, 'utf8'))).toHaveLength(7);
+    expect(reportCharts(fs.readFileSync(out, 'utf8'))).toHaveLength(6);
   });
 
   it('names the directory when metrics.jsonl is missing', async () => {
@@ -167,9 +166,9 @@ describe('report CLI', () => {
     const out = path.join(tmp, 'cli.html');
     const tsx = path.resolve('node_modules/.bin/tsx');
     const stdout = execFileSync(tsx, ['src/cli/report.ts', '--log_dir', sft, '--log_dir', rm, '--out', out], { encoding: 'utf8' });
-    expect(stdout).toContain('sft: 4 charts, 2 samples');
-    expect(stdout).toContain('rm: 3 charts, 0 samples');
-    expect(reportCharts(fs.readFileSync(out, 'utf8'))).toHaveLength(7);
+    expect(stdout).toContain('sft: 3 charts of 3 metrics, 1 final values, 2 samples');
+    expect(stdout).toContain('rm: 3 charts of 3 metrics, 0 final values, 0 samples');
+    expect(reportCharts(fs.readFileSync(out, 'utf8'))).toHaveLength(6);
     let stderr = '';
     try {
       execFileSync(tsx, ['src/cli/report.ts', '--log_dir', path.join(tmp, 'missing')], { encoding: 'utf8', stdio: 'pipe' });
