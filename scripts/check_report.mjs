@@ -4,11 +4,12 @@
 //   node scripts/check_report.mjs runs/pipeline/report.html [--screenshot report.png] [--chromium /usr/bin/chromium]
 //
 // The report itself holds no scripts. The check loads a copy with one probe script appended that looks at what the
-// browser laid out: every chart figure holds an SVG of real size with at least one drawn line (a path with finite
-// coordinates and a non-empty box) and axis labels; the page has no other script, no event-handler attribute and no
-// embedded element (img/iframe/object), which is what unescaped model output would bring in. The probe writes its
-// verdict into <body data-rendered="ok|error" data-render-errors="[...]">, read back from --dump-dom. Anything the
-// page logs to the console (Chromium reports SVG errors such as `attribute d: Expected number` there) fails too.
+// browser laid out: every chart figure holds an SVG of real size with at least one drawn line (a path with a
+// non-empty box), no mark with NaN/Infinity coordinates, and axis labels without exponents or repeats; the page has
+// no other script, no event-handler attribute and no embedded element (img/iframe/object), which is what unescaped
+// model output would bring in. The probe writes its verdict into
+// <body data-rendered="ok|error" data-render-errors="[...]">, read back from --dump-dom. Anything the page logs to
+// the console fails the check too.
 // Exit status: 0 rendered cleanly, 1 render errors, 2 the check could not run (no Chromium, or it crashed).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -44,13 +45,15 @@ const PROBE = `
     if (!svg) { errors.push('chart ' + name + ': no <svg>'); continue; }
     const box = svg.getBoundingClientRect();
     if (box.width < 50 || box.height < 50) { errors.push('chart ' + name + ': blank chart area (' + Math.round(box.width) + 'x' + Math.round(box.height) + ' px)'); continue; }
-    const lines = [...svg.querySelectorAll('.mark-line path, .mark-symbol path')].filter((p) => {
-      const d = p.getAttribute('d') || '';
-      if (d === '' || /NaN|Infinity|undefined/.test(d)) return false;
+    const marks = [...svg.querySelectorAll('.mark-line path, .mark-symbol path')];
+    const broken = marks.filter((p) => /NaN|Infinity|undefined/.test(p.getAttribute('d') || ''));
+    if (broken.length > 0) errors.push('chart ' + name + ': ' + broken.length + ' mark(s) with non-finite coordinates');
+    const drawn = marks.filter((p) => {
+      if (broken.includes(p) || !p.getAttribute('d')) return false;
       const b = p.getBBox();
       return b.width > 0 || b.height > 0;
     });
-    if (lines.length === 0) errors.push('chart ' + name + ': draws no line (blank chart area)');
+    if (drawn.length === 0) errors.push('chart ' + name + ': draws no line (blank chart area)');
     const labels = [...svg.querySelectorAll('.role-axis-label text')].map((t) => t.textContent);
     if (labels.length === 0) errors.push('chart ' + name + ': no axis labels');
     if (labels.some((l) => /e\\+/.test(l))) errors.push('chart ' + name + ': unreadable tick label ' + labels.find((l) => /e\\+/.test(l)));
