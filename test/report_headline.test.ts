@@ -54,6 +54,9 @@ describe('headline from summary.json', () => {
     expect(old.stages).toEqual([{ name: 'sft', wallS: 12 }, { name: 'rm', wallS: 5 }, { name: 'ppo', wallS: 30 }]);
     // Accuracy below chance is marked bad, not good.
     expect(renderHeadline(old)).toMatch(/<div class="card bad"><h3>reward model/);
+    // Without a judge the PPO card shows the reward model's score, saying it is the proxy.
+    const proxy = text(renderHeadline(parseRunSummary({ ppo: { reward_first: -0.026, reward_last: 0.027, kl_last: 0.05 } }, 's.json')));
+    expect(proxy).toContain("PPO-0.026 → 0.027the reward model's mean score of PPO's answers, first → last episode (no judge ran)");
   });
 
   it('names the file and field of a value of the wrong type', () => {

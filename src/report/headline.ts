@@ -33,6 +33,9 @@ export interface RunSummary {
   judgeBefore?: number;
   judgeAfter?: number;
   ppoKl?: number;
+  /** The reward model's mean score of PPO's answers, first and last episode (the proxy PPO optimizes). */
+  ppoRewardFirst?: number;
+  ppoRewardLast?: number;
   wallS?: number;
   /** Stage name -> wall seconds, in the order the stages ran. */
   stages: { name: string; wallS?: number }[];
@@ -153,6 +156,8 @@ export function parseRunSummary(raw: unknown, file: string): RunSummary {
     judgeBefore: f.number(obj, 'judge_score_before') ?? greedy?.before,
     judgeAfter: f.number(obj, 'judge_score_after') ?? greedy?.after,
     ppoKl: f.number(obj, 'ppo_kl', 'ppo.kl_last'),
+    ppoRewardFirst: f.number(obj, 'ppo_reward_first', 'ppo.reward_first'),
+    ppoRewardLast: f.number(obj, 'ppo_reward_last', 'ppo.reward_last'),
     wallS: f.number(obj, 'wall_s', 'total_seconds'),
     stages,
     judgeName: judge ? f.string(obj, 'judge.name') : undefined,
@@ -240,10 +245,20 @@ export function renderHeadline(s: RunSummary): string {
       const scores = e.decoding === 'greedy' ? '' : `${formatNumber(e.before, 3)} → ${formatNumber(e.after, 3)}: `;
       lines.push(`<b>${escapeHtml(e.decoding)}</b>: ${scores}${effectLine(e)}`);
     }
+    const proxy = `${formatNumber(s.ppoRewardFirst, 3)} → ${formatNumber(s.ppoRewardLast, 3)}`;
+    const judged = s.judgeBefore !== undefined || s.judgeAfter !== undefined || s.effects.length > 0;
+    const hasProxy = s.ppoRewardFirst !== undefined || s.ppoRewardLast !== undefined;
     lines.push(`KL of the PPO model to the SFT model: ${formatNumber(s.ppoKl, 3)} nats`);
     const greedy = s.effects.find((e) => e.decoding === 'greedy');
     const verdict = greedy ? { up: 'good', down: 'bad', unclear: 'neutral' }[effectVerdict(greedy)] : 'neutral';
-    cards.push(card('PPO', `${formatNumber(s.judgeBefore, 3)} → ${formatNumber(s.judgeAfter, 3)}`, lines, verdict as 'good' | 'bad' | 'neutral', wall('ppo')));
+    if (!judged && hasProxy) {
+      // No judge ran: the reward model's own score is all there is, and it is the proxy PPO optimized.
+      const proxyLines = ["the reward model's mean score of PPO's answers, first → last episode (no judge ran)", lines.at(-1)!];
+      cards.push(card('PPO', proxy, proxyLines, 'neutral', wall('ppo')));
+    } else {
+      if (hasProxy) lines.push(`reward-model score during PPO (the proxy it optimizes): ${proxy}`);
+      cards.push(card('PPO', `${formatNumber(s.judgeBefore, 3)} → ${formatNumber(s.judgeAfter, 3)}`, lines, verdict as 'good' | 'bad' | 'neutral', wall('ppo')));
+    }
   }
 
   const timeRows = s.stages.map((st) => `<tr><th scope="row">${escapeHtml(STAGE_TITLES[st.name] ?? st.name)}</th><td>${escapeHtml(formatSeconds(st.wallS))}</td></tr>`);
