@@ -243,7 +243,8 @@ export function renderHeadline(s: RunSummary): string {
     const lines = [`${judgeName} mean score${prompts}, SFT model → PPO model (greedy)`];
     for (const e of s.effects) {
       const scores = e.decoding === 'greedy' ? '' : `${formatNumber(e.before, 3)} → ${formatNumber(e.after, 3)}: `;
-      lines.push(`<b>${escapeHtml(e.decoding)}</b>: ${scores}${effectLine(e)}`);
+      const rm = e.rmBefore !== undefined || e.rmAfter !== undefined ? `; reward model ${formatNumber(e.rmBefore, 3)} → ${formatNumber(e.rmAfter, 3)}` : '';
+      lines.push(`<b>${escapeHtml(e.decoding)}</b>: ${scores}${effectLine(e)}${rm}`);
     }
     const proxy = `${formatNumber(s.ppoRewardFirst, 3)} → ${formatNumber(s.ppoRewardLast, 3)}`;
     const judged = s.judgeBefore !== undefined || s.judgeAfter !== undefined || s.effects.length > 0;
