@@ -189,7 +189,7 @@ const STAGE_TITLES: Record<string, string> = { sft: 'SFT', label: 'labelling pai
 export function effectLine(e: DecodingEffect): string {
   const parts: string[] = [];
   if (e.diff !== undefined) parts.push(`${formatSigned(e.diff)}${e.ci95 ? ` [95% CI ${formatSigned(e.ci95[0])}, ${formatSigned(e.ci95[1])}]` : ''}`);
-  if (e.dZ !== undefined) parts.push(`effect size d<sub>z</sub> ${e.dZ.toFixed(2)}`);
+  if (e.dZ !== undefined) parts.push(`effect size d<sub>z</sub> ${e.dZ.toFixed(2).replace('-', '−')}`);
   if (e.wins !== undefined && e.ties !== undefined && e.losses !== undefined) parts.push(`${e.wins} wins / ${e.ties} ties / ${e.losses} losses`);
   return parts.join(', ');
 }
