@@ -84,7 +84,7 @@ const PROBE = `
 const BASE_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check', '--hide-scrollbars', '--mute-audio'];
 
 function runChromium(chromium, args, profile) {
-  return spawnSync(chromium, [...BASE_FLAGS, `--user-data-dir=${profile}`, ...args], { encoding: 'utf8', timeout: 120_000, maxBuffer: 256 * 1024 * 1024 });
+  return spawnSync(chromium, [...BASE_FLAGS, `--user-data-dir=${profile}`, ...args], { encoding: 'utf8', timeout: 240_000, maxBuffer: 256 * 1024 * 1024 });
 }
 
 function attr(body, name) {

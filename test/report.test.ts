@@ -110,6 +110,18 @@ describe('buildReport', () => {
     expect(reportCharts(fs.readFileSync(out, 'utf8'))).toHaveLength(6);
   });
 
+  it('escapes metric names in charts, tables and attributes', async () => {
+    const evil = 'x/"><img src=q onerror=alert(1)>';
+    const dir = path.join(tmp, 'evil', 'logs');
+    writeJsonl(path.join(dir, 'metrics.jsonl'), [{ step: 1, [evil]: 1, [`${evil}once`]: 3 }, { step: 2, [evil]: 2 }]);
+    const out = path.join(tmp, 'evil.html');
+    await buildReport([dir], out);
+    const html = fs.readFileSync(out, 'utf8');
+    expect(html).not.toMatch(/<img/i);
+    expect(reportCharts(html)).toEqual([{ stage: 'evil', metric: evil }]);
+    expect(reportFinals(html)).toEqual([{ stage: 'evil', metric: `${evil}once` }]);
+  });
+
   it('names the directory when metrics.jsonl is missing', async () => {
     const empty = path.join(tmp, 'empty_logs');
     fs.mkdirSync(empty);
