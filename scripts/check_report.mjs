@@ -19,6 +19,8 @@ import { pathToFileURL } from 'node:url';
 
 const CANDIDATES = ['chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable'];
 const MAX_SCREENSHOT_HEIGHT = 16384;
+// The width the page is laid out at, in both runs: the page height measured in the first sizes the screenshot.
+const WIDTH = 1400;
 
 /** The Chromium to use: `--chromium`, $CHROMIUM, or the first of the usual names on PATH; null when there is none. */
 export function findChromium(explicit = process.env.CHROMIUM) {
@@ -106,7 +108,7 @@ export function checkReport(report, { screenshot, chromium = findChromium() } = 
     const at = html.lastIndexOf('</body>');
     writeFileSync(probed, at < 0 ? html + `<script>${PROBE}</script>` : html.slice(0, at) + `<script>${PROBE}</script>\n` + html.slice(at));
     const url = pathToFileURL(probed).href;
-    const dump = runChromium(chromium, ['--enable-logging=stderr', '--v=0', '--dump-dom', url], join(work, 'profile'));
+    const dump = runChromium(chromium, ['--enable-logging=stderr', '--v=0', `--window-size=${WIDTH},1000`, '--dump-dom', url], join(work, 'profile'));
     if (dump.error) throw new Error(`chromium did not run: ${dump.error.message}`);
     const body = (dump.stdout.match(/<body[^>]*>/) ?? [])[0];
     if (dump.status !== 0 || !body) throw new Error(`chromium exited with status ${dump.status} and no page:\n${dump.stderr.slice(-2000)}`);
@@ -123,7 +125,7 @@ export function checkReport(report, { screenshot, chromium = findChromium() } = 
       copyFileSync(report, plain);
       const shot = resolve(screenshot);
       rmSync(shot, { force: true });
-      const run = runChromium(chromium, [`--screenshot=${shot}`, `--window-size=1400,${height}`, pathToFileURL(plain).href], join(work, 'profile2'));
+      const run = runChromium(chromium, [`--screenshot=${shot}`, `--window-size=${WIDTH},${height}`, pathToFileURL(plain).href], join(work, 'profile2'));
       if (run.status !== 0 || !existsSync(shot) || statSync(shot).size < 1000) throw new Error(`chromium wrote no screenshot (status ${run.status}):\n${run.stderr.slice(-2000)}`);
     }
     return { ok: errors.length === 0, errors, charts, screenshot };

@@ -64,14 +64,15 @@ function drawable(key: string, points: readonly MetricPoint[], multi: boolean): 
 /** The Vega-Lite spec of one chart: the group's metrics against step, one line each, with a legend when there are several. */
 export function groupChartSpec(group: ChartGroup, metrics: ReadonlyMap<string, readonly MetricPoint[]>): TopLevelSpec {
   const multi = group.keys.length > 1;
-  const values: (Point & { series: string })[] = [];
+  const values: (Point & { series: string; split: 'train' | 'eval' })[] = [];
   const notes: string[] = [];
   let longest = 0;
   for (const key of group.keys) {
     const points = metrics.get(key);
     if (!points) throw new Error(`report: chart '${group.title}' names metric '${key}', which was not logged`);
     const { drawn, notes: n } = drawable(key, points, multi);
-    values.push(...drawn.map((p) => ({ ...p, series: key })));
+    const split = key.startsWith('eval/') ? ('eval' as const) : ('train' as const);
+    values.push(...drawn.map((p) => ({ ...p, series: key, split })));
     notes.push(...n);
     longest = Math.max(longest, drawn.length);
   }
@@ -114,6 +115,10 @@ export function groupChartSpec(group: ChartGroup, metrics: ReadonlyMap<string, r
       x,
       y: { field: 'value', type: 'quantitative', title: unit.size === 1 ? [...unit][0] : null, scale: { zero: false }, axis: valueAxis },
       color: { field: 'series', type: 'nominal', scale: colorScale, legend },
+      // Held-out series dashed, so train and eval of one quantity read as a pair.
+      ...(multi && group.keys.some((k) => k.startsWith('eval/'))
+        ? { strokeDash: { field: 'split', type: 'nominal' as const, scale: { domain: ['train', 'eval'], range: [[1, 0], [5, 3]] }, legend: null } }
+        : {}),
     },
   };
 }

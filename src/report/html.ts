@@ -83,8 +83,8 @@ function finalsTable(stage: RenderedStage): string {
   const cell = (points: readonly MetricPoint[]) => {
     const row = summarizeSeries('', points);
     if (!row.last) return 'no finite value';
-    const constant = row.count > 1 ? ` <span class="step">(all ${row.count} values, steps ${row.first!.step}–${row.last.step})</span>` : '';
-    return `${formatNumber(row.last.value)} <span class="step">@${row.last.step}</span>${constant}`;
+    if (row.count > 1) return `${formatNumber(row.last.value)} <span class="step">constant over ${row.count} values, steps ${row.first!.step}–${row.last.step}</span>`;
+    return `${formatNumber(row.last.value)} <span class="step">@${row.last.step}</span>`;
   };
   const rows = stage.finals.map(
     (key) =>

@@ -85,7 +85,10 @@ export function groupMetrics(metrics: ReadonlyMap<string, readonly MetricPoint[]
     if (!chartable.has(key) || taken.has(key)) continue;
     const rejected = swapLastSegmentWord(key, 'chosen', 'rejected');
     if (rejected !== null && chartable.has(rejected)) {
-      add({ title: `${key} vs ${rejected}`, keys: [key, rejected], axis: 'shared', kind: 'value' });
+      // The held-out pair of the same two series joins them (drawn dashed): train and eval margins side by side.
+      const evalPair = [`eval/${key}`, `eval/${rejected}`];
+      const withEval = !key.startsWith('eval/') && evalPair.every((k) => chartable.has(k) && !taken.has(k));
+      add({ title: `${key} vs ${rejected}${withEval ? ' (eval dashed)' : ''}`, keys: withEval ? [key, rejected, ...evalPair] : [key, rejected], axis: 'shared', kind: 'value' });
       continue;
     }
     const critic = swapLastSegmentWord(key, 'actor', 'critic');
