@@ -58,6 +58,24 @@ describe('groupMetrics', () => {
     ]);
   });
 
+  it('draws train and eval chosen/rejected on one chart, eval dashed with the color of its train twin', async () => {
+    const metrics = new Map<string, MetricPoint[]>([
+      ['reward/chosen', series(6, (i) => i)],
+      ['reward/rejected', series(6, (i) => -i)],
+      ['eval/reward/chosen', series(2, (i) => i, 3, 3)],
+      ['eval/reward/rejected', series(2, (i) => -i, 3, 3)],
+    ]);
+    const { charts } = groupMetrics(metrics);
+    expect(charts.map((c) => [c.title, c.keys])).toEqual([
+      ['reward/chosen vs reward/rejected (eval dashed)', ['reward/chosen', 'reward/rejected', 'eval/reward/chosen', 'eval/reward/rejected']],
+    ]);
+    const svg = await renderGroupChart(charts[0]!, metrics);
+    const lines = [...svg.matchAll(/aria-roledescription="line mark" d="[^"]*" stroke="([^"]*)"(?: stroke-width="[^"]*")?(?: stroke-dasharray="([^"]*)")?/g)].map((m) => [m[1], m[2] ?? 'solid']);
+    expect(lines).toHaveLength(4);
+    expect(new Set(lines.map((l) => l[0])).size).toBe(2); // two colors: chosen, rejected
+    expect(lines.filter((l) => l[1] === '5,3')).toHaveLength(2); // the eval pair dashed, the train pair solid (1,0)
+  });
+
   it('names units where the metric name tells them', () => {
     expect(metricUnit('eval/reward/accuracy')).toBe('fraction correct');
     expect(metricUnit('objective/kl')).toBe('KL (nats)');

@@ -64,7 +64,7 @@ function drawable(key: string, points: readonly MetricPoint[], multi: boolean): 
 /** The Vega-Lite spec of one chart: the group's metrics against step, one line each, with a legend when there are several. */
 export function groupChartSpec(group: ChartGroup, metrics: ReadonlyMap<string, readonly MetricPoint[]>): TopLevelSpec {
   const multi = group.keys.length > 1;
-  const values: (Point & { series: string; split: 'train' | 'eval' })[] = [];
+  const values: (Point & { series: string; quantity: string; split: 'train' | 'eval' })[] = [];
   const notes: string[] = [];
   let longest = 0;
   for (const key of group.keys) {
@@ -72,7 +72,7 @@ export function groupChartSpec(group: ChartGroup, metrics: ReadonlyMap<string, r
     if (!points) throw new Error(`report: chart '${group.title}' names metric '${key}', which was not logged`);
     const { drawn, notes: n } = drawable(key, points, multi);
     const split = key.startsWith('eval/') ? ('eval' as const) : ('train' as const);
-    values.push(...drawn.map((p) => ({ ...p, series: key, split })));
+    values.push(...drawn.map((p) => ({ ...p, series: key, quantity: key.replace(/^eval\//, ''), split })));
     notes.push(...n);
     longest = Math.max(longest, drawn.length);
   }
@@ -108,16 +108,21 @@ export function groupChartSpec(group: ChartGroup, metrics: ReadonlyMap<string, r
     };
   }
   const unit = new Set(group.keys.map((k) => metricUnit(k)));
+  const quantities = [...new Set(group.keys.map((k) => k.replace(/^eval\//, '')))];
+  const byQuantity = quantities.length > 1 && quantities.length < group.keys.length;
   return {
     ...base,
     mark,
     encoding: {
       x,
       y: { field: 'value', type: 'quantitative', title: unit.size === 1 ? [...unit][0] : null, scale: { zero: false }, axis: valueAxis },
-      color: { field: 'series', type: 'nominal', scale: colorScale, legend },
-      // Held-out series dashed, so train and eval of one quantity read as a pair.
+      // Several quantities each with its held-out twin (chosen and rejected, train and eval): one color per
+      // quantity, eval dashed, and a legend for each. Otherwise one color per line.
+      ...(byQuantity
+        ? { color: { field: 'quantity', type: 'nominal' as const, scale: { domain: quantities, range: PALETTE.slice(0, quantities.length) }, legend } }
+        : { color: { field: 'series', type: 'nominal' as const, scale: colorScale, legend } }),
       ...(multi && group.keys.some((k) => k.startsWith('eval/'))
-        ? { strokeDash: { field: 'split', type: 'nominal' as const, scale: { domain: ['train', 'eval'], range: [[1, 0], [5, 3]] }, legend: null } }
+        ? { strokeDash: { field: 'split', type: 'nominal' as const, scale: { domain: ['train', 'eval'], range: [[1, 0], [5, 3]] }, legend: byQuantity ? { ...legend, symbolType: 'stroke' } : null } }
         : {}),
     },
   };
