@@ -63,6 +63,8 @@ describe('headline from summary.json', () => {
     expect(() => parseRunSummary({ rm_eval_accuracy: '0.8' }, 'runs/x/summary.json')).toThrow(`runs/x/summary.json: field 'rm_eval_accuracy' must be a number (or null), got "0.8"`);
     expect(() => parseRunSummary({ judge: { greedy: { ci95: [1] } } }, 's.json')).toThrow(`s.json: field 'judge.greedy.ci95' must be two numbers [low, high]`);
     expect(() => parseRunSummary([], 's.json')).toThrow('s.json: expected a JSON object');
+    // Keys it does not know are ignored, in the judge block too.
+    expect(parseRunSummary({ judge: { name: 'sentiment', decodings: ['greedy'], greedy: { diff: 1 } }, extra: [1] }, 's.json').effects).toEqual([{ decoding: 'greedy', diff: 1 }]);
   });
 });
 

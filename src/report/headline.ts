@@ -125,9 +125,10 @@ export function parseRunSummary(raw: unknown, file: string): RunSummary {
   const judge = f.object(obj, 'judge');
   const effects: DecodingEffect[] = [];
   if (judge) {
-    for (const decoding of Object.keys(judge).filter((k) => k !== 'name' && k !== 'prompts')) {
+    // Each object-valued key is one decoding's effect (greedy, sampled); other keys (name, prompts, ...) are not.
+    const decodings = Object.keys(judge).filter((k) => judge[k] !== null && typeof judge[k] === 'object' && !Array.isArray(judge[k]));
+    for (const decoding of decodings) {
       const p = `judge.${decoding}`;
-      f.object(obj, p);
       effects.push({
         decoding,
         before: f.number(obj, `${p}.before`),
