@@ -30,7 +30,8 @@ describe('headline from summary.json', () => {
     expect(t).toContain('eval loss before → after training (−0.96)');
     expect(t).toContain('held-out pairwise accuracy on 300 pairs; chance is 0.5');
     expect(t).toContain('-0.667 → 4.83');
-    expect(t).toContain('greedy: +5.5 [95% CI +3.84, +7.16], effect size dz 2.65, 6 wins / 0 ties / 0 losses; reward model -0.215 → 1.5');
+    expect(t).toContain('greedy: +5.5 [95% CI +3.84, +7.16], effect size dz 2.65, 6 wins / 0 ties / 0 losses; reward model -0.215 → 1.5 (dz 1.90); over-optimization gap (RM dz − judge dz) −0.75');
+    expect(t).toContain('trained on 2400 labelled pairs');
     expect(t).toContain('sampled: 0.333 → 2.83: +2.5 [95% CI +0.556, +4.44]');
     expect(t).toContain('KL of the PPO model to the SFT model: 0.8 nats');
     expect(t).toContain('reward model1 min 30 s');

@@ -20,6 +20,10 @@ export interface DecodingEffect {
   losses?: number;
   rmBefore?: number;
   rmAfter?: number;
+  /** The reward model's effect size on the same answers. */
+  rmDZ?: number;
+  /** Over-optimization gap: the reward model's d_z minus the judge's (the proxy's gain beyond the real one). */
+  gap?: number;
 }
 
 export interface RunSummary {
@@ -29,6 +33,7 @@ export interface RunSummary {
   sftLossAfter?: number;
   rmAccuracy?: number;
   rmPairs?: number;
+  rmTrainPairs?: number;
   rmChance: number;
   judgeBefore?: number;
   judgeAfter?: number;
@@ -141,6 +146,8 @@ export function parseRunSummary(raw: unknown, file: string): RunSummary {
         losses: f.number(obj, `${p}.losses`),
         rmBefore: f.number(obj, `${p}.rm_before`),
         rmAfter: f.number(obj, `${p}.rm_after`),
+        rmDZ: f.number(obj, `${p}.rm_d_z`),
+        gap: f.number(obj, `overoptimization_gap_${decoding}`),
       });
     }
     effects.sort((a, b) => (a.decoding === 'greedy' ? -1 : b.decoding === 'greedy' ? 1 : a.decoding.localeCompare(b.decoding)));
@@ -153,6 +160,7 @@ export function parseRunSummary(raw: unknown, file: string): RunSummary {
     sftLossAfter: f.number(obj, 'sft_eval_loss_after', 'sft.eval_loss_after'),
     rmAccuracy: f.number(obj, 'rm_eval_accuracy', 'reward_model.eval_accuracy'),
     rmPairs: f.number(obj, 'rm_eval_pairs'),
+    rmTrainPairs: f.number(obj, 'rm_train_pairs'),
     rmChance: f.number(obj, 'rm_chance') ?? 0.5,
     judgeBefore: f.number(obj, 'judge_score_before') ?? greedy?.before,
     judgeAfter: f.number(obj, 'judge_score_after') ?? greedy?.after,
@@ -236,7 +244,9 @@ export function renderHeadline(s: RunSummary): string {
     const acc = s.rmAccuracy;
     const verdict = acc !== undefined ? (acc > s.rmChance ? 'good' : 'bad') : 'neutral';
     const pairs = s.rmPairs !== undefined ? ` on ${formatNumber(s.rmPairs)} pairs` : '';
-    cards.push(card('reward model', formatNumber(acc, 3), [`held-out pairwise accuracy${pairs}; chance is ${formatNumber(s.rmChance)}`], verdict, wall('rm')));
+    const lines = [`held-out pairwise accuracy${pairs}; chance is ${formatNumber(s.rmChance)}`];
+    if (s.rmTrainPairs !== undefined) lines.push(`trained on ${formatNumber(s.rmTrainPairs)} labelled pairs`);
+    cards.push(card('reward model', formatNumber(acc, 3), lines, verdict, wall('rm')));
   }
   {
     const judgeName = s.judgeName !== undefined ? `the ${escapeHtml(s.judgeName)} judge's` : 'the judge';
@@ -244,7 +254,9 @@ export function renderHeadline(s: RunSummary): string {
     const lines = [`${judgeName} mean score${prompts}, SFT model → PPO model (greedy)`];
     for (const e of s.effects) {
       const scores = e.decoding === 'greedy' ? '' : `${formatNumber(e.before, 3)} → ${formatNumber(e.after, 3)}: `;
-      const rm = e.rmBefore !== undefined || e.rmAfter !== undefined ? `; reward model ${formatNumber(e.rmBefore, 3)} → ${formatNumber(e.rmAfter, 3)}` : '';
+      let rm = e.rmBefore !== undefined || e.rmAfter !== undefined ? `; reward model ${formatNumber(e.rmBefore, 3)} → ${formatNumber(e.rmAfter, 3)}` : '';
+      if (e.rmDZ !== undefined) rm += ` (d<sub>z</sub> ${e.rmDZ.toFixed(2).replace('-', '−')})`;
+      if (e.gap !== undefined) rm += `; over-optimization gap (RM d<sub>z</sub> − judge d<sub>z</sub>) ${formatSigned(e.gap, 2)}`;
       lines.push(`<b>${escapeHtml(e.decoding)}</b>: ${scores}${effectLine(e)}${rm}`);
     }
     const proxy = `${formatNumber(s.ppoRewardFirst, 3)} → ${formatNumber(s.ppoRewardLast, 3)}`;
