@@ -141,7 +141,7 @@ table.summary td { font-variant-numeric: tabular-nums; }
 table.samples td.text { white-space: pre-wrap; font-family: ui-monospace, monospace; max-width: 80ch; }
 nav a { margin-right: 1rem; }
 .headline .what { font-size: 1.05rem; }
-.cards { display: flex; flex-wrap: wrap; gap: 1rem; margin: 1rem 0; }
+.cards { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 1rem; margin: 1rem 0; }
 .card { border: 1px solid #ddd; border-left: 6px solid #bbb; border-radius: 4px; padding: .6rem 1rem; flex: 1 1 18rem; max-width: 32rem; }
 .card.good { border-left-color: #3a9a4a; }
 .card.bad { border-left-color: #c8453c; }
