@@ -149,6 +149,7 @@ export function resolveDpoConfig(input: DpoConfigInput): DpoConfig {
   check.intAtLeast('--batch_size', c.batchSize, 1);
   check.intAtLeast('--max_epochs', c.maxEpochs, 1);
   check.intAtLeast('--accumulation_steps', c.accumulationSteps, 1);
+  check.intAtLeast('--logging_steps', c.loggingSteps, 1);
   check.inRange('--beta', c.beta, 0, Infinity, { loOpen: true });
   check.inRange('--label_smoothing', c.labelSmoothing, 0, 0.5, { hiOpen: true });
   for (const [flag, v] of [['--simpo_gamma', c.simpoGamma], ['--orpo_lambda', c.orpoLambda], ['--desirable_weight', c.desirableWeight], ['--undesirable_weight', c.undesirableWeight], ['--lora_alpha', c.loraAlpha]] as const) {
