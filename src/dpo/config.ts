@@ -12,10 +12,11 @@ import { configChecks, definedFields } from '../trainer/config_checks.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
+import type { LoraFields, OptimizerFields, RunFields } from '../trainer/stage_fields.js';
 import { DPO_LOSS_DEFAULTS, DPO_LOSS_TYPES, type DpoLossParams, type DpoLossType } from './losses.js';
 
 /** With the shared loop controls (--max_steps, --eval_steps, --logging_steps, --save_best, ...) and schedule flags. */
-export interface DpoConfig extends DpoLossParams, LoopControlsConfig, ScheduleFields, NonFiniteOptions {
+export interface DpoConfig extends DpoLossParams, LoopControlsConfig, ScheduleFields, NonFiniteOptions, LoraFields, OptimizerFields, RunFields {
   // --- model ---
   /** The policy's start: an HF model directory (usually an SFT output, full or LoRA adapter) or Hub id. */
   pretrain: string;
@@ -23,11 +24,7 @@ export interface DpoConfig extends DpoLossParams, LoopControlsConfig, ScheduleFi
   refModel?: string;
   modelType?: string;
   tokenizer?: string;
-  loraRank: number;
-  loraAlpha: number;
-  loraDropout: number;
   loraTargets?: string[] | string;
-  mergeLoraWeights: boolean;
 
   // --- data ---
   /** Preference pairs (or, for kto, unpaired labelled completions); any reader's file, shard folder or DatasetDict. */
@@ -52,27 +49,16 @@ export interface DpoConfig extends DpoLossParams, LoopControlsConfig, ScheduleFi
   /** Pairs (kto: examples) per micro-batch. */
   batchSize: number;
   maxEpochs: number;
-  lr: number;
-  weightDecay: number;
   warmupRatio: number;
-  gradClip: number;
   accumulationSteps: number;
   /** Pairs per optimizer step over all ranks; accumulation is derived from it (src/trainer/batch_size.ts). */
   globalBatchSize?: number;
   /** Pairs per forward/backward on one rank, with globalBatchSize (default batchSize). */
   microBatchSize?: number;
-  seed: number;
 
   // --- run (evalSteps 0: evaluate at each epoch's end) ---
-  savePath: string;
-  saveSteps: number;
-  needOptimCkpt: boolean;
-  resume?: string;
-  logDir?: string;
   /** Old name of loggingSteps (`--log_steps`); loggingSteps wins when both are given. */
   logSteps?: number;
-  backend: string;
-  strategy: string;
 }
 
 /** What --save_best ranks by default: TRL's eval accuracy of the implicit reward (chosen above rejected). */

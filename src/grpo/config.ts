@@ -11,6 +11,7 @@ import { configChecks, definedFields } from '../trainer/config_checks.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
+import type { LoraFields, OptimizerFields, RunFields } from '../trainer/stage_fields.js';
 import { ADVANTAGE_KINDS, type AdvantageKind, type RewardScaling } from './advantages.js';
 import { LOSS_TYPES, type LossType } from './loss.js';
 
@@ -18,19 +19,15 @@ import { LOSS_TYPES, type LossType } from './loss.js';
  * With the shared loop controls (a step of them is a GRPO step: rollout, then numIterations optimizer steps), the
  * schedule flags (they count optimizer steps) and the non-finite guard's.
  */
-export interface GrpoConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions {
+export interface GrpoConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions, LoraFields, OptimizerFields, RunFields {
   // --- models ---
   /** The policy starts from it; with beta > 0 it is also the frozen reference. HF dir or Hub id. */
   pretrain: string;
   model?: string;
   tokenizer?: string;
 
-  // --- LoRA (PEFT meanings); with a rank, the reference is the policy with its adapter off ---
-  loraRank: number;
-  loraAlpha: number;
-  loraDropout: number;
+  // --- LoRA (LoraFields); with a rank, the reference is the policy with its adapter off ---
   loraTarget?: string[] | string;
-  mergeLoraWeights: boolean;
 
   // --- data ---
   /** Prompts with any other columns (JSON, JSONL, CSV, …: whatever src/data/readers.ts reads). */
@@ -93,21 +90,11 @@ export interface GrpoConfig extends LoopControlsConfig, ScheduleFields, NonFinit
   /** Drop groups whose rewards are all equal from the update (DAPO's dynamic sampling, without refilling). */
   filterZeroStd: boolean;
 
-  // --- optimisation (AdamW; --lr_scheduler, default constant) ---
-  lr: number;
-  weightDecay: number;
-  gradClip: number;
+  // --- optimisation: OptimizerFields, ScheduleFields (--lr_scheduler, default constant) ---
 
-  // --- run ---
-  savePath: string;
-  needOptimCkpt: boolean;
-  resume?: string;
-  logDir?: string;
+  // --- run (RunFields) ---
   /** Log sample completions with their rewards every this many steps (0: never). */
   sampleEvery: number;
-  seed: number;
-  backend: string;
-  strategy: string;
 }
 
 export type GrpoConfigInput = Pick<GrpoConfig, 'pretrain' | 'dataset' | 'savePath'> & Partial<GrpoConfig>;

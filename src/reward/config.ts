@@ -12,13 +12,14 @@ import { PAIRWISE_LOSSES, type PairwiseLossName } from './losses.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
 import { configChecks, definedFields } from '../trainer/config_checks.js';
+import type { LoraFields, OptimizerFields, RunFields } from '../trainer/stage_fields.js';
 
 /** How a sequence's per-token values become one reward. */
 export const REWARD_REDUCTIONS = ['last', 'mean'] as const;
 export type RewardReduction = (typeof REWARD_REDUCTIONS)[number];
 
 /** With the shared loop controls (--max_steps, --eval_steps, --save_best, ...) and schedule flags. */
-export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions {
+export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions, LoraFields, OptimizerFields, RunFields {
   // --- model ---
   /** HF model directory (usually an SFT output dir, full or LoRA adapter) or Hub id. */
   pretrain: string;
@@ -26,14 +27,8 @@ export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFin
   modelType?: string;
   /** Tokenizer directory (default: the --pretrain directory). */
   tokenizer?: string;
-  /** LoRA rank; 0 trains every weight. */
-  loraRank: number;
-  loraAlpha: number;
-  loraDropout: number;
   /** PEFT target modules (default per model family), or 'all-linear'. */
   loraTargets?: string[] | string;
-  /** With LoRA: save full weights with the adapter merged (true) or a PEFT adapter naming its base (false). */
-  mergeLoraWeights: boolean;
   /**
    * 'last' (default): the value at the last real token (last 1 of the attention mask), i.e. after the EOS that ends
    * the answer, the one position that has read the whole prompt and answer. 'mean': mean over real tokens.
@@ -66,30 +61,13 @@ export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFin
   /** Pairs per micro-batch (each pair is two sequences). */
   batchSize: number;
   maxEpochs: number;
-  lr: number;
-  weightDecay: number;
   warmupRatio: number;
-  /** Max global gradient norm (0: no clipping). */
-  gradClip: number;
   accumulationSteps: number;
   /** Pairs per optimizer step over all ranks; accumulation is derived from it (src/trainer/batch_size.ts). */
   globalBatchSize?: number;
   /** Pairs per forward/backward on one rank, with globalBatchSize (default batchSize). */
   microBatchSize?: number;
-  seed: number;
-
-  // --- run ---
-  savePath: string;
-  /** Also write <savePath>/checkpoint-<step> every n optimizer steps (0: only at the end). */
-  saveSteps: number;
-  /** Write optimizer state with checkpoints (needed for an exact --resume). */
-  needOptimCkpt: boolean;
-  /** Continue from a checkpoint directory this command wrote. */
-  resume?: string;
-  /** metrics.jsonl + TensorBoard events (default <savePath>/logs). */
-  logDir?: string;
-  backend: string;
-  strategy: string;
+  // --- run: RunFields ---
 }
 
 /** Defaults for everything but the three paths a run needs. */
