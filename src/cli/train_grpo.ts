@@ -80,6 +80,7 @@ export function buildGrpoCommand(): Command {
   addScheduleOptions(cmd, { scheduler: D.lrScheduler, warmupRatio: D.warmupRatio });
   addLoopControlOptions(cmd, {
     unit: 'steps', loggingSteps: D.loggingSteps, overrides: '--max_epochs', evaluates: 'greedy completions of --eval_dataset scored by the rewards: eval/reward, eval/accuracy',
+    evalDefault: 'at the end only; needs --eval_dataset',
     defaultMetric: 'eval/reward with --eval_dataset, else the step\'s reward', otherMetrics: 'eval/accuracy, eval/rewards/<fn>/mean; without --eval_dataset reward_std, rewards/<fn>/mean, completions/mean_length, policy_loss, ...',
     unitNote: 'a step is one rollout batch (--batch_size prompts × --num_generations) and its --num_iterations optimizer steps; the lr schedule counts optimizer steps',
   });
