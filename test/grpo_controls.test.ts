@@ -2,7 +2,8 @@
  * train_grpo's prompt template and shared loop controls: the model's chat template is the default (rendered with the
  * generation prompt, BOS not added twice, recorded in the saved model, used by `evaluate`); --max_steps,
  * --logging_steps, --eval_steps with --eval_dataset, --save_steps with --save_total_limit and --save_best; and a
- * NaN run (--lr 1e10) stops naming the step and the metric, with nothing written but the checkpoints before it.
+ * NaN run (--lr 1e10) stops naming the step and the metric, with nothing written but the checkpoints before it; the
+ * train_grpo and train_dpo command lines map the shared flags (and DPO's old --log_steps).
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { execFile } from 'node:child_process';
@@ -19,6 +20,8 @@ import { NonFiniteError } from '../src/trainer/nonfinite_guard.js';
 import { listStepCheckpoints } from '../src/trainer/checkpoint_pruning.js';
 import { tempDir, writeToyPrompts } from './ppo_helpers.js';
 import { FIXTURES, fixtureDir } from './helpers/fixtures.js';
+import { buildGrpoCommand, grpoConfigFromOptions } from '../src/cli/train_grpo.js';
+import { buildDpoCommand, dpoConfigFromOptions } from '../src/cli/train_dpo.js';
 
 const run = promisify(execFile);
 let dir: string;
@@ -154,4 +157,29 @@ describe('non-finite numbers', () => {
     expect(steps.every((s) => s < e.step)).toBe(true);
     expect(readdirSync(savePath).filter((n) => !n.startsWith('checkpoint-') && n !== 'logs')).toEqual([]);
   }, 120_000);
+});
+
+describe('the flags of train_grpo and train_dpo', () => {
+  const parse = (cmd: ReturnType<typeof buildGrpoCommand>, args: string[]) => cmd.parse(['node', 'x', ...args]).opts();
+  it('train_grpo maps the shared controls, the schedule, the global batch and the guard', () => {
+    const c = grpoConfigFromOptions(parse(buildGrpoCommand(), ['--pretrain', 'p', '--dataset', 'd', '--save_path', 's', '--reward_funcs', 'format',
+      '--max_steps', '9', '--eval_dataset', 'e', '--eval_steps', '3', '--logging_steps', '2', '--save_steps', '4', '--save_total_limit', '1', '--save_best',
+      '--metric_for_best', 'eval/accuracy', '--lr_scheduler', 'cosine', '--warmup_steps', '2', '--global_batch_size', '8', '--skip_nonfinite_steps', '1',
+      '--loss_spike_factor', '0', '--prompt_template', 'chat_template']));
+    expect(c).toMatchObject({
+      maxSteps: 9, evalDataset: 'e', evalSteps: 3, loggingSteps: 2, saveSteps: 4, saveTotalLimit: 1, saveBest: true, metricForBest: 'eval/accuracy',
+      lrScheduler: 'cosine', warmupSteps: 2, globalBatchSize: 8, skipNonfiniteSteps: 1, lossSpikeFactor: 0, promptTemplate: 'chat_template',
+    });
+    const d = resolveGrpoConfig(grpoConfigFromOptions(parse(buildGrpoCommand(), ['--pretrain', 'p', '--dataset', 'd', '--save_path', 's', '--reward_funcs', 'format'])));
+    expect(d).toMatchObject({ lrScheduler: 'constant', loggingSteps: 1, evalSteps: 0, saveTotalLimit: 0, saveBest: false });
+    expect(d.promptTemplate).toBeUndefined(); // auto
+  });
+
+  it('train_dpo maps the shared controls; the old --log_steps still sets the logging cadence', () => {
+    const dpo = (args: string[]) => dpoConfigFromOptions(buildDpoCommand().parse(['node', 'x', '--pretrain', 'p', '--dataset', 'd', '--save_path', 's', ...args]).opts());
+    expect(dpo(['--max_steps', '5', '--eval_steps', '2', '--logging_steps', '3', '--save_total_limit', '2', '--save_best', '--lr_scheduler', 'linear', '--global_batch_size', '8']))
+      .toMatchObject({ maxSteps: 5, evalSteps: 2, loggingSteps: 3, saveTotalLimit: 2, saveBest: true, lrScheduler: 'linear', globalBatchSize: 8 });
+    expect(dpo(['--log_steps', '1']).loggingSteps).toBe(1);
+    expect(dpo([]).loggingSteps).toBe(10);
+  });
 });
