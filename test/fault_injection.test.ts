@@ -8,12 +8,14 @@
  *   4. kill -9 inside the final save, after its journal is published.
  * After every kill, every checkpoint that was complete before it is still in place, byte for byte, and the logs too;
  * the next start repairs what the kill left, and the final model equals that of an uninterrupted run tensor by
- * tensor (≤1e-6 relative). NaN injection (--lr 1e10) stops each trainer with the checkpoints it wrote intact, no
- * final model in save_path, and a non-zero exit.
+ * tensor (≤1e-6 relative). train_dpo and train_grpo get the short chain: SIGINT mid-run → exit 130 and a resumable
+ * checkpoint-N; --resume from it → the final model of an uninterrupted run (≤1e-6). NaN injection (--lr 1e10) stops
+ * each trainer with the checkpoints it wrote intact, no final model in save_path, and a non-zero exit (1, naming the
+ * step and the metric).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/engine/backend.js';
@@ -30,6 +32,7 @@ import { buildToyRewardModel, writeToyPrompts } from './ppo_helpers.js';
 
 const GPT2 = fixtureDir('gpt2');
 const HH = join(REPO, 'datasets', 'preference', 'hh-rlhf-harmless-base-test.jsonl.gz');
+const DPO_DEMO = join(REPO, 'datasets', 'preference', 'dpo_en_demo.json');
 const PAUSE_MS = 150;
 const CHAIN_TIMEOUT = 300_000;
 /** Random kills per trainer, at most (FAULT_KILLS=20 for a longer soak: the loop ends when one step is left). */
@@ -201,6 +204,30 @@ async function faultChain(c: Chain): Promise<void> {
   expect(readdirSync(savePath).filter((n) => n.startsWith('.'))).toEqual([]);
 }
 
+/**
+ * The short chain: an uninterrupted run beside one stopped by SIGINT after `ready` (exit 130, a checkpoint with its
+ * optimizer state), then --resume from that checkpoint; the two final models are equal.
+ */
+async function interruptChain(c: Pick<Chain, 'command' | 'args' | 'ready' | 'steps'>): Promise<void> {
+  const work = tempDir(`sigint-${c.command}`);
+  const straight = join(work, 'straight');
+  const savePath = join(work, 'run');
+  const ref = new CliRun(c.command, [...c.args, '--save_path', straight]);
+  const a = new CliRun(c.command, [...c.args, '--save_path', savePath]);
+  await a.waitFor(c.ready);
+  a.proc.kill('SIGINT');
+  expect((await a.exited).code, a.output).toBe(130);
+  const hit = /interrupted.*saved (\S*checkpoint-(\d+))/.exec(a.output);
+  expect(hit, a.output).not.toBeNull();
+  expect(Number(hit![2])).toBeLessThan(c.steps);
+  for (const f of ['trainer_state.json', 'optimizer.safetensors']) expect(existsSync(join(hit![1]!, f))).toBe(true);
+  expect(existsSync(join(savePath, 'model.safetensors'))).toBe(false);
+  expect((await ref.exited).code, ref.output).toBe(0);
+  const b = new CliRun(c.command, [...c.args, '--save_path', savePath, '--resume', hit![1]!]);
+  expect((await b.exited).code, b.output).toBe(0);
+  expectSameModel(straight, savePath);
+}
+
 describe('fault injection: real signals and kill -9 on every trainer', () => {
   it('train_sft', async () => {
     const work = tempDir('fault-sft-data');
@@ -230,6 +257,27 @@ describe('fault injection: real signals and kill -9 on every trainer', () => {
       args: [writeToyPrompts(work, 8), '--pretrain', GPT2, '--rm_path', rm, '--prompt_template', 'plain', '--max_input_len', '8',
         '--max_new_tokens', '6', '--experience_batch_size', '4', '--num_collect_steps', '1', '--num_update_steps', '1',
         '--train_batch_size', '4', '--num_episodes', '5', '--lr', '3e-4', '--critic_lr', '1e-3', '--backend', 'cpu', '--seed', '7'],
+    });
+  }, CHAIN_TIMEOUT);
+});
+
+describe('SIGINT and --resume: train_dpo and train_grpo', () => {
+  it('train_dpo', async () => {
+    // 16 pairs, batches of 2: 8 steps
+    await interruptChain({
+      command: 'train_dpo', steps: 8, ready: /sigmoid epoch 1\/1 step 1\//,
+      args: ['--pretrain', GPT2, '--dataset', DPO_DEMO, '--max_datasets_size', '16', '--eval_ratio', '0', '--max_len', '32', '--batch_size', '2',
+        '--lr', '1e-3', '--warmup_ratio', '0', '--logging_steps', '1', '--backend', 'cpu', '--seed', '3'],
+    });
+  }, CHAIN_TIMEOUT);
+
+  it('train_grpo', async () => {
+    const work = tempDir('sigint-grpo-data');
+    await interruptChain({
+      command: 'train_grpo', steps: 8, ready: /step 1\/8: reward/,
+      args: ['--pretrain', GPT2, '--dataset', writeToyPrompts(work, 8), '--prompt_template', 'plain', '--reward_funcs', 'length', '--length_target', '3',
+        '--batch_size', '2', '--num_generations', '2', '--max_new_tokens', '6', '--max_prompt_length', '8', '--max_steps', '8', '--beta', '0.04',
+        '--num_iterations', '2', '--lr', '1e-2', '--sample_every', '0', '--backend', 'cpu', '--seed', '3'],
     });
   }, CHAIN_TIMEOUT);
 });
@@ -293,5 +341,27 @@ describe('NaN injection (--lr 1e10): the run stops, its checkpoints intact, save
     if (checkpoints(savePath).length) expectStoppedClean(savePath);
     expect(existsSync(join(savePath, 'model.safetensors'))).toBe(false);
     expect(existsSync(join(savePath, 'adapter_model.safetensors'))).toBe(false);
+  }, CHAIN_TIMEOUT);
+
+  it('train_dpo and train_grpo CLIs exit 1 naming the step and the metric, writing no model', async () => {
+    const work = tempDir('nan-cli');
+    // rewards that differ within a group, so that there is a gradient to blow up
+    const reward = join(work, 'marked.mjs');
+    writeFileSync(reward, 'export function marked(p, c, e) { return e.completion_ids.map((ids) => ids.filter((t) => t % 10 === 3).length / Math.max(1, ids.length)); }\n');
+    const runs = [
+      new CliRun('train_dpo', ['--pretrain', GPT2, '--dataset', DPO_DEMO, '--max_datasets_size', '8', '--eval_ratio', '0', '--max_len', '32', '--batch_size', '2',
+        '--lr', '1e10', '--warmup_ratio', '0', '--save_steps', '1', '--need_optim_ckpt', '--backend', 'cpu', '--save_path', join(work, 'dpo')]),
+      new CliRun('train_grpo', ['--pretrain', GPT2, '--dataset', writeToyPrompts(work, 8), '--prompt_template', 'plain', '--reward_funcs', reward, '--batch_size', '4',
+        '--num_generations', '4', '--max_new_tokens', '4', '--max_prompt_length', '8', '--max_steps', '6', '--lr', '1e10', '--save_steps', '1', '--need_optim_ckpt',
+        '--backend', 'cpu', '--save_path', join(work, 'grpo')]),
+    ];
+    for (const [r, name] of [[runs[0]!, 'dpo'], [runs[1]!, 'grpo']] as const) {
+      expect((await r.exited).code, r.output).toBe(1);
+      const m = /error: step (\d+): (\S+) is (NaN|-?Infinity)/.exec(r.output);
+      expect(m, r.output).not.toBeNull();
+      const savePath = join(work, name);
+      expect(checkpoints(savePath).every((s) => s < Number(m![1]))).toBe(true);
+      expect(existsSync(join(savePath, 'model.safetensors'))).toBe(false);
+    }
   }, CHAIN_TIMEOUT);
 });

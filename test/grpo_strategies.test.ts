@@ -1,13 +1,16 @@
 /**
  * GRPO under 2 MPI ranks: each rank samples its share of the prompts; ddp and zero2 (the same averaged gradients,
  * zero2 with sharded AdamW state) reach the same weights, which moved, and the zero2 checkpoint resumes in one process.
+ * REINFORCE++'s whitening covers the whole batch: 2 ranks holding unequal shares give the advantages of 1 rank.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../src/engine/backend.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { runGrpo } from '../src/grpo/trainer.js';
+import { computeAdvantages } from '../src/grpo/advantages.js';
+import { reinforceBatch } from './grpo_advantages_worker.js';
 import { tempDir, writeToyPrompts } from './ppo_helpers.js';
 import { fixtureDir, relErr } from './helpers/fixtures.js';
 import { mpirun, skipWithoutMpi, REPO_ROOT } from './strategies_launch.js';
@@ -59,4 +62,22 @@ describe.skipIf(skip)('GRPO with 2 ranks', () => {
     expect(res.steps).toBe(2);
     expect(res.history).toHaveLength(1);
   }, 600_000);
+
+  it('REINFORCE++ advantages of 2 ranks (2 and 4 rows) equal those of 1 rank on the whole batch', async () => {
+    const out = join(dir, 'reinforce_pp');
+    mkdirSync(out, { recursive: true });
+    const r = await mpirun(2, join(REPO_ROOT, 'test', 'grpo_advantages_worker.ts'), [out], { timeoutMs: 120_000 });
+    expect(r.code, r.output).toBe(0);
+    const x = reinforceBatch();
+    const whole = computeAdvantages('reinforce_pp', { rewards: x.rewards, G: 1, oldLogps: x.oldLogps, refLogps: x.refLogps, mask: x.mask, klCoef: x.klCoef });
+    const got: number[][] = new Array(whole.length);
+    for (const rank of [0, 1]) {
+      const part = JSON.parse(readFileSync(join(out, `rank${rank}.json`), 'utf8')) as { rows: number[]; advantages: number[][] };
+      part.rows.forEach((b, i) => (got[b] = part.advantages[i]!));
+    }
+    expect(relErr(got.flat(), whole.flat())).toBeLessThan(1e-12);
+    // per-rank whitening would differ: rank 0's two rows alone are whitened to their own mean 0
+    const alone = computeAdvantages('reinforce_pp', { rewards: x.rewards.slice(0, 2), G: 1, oldLogps: x.oldLogps.slice(0, 2), refLogps: x.refLogps.slice(0, 2), mask: x.mask.slice(0, 2), klCoef: x.klCoef });
+    expect(relErr(alone.flat(), whole.slice(0, 2).flat())).toBeGreaterThan(0.05);
+  }, 180_000);
 });

@@ -138,6 +138,8 @@ export interface LoopControlHelp {
   otherMetrics?: string;
   /** Why the unit is what it is, appended to --max_steps's help. */
   unitNote?: string;
+  /** When the stage evaluates without --eval_steps (default: "at the end of each epoch"). */
+  evalDefault?: string;
 }
 
 /**
@@ -148,7 +150,7 @@ export function addLoopControlOptions(cmd: Command, h: LoopControlHelp): Command
   return cmd
     .option('--max_steps <n>', `stop after n ${h.unit} in all (overrides ${h.overrides})${h.unitNote ? `; ${h.unitNote}` : ''}`, int('--max_steps', 1))
     .option('--eval_steps <n>', h.evaluates
-      ? `evaluate (${h.evaluates}) every n ${h.unit} and at the end (default: at the end of each epoch)`
+      ? `evaluate (${h.evaluates}) every n ${h.unit} and at the end (default: ${h.evalDefault ?? 'at the end of each epoch'})`
       : 'not available: this stage has no held-out evaluation (an error says so); its metrics are logged every --logging_steps', int('--eval_steps', 1))
     .option('--logging_steps <n>', `log training metrics every n ${h.unit} (and at the last)`, int('--logging_steps', 1), h.loggingSteps)
     .option('--save_total_limit <k>', 'keep at most k checkpoint-<step> directories, removing the oldest (never the best one nor the one resumed from); 0: all', int('--save_total_limit', 0), 0)

@@ -11,13 +11,12 @@ import { Command, Option } from 'commander';
 import { addModelOptions, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
-import { getTemplate, TEMPLATE_NAMES } from '../data/templates/index.js';
-import { recordedTemplate } from '../rollout/prompts.js';
+import { PROMPT_TEMPLATE_CHOICES, resolvePromptTemplate } from '../data/templates/index.js';
 import { RewardSet } from '../rewards/combine.js';
 import { prepareGrpoPrompts } from '../grpo/data.js';
 import { evaluatePrompts } from '../grpo/evaluate.js';
 import { DEFAULT_PROMPT_TEMPLATE } from '../grpo/trainer.js';
-import { addRewardOptions } from './train_grpo.js';
+import { PROMPT_TEMPLATE_HELP, addRewardOptions } from './train_grpo.js';
 
 export function buildEvaluateCommand(): Command {
   const cmd = new Command('evaluate').description('Accuracy (greedy or pass@k) of a model on a verifiable set, scored by reward functions');
@@ -25,7 +24,7 @@ export function buildEvaluateCommand(): Command {
   cmd
     .requiredOption('--dataset <path>', 'prompts with their reference columns (e.g. GSM8K: question, answer)')
     .option('--prompt_column <field>', 'column holding the prompt (default: detected)')
-    .addOption(new Option('--prompt_template <name>', 'prompt template (default: the model directory\'s, else alpaca)').choices([...TEMPLATE_NAMES]))
+    .addOption(new Option('--prompt_template <name>', PROMPT_TEMPLATE_HELP).choices([...PROMPT_TEMPLATE_CHOICES]))
     .option('--max_datasets_size <n>', 'evaluate at most n prompts; 0: all', int('--max_datasets_size', 0));
   addRewardOptions(cmd);
   cmd
@@ -53,9 +52,12 @@ if (invokedDirectly(import.meta.url)) {
       formatPattern: o.format_pattern as string | undefined, lengthTarget: o.length_target as number | undefined, maxNewTokens: o.max_new_tokens as number,
     }, m.tokenizer);
     try {
-      const templateName = (o.prompt_template as string | undefined) ?? recordedTemplate(m.pretrainDir) ?? DEFAULT_PROMPT_TEMPLATE;
+      // as train_grpo chose it: the template the model directory recorded, else its chat template, else alpaca
+      const { template, note } = resolvePromptTemplate(o.prompt_template as string | undefined, m.tokenizer, DEFAULT_PROMPT_TEMPLATE, m.pretrainDir);
+      const templateName = template.name;
+      process.stderr.write(`${note}\n`);
       const data = await prepareGrpoPrompts(o.dataset as string, m.tokenizer, {
-        template: getTemplate(templateName), maxPromptLength: o.max_prompt_length as number, column: o.prompt_column as string | undefined, maxRecords: (o.max_datasets_size as number) || undefined,
+        template, maxPromptLength: o.max_prompt_length as number, column: o.prompt_column as string | undefined, maxRecords: (o.max_datasets_size as number) || undefined,
       });
       const k = o.num_samples as number;
       const res = await evaluatePrompts(m.model, m.tokenizer, rewards, data.prompts, {

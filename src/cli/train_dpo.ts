@@ -10,11 +10,12 @@
  */
 import { Command, Option } from 'commander';
 import {
-  addCheckpointOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, optimConfigFromOptions, runMain, sharedConfigFromOptions,
+  addCheckpointOptions, addLoopControlOptions, addLoraOptions, addModelOptions, addOptimOptions, addRunOptions, bool, float, int, loopControlsFromOptions,
+  optimConfigFromOptions, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { TEMPLATE_NAMES } from '../data/templates/index.js';
-import { DPO_DEFAULTS, DPO_LOSS_TYPES, TEST_SUBSET, runDpoTraining, type DpoConfig, type DpoConfigInput } from '../dpo/index.js';
+import { DPO_BEST_METRIC, DPO_DEFAULTS, DPO_LOSS_TYPES, TEST_SUBSET, runDpoTraining, type DpoConfig, type DpoConfigInput } from '../dpo/index.js';
 
 const LOSS_HELP =
   'sigmoid: DPO (with --label_smoothing: cDPO); robust: robust DPO; hinge: RSO hinge; ipo: IPO on per-token-averaged log-ratios; ' +
@@ -43,10 +44,14 @@ export function buildDpoCommand(): Command {
     .option('--desirable_weight <w>', 'KTO weight of desirable examples', float('--desirable_weight', 0), d.desirableWeight)
     .option('--undesirable_weight <w>', 'KTO weight of undesirable examples', float('--undesirable_weight', 0), d.undesirableWeight)
     .option('--precompute_ref_log_probs [bool]', 'score the data with the reference once before training, then free it', bool, false)
-    .option('--eval_steps <n>', 'evaluate every n optimizer steps (0: at each epoch\'s end only)', int('--eval_steps'), d.evalSteps)
-    .option('--log_steps <n>', 'log training metrics every n optimizer steps', int('--log_steps', 1), d.logSteps);
+    .addOption(new Option('--log_steps <n>', 'old name of --logging_steps').argParser(int('--log_steps', 1)).hideHelp());
   addLoraOptions(cmd);
   addOptimOptions(cmd, { lr: d.lr, batchSize: d.batchSize, maxEpochs: d.maxEpochs });
+  addLoopControlOptions(cmd, {
+    unit: 'optimizer steps', loggingSteps: d.loggingSteps, defaultMetric: `${DPO_BEST_METRIC} (kto: eval/loss)`, overrides: '--max_epochs',
+    otherMetrics: 'eval/loss, eval/rewards/margins, eval/rewards/chosen, eval/logps/chosen, ...',
+    evaluates: 'eval/loss, eval/rewards/accuracies, margins, chosen and rejected rewards and log-probs on the held-out data',
+  });
   addCheckpointOptions(cmd);
   addRunOptions(cmd);
   return cmd;
@@ -77,9 +82,9 @@ export function dpoConfigFromOptions(o: Record<string, unknown>): DpoConfigInput
     desirableWeight: o.desirable_weight as number,
     undesirableWeight: o.undesirable_weight as number,
     precomputeRefLogProbs: o.precompute_ref_log_probs as boolean,
-    evalSteps: o.eval_steps as number,
     ...optimConfigFromOptions(o),
-    logSteps: o.log_steps as number,
+    ...loopControlsFromOptions(o),
+    loggingSteps: (o.log_steps as number | undefined) ?? (o.logging_steps as number),
   };
 }
 

@@ -9,15 +9,21 @@
  *              --reward_weights 1,0.5 --loss_type dr_grpo --advantage dr_grpo --beta 0.04 --lora_rank 8
  */
 import { Command, Option } from 'commander';
-import { addCheckpointOptions, addLoraOptions, addModelOptions, addRunOptions, bool, float, int, runMain, setupRun, sharedConfigFromOptions } from './common.js';
+import {
+  addCheckpointOptions, addLoopControlOptions, addLoraOptions, addModelOptions, addRunOptions, addScheduleOptions, bool, float, int, loopControlsFromOptions,
+  runMain, scheduleConfigFromOptions, setupRun, sharedConfigFromOptions,
+} from './common.js';
 import { invokedDirectly } from './run_main.js';
-import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
 import { GRPO_DEFAULTS, type GrpoConfig, type GrpoConfigInput } from '../grpo/config.js';
 import { ADVANTAGE_KINDS } from '../grpo/advantages.js';
 import { LOSS_TYPES } from '../grpo/loss.js';
 import { runGrpo } from '../grpo/trainer.js';
 
 const D = GRPO_DEFAULTS;
+/** --prompt_template's help, shared with `evaluate`. */
+export const PROMPT_TEMPLATE_HELP =
+  'how a prompt is rendered: a built-in template, chat_template (the model\'s own, with the generation prompt), or auto (default: the template the SFT directory was trained with, else the model\'s chat_template, else alpaca)';
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** `--reward_weights 1,0.5` → numbers, with a clear error. */
@@ -43,14 +49,15 @@ export function buildGrpoCommand(): Command {
   cmd
     .requiredOption('--dataset <path>', 'prompts with any other columns (JSON, JSONL, CSV, …); the other columns reach the reward functions')
     .option('--prompt_column <field>', 'column holding the prompt: a string or a list of messages (default: prompt, question, query, instruction, problem, text)')
-    .addOption(new Option('--prompt_template <name>', 'prompt template (default: the SFT directory\'s, else alpaca)').choices([...TEMPLATE_NAMES]))
+    .addOption(new Option('--prompt_template <name>', PROMPT_TEMPLATE_HELP).choices([...PROMPT_TEMPLATE_CHOICES]))
+    .option('--eval_dataset <path>', 'held-out prompts (same columns as --dataset): greedy completions scored by the rewards, logged as eval/reward, eval/accuracy, eval/rewards/<fn>/mean every --eval_steps and at the end')
     .option('--max_datasets_size <n>', 'use at most n prompts; 0: all', int('--max_datasets_size', 0))
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false);
   addRewardOptions(cmd);
   cmd
     .option('--batch_size <n>', 'prompts per step (per rank)', int('--batch_size', 1), D.batchSize)
+    .option('--global_batch_size <n>', 'prompts per step over all ranks (each rank takes n / ranks; overrides --batch_size)', int('--global_batch_size', 1))
     .option('--num_generations <G>', 'completions per prompt (the group)', int('--num_generations', 1), D.numGenerations)
-    .option('--max_steps <n>', 'steps to run (default: --max_epochs passes over the prompts)', int('--max_steps', 1))
     .option('--max_epochs <n>', 'passes over the prompts when --max_steps is not given', int('--max_epochs', 1), D.maxEpochs)
     .option('--max_prompt_length <n>', 'prompt tokens at most (longer prompts lose their beginning)', int('--max_prompt_length', 1), D.maxPromptLength)
     .option('--max_new_tokens <n>', 'completion tokens at most', int('--max_new_tokens', 1), D.maxNewTokens)
@@ -66,10 +73,17 @@ export function buildGrpoCommand(): Command {
     .option('--num_iterations <mu>', 'optimizer steps per rollout batch (the ratio to the rollout policy is clipped)', int('--num_iterations', 1), D.numIterations)
     .option('--beta <b>', 'weight of the k3 KL to the reference (reinforce_pp: KL coefficient in the reward); 0 loads no reference model', float('--beta', 0), D.beta)
     .option('--filter_zero_std [bool]', 'drop groups whose rewards are all equal from the update (DAPO dynamic sampling)', bool, D.filterZeroStd)
-    .option('--lr <lr>', 'learning rate (constant)', float('--lr', 0), D.lr)
+    .option('--lr <lr>', 'peak learning rate', float('--lr', 0), D.lr)
     .option('--weight_decay <wd>', 'AdamW decoupled weight decay', float('--weight_decay', 0), D.weightDecay)
     .option('--grad_clip <norm>', 'clip the global gradient norm (0: off)', float('--grad_clip', 0), D.gradClip)
     .option('--sample_every <n>', 'log sample completions with their rewards every n steps (0: never)', int('--sample_every', 0), D.sampleEvery);
+  addScheduleOptions(cmd, { scheduler: D.lrScheduler, warmupRatio: D.warmupRatio });
+  addLoopControlOptions(cmd, {
+    unit: 'steps', loggingSteps: D.loggingSteps, overrides: '--max_epochs', evaluates: 'greedy completions of --eval_dataset scored by the rewards: eval/reward, eval/accuracy',
+    evalDefault: 'at the end only; needs --eval_dataset',
+    defaultMetric: 'eval/reward with --eval_dataset, else the step\'s reward', otherMetrics: 'eval/accuracy, eval/rewards/<fn>/mean; without --eval_dataset reward_std, rewards/<fn>/mean, completions/mean_length, policy_loss, ...',
+    unitNote: 'a step is one rollout batch (--batch_size prompts × --num_generations) and its --num_iterations optimizer steps; the lr schedule counts optimizer steps',
+  });
   addLoraOptions(cmd);
   addCheckpointOptions(cmd);
   addRunOptions(cmd);
@@ -85,6 +99,7 @@ export function grpoConfigFromOptions(o: Record<string, unknown>): GrpoConfigInp
     dataset: o.dataset as string,
     promptColumn: o.prompt_column as string | undefined,
     promptTemplate: o.prompt_template as string | undefined,
+    evalDataset: o.eval_dataset as string | undefined,
     maxDatasetsSize: o.max_datasets_size as number | undefined,
     rewardFuncs: o.reward_funcs as string[],
     rmPaths: o.rm_path as string[],
@@ -93,7 +108,7 @@ export function grpoConfigFromOptions(o: Record<string, unknown>): GrpoConfigInp
     lengthTarget: o.length_target as number | undefined,
     batchSize: o.batch_size as number,
     numGenerations: o.num_generations as number,
-    maxSteps: o.max_steps as number | undefined,
+    globalBatchSize: o.global_batch_size as number | undefined,
     maxEpochs: o.max_epochs as number,
     maxPromptLength: o.max_prompt_length as number,
     maxNewTokens: o.max_new_tokens as number,
@@ -110,6 +125,8 @@ export function grpoConfigFromOptions(o: Record<string, unknown>): GrpoConfigInp
     beta: o.beta as number,
     filterZeroStd: o.filter_zero_std as boolean,
     lr: o.lr as number,
+    ...scheduleConfigFromOptions(o),
+    ...loopControlsFromOptions(o),
     weightDecay: o.weight_decay as number,
     gradClip: o.grad_clip as number,
     sampleEvery: o.sample_every as number,

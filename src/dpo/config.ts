@@ -8,9 +8,15 @@ import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { BACKENDS } from '../engine/backend.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES } from '../strategies/strategy.js';
+import { configChecks, definedFields } from '../trainer/config_checks.js';
+import type { LoopControlsConfig } from '../trainer/loop_controls.js';
+import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
+import type { ScheduleFields } from '../trainer/schedule_config.js';
+import type { LoraFields, OptimizerFields, RunFields } from '../trainer/stage_fields.js';
 import { DPO_LOSS_DEFAULTS, DPO_LOSS_TYPES, type DpoLossParams, type DpoLossType } from './losses.js';
 
-export interface DpoConfig extends DpoLossParams {
+/** With the shared loop controls (--max_steps, --eval_steps, --logging_steps, --save_best, ...) and schedule flags. */
+export interface DpoConfig extends DpoLossParams, LoopControlsConfig, ScheduleFields, NonFiniteOptions, LoraFields, OptimizerFields, RunFields {
   // --- model ---
   /** The policy's start: an HF model directory (usually an SFT output, full or LoRA adapter) or Hub id. */
   pretrain: string;
@@ -18,11 +24,7 @@ export interface DpoConfig extends DpoLossParams {
   refModel?: string;
   modelType?: string;
   tokenizer?: string;
-  loraRank: number;
-  loraAlpha: number;
-  loraDropout: number;
   loraTargets?: string[] | string;
-  mergeLoraWeights: boolean;
 
   // --- data ---
   /** Preference pairs (or, for kto, unpaired labelled completions); any reader's file, shard folder or DatasetDict. */
@@ -47,24 +49,33 @@ export interface DpoConfig extends DpoLossParams {
   /** Pairs (kto: examples) per micro-batch. */
   batchSize: number;
   maxEpochs: number;
-  lr: number;
-  weightDecay: number;
   warmupRatio: number;
-  gradClip: number;
   accumulationSteps: number;
-  seed: number;
+  /** Pairs per optimizer step over all ranks; accumulation is derived from it (src/trainer/batch_size.ts). */
+  globalBatchSize?: number;
+  /** Pairs per forward/backward on one rank, with globalBatchSize (default batchSize). */
+  microBatchSize?: number;
 
-  // --- run ---
-  savePath: string;
-  saveSteps: number;
-  /** Evaluate every n optimizer steps (0: at each epoch's end only). */
-  evalSteps: number;
-  needOptimCkpt: boolean;
-  resume?: string;
-  logDir?: string;
-  logSteps: number;
-  backend: string;
-  strategy: string;
+  // --- run (evalSteps 0: evaluate at each epoch's end) ---
+  /** Old name of loggingSteps (`--log_steps`); loggingSteps wins when both are given. */
+  logSteps?: number;
+}
+
+/** What --save_best ranks by default: TRL's eval accuracy of the implicit reward (chosen above rejected). */
+export const DPO_BEST_METRIC = 'eval/rewards/accuracies';
+
+/** The keys a held-out evaluation logs for a loss type (kto has no accuracy: its examples are unpaired). */
+export function dpoEvalMetrics(lossType: DpoLossType): string[] {
+  const keys = lossType === 'kto'
+    ? ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'logps/chosen', 'logps/rejected', 'objective/kl']
+    : ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected', 'logits/chosen', 'logits/rejected',
+      ...(lossType === 'orpo' ? ['loss/nll', 'loss/log_odds_ratio'] : [])];
+  return keys.map((k) => `eval/${k}`);
+}
+
+/** --metric_for_best when not given: the accuracy for pair losses, the loss for kto. */
+export function defaultDpoBestMetric(lossType: DpoLossType): string {
+  return lossType === 'kto' ? 'eval/loss' : DPO_BEST_METRIC;
 }
 
 export const DPO_DEFAULTS: Omit<DpoConfig, 'pretrain' | 'dataset' | 'savePath'> = {
@@ -92,7 +103,12 @@ export const DPO_DEFAULTS: Omit<DpoConfig, 'pretrain' | 'dataset' | 'savePath'> 
   saveSteps: 0,
   evalSteps: 0,
   needOptimCkpt: false,
-  logSteps: 10,
+  loggingSteps: 10,
+  saveTotalLimit: 0,
+  saveBest: false,
+  lrScheduler: 'cosine',
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
   backend: 'auto',
   strategy: 'naive',
 };
@@ -103,58 +119,36 @@ export type DpoConfigInput = Partial<DpoConfig> & Pick<DpoConfig, 'pretrain' | '
 
 /** Fills defaults and checks every field; errors name the flag and say what is allowed. */
 export function resolveDpoConfig(input: DpoConfigInput): DpoConfig {
-  const c = { ...DPO_DEFAULTS, ...Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) } as DpoConfig;
-  const fail = (flag: string, msg: string): never => {
-    throw new Error(`--${flag}: ${msg}`);
-  };
-  for (const [flag, v] of [['pretrain', c.pretrain], ['dataset', c.dataset], ['save_path', c.savePath]] as const) {
-    if (typeof v !== 'string' || v === '') fail(flag, 'is required');
+  const given = definedFields(input);
+  // --log_steps (the old name) stands in for --logging_steps when only it is given
+  if (given.loggingSteps === undefined && given.logSteps !== undefined) given.loggingSteps = given.logSteps;
+  const c = { ...DPO_DEFAULTS, ...given } as DpoConfig;
+  const check = configChecks();
+  check.required([['--pretrain', c.pretrain], ['--dataset', c.dataset], ['--save_path', c.savePath]]);
+  check.oneOf('--loss_type', c.lossType, DPO_LOSS_TYPES);
+  check.oneOf('--prompt_template', c.promptTemplate, TEMPLATE_NAMES);
+  check.oneOf('--backend', c.backend, BACKENDS);
+  check.oneOf('--strategy', c.strategy, STRATEGIES);
+  if (c.modelType !== undefined) check.oneOf('--model', c.modelType, SUPPORTED_MODEL_TYPES);
+  check.common(c);
+  check.intAtLeast('--max_len', c.maxLen, 2);
+  check.intAtLeast('--batch_size', c.batchSize, 1);
+  check.intAtLeast('--max_epochs', c.maxEpochs, 1);
+  check.intAtLeast('--accumulation_steps', c.accumulationSteps, 1);
+  check.intAtLeast('--logging_steps', c.loggingSteps, 1);
+  check.inRange('--beta', c.beta, 0, Infinity, { loOpen: true });
+  check.inRange('--label_smoothing', c.labelSmoothing, 0, 0.5, { hiOpen: true });
+  for (const [flag, v] of [['--simpo_gamma', c.simpoGamma], ['--orpo_lambda', c.orpoLambda], ['--desirable_weight', c.desirableWeight], ['--undesirable_weight', c.undesirableWeight], ['--lora_alpha', c.loraAlpha]] as const) {
+    check.inRange(flag, v, 0, Infinity);
   }
-  const oneOf = (flag: string, v: string, allowed: readonly string[]) => {
-    if (!allowed.includes(v)) fail(flag, `"${v}" is not one of ${allowed.join(', ')}`);
-  };
-  oneOf('loss_type', c.lossType, DPO_LOSS_TYPES);
-  oneOf('prompt_template', c.promptTemplate, TEMPLATE_NAMES);
-  oneOf('backend', c.backend, BACKENDS);
-  oneOf('strategy', c.strategy, STRATEGIES);
-  if (c.modelType !== undefined) oneOf('model', c.modelType, SUPPORTED_MODEL_TYPES);
-  const intAtLeast = (flag: string, v: number, min: number) => {
-    if (!Number.isInteger(v) || v < min) fail(flag, `must be an integer >= ${min}, got ${v}`);
-  };
-  intAtLeast('max_len', c.maxLen, 2);
-  intAtLeast('batch_size', c.batchSize, 1);
-  intAtLeast('max_epochs', c.maxEpochs, 1);
-  intAtLeast('accumulation_steps', c.accumulationSteps, 1);
-  intAtLeast('max_datasets_size', c.maxDatasetsSize, 0);
-  intAtLeast('lora_rank', c.loraRank, 0);
-  intAtLeast('save_steps', c.saveSteps, 0);
-  intAtLeast('eval_steps', c.evalSteps, 0);
-  intAtLeast('log_steps', c.logSteps, 1);
-  intAtLeast('seed', c.seed, 0);
-  const inRange = (flag: string, v: number, lo: number, hi: number, hiOpen = false, loOpen = false) => {
-    if (!Number.isFinite(v) || (loOpen ? v <= lo : v < lo) || (hiOpen ? v >= hi : v > hi)) {
-      fail(flag, `must be in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${v}`);
-    }
-  };
-  inRange('beta', c.beta, 0, Infinity, false, true);
-  inRange('label_smoothing', c.labelSmoothing, 0, 0.5, true);
-  inRange('simpo_gamma', c.simpoGamma, 0, Infinity);
-  inRange('orpo_lambda', c.orpoLambda, 0, Infinity);
-  inRange('desirable_weight', c.desirableWeight, 0, Infinity);
-  inRange('undesirable_weight', c.undesirableWeight, 0, Infinity);
-  inRange('lr', c.lr, 0, Infinity);
-  inRange('weight_decay', c.weightDecay, 0, Infinity);
-  inRange('warmup_ratio', c.warmupRatio, 0, 1);
-  inRange('grad_clip', c.gradClip, 0, Infinity);
-  inRange('eval_ratio', c.evalRatio, 0, 1, true);
-  inRange('lora_alpha', c.loraAlpha, 0, Infinity);
-  inRange('lora_dropout', c.loraDropout, 0, 1, true);
+  check.inRange('--warmup_ratio', c.warmupRatio, 0, 1);
+  check.inRange('--eval_ratio', c.evalRatio, 0, 1, { hiOpen: true });
   if (c.labelSmoothing > 0 && !['sigmoid', 'robust', 'simpo'].includes(c.lossType)) {
-    fail('label_smoothing', `applies to the sigmoid (cDPO), robust and simpo losses, not ${c.lossType}`);
+    check.fail('--label_smoothing', `applies to the sigmoid (cDPO), robust and simpo losses, not ${c.lossType}`);
   }
   if (c.lossType === 'kto' && c.batchSize < 2) {
-    fail('batch_size', "kto estimates its KL baseline from mismatched prompt/completion pairs within a micro-batch: use --batch_size 2 or more (as TRL's KTOTrainer requires)");
+    check.fail('--batch_size', "kto estimates its KL baseline from mismatched prompt/completion pairs within a micro-batch: use --batch_size 2 or more (as TRL's KTOTrainer requires)");
   }
-  if (c.mergeLoraWeights && c.loraRank === 0) fail('merge_lora_weights', 'needs --lora_rank > 0 (without LoRA the full weights are saved anyway)');
+  if (c.mergeLoraWeights && c.loraRank === 0) check.fail('--merge_lora_weights', 'needs --lora_rank > 0 (without LoRA the full weights are saved anyway)');
   return c;
 }

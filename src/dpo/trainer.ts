@@ -4,8 +4,9 @@
  *
  *   runDpoTraining(config)      validate → policy, reference, tokenizer, data → DpoTrainer.train() → saved model
  *   DpoTrainer.computeLoss()    one micro-batch: reference log-probs (no gradient), the policy's, the loss, metrics
- *   DpoTrainer.train()          the loop: accumulate, step, log, evaluate every --eval_steps and at each epoch's
- *                               end, checkpoint, Ctrl-C, save
+ *   DpoTrainer.train()          the loop: accumulate, step, check the numbers (NonFiniteGuard), log every
+ *                               --logging_steps, evaluate every --eval_steps (else at each epoch's end), checkpoint
+ *                               every --save_steps (pruned to --save_total_limit, --save_best), Ctrl-C, save
  *
  * Metric keys (TRL's): train/loss, rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins,
  * logps/chosen, logps/rejected, logits/chosen, logits/rejected (objective/kl for kto), train/lr, train/grad_norm,
@@ -32,8 +33,11 @@ import { recoverRunDirs } from '../trainer/final_save.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
-import { warmupStepsFromRatio } from '../trainer/schedule.js';
-import { resolveDpoConfig, type DpoConfig, type DpoConfigInput } from './config.js';
+import { NonFiniteGuard } from '../trainer/nonfinite_guard.js';
+import { LoopControls, epochsFor, totalStepsFor } from '../trainer/loop_controls.js';
+import { scheduleFor } from '../trainer/schedule_config.js';
+import { deriveBatch } from '../trainer/batch_size.js';
+import { defaultDpoBestMetric, dpoEvalMetrics, resolveDpoConfig, type DpoConfig, type DpoConfigInput } from './config.js';
 import { collateDpoPairs, collateKto, tokenizeDpoPairs, tokenizeKtoExamples, type DpoBatch, type DpoPair, type KtoExample } from './data.js';
 import { loadDpoData } from './load_data.js';
 import { needsReference } from './losses.js';
@@ -105,11 +109,14 @@ export class DpoTrainer {
   readonly padTokenId: number;
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
+  /** Epochs the loop needs for totalSteps (more than --max_epochs when --max_steps asks for more). */
+  readonly epochsToRun: number;
+  /** --max_steps, --eval_steps, --logging_steps, --save_total_limit, --save_best (src/trainer/loop_controls.ts). */
+  readonly controls: LoopControls;
   private readonly parts: DpoTrainerParts;
   private readonly strategy: Strategy;
   private readonly log: (line: string) => void;
   private readonly runOptions: DpoRunOptions;
-  private bestMetric: number | null = null;
   private logHistory: Record<string, number | null>[] = [];
 
   constructor(config: DpoConfig, parts: DpoTrainerParts, runOptions: DpoRunOptions = {}) {
@@ -124,11 +131,17 @@ export class DpoTrainer {
     if (needsReference(config.lossType) && parts.reference.kind === 'none') throw new Error(`loss "${config.lossType}" needs a reference model`);
     this.loader = parts.strategy.createLoader(parts.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, collate: (items) => this.collate(items) });
     this.stepsPerEpoch = Math.ceil(this.loader.batchesPerEpoch / config.accumulationSteps);
-    this.totalSteps = this.stepsPerEpoch * config.maxEpochs;
+    this.totalSteps = totalStepsFor(config.maxSteps, this.stepsPerEpoch * config.maxEpochs);
+    this.epochsToRun = epochsFor(this.totalSteps, this.stepsPerEpoch);
     this.optimization = new Optimization(policyParameters(parts.policy), {
       lr: config.lr, weightDecay: config.weightDecay, gradClip: config.gradClip, accumulationSteps: config.accumulationSteps,
-      warmupSteps: warmupStepsFromRatio(this.totalSteps, config.warmupRatio), totalSteps: this.totalSteps, schedule: 'cosine',
+      ...scheduleFor(config, this.totalSteps),
     }, parts.strategy);
+    this.controls = new LoopControls({ ...config, metricForBest: config.metricForBest ?? defaultDpoBestMetric(config.lossType) }, {
+      savePath: config.savePath, totalSteps: this.totalSteps, resumeDir: config.resume, stage: 'train_dpo', log: this.log,
+      evalMetrics: parts.eval.length ? dpoEvalMetrics(config.lossType) : [],
+      noEval: 'there is no held-out data: give --eval_dataset or --eval_ratio > 0',
+    });
   }
 
   collate(items: readonly DpoItem[]): DpoBatch {
@@ -184,7 +197,7 @@ export class DpoTrainer {
     const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
     this.optimization.loadStateDict(saved.state, saved.globalStep);
     this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
-    this.bestMetric = state.best_metric;
+    this.controls.restoreBest(state);
     this.logHistory = [...state.log_history];
     this.log(`resumed from ${dir}: step ${state.global_step}/${this.totalSteps}, epoch ${state.epoch + 1}, batch ${state.step_in_epoch}`);
   }
@@ -192,7 +205,7 @@ export class DpoTrainer {
   trainerState(): TrainerState {
     const pos = this.loader.position;
     return {
-      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: this.bestMetric,
+      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
       rng_state: { data: this.config.seed }, args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>,
       log_history: this.logHistory, world_size: this.strategy.worldSize,
     };
@@ -215,34 +228,36 @@ export class DpoTrainer {
     await this.strategy.saveOnMain(opts.withOptimizer ? [this.optimization] : [], () => this.writeCheckpoint(dir, opts));
   }
 
-  private logEval(logger: MetricsLogger | null): Record<string, number> | null {
+  /** Held-out metrics after `step`, logged and offered to --save_best. */
+  private async evaluateAt(step: number, logger: MetricsLogger | null): Promise<Record<string, number> | null> {
     const ev = this.evaluate();
     if (!ev) return null;
-    const step = this.optimization.globalStep;
     logger?.log(step, ev);
     this.logHistory.push({ step, ...ev });
-    const acc = ev['eval/rewards/accuracies'] ?? -(ev['eval/loss'] ?? 0);
-    this.bestMetric = Math.max(this.bestMetric ?? -Infinity, acc);
+    await this.controls.recordEval(step, ev, (dir) => this.save(dir, { withOptimizer: this.config.needOptimCkpt, merge: false }));
     return ev;
   }
 
   async train(): Promise<DpoRunResult> {
     const c = this.config;
     const main = this.strategy.isMain();
+    const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
+    if (c.resume) guard.checkpointSaved(this.optimization.globalStep, c.resume);
     const logger = main ? new MetricsLogger(c.logDir ?? join(c.savePath, 'logs')) : null;
     const interrupt = this.runOptions.interrupt ?? onInterrupt();
     const showProgress = main && this.runOptions.progress !== false;
     const epochs: DpoRunResult['epochs'] = [];
     const window = { start: performance.now(), items: 0, tokens: 0 };
+    const stepLoss = { sum: 0, micro: 0 };
     let progress: TrainingProgress | null = null;
+    let lastEval: Record<string, number> | null = null;
     try {
-      while (this.loader.position.epoch < c.maxEpochs) {
+      while (this.loader.position.epoch < this.epochsToRun && this.optimization.globalStep < this.totalSteps) {
         const epoch = this.loader.position.epoch;
         const running = new RunningMean();
         const epochMeans = new RunningMean();
-        let lastEval: Record<string, number> | null = null;
         progress = new TrainingProgress({
-          total: this.totalSteps, startStep: this.optimization.globalStep, label: `${c.lossType} epoch ${epoch + 1}/${c.maxEpochs}`,
+          total: this.totalSteps, startStep: this.optimization.globalStep, label: `${c.lossType} epoch ${epoch + 1}/${this.epochsToRun}`,
           ...(showProgress ? {} : { bar: false, stream: nullStream() }),
         });
         while (this.loader.position.epoch === epoch) {
@@ -254,19 +269,23 @@ export class DpoTrainer {
           this.policy.lora?.setDropoutSeed(((c.seed * 1_000_003 + microIndex) ^ 0x5bd1e995) >>> 0);
           const refRows = referenceRowLogps(this.parts.reference, batch);
           const { loss, aux } = this.optimization.backward((auxT) => this.computeLoss(batch, refRows, auxT, true));
-          if (!Number.isFinite(loss)) throw new Error(`step ${this.optimization.globalStep + 1}: the loss is ${loss}; stopping (lower --lr or check the data)`);
           const metrics = { 'train/loss': loss, ...aux };
           running.add(metrics);
           epochMeans.add(metrics);
+          stepLoss.sum += loss;
+          stepLoss.micro += 1;
           window.items += batch.items.length;
           window.tokens += batch.sequences.tokens;
           if (!this.optimization.ready() && !endOfEpoch) continue;
 
-          // 2. optimizer step, logging, periodic evaluation and checkpoint, Ctrl-C
+          // 2. optimizer step; the numbers checked (a stop throws before anything of this step is saved)
           const s = this.optimization.step();
           const step = this.optimization.globalStep;
-          if (s.skipped) this.log(`step ${step}: gradient norm is not finite; update skipped`);
-          if (step % c.logSteps === 0 || endOfEpoch) {
+          const meanLoss = this.strategy.reduceMetrics({ loss: stepLoss.sum / stepLoss.micro }).loss!;
+          Object.assign(stepLoss, { sum: 0, micro: 0 });
+          guard.check(step, { 'train/loss': meanLoss, 'train/grad_norm': s.gradNorm }, this.optimization.variables, 'train/loss');
+          // 3. logging, periodic evaluation and checkpoint, Ctrl-C
+          if (this.controls.logDue(step) || endOfEpoch) {
             const seconds = Math.max((performance.now() - window.start) / 1000, 1e-9);
             const pos = this.loader.position;
             const unit = c.lossType === 'kto' ? 'time/examples_per_s' : 'time/pairs_per_s';
@@ -280,33 +299,41 @@ export class DpoTrainer {
             Object.assign(window, { start: performance.now(), items: 0, tokens: 0 });
           }
           progress.update(step, { loss, lr: s.lr, tokens: batch.sequences.tokens });
-          if (c.evalSteps > 0 && step % c.evalSteps === 0 && !endOfEpoch) lastEval = this.logEval(logger);
-          if (c.saveSteps > 0 && step % c.saveSteps === 0 && step < this.totalSteps) {
-            await this.save(join(c.savePath, `checkpoint-${step}`), { withOptimizer: c.needOptimCkpt, merge: false });
+          // --eval_steps: every n steps and at the last (without it: at epoch ends, below)
+          if (c.evalSteps > 0 && this.controls.evalDue(step, false)) lastEval = (await this.evaluateAt(step, logger)) ?? lastEval;
+          const saved = this.controls.saveDue(step);
+          if (saved) {
+            const dir = this.controls.checkpointDir(step);
+            await this.save(dir, { withOptimizer: c.needOptimCkpt, merge: false });
+            guard.checkpointSaved(step, dir);
+            if (main) for (const old of this.controls.afterCheckpoint()) this.log(`removed ${old} (--save_total_limit ${c.saveTotalLimit})`);
           }
           if ((await stepBoundary(interrupt, this.strategy)) && step < this.totalSteps) {
             progress.stop();
-            const dir = join(c.savePath, `checkpoint-${step}`);
-            await this.save(dir, { withOptimizer: true, merge: false });
+            const dir = this.controls.checkpointDir(step);
+            if (!(saved && c.needOptimCkpt)) await this.save(dir, { withOptimizer: true, merge: false });
             this.log(`interrupted at step ${step}/${this.totalSteps}: saved ${dir}; continue with the same command plus --resume ${dir}`);
             return { outputDir: dir, interrupted: true, steps: step, epochs };
           }
+          if (step >= this.totalSteps) break; // --max_steps reached inside the epoch
         }
 
-        // 3. end of epoch: evaluation and a summary line
+        // 4. end of epoch: evaluation (without --eval_steps) and a summary line
         progress.stop();
         const trainMeans = this.reduceOverRanks(epochMeans.log('train'));
-        lastEval = this.logEval(logger) ?? lastEval;
+        if (c.evalSteps === 0) lastEval = (await this.evaluateAt(this.optimization.globalStep, logger)) ?? lastEval;
         epochs.push({ epoch, train: trainMeans, eval: lastEval });
-        this.log(formatEpochSummary(epoch, c.maxEpochs, trainMeans, lastEval));
+        this.log(formatEpochSummary(epoch, this.epochsToRun, trainMeans, lastEval));
       }
 
-      // 4. the final model in --save_path (keeping its checkpoint-* and logs subdirectories)
+      // 5. the final model in --save_path (keeping its checkpoint-* and logs subdirectories)
       logger?.close();
       await this.strategy.saveOnMain(c.needOptimCkpt ? [this.optimization] : [], () =>
         saveFinalCheckpoint(c.savePath, this.contents({ withOptimizer: c.needOptimCkpt, merge: c.mergeLoraWeights })),
       );
       this.log(`saved the policy to ${c.savePath}`);
+      const best = this.controls.bestSummary();
+      if (best) this.log(best);
       return { outputDir: c.savePath, interrupted: false, steps: this.optimization.globalStep, epochs };
     } finally {
       progress?.stop();
@@ -375,6 +402,9 @@ export async function runDpoTraining(input: DpoConfigInput, runOptions: DpoRunOp
   const template = getTemplate(c.promptTemplate);
   const strategy = createStrategy(c.strategy);
   const say = strategy.isMain() ? log : () => {};
+  const batch = deriveBatch(c, strategy.worldSize);
+  Object.assign(c, { batchSize: batch.batchSize, accumulationSteps: batch.accumulationSteps });
+  if (batch.note) say(batch.note);
   await initBackend(c.backend, say);
   // A crash mid-save is finished or undone before anything is read (main rank, then a barrier).
   await recoverRunDirs(strategy, [c.savePath, c.resume], say);

@@ -43,11 +43,23 @@ export function rlooAdvantages(rewards: number[], G: number): number[] {
 }
 
 /**
+ * Sums over every rank's share of a batch (a strategy's all-reduce with 'sum'); the identity in one process. Every
+ * rank must call it the same number of times, with the same keys.
+ */
+export type SumOverRanks = (local: Record<string, number>) => Record<string, number>;
+
+const oneProcess: SumOverRanks = (local) => local;
+
+/**
  * REINFORCE++ (Hu 2025, OpenRLHF): per-token rewards −β·k1(old, ref) plus the sequence reward on the last completion
  * token, returns summed backwards with γ = 1, then whitened over every completion token of the batch (mean 0,
- * Bessel-corrected variance 1, eps 1e-8). Masked positions are 0. Rows: [B][N].
+ * Bessel-corrected variance 1, eps 1e-8). Masked positions are 0. Rows: [B][N]. Under several ranks the batch is
+ * the global one: the mean, then the sum of squared deviations, are summed over ranks by `sumOverRanks` (two passes,
+ * as in one process, so the result does not depend on how the rows are split).
  */
-export function reinforcePlusPlusAdvantages(rewards: number[], oldLogps: number[][], refLogps: number[][] | null, mask: number[][], klCoef: number): number[][] {
+export function reinforcePlusPlusAdvantages(
+  rewards: number[], oldLogps: number[][], refLogps: number[][] | null, mask: number[][], klCoef: number, sumOverRanks: SumOverRanks = oneProcess,
+): number[][] {
   const returns = rewards.map((r, b) => {
     const m = mask[b]!;
     const last = m.lastIndexOf(1);
@@ -62,9 +74,11 @@ export function reinforcePlusPlusAdvantages(rewards: number[], oldLogps: number[
     return row;
   });
   const all = returns.flatMap((row, b) => row.filter((_, t) => mask[b]![t]));
-  if (!all.length) return returns;
-  const mu = mean(all);
-  const v = all.length > 1 ? all.reduce((a, x) => a + (x - mu) ** 2, 0) / (all.length - 1) : 0;
+  const { sum, count } = sumOverRanks({ sum: all.reduce((a, x) => a + x, 0), count: all.length });
+  if (!count) return returns;
+  const mu = sum! / count;
+  const { squares } = sumOverRanks({ squares: all.reduce((a, x) => a + (x - mu) ** 2, 0) });
+  const v = count > 1 ? squares! / (count - 1) : 0;
   const inv = 1 / Math.sqrt(v + 1e-8);
   return returns.map((row, b) => row.map((x, t) => (mask[b]![t] ? (x - mu) * inv : 0)));
 }
@@ -80,6 +94,8 @@ export interface AdvantageInput {
   klCoef?: number;
   /** For grpo: TRL's scale_rewards (default group). */
   scaling?: RewardScaling;
+  /** For reinforce_pp under several ranks: sums over the ranks, so that whitening covers the whole batch. */
+  sumOverRanks?: SumOverRanks;
 }
 
 /** Per-token advantages [B][N] (sequence advantages broadcast over each row's tokens; 0 where the mask is 0). */
@@ -96,7 +112,7 @@ export function computeAdvantages(kind: AdvantageKind, x: AdvantageInput): numbe
     case 'reinforce_pp': // Hu 2025, "REINFORCE++": KL in the reward, batch-wide whitening
       // Without a reference (β 0) there is no KL term, and so no need for the rollout's log-probs.
       if (x.refLogps && !x.oldLogps) throw new Error('reinforce_pp: the KL in the reward needs the rollout log-probs');
-      return reinforcePlusPlusAdvantages(x.rewards, x.oldLogps ?? mask.map((r) => r.map(() => 0)), x.refLogps ?? null, mask, x.klCoef ?? 0);
+      return reinforcePlusPlusAdvantages(x.rewards, x.oldLogps ?? mask.map((r) => r.map(() => 0)), x.refLogps ?? null, mask, x.klCoef ?? 0, x.sumOverRanks);
   }
 }
 

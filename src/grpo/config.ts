@@ -6,30 +6,41 @@
  * Vocabulary: a *step* takes `batchSize` prompts, samples `numGenerations` completions of each (a group), scores
  * them, computes advantages, and makes `numIterations` optimizer steps on that batch (μ in the GRPO paper).
  */
+import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
+import { configChecks, definedFields } from '../trainer/config_checks.js';
+import type { LoopControlsConfig } from '../trainer/loop_controls.js';
+import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
+import type { ScheduleFields } from '../trainer/schedule_config.js';
+import type { LoraFields, OptimizerFields, RunFields } from '../trainer/stage_fields.js';
 import { ADVANTAGE_KINDS, type AdvantageKind, type RewardScaling } from './advantages.js';
 import { LOSS_TYPES, type LossType } from './loss.js';
 
-export interface GrpoConfig {
+/**
+ * With the shared loop controls (a step of them is a GRPO step: rollout, then numIterations optimizer steps), the
+ * schedule flags (they count optimizer steps) and the non-finite guard's.
+ */
+export interface GrpoConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions, LoraFields, OptimizerFields, RunFields {
   // --- models ---
   /** The policy starts from it; with beta > 0 it is also the frozen reference. HF dir or Hub id. */
   pretrain: string;
   model?: string;
   tokenizer?: string;
 
-  // --- LoRA (PEFT meanings); with a rank, the reference is the policy with its adapter off ---
-  loraRank: number;
-  loraAlpha: number;
-  loraDropout: number;
+  // --- LoRA (LoraFields); with a rank, the reference is the policy with its adapter off ---
   loraTarget?: string[] | string;
-  mergeLoraWeights: boolean;
 
   // --- data ---
   /** Prompts with any other columns (JSON, JSONL, CSV, …: whatever src/data/readers.ts reads). */
   dataset: string;
   /** Column holding the prompt: a string or a list of {role, content} messages (default: detected). */
   promptColumn?: string;
-  /** Template name (src/data/templates); default: the one recorded in the SFT directory, else `alpaca`. */
+  /**
+   * A built-in template, `chat_template` (the model's own, with the generation prompt), or `auto`/none: the template
+   * the SFT directory recorded, else the model's chat template, else `alpaca`.
+   */
   promptTemplate?: string;
+  /** Held-out prompts (same columns as `dataset`): greedy completions scored by the rewards (eval/reward, eval/accuracy). */
+  evalDataset?: string;
   maxDatasetsSize?: number;
   skipBadRecords: boolean;
 
@@ -48,10 +59,11 @@ export interface GrpoConfig {
   // --- rollout ---
   /** Prompts per step (per process under ddp/zero2). */
   batchSize: number;
+  /** Prompts per step over all ranks: batchSize = globalBatchSize / ranks. */
+  globalBatchSize?: number;
   /** Completions per prompt (G). */
   numGenerations: number;
-  /** Steps to run; without it, maxEpochs passes over the prompts. */
-  maxSteps?: number;
+  /** Without maxSteps, this many passes over the prompts. */
   maxEpochs: number;
   /** Prompt tokens at most (longer prompts lose their beginning). */
   maxPromptLength: number;
@@ -78,22 +90,11 @@ export interface GrpoConfig {
   /** Drop groups whose rewards are all equal from the update (DAPO's dynamic sampling, without refilling). */
   filterZeroStd: boolean;
 
-  // --- optimisation (AdamW, constant learning rate) ---
-  lr: number;
-  weightDecay: number;
-  gradClip: number;
+  // --- optimisation: OptimizerFields, ScheduleFields (--lr_scheduler, default constant) ---
 
-  // --- run ---
-  savePath: string;
-  saveSteps: number;
-  needOptimCkpt: boolean;
-  resume?: string;
-  logDir?: string;
+  // --- run (RunFields) ---
   /** Log sample completions with their rewards every this many steps (0: never). */
   sampleEvery: number;
-  seed: number;
-  backend: string;
-  strategy: string;
 }
 
 export type GrpoConfigInput = Pick<GrpoConfig, 'pretrain' | 'dataset' | 'savePath'> & Partial<GrpoConfig>;
@@ -127,6 +128,14 @@ export const GRPO_DEFAULTS: Omit<GrpoConfig, 'pretrain' | 'dataset' | 'savePath'
   weightDecay: 0,
   gradClip: 1,
   saveSteps: 0,
+  evalSteps: 0,
+  loggingSteps: 1,
+  saveTotalLimit: 0,
+  saveBest: false,
+  lrScheduler: 'constant',
+  warmupRatio: 0,
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
   needOptimCkpt: false,
   sampleEvery: 1,
   seed: 42,
@@ -134,47 +143,45 @@ export const GRPO_DEFAULTS: Omit<GrpoConfig, 'pretrain' | 'dataset' | 'savePath'
   strategy: 'naive',
 };
 
+/** --metric_for_best when not given: the held-out reward with --eval_dataset, else the steps' own reward (as PPO's). */
+export function defaultGrpoBestMetric(c: Pick<GrpoConfig, 'evalDataset'>): string {
+  return c.evalDataset ? 'eval/reward' : 'reward';
+}
+
 export function resolveGrpoConfig(input: GrpoConfigInput): GrpoConfig {
-  const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as GrpoConfigInput;
-  const c: GrpoConfig = { ...GRPO_DEFAULTS, ...given };
-  const fail = (flag: string, msg: string): never => {
-    throw new Error(`${flag}: ${msg}`);
-  };
-  for (const [flag, key] of [['--pretrain', 'pretrain'], ['--dataset', 'dataset'], ['--save_path', 'savePath']] as const) {
-    if (!c[key]) fail(flag, 'is required');
-  }
-  const posInt = (flag: string, v: number) => (Number.isInteger(v) && v >= 1) || fail(flag, `must be an integer ≥ 1, got ${v}`);
-  const nonNegInt = (flag: string, v: number) => (Number.isInteger(v) && v >= 0) || fail(flag, `must be an integer ≥ 0, got ${v}`);
-  const inRange = (flag: string, v: number, lo: number, hi: number) => (Number.isFinite(v) && v >= lo && v <= hi) || fail(flag, `must be in [${lo}, ${hi}], got ${v}`);
-  if (!c.rewardFuncs.length && !c.rmPaths.length) fail('--reward_funcs', 'give at least one reward (accuracy, format, length, ./module.mjs) or --rm_path');
+  const c: GrpoConfig = { ...GRPO_DEFAULTS, ...definedFields(input) } as GrpoConfig;
+  const check = configChecks();
+  check.required([['--pretrain', c.pretrain], ['--dataset', c.dataset], ['--save_path', c.savePath]]);
+  const posInt = (flag: string, v: number) => check.intAtLeast(flag, v, 1);
+  if (!c.rewardFuncs.length && !c.rmPaths.length) check.fail('--reward_funcs', 'give at least one reward (accuracy, format, length, ./module.mjs) or --rm_path');
+  if (c.promptTemplate !== undefined) check.oneOf('--prompt_template', c.promptTemplate, PROMPT_TEMPLATE_CHOICES);
+  check.common(c);
   posInt('--batch_size', c.batchSize);
+  if (c.globalBatchSize !== undefined) posInt('--global_batch_size', c.globalBatchSize);
   posInt('--num_generations', c.numGenerations);
-  if (c.maxSteps !== undefined) posInt('--max_steps', c.maxSteps);
   posInt('--max_epochs', c.maxEpochs);
   posInt('--max_prompt_length', c.maxPromptLength);
   posInt('--max_new_tokens', c.maxNewTokens);
-  inRange('--temperature', c.temperature, 1e-6, Infinity);
-  nonNegInt('--top_k', c.topK);
-  inRange('--top_p', c.topP, 1e-6, 1);
+  check.inRange('--temperature', c.temperature, 0, Infinity, { loOpen: true });
+  check.intAtLeast('--top_k', c.topK, 0);
+  check.inRange('--top_p', c.topP, 0, 1, { loOpen: true });
   posInt('--micro_batch_size', c.microBatchSize);
-  if (!ADVANTAGE_KINDS.includes(c.advantage)) fail('--advantage', `must be one of ${ADVANTAGE_KINDS.join(', ')}, got ${c.advantage}`);
-  if (!['group', 'batch', 'none'].includes(c.scaleRewards)) fail('--scale_rewards', `must be group, batch or none, got ${c.scaleRewards}`);
-  if (!LOSS_TYPES.includes(c.lossType)) fail('--loss_type', `must be one of ${LOSS_TYPES.join(', ')}, got ${c.lossType}`);
-  if (c.numGenerations < 2 && c.advantage !== 'reinforce_pp') fail('--num_generations', `must be ≥ 2 for --advantage ${c.advantage}: a group needs a baseline`);
-  inRange('--epsilon', c.epsilon, 0, 1);
-  if (c.epsilonHigh !== undefined) inRange('--epsilon_high', c.epsilonHigh, 0, Infinity);
+  check.oneOf('--advantage', c.advantage, ADVANTAGE_KINDS);
+  check.oneOf('--scale_rewards', c.scaleRewards, ['group', 'batch', 'none']);
+  check.oneOf('--loss_type', c.lossType, LOSS_TYPES);
+  if (c.numGenerations < 2 && c.advantage !== 'reinforce_pp') check.fail('--num_generations', `must be ≥ 2 for --advantage ${c.advantage}: a group needs a baseline`);
+  check.inRange('--epsilon', c.epsilon, 0, 1);
+  if (c.epsilonHigh !== undefined) check.inRange('--epsilon_high', c.epsilonHigh, 0, Infinity);
   posInt('--num_iterations', c.numIterations);
-  inRange('--beta', c.beta, 0, Infinity);
-  inRange('--lr', c.lr, 0, Infinity);
-  inRange('--weight_decay', c.weightDecay, 0, Infinity);
-  inRange('--grad_clip', c.gradClip, 0, Infinity);
-  nonNegInt('--lora_rank', c.loraRank);
-  inRange('--lora_dropout', c.loraDropout, 0, 1);
-  nonNegInt('--save_steps', c.saveSteps);
-  nonNegInt('--sample_every', c.sampleEvery);
+  check.inRange('--beta', c.beta, 0, Infinity);
+  check.inRange('--warmup_ratio', c.warmupRatio, 0, 1);
+  check.intAtLeast('--sample_every', c.sampleEvery, 0);
   if (c.lengthTarget !== undefined) posInt('--length_target', c.lengthTarget);
-  if (c.rewardWeights) for (const w of c.rewardWeights) if (!Number.isFinite(w)) fail('--reward_weights', `must be numbers, got ${c.rewardWeights.join(',')}`);
-  if (c.maxDatasetsSize !== undefined) nonNegInt('--max_datasets_size', c.maxDatasetsSize);
+  if (c.rewardWeights) for (const w of c.rewardWeights) if (!Number.isFinite(w)) check.fail('--reward_weights', `must be numbers, got ${c.rewardWeights.join(',')}`);
+  if (c.evalSteps > 0 && !c.evalDataset) {
+    check.fail('--eval_steps', 'train_grpo evaluates held-out prompts only with --eval_dataset; without it, each step\'s metrics (reward, ' +
+      'rewards/<fn>/mean, ...) are logged every --logging_steps steps, and --save_best keeps the best step by --metric_for_best (default reward)');
+  }
   return c;
 }
 

@@ -58,7 +58,8 @@ export async function prepareGrpoPrompts(
   if (!first) throw new DataError({ file: path }, 'no records');
   const column = o.column ?? GRPO_PROMPT_COLUMNS.find((c) => c in first.value);
   if (!column) throw new DataError(first.location, `no prompt column among fields (${Object.keys(first.value).join(', ')}); expected one of ${GRPO_PROMPT_COLUMNS.join(', ')} or pass --prompt_column`);
-  const bos = tokenizerAddsBos(tokenizer) ? [tokenizer.bosTokenId!] : [];
+  // a chat template's text holds its own BOS (rendered with add_generation_prompt, as transformers renders prompts)
+  const bos = !o.template.ownsSpecialTokens && tokenizerAddsBos(tokenizer) ? [tokenizer.bosTokenId!] : [];
   let truncated = 0;
   const { items, skipped, skippedExamples } = convertRecords(read, (rec) => {
     const messages = messagesOf(rec, column);

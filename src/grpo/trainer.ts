@@ -7,7 +7,11 @@
  *                  (beta > 0), one forward each in micro-batches, no gradient
  *   4. advantages  grpo / dr_grpo / rloo / reinforce_pp (advantages.ts); --filter_zero_std drops equal-reward groups
  *   5. update      numIterations AdamW steps on the batch, each accumulated over micro-batches (loss.ts)
- *   6. log, save   TRL's metric names (below), sample completions with their rewards, checkpoints, Ctrl-C
+ *   6. check, log  NonFiniteGuard on the step's numbers and weights; TRL's metric names (below) every
+ *                  --logging_steps, sample completions with their rewards
+ *   7. evaluate    with --eval_dataset: greedy completions of the held-out prompts scored by the same rewards
+ *                  (eval/reward, eval/accuracy, eval/rewards/<fn>/mean) every --eval_steps and at the end
+ *   8. save        checkpoints every --save_steps (pruned to --save_total_limit), --save_best, Ctrl-C, the final model
  *
  * Metrics per step: reward, reward_std, rewards/<fn>/mean, rewards/<fn>/std, frac_reward_zero_std,
  * completions/mean_length, completions/min_length, completions/max_length, completions/clipped_ratio (share that hit
@@ -18,7 +22,7 @@
 import { join, resolve } from 'node:path';
 import { tf } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
-import { getTemplate } from '../data/templates/index.js';
+import { resolvePromptTemplate } from '../data/templates/index.js';
 import type { BatchLoader } from '../data/batching.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
@@ -28,14 +32,18 @@ import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
 import { recoverRunDirs } from '../trainer/final_save.js';
+import { NonFiniteGuard } from '../trainer/nonfinite_guard.js';
+import { LoopControls, totalStepsFor } from '../trainer/loop_controls.js';
+import { scheduleFor } from '../trainer/schedule_config.js';
+import { perRankShare } from '../trainer/batch_size.js';
 import { answerLogProbs, referenceLogProbs } from '../rollout/logprobs.js';
 import { endedWithEos, sampleRollouts, type Rollouts } from '../rollout/sample.js';
-import { recordedTemplate } from '../rollout/prompts.js';
 import { trainableParams } from '../rollout/policy.js';
 import { nanStats, RewardSet } from '../rewards/combine.js';
 import type { RewardBatch } from '../rewards/types.js';
-import { computeAdvantages, groupRewardStats } from './advantages.js';
-import { needsReference, resolveGrpoConfig, type GrpoConfig, type GrpoConfigInput } from './config.js';
+import { computeAdvantages, groupRewardStats, type SumOverRanks } from './advantages.js';
+import { defaultGrpoBestMetric, needsReference, resolveGrpoConfig, type GrpoConfig, type GrpoConfigInput } from './config.js';
+import { evaluatePrompts } from './evaluate.js';
 import { grpoPromptLoader, prepareGrpoPrompts, repeatAndPad, type GrpoPrompt } from './data.js';
 import { loadGrpoModels, type GrpoModels } from './models.js';
 import { chunkTensors, grpoUpdate, rowChunks, type ScoredBatch } from './update.js';
@@ -68,8 +76,13 @@ export type GrpoTrainerState = TrainerState & { grpo: { prompt_template: string 
 const seconds = () => performance.now() / 1000;
 const sum = (xs: number[]) => xs.reduce((a, v) => a + v, 0);
 
+/** Per-step metrics --metric_for_best can name without --eval_dataset (besides rewards/<fn>/mean). */
+const STEP_BEST_METRICS = ['reward', 'reward_std', 'frac_reward_zero_std', 'completions/mean_length', 'completions/clipped_ratio', 'policy_loss', 'entropy'];
+
 export class GrpoTrainer {
   private readonly opt: Optimization;
+  /** --eval_steps, --logging_steps, --save_steps, --save_total_limit, --save_best (src/trainer/loop_controls.ts). */
+  readonly controls: LoopControls;
   private step = 0;
   private readonly logHistory: Record<string, number | null>[] = [];
   private readonly eosTokenId: number | null;
@@ -85,19 +98,31 @@ export class GrpoTrainer {
     readonly totalSteps: number,
     private readonly log: (msg: string) => void,
     private readonly opts: GrpoRunOptions,
+    /** Held-out prompts (this rank's share), or none without --eval_dataset. */
+    private readonly evalPrompts: GrpoPrompt[] = [],
   ) {
     const tok = models.tokenizer;
     this.eosTokenId = tok.eosTokenId ?? models.policy.config.eosTokenId;
     this.padTokenId = tok.padTokenId ?? models.policy.config.padTokenId ?? this.eosTokenId ?? 0;
+    // The schedule counts optimizer steps: numIterations per GRPO step.
     this.opt = new Optimization(trainableParams(models.policy), {
-      lr: config.lr, weightDecay: config.weightDecay, gradClip: config.gradClip, accumulationSteps: 1, warmupSteps: 0, totalSteps: 1, schedule: 'constant',
+      lr: config.lr, weightDecay: config.weightDecay, gradClip: config.gradClip, accumulationSteps: 1, ...scheduleFor(config, totalSteps * config.numIterations),
     }, strategy);
+    const perFn = rewards.names.map((n) => `rewards/${n}/mean`);
+    this.controls = new LoopControls({ ...config, metricForBest: config.metricForBest ?? defaultGrpoBestMetric(config) }, {
+      savePath: config.savePath, totalSteps, resumeDir: config.resume, stage: 'train_grpo', log,
+      evalMetrics: config.evalDataset ? ['eval/reward', 'eval/accuracy', ...perFn.map((k) => `eval/${k}`)] : [...STEP_BEST_METRICS, ...perFn],
+    });
   }
 
   static async create(input: GrpoConfigInput | GrpoConfig, opts: GrpoRunOptions = {}): Promise<GrpoTrainer> {
     const c = resolveGrpoConfig(input);
     const strategy = createStrategy(c.strategy);
     const log = strategy.isMain() ? (opts.log ?? ((m: string) => process.stderr.write(m + '\n'))) : () => {};
+    if (c.globalBatchSize !== undefined) {
+      c.batchSize = perRankShare(c.globalBatchSize, strategy.worldSize, '--global_batch_size');
+      log(`global batch ${c.globalBatchSize} prompts = ${c.batchSize} per rank × ${strategy.worldSize} rank(s)`);
+    }
     let state: GrpoTrainerState | null = null;
     // A crash mid-save is finished or undone before anything is read (main rank, then a barrier).
     await recoverRunDirs(strategy, [c.savePath, c.resume], log);
@@ -120,19 +145,24 @@ export class GrpoTrainer {
         throw new Error(`prompt + completion can reach ${longest} tokens but the model has ${models.policy.config.maxPositions} positions: lower --max_prompt_length or --max_new_tokens`);
       }
       rewards = await RewardSet.load({ ...c, rmPaths: c.rmPaths }, models.tokenizer);
-      const templateName = state?.grpo.prompt_template ?? c.promptTemplate ?? recordedTemplate(models.pretrainDir) ?? DEFAULT_PROMPT_TEMPLATE;
-      const data = await prepareGrpoPrompts(c.dataset, models.tokenizer, {
-        template: getTemplate(templateName), maxPromptLength: c.maxPromptLength, column: c.promptColumn, maxRecords: c.maxDatasetsSize || undefined, skipBadRecords: c.skipBadRecords,
-      });
+      // --prompt_template, else the SFT directory's recorded template, else the model's chat template, else alpaca;
+      // a resumed run keeps the template it was trained with
+      const { template, note } = resolvePromptTemplate(state?.grpo.prompt_template ?? c.promptTemplate, models.tokenizer, DEFAULT_PROMPT_TEMPLATE, models.pretrainDir);
+      const templateName = template.name;
+      log(note);
+      const promptOpts = { template, maxPromptLength: c.maxPromptLength, column: c.promptColumn, skipBadRecords: c.skipBadRecords };
+      const data = await prepareGrpoPrompts(c.dataset, models.tokenizer, { ...promptOpts, maxRecords: c.maxDatasetsSize || undefined });
       if (data.skipped) log(`prompts: skipped ${data.skipped} bad record(s), e.g. ${data.skippedExamples[0]}`);
       if (data.truncated) log(`prompts: ${data.truncated} longer than --max_prompt_length ${c.maxPromptLength} lost their beginning`);
       const loader = grpoPromptLoader(data.prompts, c.batchSize, c.seed, strategy.createLoader.bind(strategy));
-      const totalSteps = c.maxSteps ?? c.maxEpochs * loader.batchesPerEpoch;
+      const totalSteps = totalStepsFor(c.maxSteps, c.maxEpochs * loader.batchesPerEpoch);
+      const evalPrompts = c.evalDataset ? (await prepareGrpoPrompts(c.evalDataset, models.tokenizer, promptOpts)).prompts : [];
+      if (c.evalDataset) log(`eval: ${evalPrompts.length} held-out prompts from ${c.evalDataset}, greedy, every ${c.evalSteps || totalSteps} step(s) and at the end`);
       log(`grpo: ${data.prompts.length} prompts (column "${data.column}", template ${templateName}), ${c.batchSize} × ${c.numGenerations} completions per step` +
         `${strategy.worldSize > 1 ? ` per rank (${strategy.worldSize} ranks)` : ''}, ${totalSteps} steps; rewards ${rewards.names.map((n, i) => `${n}×${rewards!.weights[i]}`).join(' + ')}; ` +
         `advantage ${c.advantage}, loss ${c.lossType}, β ${c.beta}${models.reference ? (models.reference === models.policy ? ' (reference: the base with the adapter off)' : '') : ' (no reference model)'}; ` +
         `policy ${models.policy.lora ? `LoRA r=${c.loraRank}` : 'full weights'}`);
-      const trainer = new GrpoTrainer(c, models, rewards, strategy, loader, templateName, totalSteps, log, opts);
+      const trainer = new GrpoTrainer(c, models, rewards, strategy, loader, templateName, totalSteps, log, opts, strategy.shard(evalPrompts));
       if (state) trainer.restore(state, c.resume!);
       return trainer;
     } catch (e) {
@@ -147,6 +177,7 @@ export class GrpoTrainer {
     if (this.step > this.totalSteps) throw new Error(`${dir} is at step ${this.step}, past this run's ${this.totalSteps} steps`);
     this.loader.restore({ epoch: s.epoch, index: s.step_in_epoch });
     this.logHistory.push(...s.log_history);
+    this.controls.restoreBest(s);
     const saved = readOptimizerState(dir, OPTIMIZER_NAME);
     if (saved) this.opt.loadStateDict(saved.state, saved.globalStep);
     else this.log(`note: ${dir} has no optimizer state (saved without --need_optim_ckpt): the optimizer starts fresh`);
@@ -171,9 +202,12 @@ export class GrpoTrainer {
     const logger = main ? new MetricsLogger(this.logDir) : null;
     const progress = main ? new TrainingProgress({ total: this.totalSteps, startStep: this.step, label: 'grpo', bar: this.opts.progressBar }) : null;
     const interrupt = this.opts.interrupt ?? onInterrupt();
+    const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
+    if (c.resume) guard.checkpointSaved(this.step, c.resume);
     const history: Record<string, number>[] = [];
     let interrupted = false;
     let savedTo = c.savePath;
+    let resumableAt = -1; // the step of a checkpoint with optimizer state written by this run
     try {
       while (this.step < this.totalSteps) {
         if (await stepBoundary(interrupt, this.strategy)) {
@@ -192,7 +226,7 @@ export class GrpoTrainer {
           // several ranks the others wait in a collective, so only a one-process run can save here.
           if (this.step > 0 && this.strategy.worldSize === 1) {
             this.loader.restore(before);
-            const dir = join(c.savePath, `checkpoint-${this.step}`);
+            const dir = this.controls.checkpointDir(this.step);
             await this.saveCheckpoint(dir, true);
             (e as Error).message += `\n(the ${this.step} steps done are saved in ${dir}: fix the cause and add --resume ${dir})`;
           }
@@ -202,32 +236,55 @@ export class GrpoTrainer {
         // 5. update
         const update = this.update(scored);
         const t2 = seconds();
-        // 6. log
+        // 6. the numbers checked (a stop throws before anything of this step is saved), then logged
         const metrics = this.strategy.reduceMetrics(this.stepMetrics(scored, update, { generate: scored.rollouts.seconds, score: scored.scoreSeconds, update: t2 - t1, step: t2 - t0 }));
-        if (!Number.isFinite(metrics.policy_loss!)) {
-          throw new Error(`step ${this.step + 1}: the loss is not finite (${metrics.policy_loss}); the last checkpoint is kept. Lower --lr or check the rewards`);
-        }
-        this.step += 1;
+        const step = this.step + 1;
+        // rewards/<fn>/* are NaN where a function gave every sample null: not a fault of the run
+        const checked = Object.fromEntries(Object.entries(metrics).filter(([k]) => !k.startsWith('time/') && !k.startsWith('rewards/')));
+        guard.check(step, checked, this.opt.variables, 'policy_loss');
+        this.step = step;
         history.push(metrics);
-        this.logHistory.push({ step: this.step, ...metrics });
-        logger?.log(this.step, metrics);
-        if (logger && c.sampleEvery > 0 && this.step % c.sampleEvery === 0) this.logSamples(logger, scored);
-        progress?.update(this.step, { loss: metrics.policy_loss, lr: metrics['train/lr'], tokens: sum(scored.rollouts.lengths) });
-        this.log(`step ${this.step}/${this.totalSteps}: reward ${metrics.reward!.toFixed(4)} ± ${metrics.reward_std!.toFixed(3)}, ` +
-          `${this.rewards.names.map((n) => `${n} ${metrics[`rewards/${n}/mean`]!.toFixed(3)}`).join(', ')}, ` +
-          `length ${metrics['completions/mean_length']!.toFixed(1)}, ${(t2 - t0).toFixed(1)} s`);
-        this.opts.onStep?.(this.step, metrics);
-        if (c.saveSteps > 0 && this.step % c.saveSteps === 0 && this.step < this.totalSteps) {
-          await this.saveCheckpoint(join(c.savePath, `checkpoint-${this.step}`), c.needOptimCkpt);
+        if (this.controls.logDue(step)) {
+          this.logHistory.push({ step, ...metrics });
+          logger?.log(step, metrics);
+          this.log(`step ${step}/${this.totalSteps}: reward ${metrics.reward!.toFixed(4)} ± ${metrics.reward_std!.toFixed(3)}, ` +
+            `${this.rewards.names.map((n) => `${n} ${metrics[`rewards/${n}/mean`]!.toFixed(3)}`).join(', ')}, ` +
+            `length ${metrics['completions/mean_length']!.toFixed(1)}, ${(t2 - t0).toFixed(1)} s`);
+        }
+        if (logger && c.sampleEvery > 0 && step % c.sampleEvery === 0) this.logSamples(logger, scored);
+        progress?.update(step, { loss: metrics.policy_loss, lr: metrics['train/lr'], tokens: sum(scored.rollouts.lengths) });
+        this.opts.onStep?.(step, metrics);
+        // 7. held-out evaluation (--eval_dataset), or the step's own metrics, for --save_best
+        const writeBest = (dir: string) => this.saveCheckpoint(dir, c.needOptimCkpt);
+        if (c.evalDataset) {
+          if (this.controls.evalDue(step, false)) {
+            const ev = await this.evaluate();
+            logger?.log(step, ev);
+            this.logHistory.push({ step, ...ev });
+            this.log(`step ${step}: eval reward ${ev['eval/reward']!.toFixed(4)}, accuracy ${ev['eval/accuracy']!.toFixed(4)}`);
+            await this.controls.recordEval(step, ev, writeBest);
+          }
+        } else {
+          await this.controls.recordEval(step, metrics, writeBest);
+        }
+        // 8. checkpoints
+        if (this.controls.saveDue(step)) {
+          const dir = this.controls.checkpointDir(step);
+          await this.saveCheckpoint(dir, c.needOptimCkpt);
+          guard.checkpointSaved(step, dir);
+          if (c.needOptimCkpt) resumableAt = step;
+          if (main) for (const old of this.controls.afterCheckpoint()) this.log(`removed ${old} (--save_total_limit ${c.saveTotalLimit})`);
         }
       }
       if (interrupted) {
-        savedTo = join(c.savePath, `checkpoint-${this.step}`);
-        await this.saveCheckpoint(savedTo, true);
+        savedTo = this.controls.checkpointDir(this.step);
+        if (resumableAt !== this.step) await this.saveCheckpoint(savedTo, true);
         this.log(`interrupted: saved ${savedTo}; continue with the same command plus --resume ${savedTo}`);
       } else {
         await this.saveFinal();
         this.log(`grpo: done after ${this.step} steps; policy in ${c.savePath}`);
+        const best = this.controls.bestSummary();
+        if (best) this.log(best);
       }
     } finally {
       progress?.stop();
@@ -235,6 +292,24 @@ export class GrpoTrainer {
       if (!this.opts.interrupt) interrupt.dispose();
     }
     return { history, steps: this.step, interrupted, savedTo };
+  }
+
+  /**
+   * Greedy completions of this rank's held-out prompts scored by the run's rewards; means over all ranks' prompts.
+   * eval/accuracy is the share whose weighted reward reaches 1 (an `accuracy` hit), as `evaluate` counts it.
+   */
+  async evaluate(): Promise<Record<string, number>> {
+    const c = this.config;
+    const res = await evaluatePrompts(this.models.policy, this.models.tokenizer, this.rewards, this.evalPrompts, {
+      numSamples: 1, batchSize: c.microBatchSize, maxNewTokens: c.maxNewTokens, temperature: 1, topK: 0, topP: 1, threshold: 1, seed: c.seed,
+    });
+    const n = this.evalPrompts.length;
+    // weighted by each rank's prompt count (shards may differ by one)
+    const local: Record<string, number> = { n, reward: res.meanReward * n, accuracy: res.passAtK * n };
+    for (const name of this.rewards.names) local[`rewards/${name}/mean`] = (Number.isFinite(res.perSource[name]!) ? res.perSource[name]! : 0) * n;
+    const all = this.strategy.worldSize > 1 ? this.strategy.reduceMetrics(local, 'sum') : local;
+    const total = Math.max(1, all.n!);
+    return Object.fromEntries(Object.entries(all).filter(([k]) => k !== 'n').map(([k, v]) => [`eval/${k}`, v / total]));
   }
 
   /** The random stream for one use in the current step on this rank: a pure function of (seed, rank, step, use). */
@@ -268,8 +343,10 @@ export class GrpoTrainer {
     const needOld = c.numIterations > 1 || (c.advantage === 'reinforce_pp' && m.reference !== null);
     const { old, ref } = this.scoreLogProbs(rollouts, needOld, m.reference !== null);
     // 4. advantages
+    // REINFORCE++ whitens over the global batch: its statistics are summed over the ranks
+    const sumOverRanks: SumOverRanks | undefined = this.strategy.worldSize > 1 ? (local) => this.strategy.reduceMetrics(local, 'sum') : undefined;
     const advantages = computeAdvantages(c.advantage, {
-      rewards: total, G, oldLogps: old ?? undefined, refLogps: ref, mask: rollouts.actionMask, klCoef: c.beta, scaling: c.scaleRewards,
+      rewards: total, G, oldLogps: old ?? undefined, refLogps: ref, mask: rollouts.actionMask, klCoef: c.beta, scaling: c.scaleRewards, sumOverRanks,
     });
     const stats = groupRewardStats(total, G);
     const keep = total.map((_, b) => b).filter((b) => !(c.filterZeroStd && stats.zeroStd[Math.floor(b / G)]));
@@ -358,7 +435,7 @@ export class GrpoTrainer {
   private trainerState(): GrpoTrainerState {
     const pos = this.loader.position;
     return {
-      global_step: this.step, epoch: pos.epoch, step_in_epoch: pos.index, best_metric: null,
+      global_step: this.step, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
       rng_state: { seed: this.config.seed },
       args: JSON.parse(JSON.stringify({ ...this.config, promptTemplate: this.templateName })) as Record<string, unknown>,
       log_history: this.logHistory,

@@ -11,13 +11,15 @@ import { STRATEGIES } from '../strategies/strategy.js';
 import { PAIRWISE_LOSSES, type PairwiseLossName } from './losses.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
+import { configChecks, definedFields } from '../trainer/config_checks.js';
+import type { LoraFields, OptimizerFields, RunFields } from '../trainer/stage_fields.js';
 
 /** How a sequence's per-token values become one reward. */
 export const REWARD_REDUCTIONS = ['last', 'mean'] as const;
 export type RewardReduction = (typeof REWARD_REDUCTIONS)[number];
 
 /** With the shared loop controls (--max_steps, --eval_steps, --save_best, ...) and schedule flags. */
-export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions {
+export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions, LoraFields, OptimizerFields, RunFields {
   // --- model ---
   /** HF model directory (usually an SFT output dir, full or LoRA adapter) or Hub id. */
   pretrain: string;
@@ -25,14 +27,8 @@ export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFin
   modelType?: string;
   /** Tokenizer directory (default: the --pretrain directory). */
   tokenizer?: string;
-  /** LoRA rank; 0 trains every weight. */
-  loraRank: number;
-  loraAlpha: number;
-  loraDropout: number;
   /** PEFT target modules (default per model family), or 'all-linear'. */
   loraTargets?: string[] | string;
-  /** With LoRA: save full weights with the adapter merged (true) or a PEFT adapter naming its base (false). */
-  mergeLoraWeights: boolean;
   /**
    * 'last' (default): the value at the last real token (last 1 of the attention mask), i.e. after the EOS that ends
    * the answer, the one position that has read the whole prompt and answer. 'mean': mean over real tokens.
@@ -65,30 +61,13 @@ export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFin
   /** Pairs per micro-batch (each pair is two sequences). */
   batchSize: number;
   maxEpochs: number;
-  lr: number;
-  weightDecay: number;
   warmupRatio: number;
-  /** Max global gradient norm (0: no clipping). */
-  gradClip: number;
   accumulationSteps: number;
   /** Pairs per optimizer step over all ranks; accumulation is derived from it (src/trainer/batch_size.ts). */
   globalBatchSize?: number;
   /** Pairs per forward/backward on one rank, with globalBatchSize (default batchSize). */
   microBatchSize?: number;
-  seed: number;
-
-  // --- run ---
-  savePath: string;
-  /** Also write <savePath>/checkpoint-<step> every n optimizer steps (0: only at the end). */
-  saveSteps: number;
-  /** Write optimizer state with checkpoints (needed for an exact --resume). */
-  needOptimCkpt: boolean;
-  /** Continue from a checkpoint directory this command wrote. */
-  resume?: string;
-  /** metrics.jsonl + TensorBoard events (default <savePath>/logs). */
-  logDir?: string;
-  backend: string;
-  strategy: string;
+  // --- run: RunFields ---
 }
 
 /** Defaults for everything but the three paths a run needs. */
@@ -133,48 +112,24 @@ export type RewardConfigInput = Partial<RewardConfig> & Pick<RewardConfig, 'pret
 
 /** Fills defaults and checks every field; errors name the flag and say what is allowed. */
 export function resolveRewardConfig(input: RewardConfigInput): RewardConfig {
-  const c = { ...REWARD_DEFAULTS, ...stripUndefined(input) } as RewardConfig;
-  const fail = (flag: string, msg: string): never => {
-    throw new Error(`--${flag}: ${msg}`);
-  };
-  for (const [flag, v] of [['pretrain', c.pretrain], ['dataset', c.dataset], ['save_path', c.savePath]] as const) {
-    if (typeof v !== 'string' || v === '') fail(flag, 'is required');
-  }
-  const oneOf = (flag: string, v: string, allowed: readonly string[]) => {
-    if (!allowed.includes(v)) fail(flag, `"${v}" is not one of ${allowed.join(', ')}`);
-  };
-  oneOf('loss_fn', c.lossFn, PAIRWISE_LOSSES);
-  oneOf('reward_reduction', c.rewardReduction, REWARD_REDUCTIONS);
-  oneOf('prompt_template', c.promptTemplate, PROMPT_TEMPLATE_CHOICES);
-  oneOf('backend', c.backend, BACKENDS);
-  oneOf('strategy', c.strategy, STRATEGIES);
-  if (c.modelType !== undefined) oneOf('model', c.modelType, SUPPORTED_MODEL_TYPES);
-  const intAtLeast = (flag: string, v: number, min: number) => {
-    if (!Number.isInteger(v) || v < min) fail(flag, `must be an integer >= ${min}, got ${v}`);
-  };
-  intAtLeast('max_len', c.maxLen, 2); // at least one prompt token and one answer token
-  intAtLeast('batch_size', c.batchSize, 1);
-  intAtLeast('max_epochs', c.maxEpochs, 1);
-  intAtLeast('accumulation_steps', c.accumulationSteps, 1);
-  intAtLeast('max_datasets_size', c.maxDatasetsSize, 0);
-  intAtLeast('lora_rank', c.loraRank, 0);
-  intAtLeast('save_steps', c.saveSteps, 0);
-  intAtLeast('logging_steps', c.loggingSteps, 1);
-  intAtLeast('seed', c.seed, 0);
-  const inRange = (flag: string, v: number, lo: number, hi: number, hiOpen = false) => {
-    if (!Number.isFinite(v) || v < lo || (hiOpen ? v >= hi : v > hi)) fail(flag, `must be in [${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${v}`);
-  };
-  inRange('lr', c.lr, 0, Infinity);
-  inRange('weight_decay', c.weightDecay, 0, Infinity);
-  inRange('warmup_ratio', c.warmupRatio, 0, 1);
-  inRange('grad_clip', c.gradClip, 0, Infinity);
-  inRange('eval_ratio', c.evalRatio, 0, 1, true);
-  inRange('lora_alpha', c.loraAlpha, 0, Infinity);
-  inRange('lora_dropout', c.loraDropout, 0, 1, true);
-  if (c.mergeLoraWeights && c.loraRank === 0) fail('merge_lora_weights', 'needs --lora_rank > 0 (without LoRA the full weights are saved anyway)');
+  const c = { ...REWARD_DEFAULTS, ...definedFields(input) } as RewardConfig;
+  const check = configChecks();
+  check.required([['--pretrain', c.pretrain], ['--dataset', c.dataset], ['--save_path', c.savePath]]);
+  check.oneOf('--loss_fn', c.lossFn, PAIRWISE_LOSSES);
+  check.oneOf('--reward_reduction', c.rewardReduction, REWARD_REDUCTIONS);
+  check.oneOf('--prompt_template', c.promptTemplate, PROMPT_TEMPLATE_CHOICES);
+  check.oneOf('--backend', c.backend, BACKENDS);
+  check.oneOf('--strategy', c.strategy, STRATEGIES);
+  if (c.modelType !== undefined) check.oneOf('--model', c.modelType, SUPPORTED_MODEL_TYPES);
+  check.common(c);
+  check.intAtLeast('--max_len', c.maxLen, 2); // at least one prompt token and one answer token
+  check.intAtLeast('--batch_size', c.batchSize, 1);
+  check.intAtLeast('--max_epochs', c.maxEpochs, 1);
+  check.intAtLeast('--accumulation_steps', c.accumulationSteps, 1);
+  check.intAtLeast('--logging_steps', c.loggingSteps, 1);
+  check.inRange('--warmup_ratio', c.warmupRatio, 0, 1);
+  check.inRange('--eval_ratio', c.evalRatio, 0, 1, { hiOpen: true });
+  check.inRange('--lora_alpha', c.loraAlpha, 0, Infinity);
+  if (c.mergeLoraWeights && c.loraRank === 0) check.fail('--merge_lora_weights', 'needs --lora_rank > 0 (without LoRA the full weights are saved anyway)');
   return c;
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -66,3 +66,14 @@ export function deriveBatch(flags: BatchFlags, worldSize: number): DerivedBatch 
     note: `global batch ${G} = micro-batch ${micro} × ${accumulation} accumulation step(s) × ${worldSize} rank(s)`,
   };
 }
+
+/**
+ * One rank's share of a global count that every rank takes equally (GRPO's prompts per step): global / ranks, which
+ * must be a whole number >= 1.
+ */
+export function perRankShare(global: number, worldSize: number, flag: string): number {
+  positiveInt(global, flag);
+  positiveInt(worldSize, 'the number of ranks');
+  if (global % worldSize !== 0) throw new Error(`${flag} ${global} is not a multiple of the ${worldSize} ranks: every rank takes the same share; choose a multiple of ${worldSize}`);
+  return global / worldSize;
+}
