@@ -106,3 +106,31 @@ describe('gradient checkpointing memory', () => {
     model.dispose();
   });
 });
+
+describe('--gradient_checkpointing', () => {
+  it('every training command takes it, and models created afterwards recompute', async () => {
+    const { buildSftCommand } = await import('../src/cli/train_sft.js');
+    const { setGradientCheckpointingDefault } = await import('../src/models/decoder.js');
+    const config = normalizeConfig({ model_type: 'gpt2', vocab_size: 16, n_positions: 8, n_embd: 8, n_layer: 1, n_head: 2 });
+    const fresh = () => {
+      const m = DecoderModel.fromConfig(config, 0);
+      const on = m.gradientCheckpointing;
+      m.dispose();
+      return on;
+    };
+    expect(fresh()).toBe(false);
+    const o = buildSftCommand().exitOverride().parse(['--pretrain', 'x', '--dataset', 'y', '--save_path', 'z', '--gradient_checkpointing'], { from: 'user' }).opts();
+    expect(o.gradient_checkpointing).toBe(true);
+    expect(fresh()).toBe(true);
+    buildSftCommand().exitOverride().parse(['--pretrain', 'x', '--dataset', 'y', '--save_path', 'z', '--gradient_checkpointing', 'false'], { from: 'user' });
+    expect(fresh()).toBe(false);
+    setGradientCheckpointingDefault(false);
+    const commands = await Promise.all([
+      import('../src/cli/train_reward_model.js').then((m) => m.buildRewardCommand()),
+      import('../src/cli/train_prompts.js').then((m) => m.buildPromptsCommand()),
+      import('../src/cli/train_dpo.js').then((m) => m.buildDpoCommand()),
+      import('../src/cli/train_grpo.js').then((m) => m.buildGrpoCommand()),
+    ]);
+    for (const c of commands) expect(c.options.map((x) => x.long), c.name()).toContain('--gradient_checkpointing');
+  });
+});
