@@ -8,7 +8,13 @@
  * `npm run bench -- ddp [...]` is the data-parallel benchmark (1 vs 2 MPI ranks; src/bench/ddp.ts has its flags).
  */
 import { Command, Option } from 'commander';
-import { cpus } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ModelConfig } from '../models/config.js';
+import type { Row } from './report.js';
 import { BACKEND_ENV, BACKENDS, initBackend, wasmThreads } from '../engine/backend.js';
 import { setGradientCheckpointingDefault } from '../models/decoder.js';
 import { memorySuite, MEMORY_CASES } from './memory_suite.js';
@@ -69,7 +75,7 @@ interface Flags {
   backend: string; quick?: boolean; model: PresetName; layers?: number; width?: number; heads?: number; vocab?: number;
   batch?: number; seq?: number; steps?: number; genBatch: number; promptLen: number; newTokens?: number;
   skipGeneration?: boolean; profile?: number; threads?: string; json?: string;
-  microBatch?: number; loraRank?: number; trainBatch: number; gradientCheckpointing?: boolean; cases?: string;
+  microBatch?: number; loraRank?: number; trainBatch: number; gradientCheckpointing?: boolean; cases?: string; vsTorch?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -96,6 +102,7 @@ async function main(): Promise<void> {
     .option('--profile [n]', 'print the top-n kernels of the profiled warm-up step (default 15)', (v) => positiveInt('--profile')(v))
     .option('--threads <n[,m…]>', 'threads of every CPU kernel (sets RLHF_THREADS, RLHF_BLAS_THREADS and RLHF_WASM_THREADS); a number or all (the cores); several (1,all) run the suite once per count, each in its own process, and compare them (default: each engine\'s own)')
     .option('--gradient-checkpointing', 'recompute each block\'s forward in the backward pass (as --gradient_checkpointing of the training commands)')
+    .option('--vs-torch', `foundation, sft: also run scripts/bench_vs_torch.py at the same shapes and threads (python from env ${TORCH_PYTHON_ENV}, else python3; needs torch and transformers) and print the ratios`)
     .option('--cases <names>', `memory: the cases to run, comma-separated (${MEMORY_CASES.map((c) => c.name).join(', ')}; default all)`)
     .option('--json <file>', 'also write the JSON result to this file')
     .parse();
@@ -155,6 +162,7 @@ async function main(): Promise<void> {
     `model ${preset}: ${describeConfig(config)}`,
     ...notes.map((n) => `note: ${n}`),
   ].join('\n');
+  if (f.vsTorch) result.rows.push(...vsTorch(suite, config, o, threadCounts[0], result.metrics, log));
   process.stdout.write(formatTable(header, result.rows) + '\n');
   emitJson({
     suite, backend, threads, env_threads: threadCounts[0] ?? null, gradient_checkpointing: !!f.gradientCheckpointing, peak_rss_bytes: peak, openblas: blas ? nativeBlasStatus() : null, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
@@ -163,6 +171,37 @@ async function main(): Promise<void> {
     metrics: result.metrics,
     topKernels: result.profile.kernels.slice(0, 10).map((k) => ({ name: k.name, ms: Math.round(k.ms), share: +k.share.toFixed(3) })),
   }, f.json);
+}
+
+const TORCH_PYTHON_ENV = 'RLHF_TORCH_PYTHON';
+
+/** The same shapes in PyTorch (scripts/bench_vs_torch.py) run after ours, and each throughput as ours ÷ PyTorch's. */
+function vsTorch(suite: Suite, config: ModelConfig, o: SuiteOptions, threads: number | undefined, ours: Record<string, number>, log: (m: string) => void): Row[] {
+  if (suite !== 'foundation' && suite !== 'sft') throw new Error('--vs-torch compares the foundation and sft suites');
+  const dir = mkdtempSync(join(tmpdir(), 'rlhf-vs-torch-'));
+  try {
+    const cfg = join(dir, 'config.json');
+    writeFileSync(cfg, JSON.stringify(config.raw));
+    const script = fileURLToPath(new URL('../../scripts/bench_vs_torch.py', import.meta.url));
+    const args = [script, '--config', cfg, '--steps', String(o.steps), ...(threads ? ['--threads', String(threads)] : [])];
+    if (suite === 'sft') args.push('--cases', 'sft', '--sft-batch', String(o.batch), '--sft-seq', String(o.seq));
+    else {
+      args.push('--cases', o.skipGeneration ? 'train' : 'train,generate', '--batch', String(o.batch), '--seq', String(o.seq));
+      args.push('--gen-batch', String(o.genBatch), '--prompt-len', String(o.promptLen), '--new-tokens', String(o.newTokens));
+    }
+    const python = process.env[TORCH_PYTHON_ENV] ?? 'python3';
+    log(`PyTorch at the same shapes: ${python} ${args.join(' ')}`);
+    const r = spawnSync(python, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 * 2 ** 20 });
+    if (r.error || r.status !== 0) throw new Error(`--vs-torch: ${python} scripts/bench_vs_torch.py failed (${r.error?.message ?? `exit ${r.status}`}); set ${TORCH_PYTHON_ENV} to a python with torch and transformers`);
+    const lines = r.stdout.trim().split('\n');
+    log(lines.slice(0, -1).join('\n'));
+    const torch = JSON.parse(lines[lines.length - 1]!) as { torch: string; threads: number; metrics: Record<string, number> };
+    return Object.entries(torch.metrics).filter(([k]) => k.endsWith('_per_s') && ours[k] !== undefined).map(([k, v]) => ({
+      metric: `torch ${k}`, value: v, unit: 'tok/s', note: `PyTorch ${torch.torch} CPU, ${torch.threads} thread(s); ours ÷ PyTorch = ${(ours[k]! / v).toFixed(2)}×`,
+    }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** `memory`: every case in its own process (memory_suite.ts). */
