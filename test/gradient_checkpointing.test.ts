@@ -4,6 +4,7 @@
  * lower tensor-memory peak during a training step.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
+import '@tensorflow/tfjs-backend-wasm';
 import { join } from 'node:path';
 import { tf, type Tensor } from '../src/engine/tf.js';
 import { DecoderModel } from '../src/models/decoder.js';
@@ -59,6 +60,20 @@ describe.each(ARCHS)('%s: gradient checkpointing', (arch) => {
     withDropout(model);
     expectSame(model, model.namedParameters().map(([, v]) => v));
     model.dispose();
+  });
+});
+
+describe('gradient checkpointing on wasm', () => {
+  it.each(['gpt2', 'qwen2'] as const)('%s: full weights with dropout', async (arch) => {
+    await tf.setBackend('wasm');
+    try {
+      const { model } = loadPretrained(fixtureDir(arch));
+      withDropout(model);
+      expectSame(model, model.namedParameters().map(([, v]) => v));
+      model.dispose();
+    } finally {
+      await tf.setBackend('cpu');
+    }
   });
 });
 
