@@ -235,7 +235,7 @@ function threadSweep(argv: string[], counts: number[], log: (m: string) => void,
     return { metric: i === 0 ? k : '', value: v, unit: `${run.threads} thr`, note: i === 0 ? '' : `${(v / metrics[k]!).toFixed(2)}× the ${runs[0]!.threads}-thread figure` };
   }));
   process.stdout.write(formatTable(`threads ${counts.join(' vs ')} — backend ${String(runs[0]!.json.backend)}`, rows) + '\n');
-  emitJson({ suite: 'threads', runs: runs.map((r) => ({ threads: r.threads, ...r.json })) }, json);
+  emitJson({ suite: 'threads', runs: runs.map((r) => ({ ...r.json, sweep_threads: r.threads })) }, json);
 }
 
 /** argv without the given flags and their values. */
