@@ -22,8 +22,9 @@ export interface MemoryCase {
   copies: number;
   fullyTrained: number;
   loraRank: number;
-  /** Activation recompute: what makes the case fit. */
+  /** Activation recompute, and why the case uses it. */
   checkpointing: boolean;
+  why?: string;
   /** The metric the case's throughput is read from, and its unit. */
   metric: string;
   /** A peak the case should stay under (PPO + LoRA: ColossalChat's 1.6 GiB). */
@@ -36,6 +37,7 @@ export const MEMORY_CASES: MemoryCase[] = [
   {
     name: 'sft-gpt2-124m', what: 'full-weight SFT, GPT-2 124M, B8×T512 in one micro-batch', preset: 'gpt2-124m', suite: 'sft',
     args: ['--batch', '8', '--seq', '512'], copies: 1, fullyTrained: 1, loraRank: 0, checkpointing: true, metric: 'sft_tokens_per_s',
+    why: 'without it 2 rows per micro-batch already exceed the 4 GiB wasm heap',
   },
   {
     name: 'rm-opt-350m', what: 'full-weight reward model, OPT-350m, 8 pairs, T≤512', preset: 'opt-350m', suite: 'rm',
@@ -115,7 +117,7 @@ export function memorySuite(o: MemoryOptions): MemoryResult {
   for (const c of chosen) {
     const extra = o.extraArgs ?? [];
     const need = minimumBytes(c, extra);
-    const recompute = c.checkpointing ? '; with --gradient_checkpointing (what makes it fit)' : '';
+    const recompute = c.checkpointing ? `; with --gradient_checkpointing${c.why ? ` (${c.why})` : ''}` : '';
     if (limit !== null && need > limit) {
       const note = `does not fit on ${o.backend}: its weights and optimizer state alone take ${(need / GiB).toFixed(1)} GiB of at most ${(limit / GiB).toFixed(0)} (not run)`;
       o.log(`${c.name}: ${note}`);
