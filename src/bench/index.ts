@@ -1,13 +1,24 @@
 #!/usr/bin/env node
 /**
- * `npm run bench -- [foundation|sft|rm|ppo|grpo|dpo] [--backend wasm|cpu|webgpu] [--quick]`: throughput of the model core and
- * of each stage on the chosen backend, for models built from config (no download). Prints a table, then the same
- * numbers as one JSON object on stdout's last line (and in --json FILE). Progress goes to stderr.
+ * `npm run bench -- [foundation|sft|rm|ppo|grpo|dpo|memory] [--backend auto|wasm|cpu|webgpu] [--quick]`: throughput of
+ * the model core and of each stage on the backend the CLIs would take (`--backend auto`) or the one given, for models
+ * built from config (no download). Prints a table, then the same numbers as one JSON object on stdout's last line (and
+ * in --json FILE). Progress goes to stderr. `--threads 1,all` runs the suite once per thread count, each in its own
+ * process, and compares them; `memory` runs the large cases (memory_suite.ts) one process each, for their peak RSS.
  * `npm run bench -- ddp [...]` is the data-parallel benchmark (1 vs 2 MPI ranks; src/bench/ddp.ts has its flags).
  */
 import { Command, Option } from 'commander';
-import { cpus } from 'node:os';
-import { BACKENDS, initBackend, WASM_THREADS_ENV, wasmThreads } from '../engine/backend.js';
+import { cpus, tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ModelConfig } from '../models/config.js';
+import type { Row } from './report.js';
+import { BACKEND_ENV, BACKENDS, initBackend, wasmThreads } from '../engine/backend.js';
+import { setGradientCheckpointingDefault } from '../models/decoder.js';
+import { memorySuite, MEMORY_CASES } from './memory_suite.js';
+import { runBenchChild, threadEnv } from './children.js';
 import { benchConfig, describeConfig, PRESETS, type PresetName } from './shapes.js';
 import { load1 } from './measure.js';
 import { emitJson, formatTable } from './report.js';
@@ -18,8 +29,21 @@ import { ppoSuite, rmSuite } from './rlhf_suites.js';
 import { grpoSuite } from './grpo_suite.js';
 import { dpoSuite } from './dpo_suite.js';
 
-const SUITES = ['foundation', 'sft', 'rm', 'ppo', 'grpo', 'dpo'] as const;
-type Suite = (typeof SUITES)[number];
+const SUITES = ['foundation', 'sft', 'rm', 'ppo', 'grpo', 'dpo', 'memory'] as const;
+type Suite = Exclude<(typeof SUITES)[number], 'memory'>;
+
+const GiB = 2 ** 30;
+
+/** This process's peak resident memory (the high-water of everything: JS heap, wasm heap, native buffers). */
+function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+/** `--threads` values: a count, or `all` for every core. */
+function threadCount(v: string): number {
+  if (v === 'all') return cpus().length;
+  return positiveInt('--threads')(v);
+}
 
 /**
  * Reference shapes (rm: pairs and their length; ppo: the training minibatch is --train-batch, generation the --gen-*
@@ -50,15 +74,15 @@ function positiveInt(flag: string) {
 interface Flags {
   backend: string; quick?: boolean; model: PresetName; layers?: number; width?: number; heads?: number; vocab?: number;
   batch?: number; seq?: number; steps?: number; genBatch: number; promptLen: number; newTokens?: number;
-  skipGeneration?: boolean; profile?: number; threads?: number; json?: string;
-  microBatch?: number; loraRank?: number; trainBatch: number;
+  skipGeneration?: boolean; profile?: number; threads?: string; json?: string;
+  microBatch?: number; loraRank?: number; trainBatch: number; gradientCheckpointing?: boolean; cases?: string; vsTorch?: boolean;
 }
 
 async function main(): Promise<void> {
   const program = new Command('bench')
     .description('Benchmark training and generation throughput of the decoder on one backend')
     .argument('[suite]', `what to measure: ${SUITES.join(' | ')}`, 'foundation')
-    .addOption(new Option('--backend <name>', 'tensor backend').choices([...BACKENDS]).default('wasm'))
+    .addOption(new Option('--backend <name>', `tensor backend, as the CLIs choose it (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
     .option('--quick', 'fewer timed steps and 16 new tokens instead of 128 (stated in the output)')
     .addOption(new Option('--model <preset>', 'model shape (default opt-125m for rm and dpo, else gpt2-124m)').choices(Object.keys(PRESETS)))
     .option('--layers <n>', 'override the number of layers', positiveInt('--layers'))
@@ -76,16 +100,24 @@ async function main(): Promise<void> {
     .option('--new-tokens <n>', 'generated tokens per row (128; --quick 16)', positiveInt('--new-tokens'))
     .option('--skip-generation', 'time the training step only')
     .option('--profile [n]', 'print the top-n kernels of the profiled warm-up step (default 15)', (v) => positiveInt('--profile')(v))
-    .option('--threads <n>', `wasm: XNNPACK threads (default: env ${WASM_THREADS_ENV}, else 1)`, positiveInt('--threads'))
+    .option('--threads <n[,m…]>', 'threads of every CPU kernel (sets RLHF_THREADS, RLHF_BLAS_THREADS and RLHF_WASM_THREADS); a number or all (the cores); several (1,all) run the suite once per count, each in its own process, and compare them (default: each engine\'s own)')
+    .option('--gradient-checkpointing', 'recompute each block\'s forward in the backward pass (as --gradient_checkpointing of the training commands)')
+    .option('--vs-torch', `foundation, sft: also run scripts/bench_vs_torch.py at the same shapes and threads (python from env ${TORCH_PYTHON_ENV}, else python3; needs torch and transformers) and print the ratios`)
+    .option('--cases <names>', `memory: the cases to run, comma-separated (${MEMORY_CASES.map((c) => c.name).join(', ')}; default all)`)
     .option('--json <file>', 'also write the JSON result to this file')
     .parse();
-  const suite = program.args[0] as Suite;
-  if (!(SUITES as readonly string[]).includes(suite)) throw new Error(`unknown suite "${suite}" (choose one of: ${SUITES.join(', ')})`);
+  const name = program.args[0]!;
+  if (!(SUITES as readonly string[]).includes(name)) throw new Error(`unknown suite "${name}" (choose one of: ${SUITES.join(', ')})`);
   const f = program.opts<Flags>();
-  if (f.threads) process.env[WASM_THREADS_ENV] = String(f.threads);
   const log = (m: string) => process.stderr.write(m + '\n');
+  const threadCounts = f.threads ? f.threads.split(',').map((t) => threadCount(t.trim())) : [];
+  if (threadCounts.length > 1) return threadSweep(process.argv.slice(2), threadCounts, log, f.json);
+  if (threadCounts.length === 1) Object.assign(process.env, threadEnv(threadCounts[0]!));
+  if (f.gradientCheckpointing) setGradientCheckpointingDefault(true);
 
   const backend = await initBackend(f.backend, log);
+  if (name === 'memory') return memoryMain(backend, f, log);
+  const suite = name as Suite;
   const ref = REFERENCE[suite];
   const preset = f.model ?? ref.model;
   const config = benchConfig(preset, { layers: f.layers, width: f.width, heads: f.heads, vocab: f.vocab });
@@ -122,14 +154,18 @@ async function main(): Promise<void> {
     }
     throw e;
   }
+  const peak = peakRssBytes();
+  result.rows.push({ metric: 'peak RSS', value: peak / GiB, unit: 'GiB', note: 'of this process, whole run' });
+  if (f.gradientCheckpointing) notes.push('--gradient-checkpointing: each block recomputed in the backward pass');
   const header = [
     `bench ${suite} — backend ${backend}${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}${blas ? ` + ${nativeBlasStatus()}` : ''}, ${cpus().length} cores, load ${loadBefore.toFixed(1)} → ${load1().toFixed(1)}`,
     `model ${preset}: ${describeConfig(config)}`,
     ...notes.map((n) => `note: ${n}`),
   ].join('\n');
+  if (f.vsTorch) result.rows.push(...vsTorch(suite, config, o, threadCounts[0], result.metrics, log));
   process.stdout.write(formatTable(header, result.rows) + '\n');
   emitJson({
-    suite, backend, threads, openblas: blas ? nativeBlasStatus() : null, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
+    suite, backend, threads, env_threads: threadCounts[0] ?? null, gradient_checkpointing: !!f.gradientCheckpointing, peak_rss_bytes: peak, openblas: blas ? nativeBlasStatus() : null, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
     model: { preset, type: config.modelType, layers: config.numLayers, width: config.hiddenSize, heads: config.numHeads, kvHeads: config.numKvHeads, vocab: config.vocabSize },
     shape: { batch: o.batch, seq: o.seq, microBatch: o.microBatch ?? null, genBatch: o.genBatch, promptLen: o.promptLen, newTokens: o.newTokens, trainBatch: o.trainBatch, loraRank: suite === 'ppo' || suite === 'grpo' ? loraRank : null },
     metrics: result.metrics,
@@ -137,8 +173,88 @@ async function main(): Promise<void> {
   }, f.json);
 }
 
+const TORCH_PYTHON_ENV = 'RLHF_TORCH_PYTHON';
+
+/** The same shapes in PyTorch (scripts/bench_vs_torch.py) run after ours, and each throughput as ours ÷ PyTorch's. */
+function vsTorch(suite: Suite, config: ModelConfig, o: SuiteOptions, threads: number | undefined, ours: Record<string, number>, log: (m: string) => void): Row[] {
+  if (suite !== 'foundation' && suite !== 'sft') throw new Error('--vs-torch compares the foundation and sft suites');
+  const dir = mkdtempSync(join(tmpdir(), 'rlhf-vs-torch-'));
+  try {
+    const cfg = join(dir, 'config.json');
+    writeFileSync(cfg, JSON.stringify(config.raw));
+    const script = fileURLToPath(new URL('../../scripts/bench_vs_torch.py', import.meta.url));
+    const args = [script, '--config', cfg, '--steps', String(o.steps), ...(threads ? ['--threads', String(threads)] : [])];
+    if (suite === 'sft') args.push('--cases', 'sft', '--sft-batch', String(o.batch), '--sft-seq', String(o.seq));
+    else {
+      args.push('--cases', o.skipGeneration ? 'train' : 'train,generate', '--batch', String(o.batch), '--seq', String(o.seq));
+      args.push('--gen-batch', String(o.genBatch), '--prompt-len', String(o.promptLen), '--new-tokens', String(o.newTokens));
+    }
+    const python = process.env[TORCH_PYTHON_ENV] ?? 'python3';
+    log(`PyTorch at the same shapes: ${python} ${args.join(' ')}`);
+    const r = spawnSync(python, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 * 2 ** 20 });
+    if (r.error || r.status !== 0) throw new Error(`--vs-torch: ${python} scripts/bench_vs_torch.py failed (${r.error?.message ?? `exit ${r.status}`}); set ${TORCH_PYTHON_ENV} to a python with torch and transformers`);
+    const lines = r.stdout.trim().split('\n');
+    log(lines.slice(0, -1).join('\n'));
+    const torch = JSON.parse(lines[lines.length - 1]!) as { torch: string; threads: number; metrics: Record<string, number> };
+    return Object.entries(torch.metrics).filter(([k]) => k.endsWith('_per_s') && ours[k] !== undefined).map(([k, v]) => ({
+      metric: `torch ${k}`, value: v, unit: 'tok/s', note: `PyTorch ${torch.torch} CPU, ${torch.threads} thread(s); ours ÷ PyTorch = ${(ours[k]! / v).toFixed(2)}×`,
+    }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `memory`: every case in its own process (memory_suite.ts). */
+function memoryMain(backend: string, f: Flags, log: (m: string) => void): void {
+  const threads = f.threads ? threadCount(f.threads) : undefined;
+  const loadBefore = load1();
+  // Other flags (shape overrides such as --layers, --seq) go to every case.
+  const rest = process.argv.slice(2);
+  rest.splice(rest.indexOf('memory'), 1);
+  const extraArgs = withoutFlags(rest, ['--cases', '--json', '--backend', '--threads']);
+  const r = memorySuite({ backend, cases: f.cases?.split(',').map((c) => c.trim()).filter(Boolean), threads, log, extraArgs });
+  const header = `bench memory — backend ${backend}${threads ? `, ${threads} thread(s)` : ''}, ${cpus().length} cores, load ${loadBefore.toFixed(1)} → ${load1().toFixed(1)}; weights random from config shapes; each case one process`;
+  process.stdout.write(formatTable(header, r.rows) + '\n');
+  emitJson({ suite: 'memory', backend, cores: cpus().length, load: [loadBefore, load1()], metrics: r.metrics, cases: r.cases }, f.json);
+}
+
+/** `--threads a,b,…`: the same bench once per thread count, each in its own process, then the throughputs side by side. */
+function threadSweep(argv: string[], counts: number[], log: (m: string) => void, json: string | undefined): void {
+  const strip = withoutFlags(argv, ['--threads', '--json']);
+  const runs = counts.map((n) => {
+    log(`— ${n} thread(s) —`);
+    const r = runBenchChild([...strip, '--threads', String(n)], { log });
+    if (!r.ok) throw new Error(`the run with ${n} thread(s) failed: ${r.error}`);
+    process.stdout.write(r.stdout.split('\n').slice(0, -2).join('\n') + '\n\n');
+    return { threads: n, json: r.json! };
+  });
+  const metrics = runs[0]!.json.metrics as Record<string, number>;
+  const keys = Object.keys(metrics).filter((k) => k.endsWith('_per_s'));
+  const rows = keys.flatMap((k) => runs.map((run, i) => {
+    const v = (run.json.metrics as Record<string, number>)[k]!;
+    return { metric: i === 0 ? k : '', value: v, unit: `${run.threads} thr`, note: i === 0 ? '' : `${(v / metrics[k]!).toFixed(2)}× the ${runs[0]!.threads}-thread figure` };
+  }));
+  process.stdout.write(formatTable(`threads ${counts.join(' vs ')} — backend ${String(runs[0]!.json.backend)}`, rows) + '\n');
+  emitJson({ suite: 'threads', runs: runs.map((r) => ({ ...r.json, sweep_threads: r.threads })) }, json);
+}
+
+/** argv without the given flags and their values. */
+function withoutFlags(argv: string[], flags: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (flags.includes(a)) i++;
+    else if (!flags.some((f) => a.startsWith(`${f}=`))) out.push(a);
+  }
+  return out;
+}
+
 const run = process.argv[2] === 'ddp' ? import('./ddp.js').then((m) => m.runDdpBench(process.argv.slice(3))) : main();
 run.then(() => process.exit(0), (e) => {
-  process.stderr.write(`bench: ${String((e as Error)?.message ?? e)}\n`);
+  const msg = String((e as Error)?.message ?? e);
+  process.stderr.write(`bench: ${msg}\n`);
+  // A parent running this bench as a child (children.ts) reads why it failed from its --json file.
+  const i = process.argv.indexOf('--json');
+  if (i > 0 && process.argv[i + 1]) writeFileSync(process.argv[i + 1]!, JSON.stringify({ error: msg.split('\n')[0] }) + '\n');
   process.exit(1);
 });

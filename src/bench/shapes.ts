@@ -14,6 +14,24 @@ export const PRESETS = {
     max_position_embeddings: 2048, vocab_size: 50272, do_layer_norm_before: true, activation_function: 'relu', enable_bias: true,
     pad_token_id: 1, bos_token_id: 2, eos_token_id: 2,
   },
+  /** OPT-350m (facebook/opt-350m): post-norm, 512-wide embeddings projected in and out; the seeds' reward model. */
+  'opt-350m': {
+    model_type: 'opt', num_hidden_layers: 24, num_attention_heads: 16, hidden_size: 1024, ffn_dim: 4096, word_embed_proj_dim: 512,
+    max_position_embeddings: 2048, vocab_size: 50272, do_layer_norm_before: false, activation_function: 'relu', enable_bias: true,
+    pad_token_id: 1, bos_token_id: 2, eos_token_id: 2,
+  },
+  /** OPT-1.3b (facebook/opt-1.3b). */
+  'opt-1.3b': {
+    model_type: 'opt', num_hidden_layers: 24, num_attention_heads: 32, hidden_size: 2048, ffn_dim: 8192, word_embed_proj_dim: 2048,
+    max_position_embeddings: 2048, vocab_size: 50272, do_layer_norm_before: true, activation_function: 'relu', enable_bias: true,
+    pad_token_id: 1, bos_token_id: 2, eos_token_id: 2,
+  },
+  /** Qwen2.5-1.5B (Qwen/Qwen2.5-1.5B): grouped kv heads (12/2), tied head, 152k vocabulary. */
+  'qwen2.5-1.5b': {
+    model_type: 'qwen2', num_hidden_layers: 28, num_attention_heads: 12, num_key_value_heads: 2, hidden_size: 1536,
+    intermediate_size: 8960, max_position_embeddings: 32768, vocab_size: 151936, rms_norm_eps: 1e-6, rope_theta: 1000000,
+    hidden_act: 'silu', tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32768,
+  },
   /** A small GPT-2: 6 layers, 384 wide, GPT-2 vocabulary. */
   small: { model_type: 'gpt2', n_layer: 6, n_head: 6, n_embd: 384, n_positions: 1024, vocab_size: 50257 },
   /** The shape of models/tiny-chat: LLaMA-style, grouped kv heads, 6400-token vocabulary, tied head. */

@@ -7,6 +7,7 @@ import { tf } from '../engine/tf.js';
 import { wasmHeapBytes } from '../engine/memory.js';
 import { Rng } from '../engine/rng.js';
 import { DecoderModel } from '../models/decoder.js';
+import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
 import type { ModelConfig } from '../models/config.js';
 import { medianTiming, timeIt, type Timing } from './measure.js';
 import { formatProfile, profileCall, type ProfileSummary } from './profile.js';
@@ -26,7 +27,7 @@ export interface SuiteOptions {
   skipGeneration: boolean;
   /** rm: pairs per forward (gradient accumulation up to `batch`); default the whole batch. */
   microBatch?: number;
-  /** ppo: LoRA rank of actor and critic (0: full weights). */
+  /** ppo: LoRA rank of actor and critic (0: full weights); sft: of the model (adapter trained alone). */
   loraRank?: number;
   /** ppo: rollouts per PPO minibatch update. */
   trainBatch?: number;
@@ -124,9 +125,11 @@ export async function sftSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
   const model = DecoderModel.fromConfig(config, 0);
   const micro = Math.min(o.microBatch ?? o.batch, o.batch);
   if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch}`);
+  const r = o.loraRank ?? 0;
+  if (r > 0) model.lora = LoraAdapter.create(model.spec, { r, alpha: 2 * r, dropout: 0, targetModules: DEFAULT_LORA_TARGETS[config.modelType]! }, 1);
   const opt = sftOptimization(model, o.batch / micro);
-  const shape = `B=${o.batch} T=${o.seq}${micro < o.batch ? `, ${micro} row${micro > 1 ? 's' : ''} per micro-batch` : ''}`;
-  const rows: Row[] = [{ metric: 'parameters', value: paramBytes(model) / 4 / 1e6, unit: 'M' }];
+  const shape = `B=${o.batch} T=${o.seq}${micro < o.batch ? `, ${micro} row${micro > 1 ? 's' : ''} per micro-batch` : ''}${r > 0 ? `, LoRA r=${r}` : ''}`;
+  const rows: Row[] = [{ metric: 'parameters', value: paramBytes(model) / 4 / 1e6, unit: 'M', note: r > 0 ? `frozen; LoRA ${(model.lora!.trainableVariables().reduce((a, v) => a + v.size, 0) / 1e6).toFixed(2)} M trained` : undefined }];
   const batches: { ids: tf.Tensor; labels: tf.Tensor }[] = [];
   try {
     for (let i = 0; i < o.batch / micro; i++) {

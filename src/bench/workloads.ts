@@ -42,9 +42,10 @@ export function benchOptimization(params: [string, tf.Variable][], lr: number, o
   }, createStrategy('naive'));
 }
 
-/** The SFT stage's update: every parameter, weight decay 0.01. */
+/** The SFT stage's update: every parameter (with LoRA: the adapter's), weight decay 0.01. */
 export function sftOptimization(model: DecoderModel, accumulationSteps: number): Optimization {
-  return benchOptimization(model.namedParameters(), 2e-5, { accumulationSteps, weightDecay: 0.01 });
+  const params: [string, tf.Variable][] = model.lora ? model.lora.trainableVariables().map((v) => [v.name, v]) : model.namedParameters();
+  return benchOptimization(params, 2e-5, { accumulationSteps, weightDecay: 0.01 });
 }
 
 /**

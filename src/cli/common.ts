@@ -8,6 +8,7 @@ import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { hasTokenizerFiles, loadPretrained, type LoadedModel } from '../models/pretrained.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
+import { setGradientCheckpointingDefault } from '../models/decoder.js';
 import { STRATEGIES, type StrategyKind } from '../strategies/strategy.js';
 import { NONFINITE_DEFAULTS } from '../trainer/nonfinite_guard.js';
 import { LR_SCHEDULERS, type LrSchedulerName } from '../trainer/schedule.js';
@@ -24,7 +25,10 @@ export function addRunOptions(cmd: Command): Command {
     .option('--seed <n>', 'random seed: the same seed on the same backend repeats a run exactly', int('--seed'), 42)
     .option('--log_dir <dir>', 'where metrics.jsonl and TensorBoard event files go (default: <save_path>/logs)')
     .option('--skip_nonfinite_steps <n>', 'let up to n steps with a NaN/inf loss or gradient pass (update skipped) instead of stopping the run', int('--skip_nonfinite_steps', 0), NONFINITE_DEFAULTS.skipNonfiniteSteps)
-    .option('--loss_spike_factor <k>', 'stop the run when a step\'s loss exceeds k × max(median of the last 32 step losses, 1) (0: off)', float('--loss_spike_factor', 0), NONFINITE_DEFAULTS.lossSpikeFactor);
+    .option('--loss_spike_factor <k>', 'stop the run when a step\'s loss exceeds k × max(median of the last 32 step losses, 1) (0: off)', float('--loss_spike_factor', 0), NONFINITE_DEFAULTS.lossSpikeFactor)
+    .option('--gradient_checkpointing [bool]', 'activation recompute: keep only each transformer block\'s input during the forward pass and run the block again in the backward pass (the same gradients, a fraction of the activation memory, about one more forward of compute); applies to the models being trained', bool, false)
+    // Models are created deep inside each stage; the flag sets the default every model created afterwards starts with.
+    .on('option:gradient_checkpointing', (v: string | null) => setGradientCheckpointingDefault(v == null ? true : bool(v)));
 }
 
 /** --model, --pretrain, --tokenizer. */

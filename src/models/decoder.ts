@@ -8,7 +8,7 @@ import { tf, type Tensor } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
 import { uniqueScope } from '../engine/names.js';
 import type { ModelConfig } from './config.js';
-import { buildSpec, linearsOf, parameterShapes, type LayerSpec, type LinearSpec, type ModelSpec, type NormSpec } from './architectures.js';
+import { buildSpec, linearsOf, normsOf, parameterShapes, type LayerSpec, type LinearSpec, type ModelSpec, type NormSpec } from './architectures.js';
 import { linear } from './ops/linear.js';
 import { embedding } from './ops/embedding.js';
 import { layerNorm, rmsNorm } from './ops/norms.js';
@@ -22,6 +22,8 @@ import { lmHeadCrossEntropy, softcapLogits } from './ops/lm_head_loss.js';
 import { nextTokenTargets } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
+import { recomputed } from './ops/recompute.js';
+import { gradientsRecording } from './ops/tidy_grad.js';
 import type { LoraAdapter } from './lora.js';
 import { withVirtualTokens, type VirtualTokenAdapter } from './virtual_tokens.js';
 import type { GenerationDefaults } from './generation_config.js';
@@ -54,6 +56,16 @@ export interface ForwardOutput {
   cache?: KVCache;
 }
 
+let checkpointingDefault = false;
+
+/**
+ * Process-wide default of `DecoderModel.gradientCheckpointing` (`--gradient_checkpointing`): every model created
+ * afterwards starts with it. Only forwards under a gradient tape are affected, so frozen models never recompute.
+ */
+export function setGradientCheckpointingDefault(on: boolean): void {
+  checkpointingDefault = on;
+}
+
 export class DecoderModel {
   readonly config: ModelConfig;
   readonly spec: ModelSpec;
@@ -66,6 +78,13 @@ export class DecoderModel {
   /** The checkpoint's generation_config.json (decoding defaults, EOS ids), when it has one. */
   generationDefaults: GenerationDefaults | null = null;
   private dropoutRng = new Rng(0);
+  /**
+   * Activation recompute: under a gradient tape each block keeps only its input and output, and its forward runs
+   * again during the backward pass (ops/recompute.ts). Same gradients, a fraction of the activation memory.
+   */
+  gradientCheckpointing = checkpointingDefault;
+  /** While a recomputed block runs: the dropout seeds of its first run, recorded, then replayed by the second. */
+  private seedLog: { seeds: number[]; replay: boolean; at: number } | null = null;
 
   constructor(config: ModelConfig, weights: Map<string, Tensor>) {
     this.config = config;
@@ -125,7 +144,20 @@ export class DecoderModel {
 
   private dropout(x: Tensor, rate: number, training: boolean): Tensor {
     if (!training || rate <= 0) return x;
-    return lean.dropout(x, rate, this.dropoutRng.seed());
+    return lean.dropout(x, rate, this.nextSeed(() => this.dropoutRng.seed()));
+  }
+
+  /** A dropout seed from `draw`, or, in a block's recompute, the one its first run drew. */
+  private nextSeed(draw: () => number): number {
+    const log = this.seedLog;
+    if (!log) return draw();
+    if (log.replay) {
+      if (log.at >= log.seeds.length) throw new Error('recomputed block drew more dropout seeds than its first run');
+      return log.seeds[log.at++]!;
+    }
+    const s = draw();
+    log.seeds.push(s);
+    return s;
   }
 
   /**
@@ -156,8 +188,10 @@ export class DecoderModel {
     const y = held
       ? linear(x, held, l.bias ? this.p(`${l.module}.bias`) : null, 'in_out')
       : linear(x, this.p(`${l.module}.weight`), l.bias ? this.p(`${l.module}.bias`) : null, l.layout);
-    if (this.lora && this.loraEnabled) {
-      const delta = this.lora.delta(l.module, x, training);
+    const lora = this.lora;
+    if (lora && this.loraEnabled) {
+      const seed = training && lora.config.dropout > 0 && lora.modules.has(l.module) ? this.nextSeed(() => lora.nextDropoutSeed()) : undefined;
+      const delta = lora.delta(l.module, x, training, seed);
       if (delta) return lean.add(y, delta);
     }
     return y;
@@ -226,9 +260,15 @@ export class DecoderModel {
     // until the backward pass ends; only what the gradients saved (and the block's output) is kept.
     const keys: Tensor[] = [];
     const values: Tensor[] = [];
+    const recompute = this.gradientCheckpointing && !opts.useCache && gradientsRecording();
     this.spec.layers.forEach((layer, i) => {
       const past: [Tensor, Tensor] | null = opts.cache ? [opts.cache.keys[i]!, opts.cache.values[i]!] : null;
-      const out = tf.tidy(() => this.block(x, layer, biases.get(layer.window)!, rope, past, training, opts.useCache ?? false));
+      const bias = biases.get(layer.window)!;
+      if (recompute) {
+        x = this.recomputedBlock(x, layer, bias, rope, past, training);
+        return;
+      }
+      const out = tf.tidy(() => this.block(x, layer, bias, rope, past, training, opts.useCache ?? false));
       x = out.x;
       if (out.k && out.v) {
         keys.push(out.k);
@@ -241,6 +281,44 @@ export class DecoderModel {
     if (this.spec.projectOut) x = this.linear(x, this.spec.projectOut);
     if (prepended && !opts.keepVirtual) x = tf.slice(x, [0, prepended, 0], [B, T - prepended, -1]);
     return { hidden: x, cache: opts.useCache ? { keys, values } : undefined };
+  }
+
+  /**
+   * `block` under activation recompute: differentiated through its input, the prefix keys/values of a prefix-tuning
+   * cache, and the block's trainable parameters: with an adapter attached (LoRA, prefix or prompt tuning) the
+   * adapter's, else every weight of the layer (the rule the stages' trainers follow).
+   */
+  private recomputedBlock(
+    x: Tensor, layer: LayerSpec, bias: Tensor, rope: { cos: Tensor; sin: Tensor } | null, past: [Tensor, Tensor] | null,
+    training: boolean,
+  ): Tensor {
+    const variables: tf.Variable[] = [];
+    if (!this.lora && !this.virtualTokens) {
+      const names = [
+        ...linearsOf(layer).flatMap((l) => (l.bias ? [`${l.module}.weight`, `${l.module}.bias`] : [`${l.module}.weight`])),
+        ...normsOf(layer, this.config).flatMap(([n]) => (n.bias ? [n.weight, n.bias] : [n.weight])),
+      ];
+      for (const n of names) variables.push(this.params.get(n)!);
+    }
+    if (this.lora && this.loraEnabled) {
+      for (const l of linearsOf(layer)) {
+        const m = this.lora.modules.get(l.module);
+        if (m) variables.push(m.A, m.B);
+      }
+    }
+    const inputs = past ? [x, past[0], past[1]] : [x];
+    const kept = rope ? [bias, rope.cos, rope.sin] : [bias];
+    const seeds: number[] = [];
+    let runs = 0;
+    return recomputed((ins, k) => {
+      this.seedLog = { seeds, replay: runs++ > 0, at: 0 };
+      try {
+        const pastAgain: [Tensor, Tensor] | null = ins.length === 3 ? [ins[1]!, ins[2]!] : null;
+        return this.block(ins[0]!, layer, k[0]!, k.length === 3 ? { cos: k[1]!, sin: k[2]! } : null, pastAgain, training, false).x;
+      } finally {
+        this.seedLog = null;
+      }
+    }, inputs, variables, kept);
   }
 
   /** One transformer block: attention and MLP, each with its residual (pre- or post-norm). */

@@ -86,11 +86,19 @@ export class LoraAdapter {
     this.rng = new Rng(seed);
   }
 
-  /** The LoRA term for `module` applied to x, or null when the module is not targeted. */
-  delta(module: string, x: Tensor, training: boolean): Tensor | null {
+  /** The next seed of the dropout stream. */
+  nextDropoutSeed(): number {
+    return this.rng.seed();
+  }
+
+  /**
+   * The LoRA term for `module` applied to x, or null when the module is not targeted. `seed`: of the dropout mask
+   * (default: the next of the adapter's stream; a recomputed block passes the one its first run used).
+   */
+  delta(module: string, x: Tensor, training: boolean, seed?: number): Tensor | null {
     const m = this.modules.get(module);
     if (!m) return null;
-    const xin = training && this.config.dropout > 0 ? tf.dropout(x, this.config.dropout, undefined, this.rng.seed()) : x;
+    const xin = training && this.config.dropout > 0 ? tf.dropout(x, this.config.dropout, undefined, seed ?? this.rng.seed()) : x;
     return tf.mul(linear(linear(xin, m.A, null, 'out_in'), m.B, null, 'out_in'), this.scaling);
   }
 
