@@ -22,6 +22,9 @@ import { lmHeadCrossEntropy, softcapLogits } from './ops/lm_head_loss.js';
 import { nextTokenTargets } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
+import { packTensor, type PackedFormat, type PackedWeight } from './ops/packed_weight.js';
+import { packedEmbedding, packedLinear, packedMatMul } from './ops/packed_linear.js';
+import type { HeadWeight } from './ops/lm_head_loss.js';
 import type { LoraAdapter } from './lora.js';
 import { withVirtualTokens, type VirtualTokenAdapter } from './virtual_tokens.js';
 import type { GenerationDefaults } from './generation_config.js';
@@ -58,6 +61,11 @@ export class DecoderModel {
   readonly config: ModelConfig;
   readonly spec: ModelSpec;
   readonly params = new Map<string, tf.Variable>();
+  /**
+   * Frozen weight matrices packed in bf16/int8/nf4 (`packFrozen`); a name here is no longer in `params`. Such a model
+   * is read-only: it trains only adapters, and is never saved or merged into.
+   */
+  readonly packed = new Map<string, PackedWeight>();
   /** LoRA adapter attached to this model (see lora.ts); skipped when `loraEnabled` is false. */
   lora: LoraAdapter | null = null;
   loraEnabled = true;
@@ -111,8 +119,53 @@ export class DecoderModel {
 
   private p(name: string): Tensor {
     const v = this.params.get(name);
-    if (!v) throw new Error(`no parameter ${name}`);
+    if (!v) throw new Error(this.packed.has(name) ? `parameter ${name} is packed (${this.packed.get(name)!.format}) and has no float32 tensor` : `no parameter ${name}`);
     return v;
+  }
+
+  /** A weight as stored: its float32 tensor, or its packed form. */
+  private weightOf(name: string): Tensor | PackedWeight {
+    return this.packed.get(name) ?? this.p(name);
+  }
+
+  /** The shape of a parameter, float32 or packed. */
+  paramShape(name: string): number[] {
+    const w = this.packed.get(name) ?? this.params.get(name);
+    if (!w) throw new Error(`no parameter ${name}`);
+    return [...w.shape];
+  }
+
+  /** Bytes the model's weights hold (float32 parameters plus packed bits and scales; adapters not counted). */
+  weightBytes(): number {
+    let n = 0;
+    for (const v of this.params.values()) n += 4 * v.size;
+    for (const w of this.packed.values()) n += w.bytes;
+    return n;
+  }
+
+  /** The format frozen weights are held in: 'float32' unless `packFrozen` ran. */
+  get frozenDtype(): 'float32' | PackedFormat {
+    return this.packed.values().next().value?.format ?? 'float32';
+  }
+
+  /**
+   * Packs every weight matrix (the projections, the token and position embeddings, an untied LM head) into
+   * `format`, freeing each float32 tensor as it goes; norms and biases stay float32. For frozen models (a reference,
+   * a reward model's backbone, the base under a LoRA or prefix adapter): packed weights take no gradient.
+   */
+  packFrozen(format: PackedFormat): void {
+    if (this.packed.size) throw new Error(`the model's weights are already packed (${this.frozenDtype})`);
+    const targets = new Map<string, 0 | 1>();
+    const linears = [this.spec.projectIn, this.spec.projectOut, ...this.spec.layers.flatMap((l) => linearsOf(l))].filter((l): l is LinearSpec => !!l);
+    for (const l of linears) targets.set(`${l.module}.weight`, l.layout === 'out_in' ? 0 : 1);
+    for (const name of [this.spec.embedTokens, this.spec.embedPositions, this.spec.lmHead]) if (name) targets.set(name, 0);
+    for (const [name, axis] of targets) {
+      const v = this.params.get(name);
+      if (!v || v.rank !== 2) continue;
+      this.packed.set(name, packTensor(v, format, axis));
+      this.params.delete(name);
+      v.dispose();
+    }
   }
 
   private norm(x: Tensor, n: NormSpec): Tensor {
@@ -141,7 +194,7 @@ export class DecoderModel {
   holdTransposedWeights(): () => void {
     const held = new Map<string, Tensor>();
     for (const layer of this.spec.layers) {
-      for (const l of linearsOf(layer)) if (l.layout === 'out_in') held.set(l.module, tf.keep(tf.transpose(this.p(`${l.module}.weight`), [1, 0])));
+      for (const l of linearsOf(layer)) if (l.layout === 'out_in' && !this.packed.has(`${l.module}.weight`)) held.set(l.module, tf.keep(tf.transpose(this.p(`${l.module}.weight`), [1, 0])));
     }
     this.decodingWeights = held;
     return () => {
@@ -153,14 +206,23 @@ export class DecoderModel {
   /** A projection, plus the LoRA update when an adapter targets it. */
   linear(x: Tensor, l: LinearSpec, training = false): Tensor {
     const held = l.layout === 'out_in' ? this.decodingWeights?.get(l.module) : undefined;
-    const y = held
-      ? linear(x, held, l.bias ? this.p(`${l.module}.bias`) : null, 'in_out')
-      : linear(x, this.p(`${l.module}.weight`), l.bias ? this.p(`${l.module}.bias`) : null, l.layout);
+    const bias = l.bias ? this.p(`${l.module}.bias`) : null;
+    const packed = this.packed.get(`${l.module}.weight`);
+    const y = packed
+      ? packedLinear(x, packed, bias, l.layout)
+      : held
+        ? linear(x, held, bias, 'in_out')
+        : linear(x, this.p(`${l.module}.weight`), bias, l.layout);
     if (this.lora && this.loraEnabled) {
       const delta = this.lora.delta(l.module, x, training);
       if (delta) return lean.add(y, delta);
     }
     return y;
+  }
+
+  private embed(table: string, ids: Tensor): Tensor {
+    const packed = this.packed.get(table);
+    return packed ? packedEmbedding(packed, ids) : embedding(this.p(table), ids);
   }
 
   /** Position ids HF's forward uses when none are given. */
@@ -189,14 +251,14 @@ export class DecoderModel {
     const positionIds = opts.positionIds ?? this.defaultPositions(B, T, past, opts.attentionMask);
 
     // 1. embeddings
-    let x = embedding(this.p(this.spec.embedTokens), inputIds); // (B, T, E)
+    let x = this.embed(this.spec.embedTokens, inputIds); // (B, T, E)
     if (opts.prependEmbeddings) x = tf.concat([opts.prependEmbeddings, x], 1);
     if (c.embedScale !== 1) x = tf.mul(x, c.embedScale);
     if (this.spec.projectIn) x = this.linear(x, this.spec.projectIn);
     if (this.spec.embedPositions) {
       const offset = c.positions === 'learned_offset2' ? 2 : 0;
       const pos = offset ? tf.add(positionIds, tf.scalar(offset, 'int32')) : positionIds;
-      x = lean.add(x, embedding(this.p(this.spec.embedPositions), pos));
+      x = lean.add(x, this.embed(this.spec.embedPositions, pos));
     }
     if (this.spec.embedNorm) x = this.norm(x, this.spec.embedNorm);
     x = this.dropout(x, c.embdDropout, training);
@@ -327,10 +389,11 @@ export class DecoderModel {
    * Logits [B, T, V] from hidden states. `headT` is the head weight already transposed to [C, V] (generation passes
    * it once per call instead of transposing V×C values every step).
    */
-  logits(hidden: Tensor, headT?: Tensor): Tensor {
+  logits(hidden: Tensor, headT?: Tensor | null): Tensor {
     const [B, T, C] = hidden.shape as [number, number, number];
     const h = lean.reshape(hidden, [B * T, C]);
-    let flat = headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
+    const packedHead = this.packed.get(this.spec.lmHead);
+    let flat = packedHead ? packedMatMul(h, packedHead, true) : headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
     const cap = this.config.finalSoftcap;
     if (cap) flat = softcapLogits(flat, cap);
     return lean.reshape(flat, [B, T, flat.shape[1]!]);
@@ -348,17 +411,17 @@ export class DecoderModel {
     });
   }
 
-  /** The LM head weight [V, C] (the tied embedding where the head is tied); owned by the model. */
-  lmHeadWeight(): Tensor {
-    return this.p(this.spec.lmHead);
+  /** The LM head weight [V, C] (the tied embedding where the head is tied), float32 or packed; owned by the model. */
+  lmHeadWeight(): HeadWeight {
+    return this.weightOf(this.spec.lmHead);
   }
 
-  /** The LM head weight transposed to [C, V]; the caller disposes it. */
-  lmHeadTransposed(): Tensor {
-    return tf.transpose(this.p(this.spec.lmHead), [1, 0]);
+  /** The LM head weight transposed to [C, V] (the caller disposes it), or null when the head is packed. */
+  lmHeadTransposed(): Tensor | null {
+    return this.packed.has(this.spec.lmHead) ? null : tf.transpose(this.p(this.spec.lmHead), [1, 0]);
   }
 
-  /** Parameters that exist in the checkpoint (a tied lm_head is not separate). */
+  /** Parameters that exist in the checkpoint (a tied lm_head is not separate); packed ones are not among them. */
   namedParameters(): [string, tf.Variable][] {
     return [...this.params.entries()];
   }
@@ -366,6 +429,8 @@ export class DecoderModel {
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
+    for (const w of this.packed.values()) w.dispose();
+    this.packed.clear();
     this.lora?.dispose();
     this.virtualTokens?.dispose();
   }

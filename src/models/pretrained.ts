@@ -208,7 +208,7 @@ export function attachPeftAdapter(model: DecoderModel, dir: string, promptLearni
     );
   }
   const files = readPeftAdapter(dir);
-  const embedWidth = model.params.get(model.spec.embedTokens)!.shape[1]!;
+  const embedWidth = model.paramShape(model.spec.embedTokens)[1]!;
   model.virtualTokens = peftType === 'PREFIX_TUNING' ? PrefixTuningAdapter.fromPeft(files, model.config) : PromptTuningAdapter.fromPeft(files, model.config, embedWidth);
 }
 
@@ -302,6 +302,9 @@ export interface SaveOptions {
  * sequence-classification layout (see SaveOptions.valueHead).
  */
 export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptions = {}): void {
+  if (model.packed.size && !opts.params) {
+    throw new Error(`${dir}: the model's weights are packed (${model.frozenDtype}, --frozen_dtype/--load_in_8bit) and packed weights are never saved; save an adapter, or run without packing`);
+  }
   mkdirSync(dir, { recursive: true });
   const c = model.config;
   const head = opts.valueHead ?? null;

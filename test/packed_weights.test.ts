@@ -1,0 +1,202 @@
+/**
+ * Frozen weights packed in bf16 / int8 / nf4 (src/models/ops/packed_weight.ts and its kernels): the packing itself,
+ * the products and gather against the float32 math of the dequantised weight (cpu and wasm backends, JS loops and
+ * the OpenBLAS addon), dx of the packed linear, the logits of every fixture family against float32, a LoRA step on
+ * a bf16 base, and the bytes a packed model holds.
+ */
+import { describe, it, expect, beforeAll } from 'vitest';
+import '@tensorflow/tfjs-backend-wasm';
+import { tf, type Tensor } from '../src/engine/tf.js';
+import { dequantize, NF4_LEVELS, packWeight, toBf16Bits, type PackedFormat } from '../src/models/ops/packed_weight.js';
+import { packedEmbedding, packedLinear, packedMatMul } from '../src/models/ops/packed_linear.js';
+import { packedProductImpl, setPackedProductImpl } from '../src/models/ops/packed_kernels.js';
+import { linear, type WeightLayout } from '../src/models/ops/linear.js';
+import { loadPretrained } from '../src/models/pretrained.js';
+import { LoraAdapter } from '../src/models/lora.js';
+import { installNativeMatmul, nativeBlasAvailable } from '../src/engine/native_blas.js';
+import { ARCHS, expectedTensors, fixtureDir, relErr } from './helpers/fixtures.js';
+
+const FORMATS: PackedFormat[] = ['bf16', 'int8', 'nf4'];
+
+/** Deterministic values in [-1, 1). */
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed * 2654435761;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+describe('packing', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('bf16 rounds to nearest even and keeps specials', () => {
+    expect(toBf16Bits(1)).toBe(0x3f80);
+    expect(toBf16Bits(-2)).toBe(0xc000);
+    // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1). 1 + 3·2^-8 ties up to 1 + 2^-6.
+    expect(toBf16Bits(1 + 2 ** -8)).toBe(0x3f80);
+    expect(toBf16Bits(1 + 3 * 2 ** -8)).toBe(0x3f82);
+    expect(toBf16Bits(Infinity)).toBe(0x7f80);
+    expect(Number.isNaN(new Float32Array(new Uint32Array([toBf16Bits(NaN) << 16]).buffer)[0])).toBe(true);
+  });
+
+  it('each format stays within its quantisation step of the float32 values', () => {
+    const [R, C] = [7, 130];
+    const v = values(R * C, 3);
+    for (const format of FORMATS) {
+      for (const axis of [0, 1] as const) {
+        const w = packWeight(v, [R, C], format, axis);
+        const back = dequantize(w).dataSync();
+        for (let i = 0; i < v.length; i++) {
+          const r = Math.floor(i / C);
+          const c = i % C;
+          let bound: number;
+          if (format === 'bf16') bound = Math.abs(v[i]!) * 2 ** -8;
+          else if (format === 'int8') {
+            let m = 0;
+            for (let k = 0; k < (axis === 0 ? C : R); k++) m = Math.max(m, Math.abs(v[axis === 0 ? r * C + k : k * C + c]!));
+            bound = m / 127 / 2;
+          } else {
+            const b = Math.floor(i / 64);
+            let m = 0;
+            for (let k = b * 64; k < Math.min(v.length, b * 64 + 64); k++) m = Math.max(m, Math.abs(v[k]!));
+            bound = 0.5 * 0.16 * m; // half the widest gap between NF4 levels (−1 → −0.696 is 0.30)
+          }
+          expect(Math.abs(back[i]! - v[i]!), `${format} axis ${axis} at ${i}`).toBeLessThanOrEqual(bound * (format === 'nf4' ? 2 : 1) + 1e-7);
+        }
+        if (format === 'nf4') {
+          // every value is a level times its block's absmax
+          const scales = w.scales!.dataSync();
+          for (let i = 0; i < v.length; i += 17) {
+            const level = back[i]! / scales[Math.floor(i / 64)]!;
+            expect(Math.min(...Array.from(NF4_LEVELS, (l) => Math.abs(l - level)))).toBeLessThan(1e-6);
+          }
+        }
+        expect(w.bytes).toBe(4 * (w.data.size + (w.scales?.size ?? 0)));
+        w.dispose();
+      }
+    }
+  });
+});
+
+const BACKENDS: string[] = ['cpu', 'wasm'];
+const IMPLS: ('js' | 'auto')[] = nativeBlasAvailable() ? ['js', 'auto'] : ['js'];
+
+describe.each(BACKENDS.flatMap((b) => IMPLS.map((i) => [b, i] as const)))('packed products on %s (%s)', (backend, impl) => {
+  beforeAll(async () => {
+    await tf.setBackend(backend);
+    await tf.ready();
+    setPackedProductImpl(impl);
+    if (impl === 'auto') expect(packedProductImpl()).toBe('openblas');
+  });
+
+  it('x·W and x·Wᵀ equal the float32 products of the dequantised weight (≤1e-5), tile edges included', () => {
+    const before = tf.memory().numTensors;
+    for (const format of FORMATS) {
+      for (const [R, C] of [[5, 3], [300, 257], [70, 1100]] as const) {
+        const w = packWeight(values(R * C, R + C), [R, C], format, 0);
+        const dense = dequantize(w);
+        for (const N of [1, 9]) {
+          for (const transW of [false, true]) {
+            const x = tf.tensor2d(values(N * (transW ? C : R), N), [N, transW ? C : R]);
+            const got = packedMatMul(x, w, transW);
+            const want = tf.matMul(x, dense, false, transW);
+            expect(got.shape).toEqual(want.shape);
+            expect(relErr(got.dataSync(), want.dataSync()), `${format} [${R},${C}] N=${N} transW=${transW}`).toBeLessThan(1e-5);
+            tf.dispose([x, got, want]);
+          }
+        }
+        dense.dispose();
+        w.dispose();
+      }
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('gathers rows and rejects ids outside the table', () => {
+    for (const format of FORMATS) {
+      const w = packWeight(values(50 * 12, 5), [50, 12], format, 0);
+      const dense = dequantize(w);
+      const ids = tf.tensor2d([[3, 0, 49], [7, 7, 1]], [2, 3], 'int32');
+      const got = packedEmbedding(w, ids);
+      const want = tf.gather(dense, tf.reshape(ids, [-1]));
+      expect(got.shape).toEqual([2, 3, 12]);
+      expect(relErr(got.dataSync(), want.dataSync())).toBe(0);
+      expect(() => packedEmbedding(w, tf.tensor1d([50], 'int32'))).toThrow(/outside the vocabulary of 50/);
+      tf.dispose([w.data, w.scales!, dense, ids, got, want].filter(Boolean) as Tensor[]);
+    }
+  });
+
+  it('dx (and the bias gradient) of the packed linear equal those of the float32 linear, both layouts', () => {
+    for (const format of FORMATS) {
+      for (const layout of ['out_in', 'in_out'] as WeightLayout[]) {
+        const [inD, outD] = [40, 24];
+        const shape: [number, number] = layout === 'out_in' ? [outD, inD] : [inD, outD];
+        const w = packWeight(values(inD * outD, 11), shape, format, layout === 'out_in' ? 0 : 1);
+        const dense = dequantize(w);
+        const x = tf.tensor3d(values(2 * 3 * inD, 12), [2, 3, inD]);
+        const b = tf.tensor1d(values(outD, 13));
+        const dy = tf.tensor3d(values(2 * 3 * outD, 14), [2, 3, outD]);
+        const f = (lin: (x: Tensor, b: Tensor) => Tensor) => tf.grads((xx: Tensor, bb: Tensor) => tf.sum(tf.mul(lin(xx, bb), dy)))([x, b]);
+        const got = f((xx, bb) => packedLinear(xx, w, bb, layout));
+        const want = f((xx, bb) => linear(xx, dense, bb, layout));
+        expect(relErr(got[0]!.dataSync(), want[0]!.dataSync()), `${format} ${layout} dx`).toBeLessThan(1e-5);
+        expect(relErr(got[1]!.dataSync(), want[1]!.dataSync())).toBeLessThan(1e-6);
+        tf.dispose([...got, ...want, dense, x, b, dy]);
+        w.dispose();
+      }
+    }
+  });
+});
+
+/**
+ * Logit error against float32 on the fixture checkpoints: ‖z_packed − z_f32‖ / ‖z_f32‖ over every real position.
+ * The bounds are about 3× the largest error measured over the families (see README, "Frozen weights").
+ */
+const LOGIT_BOUNDS: Record<PackedFormat, number> = { bf16: 1e-2, int8: 5e-2, nf4: 0.45 };
+
+describe('fixture logits with packed frozen weights (wasm)', () => {
+  const table: string[] = [];
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+    await tf.ready();
+    installNativeMatmul();
+    setPackedProductImpl('auto');
+  });
+
+  it.each(ARCHS)('%s: bf16, int8 and nf4 logits against float32', (arch) => {
+    const exp = expectedTensors(arch);
+    const ids = exp.get('input_ids')!;
+    const mask = exp.get('attention_mask')!;
+    const [B, T] = ids.shape as [number, number];
+    const run = (format: PackedFormat | null) => {
+      const { model } = loadPretrained(fixtureDir(arch));
+      const f32Bytes = model.weightBytes();
+      if (format) model.packFrozen(format);
+      const logits = tf.tidy(() => model.logits(model.forward(tf.tensor2d(ids.data, [B, T], 'int32'), { attentionMask: tf.tensor2d(mask.data, [B, T], 'int32') }).hidden));
+      const V = logits.shape[2]!;
+      const all = logits.dataSync() as Float32Array;
+      const real: number[] = [];
+      for (let i = 0; i < B * T; i++) if ((mask.data as Int32Array)[i]) for (let v = 0; v < V; v++) real.push(all[i * V + v]!);
+      const bytes = model.weightBytes();
+      logits.dispose();
+      model.dispose();
+      return { real, bytes, f32Bytes };
+    };
+    const base = run(null);
+    const row: string[] = [arch];
+    for (const format of FORMATS) {
+      const r = run(format);
+      const err = relErr(r.real, base.real);
+      row.push(`${format} ${err.toExponential(2)} (${(r.bytes / base.f32Bytes).toFixed(3)}× bytes)`);
+      expect(err, `${arch} ${format}`).toBeLessThan(LOGIT_BOUNDS[format]);
+      expect(err).toBeGreaterThan(0);
+    }
+    table.push(row.join(' | '));
+    if (table.length === ARCHS.length) console.log(table.join('\n'));
+  });
+});
