@@ -11,7 +11,11 @@ import { dequantize, NF4_LEVELS, packWeight, toBf16Bits, type PackedFormat } fro
 import { packedEmbedding, packedLinear, packedMatMul } from '../src/models/ops/packed_linear.js';
 import { packedProductImpl, setPackedProductImpl } from '../src/models/ops/packed_kernels.js';
 import { linear, type WeightLayout } from '../src/models/ops/linear.js';
-import { loadPretrained } from '../src/models/pretrained.js';
+import { loadPretrained, savePretrained } from '../src/models/pretrained.js';
+import { frozenDtypeFromFlags, frozenModelBytes } from '../src/models/frozen_dtype.js';
+import { DEFAULT_MODEL_NAME, PACKAGE_ROOT } from '../src/models/default_model.js';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { LoraAdapter } from '../src/models/lora.js';
 import { installNativeMatmul, nativeBlasAvailable } from '../src/engine/native_blas.js';
 import { ARCHS, expectedTensors, fixtureDir, relErr } from './helpers/fixtures.js';
@@ -158,6 +162,8 @@ describe.each(BACKENDS.flatMap((b) => IMPLS.map((i) => [b, i] as const)))('packe
  * The bounds are about 3× the largest error measured over the families (see README, "Frozen weights").
  */
 const LOGIT_BOUNDS: Record<PackedFormat, number> = { bf16: 1e-2, int8: 5e-2, nf4: 0.45 };
+/** The same on the trained default model, about 3× what it measures. */
+const TRAINED_BOUNDS: Record<PackedFormat, number> = { bf16: 3e-2, int8: 0.1, nf4: 0.5 };
 
 describe('fixture logits with packed frozen weights (wasm)', () => {
   const table: string[] = [];
@@ -198,5 +204,107 @@ describe('fixture logits with packed frozen weights (wasm)', () => {
     }
     table.push(row.join(' | '));
     if (table.length === ARCHS.length) console.log(table.join('\n'));
+  });
+});
+
+/** The shipped default model (trained weights, unlike the random fixtures): the figure a real model gives. */
+const TINY_CHAT = join(PACKAGE_ROOT, 'models', DEFAULT_MODEL_NAME);
+
+describe('trained model, LoRA on a packed base, memory (wasm)', () => {
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+    await tf.ready();
+    installNativeMatmul();
+    setPackedProductImpl('auto');
+  });
+  const ids = Array.from({ length: 2 * 24 }, (_, i) => (i * 37 + 11) % 6000);
+  const batch = () => tf.tensor2d(ids, [2, 24], 'int32');
+
+
+  it('tiny-chat logits in each format against float32; greedy next tokens mostly agree', () => {
+    const logitsOf = (format: PackedFormat | null) => {
+      const { model } = loadPretrained(TINY_CHAT);
+      if (format) model.packFrozen(format);
+      const z = tf.tidy(() => model.logits(model.forward(batch()).hidden));
+      const out = { z: z.dataSync() as Float32Array, top: (tf.tidy(() => tf.argMax(z, -1)).dataSync() as Int32Array) };
+      z.dispose();
+      model.dispose();
+      return out;
+    };
+    const base = logitsOf(null);
+    const row: string[] = ['tiny-chat'];
+    for (const format of FORMATS) {
+      const r = logitsOf(format);
+      const err = relErr(r.z, base.z);
+      const agree = r.top.filter((t, i) => t === base.top[i]).length / r.top.length;
+      row.push(`${format} ${err.toExponential(2)} (argmax agrees ${(100 * agree).toFixed(0)}%)`);
+      expect(err, format).toBeLessThan(TRAINED_BOUNDS[format]);
+      // The checkpoint is stored in bf16, so packing it in bf16 loses nothing.
+      if (format === 'bf16') expect(err).toBe(0);
+    }
+    console.log(row.join(' | '));
+  });
+
+  it.each([['tiny-chat', TINY_CHAT], ['gpt2 fixture', fixtureDir('gpt2')]])('a LoRA step on a bf16 base (%s): loss and adapter gradients close to float32\'s, and the loss drops', (_, dir) => {
+    const step = (format: PackedFormat | null) => {
+      const { model } = loadPretrained(dir);
+      const V = model.config.vocabSize;
+      const tokens = () => tf.tensor2d(ids.map((i) => i % V), [2, 24], 'int32');
+      model.lora = LoraAdapter.create(model.spec, { r: 4, alpha: 8, dropout: 0, targetModules: 'all-linear' }, 3);
+      // B starts at zero (PEFT's init), which would leave A without a gradient: give it values.
+      for (const { B } of model.lora.modules.values()) B.assign(tf.mul(tf.randomNormal(B.shape, 0, 1, 'float32', 5), 0.02));
+      if (format) model.packFrozen(format);
+      const vars = model.lora.trainableVariables();
+      const lossOf = () => tf.tidy(() => model.lmLoss(model.forward(tokens(), { training: true }).hidden, tokens()));
+      const { value, grads } = tf.variableGrads(() => lossOf() as tf.Scalar, vars);
+      const loss0 = value.dataSync()[0]!;
+      const g = vars.map((v) => grads[v.name]!.dataSync() as Float32Array);
+      for (const v of vars) v.assign(tf.sub(v, tf.mul(grads[v.name]!, 0.5)));
+      const l1 = lossOf();
+      const loss1 = l1.dataSync()[0]!;
+      tf.dispose([value, l1, ...Object.values(grads)]);
+      model.dispose();
+      return { loss0, loss1, g: g.flatMap((a) => Array.from(a)) };
+    };
+    const f32 = step(null);
+    const bf16 = step('bf16');
+    expect(Math.abs(bf16.loss0 - f32.loss0) / f32.loss0).toBeLessThan(5e-3);
+    expect(relErr(bf16.g, f32.g)).toBeLessThan(3e-2);
+    expect(bf16.loss1).toBeLessThan(bf16.loss0);
+    expect(Math.abs(bf16.loss1 - f32.loss1) / f32.loss1).toBeLessThan(5e-3);
+  });
+
+  it('resident bytes (tf.memory): bf16 about half, int8 about a quarter plus scales, nf4 about an eighth plus scales', () => {
+    const f32 = frozenModelBytes(TINY_CHAT, 'float32');
+    const ratios = Object.fromEntries(FORMATS.map((f) => [f, frozenModelBytes(TINY_CHAT, f) / f32]));
+    console.log(`tiny-chat weights: float32 ${(f32 / 2 ** 20).toFixed(2)} MiB; ${FORMATS.map((f) => `${f} ${ratios[f]!.toFixed(3)}×`).join(', ')}`);
+    expect(ratios.bf16).toBeGreaterThan(0.5);
+    expect(ratios.bf16).toBeLessThan(0.51);
+    expect(ratios.int8).toBeLessThan(0.26);
+    expect(ratios.nf4).toBeLessThan(0.15);
+    const before = tf.memory().numTensors;
+    frozenModelBytes(TINY_CHAT, 'nf4');
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('a packed model refuses to be saved or merged into', () => {
+    const { model } = loadPretrained(TINY_CHAT);
+    model.lora = LoraAdapter.create(model.spec, { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj'] }, 1);
+    model.packFrozen('int8');
+    expect(() => savePretrained(model, join(tmpdir(), 'never-written'))).toThrow(/packed weights are never saved/);
+    expect(() => model.lora!.mergeInto(model.params, model.spec)).toThrow(/never merged/);
+    expect(() => model.packFrozen('bf16')).toThrow(/already packed/);
+    model.dispose();
+  });
+});
+
+describe('flags', () => {
+  it('--load_in_8bit is --frozen_dtype int8; conflicts and unknown dtypes are refused', () => {
+    expect(frozenDtypeFromFlags(undefined, false)).toBe('float32');
+    expect(frozenDtypeFromFlags('nf4', false)).toBe('nf4');
+    expect(frozenDtypeFromFlags(undefined, true)).toBe('int8');
+    expect(frozenDtypeFromFlags('int8', true)).toBe('int8');
+    expect(() => frozenDtypeFromFlags('bf16', true)).toThrow(/--load_in_8bit means --frozen_dtype int8/);
+    expect(() => frozenDtypeFromFlags('fp8', false)).toThrow(/--frozen_dtype must be one of float32, bf16, int8, nf4/);
   });
 });

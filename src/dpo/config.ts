@@ -8,6 +8,7 @@ import { TEMPLATE_NAMES } from '../data/templates/index.js';
 import { BACKENDS } from '../engine/backend.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES } from '../strategies/strategy.js';
+import { FROZEN_DTYPES, type FrozenDtype } from '../models/ops/frozen_dtypes.js';
 import { DPO_LOSS_DEFAULTS, DPO_LOSS_TYPES, type DpoLossParams, type DpoLossType } from './losses.js';
 
 export interface DpoConfig extends DpoLossParams {
@@ -23,6 +24,8 @@ export interface DpoConfig extends DpoLossParams {
   loraDropout: number;
   loraTargets?: string[] | string;
   mergeLoraWeights: boolean;
+  /** --frozen_dtype: the reference (and, with LoRA, the policy's frozen base) held packed in bf16/int8/nf4. */
+  frozenDtype?: FrozenDtype;
 
   // --- data ---
   /** Preference pairs (or, for kto, unpaired labelled completions); any reader's file, shard folder or DatasetDict. */
@@ -156,5 +159,9 @@ export function resolveDpoConfig(input: DpoConfigInput): DpoConfig {
     fail('batch_size', "kto estimates its KL baseline from mismatched prompt/completion pairs within a micro-batch: use --batch_size 2 or more (as TRL's KTOTrainer requires)");
   }
   if (c.mergeLoraWeights && c.loraRank === 0) fail('merge_lora_weights', 'needs --lora_rank > 0 (without LoRA the full weights are saved anyway)');
+  if (c.frozenDtype !== undefined && !(FROZEN_DTYPES as readonly string[]).includes(c.frozenDtype)) fail('frozen_dtype', `must be one of ${FROZEN_DTYPES.join(', ')}, got ${c.frozenDtype}`);
+  if (c.frozenDtype && c.frozenDtype !== 'float32' && c.loraRank > 0 && c.mergeLoraWeights) {
+    fail('merge_lora_weights', `cannot merge into a base held in ${c.frozenDtype} (--frozen_dtype): save the adapter, then merge it into the float32 checkpoint with convert`);
+  }
   return c;
 }

@@ -8,6 +8,7 @@
  */
 import { ADVANTAGE_KINDS, type AdvantageKind, type RewardScaling } from './advantages.js';
 import { LOSS_TYPES, type LossType } from './loss.js';
+import { FROZEN_DTYPES, type FrozenDtype } from '../models/ops/frozen_dtypes.js';
 
 export interface GrpoConfig {
   // --- models ---
@@ -22,6 +23,8 @@ export interface GrpoConfig {
   loraDropout: number;
   loraTarget?: string[] | string;
   mergeLoraWeights: boolean;
+  /** --frozen_dtype: the reference, the reward models (and, with LoRA, the policy's frozen base) packed in bf16/int8/nf4. */
+  frozenDtype?: FrozenDtype;
 
   // --- data ---
   /** Prompts with any other columns (JSON, JSONL, CSV, …: whatever src/data/readers.ts reads). */
@@ -145,6 +148,10 @@ export function resolveGrpoConfig(input: GrpoConfigInput): GrpoConfig {
   }
   const posInt = (flag: string, v: number) => (Number.isInteger(v) && v >= 1) || fail(flag, `must be an integer ≥ 1, got ${v}`);
   const nonNegInt = (flag: string, v: number) => (Number.isInteger(v) && v >= 0) || fail(flag, `must be an integer ≥ 0, got ${v}`);
+  if (c.frozenDtype !== undefined && !(FROZEN_DTYPES as readonly string[]).includes(c.frozenDtype)) fail('--frozen_dtype', `must be one of ${FROZEN_DTYPES.join(', ')}, got ${c.frozenDtype}`);
+  if (c.frozenDtype && c.frozenDtype !== 'float32' && c.loraRank > 0 && c.mergeLoraWeights) {
+    fail('--merge_lora_weights', `cannot merge into a base held in ${c.frozenDtype} (--frozen_dtype): save the adapter, then merge it into the float32 checkpoint with convert`);
+  }
   const inRange = (flag: string, v: number, lo: number, hi: number) => (Number.isFinite(v) && v >= lo && v <= hi) || fail(flag, `must be in [${lo}, ${hi}], got ${v}`);
   if (!c.rewardFuncs.length && !c.rmPaths.length) fail('--reward_funcs', 'give at least one reward (accuracy, format, length, ./module.mjs) or --rm_path');
   posInt('--batch_size', c.batchSize);

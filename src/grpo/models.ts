@@ -9,6 +9,7 @@ import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { isAdapterDir, loadMerged, newAdapter, readRank } from '../rollout/policy.js';
 import { needsReference, type GrpoConfig } from './config.js';
+import { packFrozenModel } from '../models/frozen_dtype.js';
 
 export interface GrpoModels {
   tokenizer: Tokenizer;
@@ -46,6 +47,13 @@ export async function loadGrpoModels(c: GrpoConfig, resumeDir?: string): Promise
         reference = loadMerged(pretrain, c.model, '--model').model;
         owned.push(reference);
       }
+    }
+    // --frozen_dtype: the separate reference, or the base under the LoRA adapter, held packed
+    const frozen = c.frozenDtype ?? 'float32';
+    if (frozen !== 'float32') {
+      if (lora && isAdapterDir(pretrain)) throw new Error(`--frozen_dtype ${frozen} with --lora_rank: ${pretrain} is a LoRA adapter, so the final save would merge into the packed base; give its merged (full) model instead`);
+      if (lora) packFrozenModel(policy, frozen);
+      else if (reference) packFrozenModel(reference, frozen);
     }
     return {
       tokenizer, policy, reference, pretrainDir: pretrain, pretrainIsAdapter: isAdapterDir(pretrain),

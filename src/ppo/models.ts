@@ -18,6 +18,7 @@ import { readSafetensors } from '../hub/safetensors.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import { Tokenizer } from '../hub/tokenizer.js';
+import { packFrozenModel } from '../models/frozen_dtype.js';
 import { isAdapterDir, loadMerged, newAdapter, readRank, trainableParams } from '../rollout/policy.js';
 import { checkSameTokenizer, cloneHead, NOT_A_REWARD_MODEL, readRewardReduction } from '../rewards/reward_model.js';
 import type { PpoConfig } from './config.js';
@@ -121,6 +122,14 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
 
     const pretrainIsAdapter = isAdapterDir(pretrain);
     const criticInitIsAdapter = isAdapterDir(criticInit);
+    // 4. frozen models packed (--frozen_dtype): the initial model and the reward model, and the bases LoRA trains on
+    if (c.frozenDtype !== 'float32') {
+      if (lora && (pretrainIsAdapter || (criticInitIsAdapter && !shareCritic))) {
+        throw new Error(`--frozen_dtype ${c.frozenDtype} with --lora_rank: ${pretrainIsAdapter ? pretrain : criticInit} is a LoRA adapter, so the final save would merge into the packed base; give its merged (full) model instead`);
+      }
+      const frozen = new Set([initial, reward.backbone, ...(lora ? [actor, critic.backbone] : [])]);
+      for (const m of frozen) packFrozenModel(m, c.frozenDtype);
+    }
     return {
       tokenizer, actor, initial, critic, reward, rewardReduction,
       dirs: { pretrain, rm, criticInit }, pretrainIsAdapter, criticInitIsAdapter,

@@ -11,6 +11,7 @@ import { STRATEGIES } from '../strategies/strategy.js';
 import { PAIRWISE_LOSSES, type PairwiseLossName } from './losses.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
+import { FROZEN_DTYPES, type FrozenDtype } from '../models/ops/frozen_dtypes.js';
 
 /** How a sequence's per-token values become one reward. */
 export const REWARD_REDUCTIONS = ['last', 'mean'] as const;
@@ -33,6 +34,8 @@ export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFin
   loraTargets?: string[] | string;
   /** With LoRA: save full weights with the adapter merged (true) or a PEFT adapter naming its base (false). */
   mergeLoraWeights: boolean;
+  /** --frozen_dtype: the base under the LoRA adapter held packed (bf16, int8, nf4); default float32. */
+  frozenDtype?: FrozenDtype;
   /**
    * 'last' (default): the value at the last real token (last 1 of the attention mask), i.e. after the EOS that ends
    * the answer, the one position that has read the whole prompt and answer. 'mean': mean over real tokens.
@@ -172,6 +175,11 @@ export function resolveRewardConfig(input: RewardConfigInput): RewardConfig {
   inRange('lora_alpha', c.loraAlpha, 0, Infinity);
   inRange('lora_dropout', c.loraDropout, 0, 1, true);
   if (c.mergeLoraWeights && c.loraRank === 0) fail('merge_lora_weights', 'needs --lora_rank > 0 (without LoRA the full weights are saved anyway)');
+  if (c.frozenDtype !== undefined && c.frozenDtype !== 'float32') {
+    if (!(FROZEN_DTYPES as readonly string[]).includes(c.frozenDtype)) fail('frozen_dtype', `must be one of ${FROZEN_DTYPES.join(', ')}, got ${c.frozenDtype}`);
+    if (c.loraRank === 0) fail('frozen_dtype', `${c.frozenDtype} packs the frozen base under a LoRA adapter: add --lora_rank R (a full-weight reward model trains every weight in float32)`);
+    if (c.mergeLoraWeights) fail('merge_lora_weights', `cannot merge into a base held in ${c.frozenDtype} (--frozen_dtype): save the adapter, then merge it into the float32 checkpoint with convert`);
+  }
   return c;
 }
 

@@ -14,9 +14,9 @@
  */
 import { tf, type Tensor } from '../../engine/tf.js';
 
-export const FROZEN_DTYPES = ['float32', 'bf16', 'int8', 'nf4'] as const;
-export type FrozenDtype = (typeof FROZEN_DTYPES)[number];
-export type PackedFormat = Exclude<FrozenDtype, 'float32'>;
+import type { PackedFormat } from './frozen_dtypes.js';
+
+export { FROZEN_DTYPES, parseFrozenDtype, type FrozenDtype, type PackedFormat } from './frozen_dtypes.js';
 
 /** Values per block of the NF4 absmax scales. */
 export const NF4_BLOCK = 64;
@@ -60,11 +60,6 @@ export class PackedWeight {
 
 export function isPackedWeight(w: unknown): w is PackedWeight {
   return w instanceof PackedWeight;
-}
-
-export function parseFrozenDtype(value: string, flag = '--frozen_dtype'): FrozenDtype {
-  if (!(FROZEN_DTYPES as readonly string[]).includes(value)) throw new Error(`${flag} must be one of ${FROZEN_DTYPES.join(', ')} (got "${value}")`);
-  return value as FrozenDtype;
 }
 
 const f32 = new Float32Array(1);
