@@ -11,6 +11,8 @@ import { dequantize, NF4_LEVELS, packWeight, toBf16Bits, type PackedFormat } fro
 import { packedEmbedding, packedLinear, packedMatMul } from '../src/models/ops/packed_linear.js';
 import { packedProductImpl, setPackedProductImpl } from '../src/models/ops/packed_kernels.js';
 import { linear, type WeightLayout } from '../src/models/ops/linear.js';
+import { headLogProbsAndEntropy } from '../src/models/ops/head_logprobs.js';
+import { lmHeadCrossEntropy } from '../src/models/ops/lm_head_loss.js';
 import { loadPretrained, savePretrained } from '../src/models/pretrained.js';
 import { frozenDtypeFromFlags, frozenModelBytes } from '../src/models/frozen_dtype.js';
 import { DEFAULT_MODEL_NAME, PACKAGE_ROOT } from '../src/models/default_model.js';
@@ -306,5 +308,37 @@ describe('flags', () => {
     expect(frozenDtypeFromFlags('int8', true)).toBe('int8');
     expect(() => frozenDtypeFromFlags('bf16', true)).toThrow(/--load_in_8bit means --frozen_dtype int8/);
     expect(() => frozenDtypeFromFlags('fp8', false)).toThrow(/--frozen_dtype must be one of float32, bf16, int8, nf4/);
+  });
+});
+
+describe('LM head ops on a packed head equal those on its dequantised float32 head (values and dh)', () => {
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+    await tf.ready();
+    setPackedProductImpl('auto');
+  });
+
+  it.each([[null], [3.5]])('headLogProbsAndEntropy and lmHeadCrossEntropy, softcap %s, several row chunks', (cap) => {
+    const [N, C, V] = [13, 24, 300];
+    const w = packWeight(values(V * C, 21), [V, C], 'int8', 0);
+    const dense = dequantize(w);
+    const h = tf.tensor2d(values(N * C, 22), [N, C]);
+    const targets = tf.tensor1d(Array.from({ length: N }, (_, i) => (i * 53) % V), 'int32');
+    const labels = tf.tensor1d(Array.from({ length: N }, (_, i) => (i % 4 === 0 ? -100 : (i * 29) % V)), 'int32');
+    const mix = tf.tensor2d(values(N * 2, 23), [N, 2]);
+    for (const head of ['logprobs', 'loss'] as const) {
+      const f = (W: Tensor | typeof w) => (x: Tensor) =>
+        head === 'logprobs' ? tf.sum(tf.mul(headLogProbsAndEntropy(x, W, targets, 4, cap), mix)) : lmHeadCrossEntropy(x, W, labels, 4, cap);
+      const got = tf.valueAndGrad(f(w))(h);
+      const want = tf.valueAndGrad(f(dense))(h);
+      expect(Math.abs(got.value.dataSync()[0]! - want.value.dataSync()[0]!) / Math.abs(want.value.dataSync()[0]!), head).toBeLessThan(1e-5);
+      expect(relErr(got.grad.dataSync(), want.grad.dataSync()), `${head} dh`).toBeLessThan(1e-5);
+      // without a tape the same values
+      const plain = tf.tidy(() => f(w)(h));
+      expect(Math.abs(plain.dataSync()[0]! - want.value.dataSync()[0]!) / Math.abs(want.value.dataSync()[0]!)).toBeLessThan(1e-5);
+      tf.dispose([got.value, got.grad, want.value, want.grad, plain]);
+    }
+    tf.dispose([dense, h, targets, labels, mix]);
+    w.dispose();
   });
 });
