@@ -124,7 +124,7 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
     const criticInitIsAdapter = isAdapterDir(criticInit);
     // 4. frozen models packed (--frozen_dtype): the initial model and the reward model, and the bases LoRA trains on
     if (c.frozenDtype !== 'float32') {
-      if (lora && (pretrainIsAdapter || (criticInitIsAdapter && !shareCritic))) {
+      if (lora && (pretrainIsAdapter || criticInitIsAdapter)) {
         throw new Error(`--frozen_dtype ${c.frozenDtype} with --lora_rank: ${pretrainIsAdapter ? pretrain : criticInit} is a LoRA adapter, so the final save would merge into the packed base; give its merged (full) model instead`);
       }
       const frozen = new Set([initial, reward.backbone, ...(lora ? [actor, critic.backbone] : [])]);
