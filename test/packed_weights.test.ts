@@ -17,6 +17,12 @@ import { loadPretrained, savePretrained } from '../src/models/pretrained.js';
 import { frozenDtypeFromFlags, frozenModelBytes } from '../src/models/frozen_dtype.js';
 import { DEFAULT_MODEL_NAME, PACKAGE_ROOT } from '../src/models/default_model.js';
 import { join } from 'node:path';
+import { sharedConfigFromOptions } from '../src/cli/common.js';
+import { resolveSftConfig, validateSftConfig } from '../src/sft/config.js';
+import { resolveRewardConfig } from '../src/reward/config.js';
+import { resolveDpoConfig } from '../src/dpo/config.js';
+import { resolveGrpoConfig } from '../src/grpo/config.js';
+import { resolvePpoConfig } from '../src/ppo/config.js';
 import { tmpdir } from 'node:os';
 import { LoraAdapter } from '../src/models/lora.js';
 import { installNativeMatmul, nativeBlasAvailable } from '../src/engine/native_blas.js';
@@ -308,6 +314,25 @@ describe('flags', () => {
     expect(frozenDtypeFromFlags('int8', true)).toBe('int8');
     expect(() => frozenDtypeFromFlags('bf16', true)).toThrow(/--load_in_8bit means --frozen_dtype int8/);
     expect(() => frozenDtypeFromFlags('fp8', false)).toThrow(/--frozen_dtype must be one of float32, bf16, int8, nf4/);
+    expect(sharedConfigFromOptions({ load_in_8bit: true }).frozenDtype).toBe('int8');
+    expect(sharedConfigFromOptions({}).frozenDtype).toBe('float32');
+  });
+
+  it('each stage refuses to merge into a packed base, and SFT/RM refuse packing with nothing frozen', () => {
+    const sft = (extra: object) => validateSftConfig(resolveSftConfig({ pretrain: TINY_CHAT, dataset: [join(PACKAGE_ROOT, 'datasets', 'sft', 'self-instruct-seed_tasks.jsonl')], savePath: 's', ...extra } as never));
+    expect(() => sft({ loraRank: 2, frozenDtype: 'nf4', mergeLoraWeights: true })).toThrow(/--merge_lora_weights cannot merge into a base held in nf4/);
+    expect(() => sft({ frozenDtype: 'nf4' })).toThrow(/add --lora_rank R or --peft prefix\|prompt/);
+    expect(() => sft({ peft: 'prefix', frozenDtype: 'nf4' })).not.toThrow();
+    const rm = { pretrain: 'm', dataset: 'd', savePath: 's' };
+    expect(() => resolveRewardConfig({ ...rm, frozenDtype: 'int8' } as never)).toThrow(/add --lora_rank R/);
+    expect(() => resolveRewardConfig({ ...rm, loraRank: 2, frozenDtype: 'int8', mergeLoraWeights: true } as never)).toThrow(/cannot merge into a base held in int8/);
+    expect(() => resolveDpoConfig({ ...rm, loraRank: 2, frozenDtype: 'bf16', mergeLoraWeights: true } as never)).toThrow(/cannot merge/);
+    expect(() => resolveDpoConfig({ ...rm, frozenDtype: 'bf16' } as never)).not.toThrow();
+    expect(() => resolveGrpoConfig({ ...rm, rewardFuncs: ['length'], loraRank: 2, frozenDtype: 'bf16', mergeLoraWeights: true } as never)).toThrow(/cannot merge/);
+    const ppo = { pretrain: 'm', rmPath: 'r', promptDataset: 'p', savePath: 's' };
+    expect(() => resolvePpoConfig({ ...ppo, loraRank: 2, frozenDtype: 'nf4', mergeLoraWeights: true })).toThrow(/cannot merge into a base held in nf4/);
+    expect(() => resolvePpoConfig({ ...ppo, frozenDtype: 'fp8' as never })).toThrow(/--frozen_dtype: must be one of/);
+    expect(resolvePpoConfig(ppo).frozenDtype).toBe('float32');
   });
 });
 
