@@ -193,6 +193,15 @@ function useThreads(blas: BlasAddon, n: number): void {
   currentThreads = n;
 }
 
+/**
+ * Threads for one call of another kernel into the addon whose sgemm calls are each about `macs` multiply-adds (the
+ * packed products' per-tile calls): one thread below SMALL_PRODUCT_MACS, as for the products here. Only once the
+ * wasm products are installed (the thread count is then this module's to manage).
+ */
+export function useBlasThreadsFor(macs: number): void {
+  if (installed && addon) useThreads(addon, macs < SMALL_PRODUCT_MACS ? 1 : configuredThreads);
+}
+
 /** out = op(a)·op(b) (+ bias) with tf.matMul's shapes and broadcasting, computed in the wasm heap by OpenBLAS. */
 function nativeProduct(
   blas: BlasAddon, backend: WasmBackendLike, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean,

@@ -9,7 +9,7 @@
  * as JS typed arrays (a MathBackendCPU subclass) registers with `CPU_ACCESS`.
  */
 import { tf } from '../../engine/tf.js';
-import { blasAddon } from '../../engine/native_blas.js';
+import { blasAddon, useBlasThreadsFor } from '../../engine/native_blas.js';
 import { expandRows, FORMAT_CODE, type PackedArrays, type PackedFormat } from './packed_weight.js';
 
 export const PACKED_MATMUL = 'RlhfPackedMatMul';
@@ -133,6 +133,7 @@ export function registerPackedKernels(backendName: string, access: HostTensorAcc
       const p = arraysOf(access, backend, a, data, scales);
       const addon = impl === 'auto' ? blasAddon() : null;
       if (addon && typeof addon.packedGemm === 'function') {
+        useBlasThreadsFor(N * Math.min(a.R * a.C, 65536)); // each tile's sgemm: N × ~64k multiply-adds
         addon.packedGemm(FORMAT_CODE[a.format], transW, N, a.R, a.C, X, p.words, p.scales, a.channelAxis, Y);
       } else jsPackedProduct(p, transW, X, N, Y);
       return out;
