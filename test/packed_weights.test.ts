@@ -13,6 +13,7 @@ import { packedProductImpl, setPackedProductImpl } from '../src/models/ops/packe
 import { linear, type WeightLayout } from '../src/models/ops/linear.js';
 import { headLogProbsAndEntropy } from '../src/models/ops/head_logprobs.js';
 import { lmHeadCrossEntropy } from '../src/models/ops/lm_head_loss.js';
+import { causalLmLoss } from '../src/models/ops/loss.js';
 import { loadPretrained, savePretrained } from '../src/models/pretrained.js';
 import { frozenDtypeFromFlags, frozenModelBytes } from '../src/models/frozen_dtype.js';
 import { DEFAULT_MODEL_NAME, PACKAGE_ROOT } from '../src/models/default_model.js';
@@ -280,6 +281,23 @@ describe('trained model, LoRA on a packed base, memory (wasm)', () => {
     expect(relErr(bf16.g, f32.g)).toBeLessThan(3e-2);
     expect(bf16.loss1).toBeLessThan(bf16.loss0);
     expect(Math.abs(bf16.loss1 - f32.loss1) / f32.loss1).toBeLessThan(5e-3);
+  });
+
+  it('gradients flow through model.logits on a packed head: the logits loss equals lmLoss, with the same adapter gradients', () => {
+    const { model } = loadPretrained(fixtureDir('opt'));
+    const V = model.config.vocabSize;
+    const tokens = () => tf.tensor2d(ids.map((i) => i % V), [2, 24], 'int32');
+    model.lora = LoraAdapter.create(model.spec, { r: 2, alpha: 4, dropout: 0, targetModules: 'all-linear' }, 4);
+    for (const { B } of model.lora.modules.values()) B.assign(tf.mul(tf.randomNormal(B.shape, 0, 1, 'float32', 6), 0.02));
+    model.packFrozen('nf4');
+    const vars = model.lora.trainableVariables();
+    const viaLogits = tf.variableGrads(() => tf.tidy(() => causalLmLoss(model.logits(model.forward(tokens()).hidden), tokens())) as tf.Scalar, vars);
+    const viaHead = tf.variableGrads(() => tf.tidy(() => model.lmLoss(model.forward(tokens()).hidden, tokens())) as tf.Scalar, vars);
+    expect(Math.abs(viaLogits.value.dataSync()[0]! - viaHead.value.dataSync()[0]!)).toBeLessThan(1e-4);
+    const flat = (g: tf.NamedTensorMap) => vars.flatMap((v) => Array.from(g[v.name]!.dataSync()));
+    expect(relErr(flat(viaLogits.grads), flat(viaHead.grads))).toBeLessThan(1e-4);
+    tf.dispose([viaLogits.value, viaHead.value, ...Object.values(viaLogits.grads), ...Object.values(viaHead.grads)]);
+    model.dispose();
   });
 
   it('resident bytes (tf.memory): bf16 about half, int8 about a quarter plus scales, nf4 about an eighth plus scales', () => {

@@ -23,7 +23,7 @@ import { nextTokenTargets } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
 import { packTensor, type PackedFormat, type PackedWeight } from './ops/packed_weight.js';
-import { packedEmbedding, packedLinear, packedMatMul } from './ops/packed_linear.js';
+import { packedEmbedding, packedHeadLogits, packedLinear } from './ops/packed_linear.js';
 import type { HeadWeight } from './ops/lm_head_loss.js';
 import type { LoraAdapter } from './lora.js';
 import { withVirtualTokens, type VirtualTokenAdapter } from './virtual_tokens.js';
@@ -393,7 +393,7 @@ export class DecoderModel {
     const [B, T, C] = hidden.shape as [number, number, number];
     const h = lean.reshape(hidden, [B * T, C]);
     const packedHead = this.packed.get(this.spec.lmHead);
-    let flat = packedHead ? packedMatMul(h, packedHead, true) : headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
+    let flat = packedHead ? packedHeadLogits(h, packedHead) : headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
     const cap = this.config.finalSoftcap;
     if (cap) flat = softcapLogits(flat, cap);
     return lean.reshape(flat, [B, T, flat.shape[1]!]);
