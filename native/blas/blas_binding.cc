@@ -169,7 +169,16 @@ Napi::Value PackedGemm(const Napi::CallbackInfo& info) {
     std::fill(Y.Data(), Y.Data() + static_cast<size_t>(N * (transW ? R : C)), 0.f);
     return env.Undefined();
   }
-  const uint8_t* bytes = static_cast<const uint8_t*>(words.ArrayBuffer().Data()) + words.ByteOffset();
+  // The data pointer straight from the typed array (already at its byte offset): its buffer may be a
+  // SharedArrayBuffer (a threaded wasm heap), which Napi::ArrayBuffer cannot wrap.
+  void* raw = nullptr;
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  napi_value buffer;
+  if (napi_get_typedarray_info(env, words, &type, &length, &raw, &buffer, &offset) != napi_ok || raw == nullptr) {
+    throw Napi::TypeError::New(env, "blas.packedGemm: cannot read the words array");
+  }
+  const uint8_t* bytes = static_cast<const uint8_t*>(raw);
   // About 256 KiB of scratch per tile: it stays in cache between its expansion and its product.
   const int tileRows = std::max(1, std::min(rows, 65536 / cols));
   std::vector<float> tile(static_cast<size_t>(tileRows) * cols);
