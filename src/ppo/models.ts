@@ -60,6 +60,12 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
     const criticInit = c.rmPretrain ? await resolvePretrained(c.rmPretrain) : rm;
     const lora = c.loraRank > 0;
     const tokenizer = await Tokenizer.fromDir(c.tokenizer ?? pretrain);
+    // --frozen_dtype: each frozen model (the initial and reward models; with LoRA the bases under the adapters) is
+    // packed as soon as it is loaded, so no two of them are ever held in float32 at once.
+    const frozen = (m: DecoderModel): void => packFrozenModel(m, c.frozenDtype);
+    if (c.frozenDtype !== 'float32' && lora && (isAdapterDir(pretrain) || isAdapterDir(criticInit))) {
+      throw new Error(`--frozen_dtype ${c.frozenDtype} with --lora_rank: ${isAdapterDir(pretrain) ? pretrain : criticInit} is a LoRA adapter, so the final save would merge into the packed base; give its merged (full) model instead`);
+    }
 
     // 1. actor and initial model
     const base = track(loadMerged(pretrain, c.model, '--model').model);
@@ -74,17 +80,21 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
       actor = base;
       actor.lora = actorAdapterDir ? loadLoraAdapter(actorAdapterDir, actor) : newAdapter(actor, c, c.seed);
       initial = actor;
+      frozen(actor);
     } else if (resumeDir) {
       actor = track(loadMerged(resumeDir, c.model, '--model').model);
       initial = base;
+      frozen(initial);
     } else {
       actor = base;
       initial = track(loadMerged(pretrain, c.model, '--model').model);
+      frozen(initial);
     }
 
     // 2. reward model
     const rmLoaded = loadMerged(rm, c.rmModel, '--rm_model');
     track(rmLoaded.model);
+    frozen(rmLoaded.model);
     const rmHead = rmLoaded.valueHead;
     if (!rmHead) throw new Error(`${rm}: ${NOT_A_REWARD_MODEL}`);
     track(rmHead);
@@ -105,6 +115,7 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
       const ownHead = own ? own.valueHead : null;
       if (ownHead) track(ownHead);
       backbone.lora = criticAdapterDir ? loadLoraAdapter(criticAdapterDir, backbone) : newAdapter(backbone, c, c.seed + 1);
+      frozen(backbone);
       const head = criticAdapterDir
         ? headFromFile(criticAdapterDir)
         : shareCritic ? cloneHead(rmHead) : ownHead ? cloneHead(ownHead) : ValueHead.create(backbone.config.hiddenSize, c.seed + 1);
@@ -122,14 +133,6 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
 
     const pretrainIsAdapter = isAdapterDir(pretrain);
     const criticInitIsAdapter = isAdapterDir(criticInit);
-    // 4. frozen models packed (--frozen_dtype): the initial model and the reward model, and the bases LoRA trains on
-    if (c.frozenDtype !== 'float32') {
-      if (lora && (pretrainIsAdapter || criticInitIsAdapter)) {
-        throw new Error(`--frozen_dtype ${c.frozenDtype} with --lora_rank: ${pretrainIsAdapter ? pretrain : criticInit} is a LoRA adapter, so the final save would merge into the packed base; give its merged (full) model instead`);
-      }
-      const frozen = new Set([initial, reward.backbone, ...(lora ? [actor, critic.backbone] : [])]);
-      for (const m of frozen) packFrozenModel(m, c.frozenDtype);
-    }
     return {
       tokenizer, actor, initial, critic, reward, rewardReduction,
       dirs: { pretrain, rm, criticInit }, pretrainIsAdapter, criticInitIsAdapter,
