@@ -188,10 +188,10 @@ describe('fixture logits with packed frozen weights (wasm)', () => {
     const ids = exp.get('input_ids')!;
     const mask = exp.get('attention_mask')!;
     const [B, T] = ids.shape as [number, number];
-    const run = (format: PackedFormat | null) => {
-      const { model } = loadPretrained(fixtureDir(arch));
+    const run = (format: PackedFormat | null, direct = false) => {
+      const { model } = loadPretrained(fixtureDir(arch), direct && format ? { frozenDtype: format } : {});
       const f32Bytes = model.weightBytes();
-      if (format) model.packFrozen(format);
+      if (format && !direct) model.packFrozen(format);
       const logits = tf.tidy(() => model.logits(model.forward(tf.tensor2d(ids.data, [B, T], 'int32'), { attentionMask: tf.tensor2d(mask.data, [B, T], 'int32') }).hidden));
       const V = logits.shape[2]!;
       const all = logits.dataSync() as Float32Array;
@@ -210,6 +210,10 @@ describe('fixture logits with packed frozen weights (wasm)', () => {
       row.push(`${format} ${err.toExponential(2)} (${(r.bytes / base.f32Bytes).toFixed(3)}× bytes)`);
       expect(err, `${arch} ${format}`).toBeLessThan(LOGIT_BOUNDS[format]);
       expect(err).toBeGreaterThan(0);
+      // Read straight into the packed format (loadPretrained's frozenDtype): the same model, bit for bit.
+      const direct = run(format, true);
+      expect(relErr(direct.real, r.real), `${arch} ${format} read packed`).toBe(0);
+      expect(direct.bytes).toBe(r.bytes);
     }
     table.push(row.join(' | '));
     if (table.length === ARCHS.length) console.log(table.join('\n'));

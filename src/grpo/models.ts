@@ -36,7 +36,7 @@ export async function loadGrpoModels(c: GrpoConfig, resumeDir?: string): Promise
     let policy: DecoderModel;
     let reference: DecoderModel | null = null;
     if (lora) {
-      policy = loadMerged(pretrain, c.model, '--model').model;
+      policy = loadMerged(pretrain, c.model, '--model', c.frozenDtype ?? 'float32').model; // the frozen base under the adapter
       owned.push(policy);
       policy.lora = resumeAdapter ? loadLoraAdapter(resumeAdapter, policy) : newAdapter(policy, c, c.seed);
       if (withRef) reference = policy;
@@ -44,7 +44,7 @@ export async function loadGrpoModels(c: GrpoConfig, resumeDir?: string): Promise
       policy = loadMerged(resumeDir ?? pretrain, c.model, '--model').model;
       owned.push(policy);
       if (withRef) {
-        reference = loadMerged(pretrain, c.model, '--model').model;
+        reference = loadMerged(pretrain, c.model, '--model', c.frozenDtype ?? 'float32').model;
         owned.push(reference);
       }
     }

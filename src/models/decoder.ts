@@ -22,7 +22,7 @@ import { lmHeadCrossEntropy, softcapLogits } from './ops/lm_head_loss.js';
 import { nextTokenTargets } from './ops/loss.js';
 import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
-import { packTensor, type PackedFormat, type PackedWeight } from './ops/packed_weight.js';
+import { isPackedWeight, packTensor, type PackedFormat, type PackedWeight } from './ops/packed_weight.js';
 import { packedEmbedding, packedHeadLogits, packedLinear } from './ops/packed_linear.js';
 import type { HeadWeight } from './ops/lm_head_loss.js';
 import type { LoraAdapter } from './lora.js';
@@ -75,19 +75,21 @@ export class DecoderModel {
   generationDefaults: GenerationDefaults | null = null;
   private dropoutRng = new Rng(0);
 
-  constructor(config: ModelConfig, weights: Map<string, Tensor>) {
+  /** `packed`: weight matrices already packed (see `packableWeights`), owned by the model from here on. */
+  constructor(config: ModelConfig, weights: Map<string, Tensor>, packed?: Map<string, PackedWeight>) {
     this.config = config;
     this.spec = buildSpec(config);
     const shapes = parameterShapes(config, this.spec);
     const scope = uniqueScope('model');
-    const missing = [...shapes.keys()].filter((n) => !weights.has(n));
+    const missing = [...shapes.keys()].filter((n) => !weights.has(n) && !packed?.has(n));
     if (missing.length) throw new Error(`checkpoint lacks ${missing.length} parameter(s) the config needs: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
     for (const [name, info] of shapes) {
-      const w = weights.get(name)!;
+      const w = packed?.get(name) ?? weights.get(name)!;
       if (w.shape.join() !== info.shape.join()) {
         throw new Error(`parameter ${name} has shape [${w.shape}] but config.json implies [${info.shape}]`);
       }
-      this.params.set(name, tf.variable(w, true, `${scope}/${name}`));
+      if (isPackedWeight(w)) this.packed.set(name, w);
+      else this.params.set(name, tf.variable(w, true, `${scope}/${name}`));
     }
   }
 
@@ -155,11 +157,7 @@ export class DecoderModel {
    */
   packFrozen(format: PackedFormat): void {
     if (this.packed.size) throw new Error(`the model's weights are already packed (${this.frozenDtype})`);
-    const targets = new Map<string, 0 | 1>();
-    const linears = [this.spec.projectIn, this.spec.projectOut, ...this.spec.layers.flatMap((l) => linearsOf(l))].filter((l): l is LinearSpec => !!l);
-    for (const l of linears) targets.set(`${l.module}.weight`, l.layout === 'out_in' ? 0 : 1);
-    for (const name of [this.spec.embedTokens, this.spec.embedPositions, this.spec.lmHead]) if (name) targets.set(name, 0);
-    for (const [name, axis] of targets) {
+    for (const [name, axis] of packableWeights(this.spec)) {
       const v = this.params.get(name);
       if (!v || v.rank !== 2) continue;
       this.packed.set(name, packTensor(v, format, axis));
@@ -434,6 +432,18 @@ export class DecoderModel {
     this.lora?.dispose();
     this.virtualTokens?.dispose();
   }
+}
+
+/**
+ * The weights `packFrozen` packs, each with its output-channel axis (int8's scales): every projection's weight, the
+ * token and position embeddings and an untied LM head.
+ */
+export function packableWeights(spec: ModelSpec): Map<string, 0 | 1> {
+  const targets = new Map<string, 0 | 1>();
+  const linears = [spec.projectIn, spec.projectOut, ...spec.layers.flatMap((l) => linearsOf(l))].filter((l): l is LinearSpec => !!l);
+  for (const l of linears) targets.set(`${l.module}.weight`, l.layout === 'out_in' ? 0 : 1);
+  for (const name of [spec.embedTokens, spec.embedPositions, spec.lmHead]) if (name) targets.set(name, 0);
+  return targets;
 }
 
 export { positionsFromMask };

@@ -37,7 +37,7 @@ export function packFrozenModel(model: DecoderModel, dtype: FrozenDtype): void {
  */
 export function frozenModelBytes(dir: string, dtype: FrozenDtype): number {
   const before = tf.memory().numBytes;
-  const { model, valueHead } = loadPretrained(dir);
+  const { model, valueHead } = loadPretrained(dir, { frozenDtype: dtype });
   try {
     packFrozenModel(model, dtype);
     return tf.memory().numBytes - before;

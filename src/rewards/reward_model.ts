@@ -11,7 +11,7 @@ import { ValueHead } from '../models/value_head.js';
 import { ValueModel, reduceValues, type ValueReduction } from '../models/value_model.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { loadMerged } from '../rollout/policy.js';
-import { packFrozenModel, type FrozenDtype } from '../models/frozen_dtype.js';
+import type { FrozenDtype } from '../models/frozen_dtype.js';
 
 export function cloneHead(h: ValueHead): ValueHead {
   return h.clone();
@@ -54,9 +54,8 @@ export class RewardModelScorer {
   ) {}
 
   static async load(dir: string, policyTokenizer: Tokenizer, frozenDtype: FrozenDtype = 'float32'): Promise<RewardModelScorer> {
-    const loaded = loadMerged(dir, undefined, '--rm_path');
+    const loaded = loadMerged(dir, undefined, '--rm_path', frozenDtype);
     try {
-      packFrozenModel(loaded.model, frozenDtype);
       const head = loaded.valueHead;
       if (!head) throw new Error(`${dir}: ${NOT_A_REWARD_MODEL}`);
       await checkSameTokenizer(policyTokenizer, dir, loaded.model.config.vocabSize);
