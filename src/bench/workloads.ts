@@ -98,7 +98,7 @@ export function decodeStepMs(model: DecoderModel, rng: Rng, B: number, position:
     }
   } finally {
     tf.dispose(cache);
-    headT.dispose();
+    headT?.dispose();
     releaseWeights();
   }
   return median(times);

@@ -13,6 +13,7 @@ import { STRATEGIES, type StrategyKind } from '../strategies/strategy.js';
 import { NONFINITE_DEFAULTS } from '../trainer/nonfinite_guard.js';
 import { LR_SCHEDULERS, type LrSchedulerName } from '../trainer/schedule.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
+import { FROZEN_DTYPE_HELP, FROZEN_DTYPES, frozenDtypeFromFlags, type FrozenDtype } from '../models/frozen_dtype.js';
 
 export { int, float, bool } from './args.js';
 import { int, float, bool } from './args.js';
@@ -47,7 +48,9 @@ export function addLoraOptions(cmd: Command): Command {
     .option('--lora_alpha <a>', 'LoRA alpha (scaling = alpha / rank)', float('--lora_alpha', 0), 16)
     .option('--lora_dropout <p>', 'dropout on the LoRA input', float('--lora_dropout', 0, 1), 0)
     .option('--lora_target <modules>', 'comma-separated PEFT target module names (default per model family), or all-linear')
-    .option('--merge_lora_weights [bool]', 'save full weights with the adapter merged in, instead of a PEFT adapter', bool, false);
+    .option('--merge_lora_weights [bool]', 'save full weights with the adapter merged in, instead of a PEFT adapter', bool, false)
+    .addOption(new Option('--frozen_dtype <dtype>', FROZEN_DTYPE_HELP).choices([...FROZEN_DTYPES]))
+    .option('--load_in_8bit [bool]', 'the frozen models in int8 (= --frozen_dtype int8)', bool, false);
 }
 
 /** Optimizer, schedule and batch flags (transformers' names for the schedule, PaddleNLP's for global/micro batch). */
@@ -209,6 +212,8 @@ export interface SharedTrainingConfig {
   skipBadRecords: boolean;
   skipNonfiniteSteps: number;
   lossSpikeFactor: number;
+  /** --frozen_dtype / --load_in_8bit: the precision of the frozen models. */
+  frozenDtype: FrozenDtype;
 }
 
 /** commander's parsed options -> the shared config fields, so each command maps only its own flags. */
@@ -231,6 +236,7 @@ export function sharedConfigFromOptions(o: Record<string, unknown>): SharedTrain
     skipBadRecords: o.skip_bad_records as boolean,
     skipNonfiniteSteps: o.skip_nonfinite_steps as number,
     lossSpikeFactor: o.loss_spike_factor as number,
+    frozenDtype: frozenDtypeFromFlags(o.frozen_dtype as string | undefined, o.load_in_8bit as boolean | undefined),
   };
 }
 

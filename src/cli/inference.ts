@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
@@ -19,8 +19,11 @@ import { defaultModelDir } from '../models/default_model.js';
 import type { DecoderModel } from '../models/decoder.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
 import { resolveSampling, type ResolvedSampling } from '../models/generation_config.js';
+import { FROZEN_DTYPES, frozenDtypeFromFlags, packFrozenModel } from '../models/frozen_dtype.js';
 
 interface InferenceOptions {
+  frozen_dtype?: string;
+  load_in_8bit?: boolean;
   pretrain?: string;
   model?: string;
   tokenizer?: string;
@@ -132,6 +135,8 @@ async function main(): Promise<void> {
     .option('--temperature <t>', 'sampling temperature (default: generation_config.json, else 1)', float('--temperature', 0))
     .option('--repetition_penalty <p>', 'penalty on tokens already present, 1: off (default: generation_config.json, else 1)', float('--repetition_penalty', 0))
     .option('--json', 'print {"input_ids", "output_ids", "text", "response"} as one JSON object', false)
+    .addOption(new Option('--frozen_dtype <dtype>', 'hold the model\'s weights in bf16, int8 or nf4 (expanded inside the products; default float32)').choices([...FROZEN_DTYPES]))
+    .option('--load_in_8bit [bool]', 'the weights in int8 (= --frozen_dtype int8)', bool, false)
     .option('--backend <name>', `tensor backend: ${BACKENDS.join(', ')} (env ${BACKEND_ENV})`, process.env[BACKEND_ENV] ?? 'auto')
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
   cmd.parse();
@@ -151,6 +156,7 @@ async function main(): Promise<void> {
   const { model, tokenizer } = await loadModelAndTokenizer({
     pretrain, model: o.model, tokenizer: o.tokenizer, adapter: o.adapter ?? o.lora, promptLearning: true,
   });
+  packFrozenModel(model, frozenDtypeFromFlags(o.frozen_dtype, o.load_in_8bit));
   if (o.input_ids) {
     const bad = o.input_ids.find((id) => id >= model.config.vocabSize);
     if (bad !== undefined) throw new Error(`--input_ids: id ${bad} is outside the model's vocabulary (${model.config.vocabSize} tokens)`);

@@ -27,8 +27,11 @@ import { padBatch } from '../data/batching.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { encodeRewardSequence, loadRewardModel, REWARD_FALLBACK_TEMPLATE, tokenizerAddsBos, type RewardModel } from '../reward/index.js';
+import { FROZEN_DTYPES, frozenDtypeFromFlags, packFrozenModel } from '../models/frozen_dtype.js';
 
 interface ScoreOptions {
+  frozen_dtype?: string;
+  load_in_8bit?: boolean;
   rm_path: string;
   tokenizer?: string;
   input?: string;
@@ -104,6 +107,8 @@ async function main(): Promise<void> {
     .option('--max_len <n>', 'longest sequence in tokens (prompts lose tokens on the left, then answers on the right)', int('--max_len', 2), 512)
     .option('--batch_size <n>', 'sequences scored at once', int('--batch_size', 1), 8)
     .option('--json', 'print {"scores": [...]}', false)
+    .addOption(new Option('--frozen_dtype <dtype>', 'hold the reward model\'s backbone in bf16, int8 or nf4 (expanded inside the products; default float32)').choices([...FROZEN_DTYPES]))
+    .option('--load_in_8bit', 'the backbone in int8 (= --frozen_dtype int8)', false)
     .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'));
   cmd.parse();
   const o = cmd.opts<ScoreOptions>();
@@ -122,8 +127,10 @@ async function main(): Promise<void> {
     }
     return template;
   };
+  const frozen = frozenDtypeFromFlags(o.frozen_dtype, o.load_in_8bit);
   const rm = loadRewardModel(dir);
   try {
+    packFrozenModel(rm.backbone, frozen);
     const maxLen = Math.min(o.max_len, rm.backbone.config.maxPositions);
     const rows = await sequences(o, tokenizer, templateOf, maxLen);
     const pad = tokenizer.padTokenId ?? rm.padTokenId ?? 0;

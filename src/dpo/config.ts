@@ -150,5 +150,6 @@ export function resolveDpoConfig(input: DpoConfigInput): DpoConfig {
     check.fail('--batch_size', "kto estimates its KL baseline from mismatched prompt/completion pairs within a micro-batch: use --batch_size 2 or more (as TRL's KTOTrainer requires)");
   }
   if (c.mergeLoraWeights && c.loraRank === 0) check.fail('--merge_lora_weights', 'needs --lora_rank > 0 (without LoRA the full weights are saved anyway)');
+  check.frozenDtype(c);
   return c;
 }

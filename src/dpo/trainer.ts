@@ -25,6 +25,7 @@ import { adapterBase } from '../models/adapter_dir.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
 import { loadPretrained } from '../models/pretrained.js';
+import { packFrozenModel, type FrozenDtype } from '../models/frozen_dtype.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import { readResumableState, readResumeOptimizer, saveCheckpoint, saveFinalCheckpoint, type CheckpointContents } from '../trainer/stage_checkpoint.js';
@@ -370,14 +371,15 @@ async function readResumeState(c: DpoConfig, worldSize: number): Promise<Trainer
   return state;
 }
 
-/** A frozen model from a directory or Hub id, any adapter it carries merged in. */
-async function loadFrozen(idOrDir: string): Promise<DecoderModel> {
-  const { model } = loadPretrained(await resolvePretrained(idOrDir));
+/** A frozen model from a directory or Hub id, any adapter it carries merged in; packed with --frozen_dtype. */
+async function loadFrozen(idOrDir: string, frozenDtype: FrozenDtype = 'float32'): Promise<DecoderModel> {
+  const { model } = loadPretrained(await resolvePretrained(idOrDir), { frozenDtype });
   if (model.lora) {
     model.lora.mergeInto(model.params, model.spec);
     model.lora.dispose();
     model.lora = null;
   }
+  packFrozenModel(model, frozenDtype);
   return model;
 }
 
@@ -433,14 +435,19 @@ export async function runDpoTraining(input: DpoConfigInput, runOptions: DpoRunOp
     // A saved adapter must name base weights that stay on disk; after merging an SFT adapter there are none: save merged.
     const loraBase = c.resume ? adapterBase(c.resume) : cameWithAdapter ? null : resolve(policyDir);
     if (c.loraRank > 0 && loraBase === null && !c.mergeLoraWeights) say('the LoRA adapter will be saved merged into full weights (its base is not a plain model directory)');
+    if (c.loraRank > 0 && c.frozenDtype && c.frozenDtype !== 'float32') {
+      // The base under the adapter is frozen: packed (the final save then cannot merge, so it needs a plain base).
+      if (loraBase === null) throw new Error(`--frozen_dtype ${c.frozenDtype}: the adapter would be saved merged into its packed base (--pretrain is itself an adapter); give its merged (full) model as --pretrain`);
+      packFrozenModel(policy, c.frozenDtype);
+    }
     const maxPos = policy.config.maxPositions;
     if (c.maxLen > maxPos) throw new Error(`--max_len ${c.maxLen} exceeds the model's ${maxPos} positions: use --max_len ${maxPos} or less`);
 
     // 3. the reference: none, a separate frozen model, or the policy's base with the adapter off
     if (needsReference(c.lossType)) {
-      if (c.refModel) reference = { kind: 'model', model: await loadFrozen(c.refModel) };
+      if (c.refModel) reference = { kind: 'model', model: await loadFrozen(c.refModel, c.frozenDtype) };
       else if (c.loraRank > 0) reference = { kind: 'adapter_off', model: policy };
-      else reference = { kind: 'model', model: await loadFrozen(pretrainDir) };
+      else reference = { kind: 'model', model: await loadFrozen(pretrainDir, c.frozenDtype) };
       say(`reference: ${reference.kind === 'adapter_off' ? 'the policy with its LoRA adapter off (no second copy)' : `${c.refModel ?? pretrainDir}, frozen`}`);
     } else {
       say(`loss ${c.lossType} is reference-free: no reference model loaded`);

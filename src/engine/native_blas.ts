@@ -26,6 +26,11 @@ interface BlasAddon {
     C: Float32Array, cOffset: number, ldc: number, batch: number, strideA: number, strideB: number, strideC: number,
     beta?: number,
   ): void;
+  /** Y = X · W or X · Wᵀ for a packed frozen weight W [R, C] (src/models/ops/packed_weight.ts), expanded per tile. */
+  packedGemm(
+    format: number, transW: boolean, N: number, R: number, C: number, X: Float32Array, words: Int32Array,
+    scales: Float32Array | null, channelAxis: number, Y: Float32Array,
+  ): void;
   setThreads(n: number): void;
   getThreads(): number;
   config(): string;
@@ -86,6 +91,12 @@ function requireAddon(): BlasAddon | null {
 /** Whether the addon is built and loads (regardless of RLHF_NATIVE_BLAS). */
 export function nativeBlasAvailable(): boolean {
   return requireAddon() !== null;
+}
+
+/** The addon for other kernels (the packed frozen-weight products), or null when unbuilt or RLHF_NATIVE_BLAS=0. */
+export function blasAddon(): Pick<BlasAddon, 'packedGemm'> | null {
+  if (process.env[NATIVE_BLAS_ENV] === '0') return null;
+  return requireAddon();
 }
 
 /** Threads: RLHF_BLAS_THREADS, else the cores shared among the MPI ranks on this node, at least 1. */
@@ -180,6 +191,15 @@ function useThreads(blas: BlasAddon, n: number): void {
   if (n === currentThreads) return;
   blas.setThreads(n);
   currentThreads = n;
+}
+
+/**
+ * Threads for one call of another kernel into the addon whose sgemm calls are each about `macs` multiply-adds (the
+ * packed products' per-tile calls): one thread below SMALL_PRODUCT_MACS, as for the products here. Only once the
+ * wasm products are installed (the thread count is then this module's to manage).
+ */
+export function useBlasThreadsFor(macs: number): void {
+  if (installed && addon) useThreads(addon, macs < SMALL_PRODUCT_MACS ? 1 : configuredThreads);
 }
 
 /** out = op(a)·op(b) (+ bias) with tf.matMul's shapes and broadcasting, computed in the wasm heap by OpenBLAS. */

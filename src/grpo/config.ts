@@ -156,6 +156,7 @@ export function resolveGrpoConfig(input: GrpoConfigInput): GrpoConfig {
   if (!c.rewardFuncs.length && !c.rmPaths.length) check.fail('--reward_funcs', 'give at least one reward (accuracy, format, length, ./module.mjs) or --rm_path');
   if (c.promptTemplate !== undefined) check.oneOf('--prompt_template', c.promptTemplate, PROMPT_TEMPLATE_CHOICES);
   check.common(c);
+  check.frozenDtype(c);
   posInt('--batch_size', c.batchSize);
   if (c.globalBatchSize !== undefined) posInt('--global_batch_size', c.globalBatchSize);
   posInt('--num_generations', c.numGenerations);

@@ -9,6 +9,7 @@ import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { isAdapterDir, loadMerged, newAdapter, readRank } from '../rollout/policy.js';
 import { needsReference, type GrpoConfig } from './config.js';
+import { packFrozenModel } from '../models/frozen_dtype.js';
 
 export interface GrpoModels {
   tokenizer: Tokenizer;
@@ -35,7 +36,7 @@ export async function loadGrpoModels(c: GrpoConfig, resumeDir?: string): Promise
     let policy: DecoderModel;
     let reference: DecoderModel | null = null;
     if (lora) {
-      policy = loadMerged(pretrain, c.model, '--model').model;
+      policy = loadMerged(pretrain, c.model, '--model', c.frozenDtype ?? 'float32').model; // the frozen base under the adapter
       owned.push(policy);
       policy.lora = resumeAdapter ? loadLoraAdapter(resumeAdapter, policy) : newAdapter(policy, c, c.seed);
       if (withRef) reference = policy;
@@ -43,9 +44,16 @@ export async function loadGrpoModels(c: GrpoConfig, resumeDir?: string): Promise
       policy = loadMerged(resumeDir ?? pretrain, c.model, '--model').model;
       owned.push(policy);
       if (withRef) {
-        reference = loadMerged(pretrain, c.model, '--model').model;
+        reference = loadMerged(pretrain, c.model, '--model', c.frozenDtype ?? 'float32').model;
         owned.push(reference);
       }
+    }
+    // --frozen_dtype: the separate reference, or the base under the LoRA adapter, held packed
+    const frozen = c.frozenDtype ?? 'float32';
+    if (frozen !== 'float32') {
+      if (lora && isAdapterDir(pretrain)) throw new Error(`--frozen_dtype ${frozen} with --lora_rank: ${pretrain} is a LoRA adapter, so the final save would merge into the packed base; give its merged (full) model instead`);
+      if (lora) packFrozenModel(policy, frozen);
+      else if (reference) packFrozenModel(reference, frozen);
     }
     return {
       tokenizer, policy, reference, pretrainDir: pretrain, pretrainIsAdapter: isAdapterDir(pretrain),

@@ -24,6 +24,9 @@ import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
 import { recomputed } from './ops/recompute.js';
 import { gradientsRecording } from './ops/tidy_grad.js';
+import { isPackedWeight, packTensor, type PackedFormat, type PackedWeight } from './ops/packed_weight.js';
+import { packedEmbedding, packedHeadLogits, packedLinear } from './ops/packed_linear.js';
+import type { HeadWeight } from './ops/lm_head_loss.js';
 import type { LoraAdapter } from './lora.js';
 import { withVirtualTokens, type VirtualTokenAdapter } from './virtual_tokens.js';
 import type { GenerationDefaults } from './generation_config.js';
@@ -70,6 +73,11 @@ export class DecoderModel {
   readonly config: ModelConfig;
   readonly spec: ModelSpec;
   readonly params = new Map<string, tf.Variable>();
+  /**
+   * Frozen weight matrices packed in bf16/int8/nf4 (`packFrozen`); a name here is no longer in `params`. Such a model
+   * is read-only: it trains only adapters, and is never saved or merged into.
+   */
+  readonly packed = new Map<string, PackedWeight>();
   /** LoRA adapter attached to this model (see lora.ts); skipped when `loraEnabled` is false. */
   lora: LoraAdapter | null = null;
   loraEnabled = true;
@@ -86,19 +94,21 @@ export class DecoderModel {
   /** While a recomputed block runs: the dropout seeds of its first run, recorded, then replayed by the second. */
   private seedLog: { seeds: number[]; replay: boolean; at: number } | null = null;
 
-  constructor(config: ModelConfig, weights: Map<string, Tensor>) {
+  /** `packed`: weight matrices already packed (see `packableWeights`), owned by the model from here on. */
+  constructor(config: ModelConfig, weights: Map<string, Tensor>, packed?: Map<string, PackedWeight>) {
     this.config = config;
     this.spec = buildSpec(config);
     const shapes = parameterShapes(config, this.spec);
     const scope = uniqueScope('model');
-    const missing = [...shapes.keys()].filter((n) => !weights.has(n));
+    const missing = [...shapes.keys()].filter((n) => !weights.has(n) && !packed?.has(n));
     if (missing.length) throw new Error(`checkpoint lacks ${missing.length} parameter(s) the config needs: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
     for (const [name, info] of shapes) {
-      const w = weights.get(name)!;
+      const w = packed?.get(name) ?? weights.get(name)!;
       if (w.shape.join() !== info.shape.join()) {
         throw new Error(`parameter ${name} has shape [${w.shape}] but config.json implies [${info.shape}]`);
       }
-      this.params.set(name, tf.variable(w, true, `${scope}/${name}`));
+      if (isPackedWeight(w)) this.packed.set(name, w);
+      else this.params.set(name, tf.variable(w, true, `${scope}/${name}`));
     }
   }
 
@@ -130,8 +140,49 @@ export class DecoderModel {
 
   private p(name: string): Tensor {
     const v = this.params.get(name);
-    if (!v) throw new Error(`no parameter ${name}`);
+    if (!v) throw new Error(this.packed.has(name) ? `parameter ${name} is packed (${this.packed.get(name)!.format}) and has no float32 tensor` : `no parameter ${name}`);
     return v;
+  }
+
+  /** A weight as stored: its float32 tensor, or its packed form. */
+  private weightOf(name: string): Tensor | PackedWeight {
+    return this.packed.get(name) ?? this.p(name);
+  }
+
+  /** The shape of a parameter, float32 or packed. */
+  paramShape(name: string): number[] {
+    const w = this.packed.get(name) ?? this.params.get(name);
+    if (!w) throw new Error(`no parameter ${name}`);
+    return [...w.shape];
+  }
+
+  /** Bytes the model's weights hold (float32 parameters plus packed bits and scales; adapters not counted). */
+  weightBytes(): number {
+    let n = 0;
+    for (const v of this.params.values()) n += 4 * v.size;
+    for (const w of this.packed.values()) n += w.bytes;
+    return n;
+  }
+
+  /** The format frozen weights are held in: 'float32' unless `packFrozen` ran. */
+  get frozenDtype(): 'float32' | PackedFormat {
+    return this.packed.values().next().value?.format ?? 'float32';
+  }
+
+  /**
+   * Packs every weight matrix (the projections, the token and position embeddings, an untied LM head) into
+   * `format`, freeing each float32 tensor as it goes; norms and biases stay float32. For frozen models (a reference,
+   * a reward model's backbone, the base under a LoRA or prefix adapter): packed weights take no gradient.
+   */
+  packFrozen(format: PackedFormat): void {
+    if (this.packed.size) throw new Error(`the model's weights are already packed (${this.frozenDtype})`);
+    for (const [name, axis] of packableWeights(this.spec)) {
+      const v = this.params.get(name);
+      if (!v || v.rank !== 2) continue;
+      this.packed.set(name, packTensor(v, format, axis));
+      this.params.delete(name);
+      v.dispose();
+    }
   }
 
   private norm(x: Tensor, n: NormSpec): Tensor {
@@ -173,7 +224,7 @@ export class DecoderModel {
   holdTransposedWeights(): () => void {
     const held = new Map<string, Tensor>();
     for (const layer of this.spec.layers) {
-      for (const l of linearsOf(layer)) if (l.layout === 'out_in') held.set(l.module, tf.keep(tf.transpose(this.p(`${l.module}.weight`), [1, 0])));
+      for (const l of linearsOf(layer)) if (l.layout === 'out_in' && !this.packed.has(`${l.module}.weight`)) held.set(l.module, tf.keep(tf.transpose(this.p(`${l.module}.weight`), [1, 0])));
     }
     this.decodingWeights = held;
     return () => {
@@ -185,9 +236,13 @@ export class DecoderModel {
   /** A projection, plus the LoRA update when an adapter targets it. */
   linear(x: Tensor, l: LinearSpec, training = false): Tensor {
     const held = l.layout === 'out_in' ? this.decodingWeights?.get(l.module) : undefined;
-    const y = held
-      ? linear(x, held, l.bias ? this.p(`${l.module}.bias`) : null, 'in_out')
-      : linear(x, this.p(`${l.module}.weight`), l.bias ? this.p(`${l.module}.bias`) : null, l.layout);
+    const bias = l.bias ? this.p(`${l.module}.bias`) : null;
+    const packed = this.packed.get(`${l.module}.weight`);
+    const y = packed
+      ? packedLinear(x, packed, bias, l.layout)
+      : held
+        ? linear(x, held, bias, 'in_out')
+        : linear(x, this.p(`${l.module}.weight`), bias, l.layout);
     const lora = this.lora;
     if (lora && this.loraEnabled) {
       const seed = training && lora.config.dropout > 0 && lora.modules.has(l.module) ? this.nextSeed(() => lora.nextDropoutSeed()) : undefined;
@@ -195,6 +250,11 @@ export class DecoderModel {
       if (delta) return lean.add(y, delta);
     }
     return y;
+  }
+
+  private embed(table: string, ids: Tensor): Tensor {
+    const packed = this.packed.get(table);
+    return packed ? packedEmbedding(packed, ids) : embedding(this.p(table), ids);
   }
 
   /** Position ids HF's forward uses when none are given. */
@@ -223,14 +283,14 @@ export class DecoderModel {
     const positionIds = opts.positionIds ?? this.defaultPositions(B, T, past, opts.attentionMask);
 
     // 1. embeddings
-    let x = embedding(this.p(this.spec.embedTokens), inputIds); // (B, T, E)
+    let x = this.embed(this.spec.embedTokens, inputIds); // (B, T, E)
     if (opts.prependEmbeddings) x = tf.concat([opts.prependEmbeddings, x], 1);
     if (c.embedScale !== 1) x = tf.mul(x, c.embedScale);
     if (this.spec.projectIn) x = this.linear(x, this.spec.projectIn);
     if (this.spec.embedPositions) {
       const offset = c.positions === 'learned_offset2' ? 2 : 0;
       const pos = offset ? tf.add(positionIds, tf.scalar(offset, 'int32')) : positionIds;
-      x = lean.add(x, embedding(this.p(this.spec.embedPositions), pos));
+      x = lean.add(x, this.embed(this.spec.embedPositions, pos));
     }
     if (this.spec.embedNorm) x = this.norm(x, this.spec.embedNorm);
     x = this.dropout(x, c.embdDropout, training);
@@ -405,10 +465,11 @@ export class DecoderModel {
    * Logits [B, T, V] from hidden states. `headT` is the head weight already transposed to [C, V] (generation passes
    * it once per call instead of transposing V×C values every step).
    */
-  logits(hidden: Tensor, headT?: Tensor): Tensor {
+  logits(hidden: Tensor, headT?: Tensor | null): Tensor {
     const [B, T, C] = hidden.shape as [number, number, number];
     const h = lean.reshape(hidden, [B * T, C]);
-    let flat = headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
+    const packedHead = this.packed.get(this.spec.lmHead);
+    let flat = packedHead ? packedHeadLogits(h, packedHead) : headT ? matmul2d(h, headT) : projectToVocab(h, this.p(this.spec.lmHead)); // (B*T, V)
     const cap = this.config.finalSoftcap;
     if (cap) flat = softcapLogits(flat, cap);
     return lean.reshape(flat, [B, T, flat.shape[1]!]);
@@ -426,17 +487,17 @@ export class DecoderModel {
     });
   }
 
-  /** The LM head weight [V, C] (the tied embedding where the head is tied); owned by the model. */
-  lmHeadWeight(): Tensor {
-    return this.p(this.spec.lmHead);
+  /** The LM head weight [V, C] (the tied embedding where the head is tied), float32 or packed; owned by the model. */
+  lmHeadWeight(): HeadWeight {
+    return this.weightOf(this.spec.lmHead);
   }
 
-  /** The LM head weight transposed to [C, V]; the caller disposes it. */
-  lmHeadTransposed(): Tensor {
-    return tf.transpose(this.p(this.spec.lmHead), [1, 0]);
+  /** The LM head weight transposed to [C, V] (the caller disposes it), or null when the head is packed. */
+  lmHeadTransposed(): Tensor | null {
+    return this.packed.has(this.spec.lmHead) ? null : tf.transpose(this.p(this.spec.lmHead), [1, 0]);
   }
 
-  /** Parameters that exist in the checkpoint (a tied lm_head is not separate). */
+  /** Parameters that exist in the checkpoint (a tied lm_head is not separate); packed ones are not among them. */
   namedParameters(): [string, tf.Variable][] {
     return [...this.params.entries()];
   }
@@ -444,9 +505,23 @@ export class DecoderModel {
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
+    for (const w of this.packed.values()) w.dispose();
+    this.packed.clear();
     this.lora?.dispose();
     this.virtualTokens?.dispose();
   }
+}
+
+/**
+ * The weights `packFrozen` packs, each with its output-channel axis (int8's scales): every projection's weight, the
+ * token and position embeddings and an untied LM head.
+ */
+export function packableWeights(spec: ModelSpec): Map<string, 0 | 1> {
+  const targets = new Map<string, 0 | 1>();
+  const linears = [spec.projectIn, spec.projectOut, ...spec.layers.flatMap((l) => linearsOf(l))].filter((l): l is LinearSpec => !!l);
+  for (const l of linears) targets.set(`${l.module}.weight`, l.layout === 'out_in' ? 0 : 1);
+  for (const name of [spec.embedTokens, spec.embedPositions, spec.lmHead]) if (name) targets.set(name, 0);
+  return targets;
 }
 
 export { positionsFromMask };

@@ -115,7 +115,7 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
       if (done.every(Boolean)) break;
     }
   } finally {
-    headT.dispose();
+    headT?.dispose();
     releaseWeights();
     if (cache) disposeCache(cache);
   }

@@ -121,7 +121,9 @@ export class LoraAdapter {
     const layouts = new Map(allLinears(spec).map((l) => [l.module, l.layout]));
     for (const [mod, { A, B }] of this.modules) {
       const w = params.get(`${mod}.weight`);
-      if (!w) throw new Error(`LoRA module ${mod} has no base weight`);
+      if (!w) {
+        throw new Error(`LoRA module ${mod} has no float32 base weight to merge into (a base packed by --frozen_dtype/--load_in_8bit is never merged: save the adapter unmerged, then merge it into the float32 checkpoint with convert)`);
+      }
       tf.tidy(() => {
         let d = tf.mul(tf.matMul(B, A), this.scaling); // (out, in)
         if (layouts.get(mod) === 'in_out') d = tf.transpose(d);

@@ -12,7 +12,9 @@ import { readShardedSafetensors } from '../hub/safetensors_index.js';
 import type { ModelConfig } from './config.js';
 import { readModelConfigFile } from './config_validation.js';
 import { InputFileError } from '../hub/input_error.js';
-import { DecoderModel } from './decoder.js';
+import { DecoderModel, packableWeights } from './decoder.js';
+import { packWeight, type FrozenDtype, type PackedWeight } from './ops/packed_weight.js';
+import { ensurePackedKernels } from './ops/packed_kernels.js';
 import { buildSpec, causalLmClass, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
 import { readPeftAdapter, readPeftAdapterConfig, writePeftAdapter } from '../hub/peft_files.js';
@@ -103,6 +105,12 @@ export interface LoadOptions {
    * that trains or saves full weights must not receive one silently.
    */
   promptLearning?: boolean;
+  /**
+   * Read the weight matrices straight into this packed format (--frozen_dtype), never holding the model in float32;
+   * for frozen models only. Ignored when an adapter is applied (a LoRA adapter may be merged into the base next: the
+   * caller packs after that).
+   */
+  frozenDtype?: FrozenDtype;
 }
 
 /** Loads an HF directory; every shape is checked against config.json before any training starts. */
@@ -145,8 +153,13 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
   const spec = buildSpec(config);
   const expected = parameterShapes(config, spec);
   const weights = new Map<string, Tensor>();
+  const packed = new Map<string, PackedWeight>();
+  const packFormat = opts.frozenDtype && opts.frozenDtype !== 'float32' && !adapterDir ? opts.frozenDtype : null;
+  const packable = packFormat ? packableWeights(spec) : new Map<string, 0 | 1>();
   const valueHead = new Map<string, Tensor>();
   const unexpected: string[] = [];
+  let model: DecoderModel | null = null;
+  if (packFormat) ensurePackedKernels(); // fail before reading on a backend without the kernels
   try {
     for (const [name, t] of raw) {
       const n = canonicalName(name, config);
@@ -165,14 +178,17 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
       if (t.shape.join() !== info.shape.join()) {
         throw new Error(`${dir}: tensor ${name} has shape [${t.shape}] but config.json implies [${info.shape}] (checkpoint and config disagree)`);
       }
-      weights.set(n, tf.tensor(t.data, t.shape, 'float32'));
+      const axis = packable.get(n);
+      if (packFormat && axis !== undefined && t.shape.length === 2 && t.data instanceof Float32Array) {
+        packed.set(n, packWeight(t.data, t.shape as [number, number], packFormat, axis));
+      } else weights.set(n, tf.tensor(t.data, t.shape, 'float32'));
     }
     if (unexpected.length) {
       throw new Error(`${dir}: ${unexpected.length} tensor(s) not part of a ${config.modelType} model: ${unexpected.slice(0, 5).join(', ')}`);
     }
-    const missing = [...expected.keys()].filter((n) => !weights.has(n));
+    const missing = [...expected.keys()].filter((n) => !weights.has(n) && !packed.has(n));
     if (missing.length) throw new Error(`${dir}: checkpoint lacks ${missing.length} parameter(s): ${missing.slice(0, 5).join(', ')}`);
-    const model = new DecoderModel(config, weights);
+    model = new DecoderModel(config, weights, packed);
     const vhFile = join(dir, VALUE_HEAD_FILE);
     if (existsSync(vhFile)) {
       for (const [k, t] of readSafetensors(vhFile).tensors) valueHead.set(k, tf.tensor(t.data, t.shape, 'float32'));
@@ -190,6 +206,7 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
   } finally {
     for (const t of valueHead.values()) t.dispose();
     for (const t of weights.values()) t.dispose();
+    if (!model) for (const w of packed.values()) w.dispose(); // else the model owns them
   }
 }
 
@@ -208,7 +225,7 @@ export function attachPeftAdapter(model: DecoderModel, dir: string, promptLearni
     );
   }
   const files = readPeftAdapter(dir);
-  const embedWidth = model.params.get(model.spec.embedTokens)!.shape[1]!;
+  const embedWidth = model.paramShape(model.spec.embedTokens)[1]!;
   model.virtualTokens = peftType === 'PREFIX_TUNING' ? PrefixTuningAdapter.fromPeft(files, model.config) : PromptTuningAdapter.fromPeft(files, model.config, embedWidth);
 }
 
@@ -302,6 +319,9 @@ export interface SaveOptions {
  * sequence-classification layout (see SaveOptions.valueHead).
  */
 export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptions = {}): void {
+  if (model.packed.size && !opts.params) {
+    throw new Error(`${dir}: the model's weights are packed (${model.frozenDtype}, --frozen_dtype/--load_in_8bit) and packed weights are never saved; save an adapter, or run without packing`);
+  }
   mkdirSync(dir, { recursive: true });
   const c = model.config;
   const head = opts.valueHead ?? null;

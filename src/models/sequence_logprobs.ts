@@ -13,6 +13,8 @@ import type { DecoderModel } from './decoder.js';
 import { embedding } from './ops/embedding.js';
 import { headLogProbsAndEntropy } from './ops/head_logprobs.js';
 import { positionsFromMask } from './ops/positions.js';
+import { isPackedWeight } from './ops/packed_weight.js';
+import { packedRowMean } from './ops/packed_linear.js';
 
 /** Right-padded rows with a 0/1 mask of the tokens whose log-probability counts (the completion). */
 export interface CompletionBatch {
@@ -79,7 +81,7 @@ export function completionLogProbs(model: DecoderModel, batch: CompletionBatch, 
     // mean over v of z_v = h·(Σ_v W_v)/V: TRL's logits/chosen without the logits (not on the loss's path, so
     // the backward pass never visits it)
     const meanLogits = tf.tidy(() => {
-      const perToken = tf.matMul(h, tf.reshape(tf.mean(head, 0), [C, 1])); // (N, 1)
+      const perToken = tf.matMul(h, tf.reshape(isPackedWeight(head) ? packedRowMean(head) : tf.mean(head, 0), [C, 1])); // (N, 1)
       const perRow = tf.reshape(tf.matMul(tf.tensor2d(assign, [R, N]), perToken), [R]);
       return tf.div(perRow, tf.tensor1d(pos.counts.map((c) => Math.max(c, 1))));
     });

@@ -11,6 +11,7 @@ import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
 import type { KlEstimator } from './functional.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
+import { FROZEN_DTYPES, type FrozenDtype } from '../models/ops/frozen_dtypes.js';
 
 /** How advantages are computed: GAE over per-token rewards (default), or ColossalChat's sequence-level R − V. */
 export type AdvantageKind = 'gae' | 'coati';
@@ -45,6 +46,11 @@ export interface PpoConfig extends LoopControlsConfig, ScheduleFields, NonFinite
   loraTarget?: string[] | string;
   /** Save the actor (and critic) with the adapter merged into full weights instead of as a PEFT adapter. */
   mergeLoraWeights: boolean;
+  /**
+   * --frozen_dtype: the initial model and the reward model (and, with LoRA, the actor's and critic's frozen bases)
+   * held packed in bf16/int8/nf4; the trained weights stay float32.
+   */
+  frozenDtype: FrozenDtype;
 
   // --- data ---
   /** Prompts: CSV (a `prompt` column, e.g. awesome-chatgpt-prompts.csv), JSON or JSONL. */
@@ -139,6 +145,7 @@ export const PPO_DEFAULTS: Omit<PpoConfig, 'pretrain' | 'rmPath' | 'promptDatase
   loraAlpha: 16,
   loraDropout: 0,
   mergeLoraWeights: false,
+  frozenDtype: 'float32',
   pretrainDataset: [],
   skipBadRecords: false,
   numEpisodes: 10,
@@ -263,6 +270,10 @@ export function resolvePpoConfig(input: PpoConfigInput): PpoConfig {
   inRange('--grad_clip', c.gradClip, 0, Infinity);
   nonNegInt('--lora_rank', c.loraRank);
   inRange('--lora_dropout', c.loraDropout, 0, 1);
+  if (!(FROZEN_DTYPES as readonly string[]).includes(c.frozenDtype)) fail('--frozen_dtype', `must be one of ${FROZEN_DTYPES.join(', ')}, got ${c.frozenDtype}`);
+  if (c.frozenDtype !== 'float32' && c.loraRank > 0 && c.mergeLoraWeights) {
+    fail('--merge_lora_weights', `cannot merge into a base held in ${c.frozenDtype} (--frozen_dtype): save the adapter, then merge it into the float32 checkpoint with convert`);
+  }
   nonNegInt('--save_steps', c.saveSteps);
   if (c.evalSteps > 0) {
     fail('--eval_steps', 'train_prompts has no held-out evaluation: its episode metrics (reward/mean, objective/kl, ...) are logged every ' +

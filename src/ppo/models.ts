@@ -18,6 +18,7 @@ import { readSafetensors } from '../hub/safetensors.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import { Tokenizer } from '../hub/tokenizer.js';
+import { packFrozenModel } from '../models/frozen_dtype.js';
 import { isAdapterDir, loadMerged, newAdapter, readRank, trainableParams } from '../rollout/policy.js';
 import { checkSameTokenizer, cloneHead, NOT_A_REWARD_MODEL, readRewardReduction } from '../rewards/reward_model.js';
 import type { PpoConfig } from './config.js';
@@ -59,9 +60,16 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
     const criticInit = c.rmPretrain ? await resolvePretrained(c.rmPretrain) : rm;
     const lora = c.loraRank > 0;
     const tokenizer = await Tokenizer.fromDir(c.tokenizer ?? pretrain);
+    // --frozen_dtype: each frozen model (the initial and reward models; with LoRA the bases under the adapters) is
+    // read packed, or packed as soon as it is loaded.
+    const frozen = (m: DecoderModel): void => packFrozenModel(m, c.frozenDtype);
+    if (c.frozenDtype !== 'float32' && lora && (isAdapterDir(pretrain) || isAdapterDir(criticInit))) {
+      throw new Error(`--frozen_dtype ${c.frozenDtype} with --lora_rank: ${isAdapterDir(pretrain) ? pretrain : criticInit} is a LoRA adapter, so the final save would merge into the packed base; give its merged (full) model instead`);
+    }
 
     // 1. actor and initial model
-    const base = track(loadMerged(pretrain, c.model, '--model').model);
+    // The SFT model is read packed when it is frozen: under LoRA (the actor's base), or as the initial model of a resume.
+    const base = track(loadMerged(pretrain, c.model, '--model', lora || resumeDir ? c.frozenDtype : 'float32').model);
     let actor: DecoderModel;
     let initial: DecoderModel;
     const actorAdapterDir = resumeDir && isAdapterDir(resumeDir) ? resumeDir : null;
@@ -73,17 +81,21 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
       actor = base;
       actor.lora = actorAdapterDir ? loadLoraAdapter(actorAdapterDir, actor) : newAdapter(actor, c, c.seed);
       initial = actor;
+      frozen(actor);
     } else if (resumeDir) {
       actor = track(loadMerged(resumeDir, c.model, '--model').model);
       initial = base;
+      frozen(initial);
     } else {
       actor = base;
-      initial = track(loadMerged(pretrain, c.model, '--model').model);
+      initial = track(loadMerged(pretrain, c.model, '--model', c.frozenDtype).model);
+      frozen(initial);
     }
 
     // 2. reward model
-    const rmLoaded = loadMerged(rm, c.rmModel, '--rm_model');
+    const rmLoaded = loadMerged(rm, c.rmModel, '--rm_model', c.frozenDtype);
     track(rmLoaded.model);
+    frozen(rmLoaded.model);
     const rmHead = rmLoaded.valueHead;
     if (!rmHead) throw new Error(`${rm}: ${NOT_A_REWARD_MODEL}`);
     track(rmHead);
@@ -99,11 +111,12 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
     let reward: ValueModel;
     if (lora) {
       if (criticDir && !criticAdapterDir) throw new Error(`${criticDir} holds full (merged) weights: resume from a checkpoint-<episode> directory (saved unmerged) or without --lora_rank`);
-      const own = shareCritic ? null : loadMerged(criticInit, c.rmModel, '--rm_model');
+      const own = shareCritic ? null : loadMerged(criticInit, c.rmModel, '--rm_model', c.frozenDtype);
       const backbone = own ? track(own.model) : rmLoaded.model;
       const ownHead = own ? own.valueHead : null;
       if (ownHead) track(ownHead);
       backbone.lora = criticAdapterDir ? loadLoraAdapter(criticAdapterDir, backbone) : newAdapter(backbone, c, c.seed + 1);
+      frozen(backbone);
       const head = criticAdapterDir
         ? headFromFile(criticAdapterDir)
         : shareCritic ? cloneHead(rmHead) : ownHead ? cloneHead(ownHead) : ValueHead.create(backbone.config.hiddenSize, c.seed + 1);

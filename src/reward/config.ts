@@ -131,5 +131,6 @@ export function resolveRewardConfig(input: RewardConfigInput): RewardConfig {
   check.inRange('--eval_ratio', c.evalRatio, 0, 1, { hiOpen: true });
   check.inRange('--lora_alpha', c.loraAlpha, 0, Infinity);
   if (c.mergeLoraWeights && c.loraRank === 0) check.fail('--merge_lora_weights', 'needs --lora_rank > 0 (without LoRA the full weights are saved anyway)');
+  check.frozenDtype(c, true);
   return c;
 }

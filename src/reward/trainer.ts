@@ -40,6 +40,7 @@ import { pairMetrics, pairwiseLoss, type PairwiseLoss } from './losses.js';
 import { RewardModel, rewardConfigExtra } from './model.js';
 import { collatePairs, loadRewardData, tokenizePreferencePairs, tokenizerAddsBos, type PairBatch, type TokenizedPair } from './dataset.js';
 import { adapterBase } from '../models/adapter_dir.js';
+import { packFrozenModel } from '../models/frozen_dtype.js';
 
 export { adapterBase };
 
@@ -462,6 +463,7 @@ function prepareModel(
     const targets = c.loraTargets ?? DEFAULT_LORA_TARGETS[model.config.modelType] ?? 'all-linear';
     model.lora = LoraAdapter.create(model.spec, { r: c.loraRank, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules: targets }, c.seed);
   }
+  if (c.frozenDtype && c.frozenDtype !== 'float32' && model.lora) packFrozenModel(model, c.frozenDtype);
   let valueHead = head;
   if (!valueHead) {
     valueHead = ValueHead.create(model.config.hiddenSize, c.seed);
@@ -492,6 +494,11 @@ export async function runRewardTraining(input: RewardConfigInput, runOptions: Re
   const loaded = await loadBackbone(c.resume ?? c.pretrain, c.modelType, c.resume ? undefined : c.tokenizer);
   // A saved adapter must name base weights that stay on disk; after merging an SFT adapter there are none: save merged.
   const loraBase = c.resume ? adapterBase(c.resume) : loaded.model.lora ? null : resolve(loaded.dir);
+  if (loraBase === null && c.frozenDtype && c.frozenDtype !== 'float32') {
+    loaded.model.dispose();
+    loaded.valueHead?.dispose();
+    throw new Error(`--frozen_dtype ${c.frozenDtype}: the LoRA adapter would be saved merged into its packed base (--pretrain is itself an adapter); give its merged (full) model as --pretrain`);
+  }
   const model = prepareModel(c, loaded.model, loaded.valueHead, loaded.tokenizer.padTokenId, resumeState !== null, say);
   if (c.loraRank > 0 && loraBase === null && !c.mergeLoraWeights) say('the LoRA adapter will be saved merged into full weights (its base is not a plain model directory)');
   try {

@@ -7,6 +7,7 @@ import { loadUserRewards, looksLikeModulePath } from './user_module.js';
 import { RewardModelScorer } from './reward_model.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
 import type { RewardBatch, RewardSource } from './types.js';
+import type { FrozenDtype } from '../models/ops/frozen_dtypes.js';
 
 export interface RewardSpec extends BuiltinOptions {
   /** Built-in names and module paths (comma-separated entries allowed). */
@@ -15,6 +16,8 @@ export interface RewardSpec extends BuiltinOptions {
   rmPaths: string[];
   /** One weight per source, in order (functions, then reward models); default all 1. */
   rewardWeights?: number[];
+  /** The reward models' backbones held packed (--frozen_dtype); default float32. */
+  frozenDtype?: FrozenDtype;
 }
 
 /** Splits comma-separated entries: `--reward_funcs accuracy,format --reward_funcs ./mine.mjs`. */
@@ -37,7 +40,7 @@ export class RewardSet {
         else throw new Error(`--reward_funcs ${f}: not a built-in reward (accuracy, format, length) nor a module path (./file.mjs, .js, .ts)`);
       }
       for (const dir of spec.rmPaths) {
-        const rm = await RewardModelScorer.load(dir, tokenizer);
+        const rm = await RewardModelScorer.load(dir, tokenizer, spec.frozenDtype ?? 'float32');
         const base = dir.replace(/\/+$/, '').split('/').pop()!;
         sources.push({ name: base, score: async (b) => rm.score(...rowsOf(b)), dispose: () => rm.dispose() });
       }

@@ -11,6 +11,7 @@ import { ValueHead } from '../models/value_head.js';
 import { ValueModel, reduceValues, type ValueReduction } from '../models/value_model.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { loadMerged } from '../rollout/policy.js';
+import type { FrozenDtype } from '../models/frozen_dtype.js';
 
 export function cloneHead(h: ValueHead): ValueHead {
   return h.clone();
@@ -52,8 +53,8 @@ export class RewardModelScorer {
     readonly reduction: ValueReduction,
   ) {}
 
-  static async load(dir: string, policyTokenizer: Tokenizer): Promise<RewardModelScorer> {
-    const loaded = loadMerged(dir, undefined, '--rm_path');
+  static async load(dir: string, policyTokenizer: Tokenizer, frozenDtype: FrozenDtype = 'float32'): Promise<RewardModelScorer> {
+    const loaded = loadMerged(dir, undefined, '--rm_path', frozenDtype);
     try {
       const head = loaded.valueHead;
       if (!head) throw new Error(`${dir}: ${NOT_A_REWARD_MODEL}`);

@@ -9,6 +9,7 @@ import type { tf } from '../engine/tf.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
 import { loadPretrained, type LoadedModel } from '../models/pretrained.js';
+import { packFrozenModel, type FrozenDtype } from '../models/frozen_dtype.js';
 
 /** Whether `dir` holds only a PEFT adapter (no config.json of its own). */
 export function isAdapterDir(dir: string): boolean {
@@ -23,10 +24,14 @@ export function mergeAdapter(model: DecoderModel): void {
   model.lora = null;
 }
 
-/** Loads `dir` with any adapter merged in; `family` (from --model) must match its model_type. */
-export function loadMerged(dir: string, family: string | undefined, flag: string): LoadedModel {
-  const loaded = loadPretrained(dir);
+/**
+ * Loads `dir` with any adapter merged in; `family` (from --model) must match its model_type. `frozenDtype`: a frozen
+ * model, its weight matrices read straight into that packed format (packed after the merge when `dir` is an adapter).
+ */
+export function loadMerged(dir: string, family: string | undefined, flag: string, frozenDtype: FrozenDtype = 'float32'): LoadedModel {
+  const loaded = loadPretrained(dir, { frozenDtype });
   mergeAdapter(loaded.model);
+  packFrozenModel(loaded.model, frozenDtype);
   if (family && family !== loaded.model.config.modelType) {
     loaded.model.dispose();
     throw new Error(`${flag} ${family} but ${dir} holds a ${loaded.model.config.modelType} model`);

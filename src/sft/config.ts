@@ -20,6 +20,7 @@ export type PeftMethod = (typeof PEFT_METHODS)[number];
 export const DEFAULT_NUM_VIRTUAL_TOKENS = 20;
 export const PROMPT_TUNING_INITS = ['random', 'sample_vocab'] as const;
 import type { BinDtype } from '../data/token_bin.js';
+import { FROZEN_DTYPES, type FrozenDtype } from '../models/ops/frozen_dtypes.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
 
@@ -54,6 +55,8 @@ export interface SftConfig extends LoopControlsConfig, ScheduleFields, NonFinite
   loraTarget?: string[] | string;
   /** Save full weights with the adapter merged in, instead of a PEFT adapter. */
   mergeLoraWeights: boolean;
+  /** --frozen_dtype: the base under the LoRA / prefix / prompt adapter held packed (bf16, int8, nf4); default float32. */
+  frozenDtype?: FrozenDtype;
   /**
    * Parameter-efficient method: `lora` (the default when loraRank > 0), `prefix` (prefix tuning / P-tuning v2:
    * trainable key/value positions in every layer) or `prompt` (prompt tuning: trainable input embeddings). Unset
@@ -197,6 +200,11 @@ export function validateSftConfig(c: SftConfig): void {
   if (c.loraRank > 0 && !(c.loraAlpha > 0)) fail(`--lora_alpha must be > 0, got ${c.loraAlpha}`);
   if (!(c.loraDropout >= 0 && c.loraDropout < 1)) fail(`--lora_dropout must be in [0, 1), got ${c.loraDropout}`);
   validatePeftFlags(c, fail);
+  if (c.frozenDtype !== undefined && c.frozenDtype !== 'float32') {
+    if (!(FROZEN_DTYPES as readonly string[]).includes(c.frozenDtype)) fail(`--frozen_dtype must be one of ${FROZEN_DTYPES.join(', ')}, got ${c.frozenDtype}`);
+    if (!peftMethodOf(c)) fail(`--frozen_dtype ${c.frozenDtype} packs the frozen base under an adapter: add --lora_rank R or --peft prefix|prompt (full-weight SFT trains every weight in float32)`);
+    if (c.mergeLoraWeights) fail(`--merge_lora_weights cannot merge into a base held in ${c.frozenDtype}: save the adapter, then merge it into the float32 checkpoint with convert`);
+  }
   if (!(c.evalRatio >= 0 && c.evalRatio < 1)) fail(`--eval_ratio must be in [0, 1), got ${c.evalRatio}`);
   if (c.maxDatasetsSize !== undefined) int(c.maxDatasetsSize, '--max_datasets_size', 1);
   int(c.maxLen, '--max_len', 2);

@@ -47,6 +47,7 @@ import {
 } from './config.js';
 import { detectDataMode, prepareChatData, prepareTextData, readCorpusTexts, type PreparedSftData, type SftDataOptions } from './data.js';
 import { charTokenizerFor, configForTokenizer, modelFromConfig, rawConfigFromSpec } from './from_config.js';
+import { packFrozenModel } from '../models/frozen_dtype.js';
 
 /** Name of the optimizer inside optimizer.safetensors. */
 const OPTIMIZER_NAME = 'model';
@@ -404,7 +405,7 @@ export class SftTrainer {
 
   private describe(): void {
     const count = (vs: tf.Variable[]) => vs.reduce((s, v) => s + v.size, 0);
-    const all = count([...this.model.params.values()]);
+    const all = count([...this.model.params.values()]) + [...this.model.packed.values()].reduce((s, w) => s + w.shape[0] * w.shape[1], 0);
     const adapter = this.model.lora ?? this.model.virtualTokens;
     const trained = adapter ? count(adapter.trainableVariables()) : all;
     const vt = this.model.virtualTokens;
@@ -530,6 +531,15 @@ async function loadModel(
     const targetModules = c.loraTarget ?? DEFAULT_LORA_TARGETS[model.config.modelType]!;
     try {
       model.lora = LoraAdapter.create(model.spec, { r: c.loraRank, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules }, c.seed);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
+  // The base under the adapter is frozen: held packed with --frozen_dtype (the adapter stays float32).
+  if (c.frozenDtype && c.frozenDtype !== 'float32' && (model.lora || model.virtualTokens)) {
+    try {
+      packFrozenModel(model, c.frozenDtype);
     } catch (e) {
       model.dispose();
       throw e;

@@ -7,6 +7,7 @@
  *   check.inRange('--lr', c.lr, 0, Infinity);
  *   check.oneOf('--loss_type', c.lossType, LOSS_TYPES);
  */
+import { FROZEN_DTYPES } from '../models/ops/frozen_dtypes.js';
 
 export interface RangeOptions {
   /** The lower bound itself is not allowed: (lo, hi]. */
@@ -24,6 +25,11 @@ export interface ConfigChecks {
   oneOf(flag: string, v: string, allowed: readonly string[]): void;
   /** The checks of the fields every training stage has (LoRA, seed, checkpoint cadence). */
   common(c: CommonFields): void;
+  /**
+   * --frozen_dtype: one of FROZEN_DTYPES, and never with --merge_lora_weights (a packed base cannot take the merge).
+   * `needsAdapter`: the stage has nothing frozen without an adapter (SFT, RM), so a packed dtype needs --lora_rank.
+   */
+  frozenDtype(c: { frozenDtype?: string; loraRank: number; mergeLoraWeights: boolean }, needsAdapter?: boolean): void;
 }
 
 /** Fields each training stage has under the same flag names. */
@@ -70,6 +76,15 @@ export function configChecks(): ConfigChecks {
       intAtLeast('--save_steps', c.saveSteps, 0);
       if (c.seed !== undefined) intAtLeast('--seed', c.seed, 0);
       if (c.maxDatasetsSize !== undefined) intAtLeast('--max_datasets_size', c.maxDatasetsSize, 0);
+    },
+    frozenDtype(c, needsAdapter = false) {
+      const d = c.frozenDtype;
+      if (d === undefined || d === 'float32') return;
+      if (!(FROZEN_DTYPES as readonly string[]).includes(d)) fail('--frozen_dtype', `must be one of ${FROZEN_DTYPES.join(', ')}, got ${d}`);
+      if (needsAdapter && c.loraRank === 0) fail('--frozen_dtype', `${d} packs the frozen base under a LoRA adapter: add --lora_rank R (full-weight training keeps every weight in float32)`);
+      if (c.loraRank > 0 && c.mergeLoraWeights) {
+        fail('--merge_lora_weights', `cannot merge into a base held in ${d} (--frozen_dtype): save the adapter, then merge it into the float32 checkpoint with convert`);
+      }
     },
   };
 }

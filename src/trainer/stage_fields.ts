@@ -2,6 +2,7 @@
  * Config fields every training stage has under the same flag names (src/cli/common.ts declares the flags), so each
  * stage's config lists only its own. Field names are the camelCase of the flags.
  */
+import type { FrozenDtype } from '../models/ops/frozen_dtypes.js';
 
 /** LoRA (PEFT's meanings): --lora_rank, --lora_alpha, --lora_dropout, --merge_lora_weights. */
 export interface LoraFields {
@@ -11,6 +12,8 @@ export interface LoraFields {
   loraDropout: number;
   /** With LoRA: save full weights with the adapter merged (true) or a PEFT adapter naming its base (false). */
   mergeLoraWeights: boolean;
+  /** --frozen_dtype: frozen weights (a reference, a reward model, the base under an adapter) packed in bf16/int8/nf4. */
+  frozenDtype?: FrozenDtype;
 }
 
 /** AdamW: --lr (the peak of the schedule), --weight_decay, --grad_clip. */

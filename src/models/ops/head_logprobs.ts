@@ -11,7 +11,9 @@
  * so dz = dlogp·(onehot − p) − dH·p ⊙ (z − lse + H), then dh = dz·W and dW = dzᵀ·h.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
-import { capChunk, headGradChunk, headPieces, LOSS_ROWS_PER_CHUNK, splitSizes } from './lm_head_loss.js';
+import { capChunk, headGradChunk, headPieces, LOSS_ROWS_PER_CHUNK, piecesLogits, splitSizes, type HeadWeight } from './lm_head_loss.js';
+import { isPackedWeight } from './packed_weight.js';
+import { packedMatMul } from './packed_linear.js';
 import { scatterAt } from './loss.js';
 import { VOCAB_CHUNK } from './vocab_projection.js';
 import { gradientsRecording, tidyGrad } from './tidy_grad.js';
@@ -26,9 +28,9 @@ interface ChunkStats {
   entropy: Tensor; // (R)
 }
 
-function chunkStats(hc: Tensor, WTj: Tensor[], targets: Tensor, cap: number | null): ChunkStats {
+function chunkStats(hc: Tensor, logitsOf: (hc: Tensor) => Tensor, targets: Tensor, cap: number | null): ChunkStats {
   const R = hc.shape[0]!;
-  const raw = WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+  const raw = logitsOf(hc); // (R, V)
   const { logits: z, slope } = capChunk(raw, cap);
   const V = z.shape[1]!;
   const p = tf.softmax(z, -1);
@@ -39,11 +41,25 @@ function chunkStats(hc: Tensor, WTj: Tensor[], targets: Tensor, cap: number | nu
   return { z, slope, lse, p, flatIdx, logp, entropy };
 }
 
+/** dz [R, V] of a chunk from its stats and the incoming gradient d [R, 2] (of logp and entropy). */
+function logitsGrad(s: ChunkStats, d: Tensor): Tensor {
+  const [R, V] = s.z.shape as [number, number];
+  const dlogp = tf.slice(d, [0, 0], [R, 1]);
+  const dH = tf.slice(d, [0, 1], [R, 1]);
+  // −dlogp·p − dH·p⊙(z − lse + H), then + dlogp at each row's target
+  const H = tf.reshape(s.entropy, [R, 1]);
+  const dzDense = tf.neg(tf.mul(s.p, tf.add(dlogp, tf.mul(dH, tf.add(tf.sub(s.z, s.lse), H)))));
+  const flat = tf.reshape(dzDense, [R * V]);
+  const atTarget = tf.add(tf.gather(flat, s.flatIdx), tf.reshape(dlogp, [R]));
+  const dzCapped = tf.reshape(scatterAt(flat, s.flatIdx, atTarget, R, V), [R, V]);
+  return s.slope ? tf.mul(dzCapped, s.slope) : dzCapped;
+}
+
 /**
  * h [N, C], head [V, C], targets [N] (int) → [N, 2]: column 0 log p(target), column 1 the entropy (nats).
  * Differentiable in h and head. `softcap`: the logits soft-capped first (Gemma 2's final_logit_softcapping).
  */
-export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK, softcap: number | null = null): Tensor {
+export function headLogProbsAndEntropy(h: Tensor, head: HeadWeight, targets: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK, softcap: number | null = null): Tensor {
   const [N, C] = h.shape as [number, number];
   if (head.shape[1] !== C) throw new Error(`headLogProbsAndEntropy: head [${head.shape}] does not match hidden width ${C}`);
   if (targets.size !== N) throw new Error(`headLogProbsAndEntropy: ${targets.size} targets for ${N} rows`);
@@ -51,14 +67,14 @@ export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor,
   const vocabSizes = splitSizes(head.shape[0]!, VOCAB_CHUNK);
   const rows = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, t.shape[1]!]));
   const tg = tf.reshape(tf.cast(targets, 'int32'), [N]);
-  const forward = (x: Tensor, W: Tensor): Tensor =>
+  const forward = (x: Tensor, W: HeadWeight): Tensor =>
     tf.tidy(() => {
-      const { WTj } = headPieces(W, vocabSizes);
+      const logitsOf = isPackedWeight(W) ? (hc: Tensor) => packedMatMul(hc, W, true) : ((WTj) => (hc: Tensor) => piecesLogits(hc, WTj))(headPieces(W, vocabSizes).WTj);
       const parts: Tensor[] = [];
       let r0 = 0;
       for (const R of rowSizes) {
         parts.push(tf.tidy(() => {
-          const s = chunkStats(rows(x, r0, R), WTj, rows(tg, r0, R), softcap);
+          const s = chunkStats(rows(x, r0, R), logitsOf, rows(tg, r0, R), softcap);
           return tf.stack([s.logp, s.entropy], 1); // (R, 2)
         }));
         r0 += R;
@@ -67,6 +83,27 @@ export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor,
     });
   try {
     if (!gradientsRecording()) return forward(h, head);
+    if (isPackedWeight(head)) {
+      // Frozen head: only dh = dz · W, from the recomputed chunk logits.
+      const packedOp = tf.customGrad((hh, save) => {
+        (save as tf.GradSaveFunc)([hh as Tensor, tf.clone(tg)]);
+        return {
+          value: forward(hh as Tensor, head),
+          gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+            const [x, t] = saved as [Tensor, Tensor];
+            const logitsOf = (hc: Tensor) => packedMatMul(hc, head, true);
+            const parts: Tensor[] = [];
+            let r0 = 0;
+            for (const R of rowSizes) {
+              parts.push(tf.tidy(() => packedMatMul(logitsGrad(chunkStats(rows(x, r0, R), logitsOf, rows(t, r0, R), softcap), rows(dy, r0, R)), head, false)));
+              r0 += R;
+            }
+            return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+          }),
+        };
+      }) as unknown as (h: Tensor) => Tensor;
+      return packedOp(h);
+    }
     const op = tf.customGrad((hh, ww, save) => {
       (save as tf.GradSaveFunc)([hh as Tensor, ww as Tensor, tf.clone(tg)]);
       return {
@@ -80,18 +117,8 @@ export function headLogProbsAndEntropy(h: Tensor, head: Tensor, targets: Tensor,
           for (const R of rowSizes) {
             const step = tf.tidy(() => {
               const hc = rows(x, r0, R);
-              const s = chunkStats(hc, WTj, rows(t, r0, R), softcap);
-              const V = s.z.shape[1]!;
-              const d = rows(dy, r0, R); // (R, 2)
-              const dlogp = tf.slice(d, [0, 0], [R, 1]);
-              const dH = tf.slice(d, [0, 1], [R, 1]);
-              // −dlogp·p − dH·p⊙(z − lse + H), then + dlogp at each row's target
-              const H = tf.reshape(s.entropy, [R, 1]);
-              const dzDense = tf.neg(tf.mul(s.p, tf.add(dlogp, tf.mul(dH, tf.add(tf.sub(s.z, s.lse), H)))));
-              const flat = tf.reshape(dzDense, [R * V]);
-              const atTarget = tf.add(tf.gather(flat, s.flatIdx), tf.reshape(dlogp, [R]));
-              const dzCapped = tf.reshape(scatterAt(flat, s.flatIdx, atTarget, R, V), [R, V]);
-              const dz = s.slope ? tf.mul(dzCapped, s.slope) : dzCapped;
+              const s = chunkStats(hc, (c) => piecesLogits(c, WTj), rows(t, r0, R), softcap);
+              const dz = logitsGrad(s, rows(dy, r0, R));
               const grads = headGradChunk(dz, hc, Wj, vocabSizes, dWT);
               return { dh: grads.dh, next: grads.dWT };
             });

@@ -15,6 +15,16 @@ import { tf, type Tensor } from '../../engine/tf.js';
 import { IGNORE_INDEX, scatterAt } from './loss.js';
 import { VOCAB_CHUNK } from './vocab_projection.js';
 import { gradientsRecording } from './tidy_grad.js';
+import { isPackedWeight, type PackedWeight } from './packed_weight.js';
+import { packedMatMul } from './packed_linear.js';
+
+/** An LM head [V, C]: a float32 tensor, or frozen and packed (then only dh flows back, never dW). */
+export type HeadWeight = Tensor | PackedWeight;
+
+/** Raw logits of a chunk of rows hc [R, C] against the head's transposed vocabulary pieces [C, vc]. */
+export function piecesLogits(hc: Tensor, WTj: Tensor[]): Tensor {
+  return WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+}
 
 /** Rows per chunk: 256 rows × 50k vocabulary ≈ 50 MiB per [rows, V] temporary. */
 export const LOSS_ROWS_PER_CHUNK = 256;
@@ -74,9 +84,9 @@ interface ChunkResult {
 }
 
 /** One chunk of rows: logits, per-row loss, and (optionally) the logits gradient (p − onehot)·weight. */
-function chunkLoss(hc: Tensor, WTj: Tensor[], targets: Tensor, weight: Tensor, withGrad: boolean, cap: number | null): ChunkResult {
+function chunkLoss(hc: Tensor, logitsOf: (hc: Tensor) => Tensor, targets: Tensor, weight: Tensor, withGrad: boolean, cap: number | null): ChunkResult {
   const R = hc.shape[0]!;
-  const raw = WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
+  const raw = logitsOf(hc); // (R, V)
   const { logits, slope } = capChunk(raw, cap);
   const V = logits.shape[1]!;
   const p = tf.softmax(logits, -1);
@@ -95,7 +105,7 @@ function chunkLoss(hc: Tensor, WTj: Tensor[], targets: Tensor, weight: Tensor, w
  * Mean cross-entropy of (h[N, C] · head[V, C]ᵀ) against int labels [N], ignoring IGNORE_INDEX; `softcap`: the logits
  * soft-capped first (see softcapLogits).
  */
-export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK, softcap: number | null = null): Tensor {
+export function lmHeadCrossEntropy(h: Tensor, head: HeadWeight, labels: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK, softcap: number | null = null): Tensor {
   const [N, C] = h.shape as [number, number];
   const V = head.shape[0]!;
   if (head.shape[1] !== C) throw new Error(`lmHeadCrossEntropy: head [${head.shape}] does not match hidden width ${C}`);
@@ -112,13 +122,14 @@ export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rows
   const rowsOf = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, C]));
 
   try {
+    if (isPackedWeight(head)) return packedHeadCrossEntropy(h, head, rowSizes, targets, weights, softcap);
     if (!gradientsRecording()) {
       return tf.tidy(() => {
         const { WTj } = headPieces(head, vocabSizes);
         let total: Tensor = tf.scalar(0);
         let r0 = 0;
         for (const R of rowSizes) {
-          const part = tf.tidy(() => chunkLoss(rowsOf(h, r0, R), WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), false, softcap).loss);
+          const part = tf.tidy(() => chunkLoss(rowsOf(h, r0, R), (hc) => piecesLogits(hc, WTj), rowsOf(targets, r0, R), rowsOf(weights, r0, R), false, softcap).loss);
           const next: Tensor = tf.add(total, part);
           tf.dispose([total, part]);
           total = next;
@@ -137,7 +148,7 @@ export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rows
       for (const R of rowSizes) {
         const step = tf.tidy(() => {
           const hc = rowsOf(x, r0, R);
-          const { loss, G } = chunkLoss(hc, WTj, rowsOf(targets, r0, R), rowsOf(weights, r0, R), true, softcap);
+          const { loss, G } = chunkLoss(hc, (c) => piecesLogits(c, WTj), rowsOf(targets, r0, R), rowsOf(weights, r0, R), true, softcap);
           const grads = headGradChunk(G!, hc, Wj, vocabSizes, dWT);
           return { loss: tf.add(total, loss), dh: grads.dh, dWTnew: grads.dWT };
         });
@@ -163,4 +174,45 @@ export function lmHeadCrossEntropy(h: Tensor, head: Tensor, labels: Tensor, rows
   } finally {
     tf.dispose([targets, weights]);
   }
+}
+
+/**
+ * lmHeadCrossEntropy for a packed frozen head: the same chunks, logits from the packed product, and only dh = G·W
+ * accumulated (the head takes no gradient).
+ */
+function packedHeadCrossEntropy(h: Tensor, head: PackedWeight, rowSizes: number[], targets: Tensor, weights: Tensor, softcap: number | null): Tensor {
+  const C = h.shape[1]!;
+  const rowsOf = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, C]));
+  const logitsOf = (hc: Tensor) => packedMatMul(hc, head, true);
+  const withGrad = gradientsRecording();
+  const run = (x: Tensor): { total: Tensor; dh: Tensor | null } => {
+    let total: Tensor = tf.scalar(0);
+    const dhParts: Tensor[] = [];
+    let r0 = 0;
+    for (const R of rowSizes) {
+      const step = tf.tidy(() => {
+        const { loss, G } = chunkLoss(rowsOf(x, r0, R), logitsOf, rowsOf(targets, r0, R), rowsOf(weights, r0, R), withGrad, softcap);
+        return G ? { loss: tf.add(total, loss), dh: packedMatMul(G, head, false) } : { loss: tf.add(total, loss) };
+      }) as { loss: Tensor; dh?: Tensor };
+      total.dispose();
+      total = step.loss;
+      if (step.dh) dhParts.push(step.dh);
+      r0 += R;
+    }
+    return { total, dh: withGrad ? (dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0)) : null };
+  };
+  if (!withGrad) return run(h).total;
+  const op = tf.customGrad((hh, save) => {
+    const { total, dh } = run(hh as Tensor);
+    (save as tf.GradSaveFunc)([dh!]);
+    return {
+      value: total,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const g = tf.mul(saved[0]!, dy);
+        saved[0]!.dispose();
+        return g;
+      },
+    };
+  }) as unknown as (h: Tensor) => Tensor;
+  return op(h);
 }
