@@ -80,9 +80,17 @@ export class NativeBackend extends MathBackendCPU {}
 
 // ---- helpers over the backend's arrays ----
 
+/**
+ * The array behind a tensor when it is the one its dtype implies (float32: Float32Array, int32: Int32Array, bool:
+ * Uint8Array), else null and the kernel falls back to the cpu one: cpu kernels sometimes store another array type
+ * (a cast from bool keeps its bytes), and the native kernels move elements of a fixed size.
+ */
 function valuesOf(backend: NativeBackend, t: tf.TensorInfo): Values | null {
   const v = backend.data.get(t.dataId)?.values;
-  return v instanceof Float32Array || v instanceof Int32Array || v instanceof Uint8Array ? v : null;
+  if (t.dtype === 'float32') return v instanceof Float32Array ? v : null;
+  if (t.dtype === 'int32') return v instanceof Int32Array ? v : null;
+  if (t.dtype === 'bool') return v instanceof Uint8Array ? v : null;
+  return null;
 }
 
 function floats(backend: NativeBackend, t: tf.TensorInfo): Float32Array | null {
