@@ -14,6 +14,9 @@
 //   segmentSum(data, rows, inner, ids, out)            out[ids[r], :] += data[r, :]
 //   setThreads(n), getThreads()
 #include <napi.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -322,6 +325,36 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// exp(x) in float32 within ~2 ulp, written so the compiler vectorises it (no calls, no branches): x = n·ln2 + r
+// with n rounded to nearest by the 1.5·2^23 trick, e^r by a degree-6 polynomial, 2^n put in the exponent bits.
+// Results below float32's normal range flush to 0 (a masked attention score), above it go to +Infinity; NaN passes.
+inline float FastExp(float x) {
+  const float hi = 88.3762626647949f, lo = -87.3365447504f;
+  const float xc = x > hi ? hi : (x < lo ? lo : x);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23
+  const float t = xc * 1.44269504088896341f + shifter;
+  const float n = t - shifter;
+  int32_t ni;
+  std::memcpy(&ni, &t, 4);
+  ni -= 0x4B400000;  // the bits of the shifter: what is left is n as an integer
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (ni + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  float y = p * scale;
+  y = x < lo ? 0.0f : y;
+  y = x > 88.72283935546875f ? INFINITY : y;
+  return x != x ? x : y;
+}
+
 // ---- unary elementwise ----
 
 enum UnaryOp {
@@ -356,12 +389,12 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   const float* x = reinterpret_cast<const float*>(X.data);
   float* o = reinterpret_cast<float*>(O.data);
   switch (op) {
-    case kExp: Map(x, o, n, [](float v) { return std::exp(v); }); break;
+    case kExp: Map(x, o, n, [](float v) { return FastExp(v); }); break;
     case kLog: Map(x, o, n, [](float v) { return std::log(v); }); break;
     case kSqrt: Map(x, o, n, [](float v) { return std::sqrt(v); }); break;
     case kRsqrt: Map(x, o, n, [](float v) { return 1.0f / std::sqrt(v); }); break;
     case kTanh: Map(x, o, n, [](float v) { return std::tanh(v); }); break;
-    case kSigmoid: Map(x, o, n, [](float v) { return 1.0f / (1.0f + std::exp(-v)); }); break;
+    case kSigmoid: Map(x, o, n, [](float v) { return 1.0f / (1.0f + FastExp(-v)); }); break;
     case kErf: Map(x, o, n, [](float v) { return std::erf(v); }); break;
     case kNeg: Map(x, o, n, [](float v) { return -v; }); break;
     case kAbs: Map(x, o, n, [](float v) { return std::fabs(v); }); break;
@@ -399,12 +432,22 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const float* x = reinterpret_cast<const float*>(X.data);
   float* o = reinterpret_cast<float*>(O.data);
   const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float nan_value = nan;
   auto rowsGrain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, red * post));
   pool().For(pre, rowsGrain, [&](int64_t s, int64_t e) {
     std::vector<double> acc(static_cast<size_t>(post));
     for (int64_t p = s; p < e; p++) {
       const float* base = x + p * red * post;
       float* out = o + p * post;
+      if (post == 1 && (op == kRMax || op == kRMin)) {
+        // One row: a plain scan (vectorised), NaN checked once at the end.
+        float best = red > 0 ? base[0] : (op == kRMax ? -INFINITY : INFINITY);
+        bool nan = false;
+        if (op == kRMax) for (int64_t r = 0; r < red; r++) { best = base[r] > best ? base[r] : best; nan |= base[r] != base[r]; }
+        else for (int64_t r = 0; r < red; r++) { best = base[r] < best ? base[r] : best; nan |= base[r] != base[r]; }
+        out[0] = nan ? nan_value : best;
+        continue;
+      }
       if (op == kSum || op == kMean || op == kProd) {
         // Accumulated in double, as tfjs's cpu kernels accumulate in JS numbers.
         std::fill(acc.begin(), acc.end(), op == kProd ? 1.0 : 0.0);
@@ -479,13 +522,16 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
       const float* in = x + r * cols;
       float* out = o + r * cols;
       float m = -INFINITY;
-      for (int64_t c = 0; c < cols; c++) m = (in[c] > m || in[c] != in[c]) ? in[c] : m;
-      double sum = 0;
+      bool nan = false;
       for (int64_t c = 0; c < cols; c++) {
-        const float v = std::exp(in[c] - m);
-        if (!log) out[c] = v;
-        sum += v;
+        m = in[c] > m ? in[c] : m;
+        nan |= in[c] != in[c];
       }
+      if (nan) m = std::numeric_limits<float>::quiet_NaN();
+      // Exponentials first (a vectorised loop), then their sum in double (as the cpu kernel sums in JS numbers).
+      for (int64_t c = 0; c < cols; c++) out[c] = FastExp(in[c] - m);
+      double sum = 0;
+      for (int64_t c = 0; c < cols; c++) sum += out[c];
       if (log) {
         const float lse = m + static_cast<float>(std::log(sum));
         for (int64_t c = 0; c < cols; c++) out[c] = in[c] - lse;
@@ -650,6 +696,13 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), pool().Size()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#if defined(__GLIBC__)
+  // Tensors are ArrayBuffers that V8 mallocs and frees at each GC. glibc would map each large one afresh (a page
+  // fault per 4 KiB on first write, several times the cost of the kernel writing it) and unmap it on free; keeping
+  // buffers up to 32 MiB in the heap, and freed memory mapped, lets later tensors reuse pages already faulted in.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("reduce", Napi::Function::New(env, Reduce));

@@ -103,7 +103,18 @@ function size(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/**
+ * Below this many elements outputs are ordinary zeroed arrays; above, uninitialised memory (Buffer.allocUnsafeSlow,
+ * its own ArrayBuffer), as every native kernel writes each element of its output: zeroing 26 MB of logits first
+ * cost as much as the kernel.
+ */
+const UNINITIALISED_FROM = 4096;
+
 function allocate(dtype: tf.DataType, n: number): Values {
+  if ((dtype === 'float32' || dtype === 'int32') && n >= UNINITIALISED_FROM) {
+    const b = Buffer.allocUnsafeSlow(4 * n);
+    return dtype === 'float32' ? new Float32Array(b.buffer, b.byteOffset, n) : new Int32Array(b.buffer, b.byteOffset, n);
+  }
   if (dtype === 'float32') return new Float32Array(n);
   if (dtype === 'int32') return new Int32Array(n);
   if (dtype === 'bool') return new Uint8Array(n);
@@ -323,8 +334,7 @@ function makeKernels(engine: EngineAddon, blas: BlasAddon): Record<string, Nativ
     const paddings = attrs.paddings as [number, number][];
     const outShape = x.shape.map((d, i) => paddings[i]![0] + d + paddings[i]![1]);
     const { info, values } = output(backend, outShape, x.dtype);
-    const value = Number(attrs.constantValue ?? 0);
-    if (value !== 0) values.fill(value);
+    values.fill(Number(attrs.constantValue ?? 0));
     const outStrides = rowMajorStrides(outShape);
     if (xv.length > 0) {
       engine.copy(xv, 0, rowMajorStrides(x.shape), values, paddings.reduce((s, p, i) => s + p[0] * outStrides[i]!, 0), outStrides, x.shape, elemBytes(x.dtype));
@@ -353,6 +363,7 @@ function makeKernels(engine: EngineAddon, blas: BlasAddon): Record<string, Nativ
     if (!xv || !(iv instanceof Int32Array) || !segmentIds.shape.every((d, i) => d === x.shape[i])) return fallback({ inputs, backend, attrs });
     const inner = x.shape.slice(k);
     const { info, values } = output(backend, [attrs.numSegments as number, ...inner], 'float32');
+    values.fill(0);
     engine.segmentSum(xv, size(segmentIds.shape), size(inner), iv, values as Float32Array);
     return info;
   };

@@ -1,5 +1,5 @@
 /**
- * The backend self-test: a tiny model step written with plain tf ops (embedding gather, projection, batched and
+ * The backend self-test: a tiny model step written with plain tf ops (one-hot embedding, a gather, projection, batched and
  * transposed products, broadcasting, softmax, log-softmax cross-entropy, reductions over several axes, slices and
  * concatenation) whose value and gradients must agree with the cpu backend's. A backend missing a kernel fails
  * here, not mid-run. It uses only the engine, so the engine knows no model.
@@ -13,8 +13,12 @@ export function selfTestValues(): number[] {
     const ids = tf.tensor1d([1, 2, 3, 4, 5, 9], 'int32');
     const targets = tf.tensor1d([2, 3, 4, 5, 9, 0], 'int32');
     const mask = tf.tensor1d([1, 1, 1, 1, 1, 0]);
+    const positions = tf.tensor2d(Array.from({ length: 12 }, (_, i) => 0.1 * i), [3, 4]);
     const { value, grads } = tf.variableGrads(() => {
-      const x = tf.reshape(tf.matMul(tf.gather(table, ids), w, false, true), [2, 3, 4]);
+      // The embedding as a one-hot product (stock wasm has no UnsortedSegmentSum, the gradient of gather), plus a
+      // gather from a constant table (positions).
+      const rows = tf.add(tf.matMul(tf.oneHot(ids, 10), table), tf.gather(positions, tf.tensor1d([0, 1, 2, 0, 1, 2], 'int32')));
+      const x = tf.reshape(tf.matMul(rows, w, false, true), [2, 3, 4]);
       const scores = tf.div(tf.matMul(x, x, false, true), tf.scalar(2)); // (2, 3, 3)
       const att = tf.softmax(tf.add(scores, tf.tensor2d([[0, -1e9, -1e9], [0, 0, -1e9], [0, 0, 0]])), -1);
       const halves = tf.split(tf.matMul(att, x), 2, -1); // rotate-half style split and re-join
