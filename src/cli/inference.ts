@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
-import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
+import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun, threadsOption } from './common.js';
 import { checkPromptFits, checkTokenizerFitsModel } from './inference_checks.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     .option('--repetition_penalty <p>', 'penalty on tokens already present, 1: off (default: generation_config.json, else 1)', float('--repetition_penalty', 0))
     .option('--json', 'print {"input_ids", "output_ids", "text", "response"} as one JSON object', false)
     .option('--backend <name>', `tensor backend: ${BACKENDS.join(', ')} (env ${BACKEND_ENV})`, process.env[BACKEND_ENV] ?? 'auto')
+    .addOption(threadsOption())
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
   cmd.parse();
   const o = cmd.opts<InferenceOptions>();

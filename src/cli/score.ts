@@ -17,7 +17,7 @@
  * The reward is read where transformers reads it (the last token that is not pad_token_id).
  */
 import { Command, Option } from 'commander';
-import { int, runMain, setupRun } from './common.js';
+import { int, runMain, setupRun, threadsOption } from './common.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { loadSftSamples } from '../data/formats.js';
 import { isChatSample, type ChatMessage, type RecordLocation } from '../data/types.js';
@@ -104,7 +104,8 @@ async function main(): Promise<void> {
     .option('--max_len <n>', 'longest sequence in tokens (prompts lose tokens on the left, then answers on the right)', int('--max_len', 2), 512)
     .option('--batch_size <n>', 'sequences scored at once', int('--batch_size', 1), 8)
     .option('--json', 'print {"scores": [...]}', false)
-    .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'));
+    .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
+    .addOption(threadsOption());
   cmd.parse();
   const o = cmd.opts<ScoreOptions>();
   const given = [o.input, o.input_ids, o.dataset].filter((x) => x !== undefined).length;
