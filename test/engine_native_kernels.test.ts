@@ -209,6 +209,22 @@ describe.runIf(why === '')('native backend kernels against the cpu backend', () 
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('reused output buffers never change what a reader kept, nor a tensor still viewing them', async () => {
+    await tf.setBackend('native');
+    const x = tf.fill([64, 100], 3);
+    const a = tf.add(x, 1); // a pooled buffer (6400 elements)
+    const kept = a.dataSync();
+    const alias = tf.reshape(a, [100, 64]); // the same data: the buffer stays live
+    a.dispose();
+    const b = tf.mul(x, 0); // same size: must not take the buffer `alias` still uses
+    expect(alias.dataSync()[0]).toBe(4);
+    alias.dispose();
+    const c = tf.mul(x, 0); // now the buffer may be reused …
+    expect(kept[0]).toBe(4); // … and what dataSync() returned is a copy
+    expect(Array.from(c.dataSync().slice(0, 2))).toEqual([0, 0]);
+    tf.dispose([x, b, c]);
+  });
+
   it('reshape and identity share the buffer; disposal frees the bytes', async () => {
     await tf.setBackend('native');
     const bytes = tf.memory().numBytes;

@@ -75,8 +75,115 @@ export function engineThreads(env: NodeJS.ProcessEnv = process.env): number {
   return Math.max(1, Math.floor(os.availableParallelism() / (Number.isInteger(ranks) && ranks > 0 ? ranks : 1)));
 }
 
-/** The cpu backend's class, with nothing changed: only its kernels are swapped (below). */
-export class NativeBackend extends MathBackendCPU {}
+/**
+ * Output buffers of the native kernels, reused once no tensor views them. Every tensor is an ArrayBuffer that V8
+ * frees only at a garbage collection; a training step turns over hundreds of MB of them, so V8 ran a full GC every
+ * ~0.3 s for the external memory alone (tiny-chat, B8×T128), and each fresh buffer's pages faulted in again. Buffers
+ * are counted per ArrayBuffer (views and aliases from the cpu kernels included, through `write`/`move`) and go back
+ * to a free list, by exact byte length, when the count drops to zero; reads hand out copies, so nothing outside the
+ * backend keeps a view into a buffer that is reused. The free list holds at most POOL_BYTES.
+ */
+class BufferPool {
+  /** Tensors viewing each pooled buffer (weak: a buffer dropped on an error path is simply collected). */
+  private readonly live = new WeakMap<ArrayBuffer, number>();
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private freeBytes = 0;
+  constructor(private readonly capBytes: number) {}
+
+  take(bytes: number): ArrayBuffer {
+    const list = this.free.get(bytes);
+    const reused = list?.pop();
+    if (reused) {
+      this.freeBytes -= bytes;
+      this.live.set(reused, 0);
+      return reused;
+    }
+    const b = Buffer.allocUnsafeSlow(bytes); // uninitialised: every native kernel writes all of its output
+    const buffer = b.buffer as ArrayBuffer;
+    this.live.set(buffer, 0);
+    return buffer;
+  }
+
+  owns(buffer: ArrayBufferLike): boolean {
+    return this.live.has(buffer as ArrayBuffer);
+  }
+
+  retain(buffer: ArrayBufferLike): void {
+    const n = this.live.get(buffer as ArrayBuffer);
+    if (n !== undefined) this.live.set(buffer as ArrayBuffer, n + 1);
+  }
+
+  release(buffer: ArrayBufferLike): void {
+    const b = buffer as ArrayBuffer;
+    const n = this.live.get(b);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.live.set(b, n - 1);
+      return;
+    }
+    this.live.delete(b);
+    if (this.freeBytes + b.byteLength > this.capBytes) return; // left to the garbage collector
+    const list = this.free.get(b.byteLength) ?? [];
+    list.push(b);
+    this.free.set(b.byteLength, list);
+    this.freeBytes += b.byteLength;
+  }
+
+  /** Buffers kept for reuse, in bytes. */
+  pooledBytes(): number {
+    return this.freeBytes;
+  }
+
+  clear(): void {
+    this.free.clear();
+    this.freeBytes = 0;
+  }
+}
+
+/** Free-list ceiling: 1/16 of the RAM, at most 1 GiB. */
+const POOL_BYTES = Math.min(2 ** 30, Math.floor(os.totalmem() / 16));
+const pool = new BufferPool(POOL_BYTES);
+
+type DataIdLike = object;
+
+/** The cpu backend with buffer reuse (above); its kernels are swapped below. */
+export class NativeBackend extends MathBackendCPU {
+  override write(values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType): DataIdLike {
+    const id = super.write(values, shape, dtype);
+    if (ArrayBuffer.isView(values)) pool.retain(values.buffer);
+    return id;
+  }
+
+  override move(dataId: DataIdLike, values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType, refCount: number): void {
+    const old = this.data.get(dataId)?.values;
+    super.move(dataId, values, shape, dtype, refCount);
+    if (ArrayBuffer.isView(values)) pool.retain(values.buffer);
+    if (old && ArrayBuffer.isView(old)) pool.release(old.buffer);
+  }
+
+  override disposeData(dataId: DataIdLike, force = false): boolean {
+    const values = this.data.get(dataId)?.values;
+    const freed = super.disposeData(dataId, force);
+    if (freed && values && ArrayBuffer.isView(values) && !this.data.has(dataId)) pool.release(values.buffer);
+    return freed;
+  }
+
+  /** A copy when the values lie in a reusable buffer: a caller may keep what dataSync() returned forever. */
+  override readSync(dataId: DataIdLike): tf.backend_util.BackendValues {
+    const v = super.readSync(dataId);
+    return ArrayBuffer.isView(v) && pool.owns(v.buffer) ? (v as Float32Array | Int32Array | Uint8Array).slice() : v;
+  }
+
+  override dispose(): void {
+    super.dispose();
+    pool.clear();
+  }
+}
+
+/** Bytes the native backend keeps for reuse (not counted by tf.memory()). */
+export function nativePooledBytes(): number {
+  return pool.pooledBytes();
+}
 
 // ---- helpers over the backend's arrays ----
 
@@ -104,16 +211,15 @@ function size(shape: number[]): number {
 }
 
 /**
- * Below this many elements outputs are ordinary zeroed arrays; above, uninitialised memory (Buffer.allocUnsafeSlow,
- * its own ArrayBuffer), as every native kernel writes each element of its output: zeroing 26 MB of logits first
- * cost as much as the kernel.
+ * Below this many elements outputs are ordinary zeroed arrays; above, pooled uninitialised buffers, as every native
+ * kernel writes each element of its output (zeroing 26 MB of logits first cost as much as the kernel).
  */
 const UNINITIALISED_FROM = 4096;
 
 function allocate(dtype: tf.DataType, n: number): Values {
   if ((dtype === 'float32' || dtype === 'int32') && n >= UNINITIALISED_FROM) {
-    const b = Buffer.allocUnsafeSlow(4 * n);
-    return dtype === 'float32' ? new Float32Array(b.buffer, b.byteOffset, n) : new Int32Array(b.buffer, b.byteOffset, n);
+    const b = pool.take(4 * n);
+    return dtype === 'float32' ? new Float32Array(b, 0, n) : new Int32Array(b, 0, n);
   }
   if (dtype === 'float32') return new Float32Array(n);
   if (dtype === 'int32') return new Int32Array(n);
@@ -230,6 +336,7 @@ function makeKernels(engine: EngineAddon, blas: BlasAddon): Record<string, Nativ
       const { info, values } = output(backend, outShape, 'float32');
       const plan = reductionPlan(engine, xv, x.shape, axes);
       engine.reduce(op, plan.data, plan.pre, plan.red, plan.post, values as Float32Array);
+      if (plan.data !== xv) pool.release(plan.data.buffer); // the transposed temporary
       return info;
     };
   }
