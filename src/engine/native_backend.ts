@@ -47,7 +47,14 @@ export function engineAddonPath(): string {
 let addon: EngineAddon | null | undefined;
 let loadError = '';
 
+/** RLHF_NATIVE_ENGINE=0 keeps the native backend off even when built (`auto` then takes wasm). */
+export const NATIVE_ENGINE_ENV = 'RLHF_NATIVE_ENGINE';
+
 function requireEngine(): EngineAddon | null {
+  if (process.env[NATIVE_ENGINE_ENV] === '0') {
+    loadError = `disabled by ${NATIVE_ENGINE_ENV}=0`;
+    return null;
+  }
   if (addon !== undefined) return addon;
   addon = null;
   const file = engineAddonPath();
