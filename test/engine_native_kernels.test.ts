@@ -165,6 +165,9 @@ describe.runIf(why === '')('native backend kernels against the cpu backend', () 
       for (const dtype of ['float32', 'int32', 'bool'] as const) await expectSame((x) => tf.transpose(x!, perm), [{ shape: [2, 3, 5, 4], dtype, lo: -9, hi: 9 }]);
     }
     await expectSame((x) => tf.transpose(x!), [{ shape: [513, 257] }]);
+    // Tiled (transpose-like) copies with outer axes, odd edges and 1-byte elements.
+    await expectSame((x) => [tf.transpose(x!, [0, 2, 1]), tf.transpose(x!, [2, 1, 0]), tf.transpose(x!, [1, 2, 0])], [{ shape: [3, 40, 33] }]);
+    await expectSame((x) => tf.transpose(x!), [{ shape: [40, 33], dtype: 'bool' }]);
     await expectSame((x) => tf.transpose(x!), [{ shape: [0, 3] }]);
   });
 

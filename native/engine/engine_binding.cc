@@ -546,10 +546,54 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
 
 // ---- strided copy ----
 
+// A transpose-like copy: the destination's innermost axis (`last`) walks the source with a large stride, and
+// source axis `k` is the contiguous one. Copied in 32 × 32 tiles so both sides stay in cache (a plain row-by-row
+// copy reads a new cache line per element).
+template <class T>
+void CopyTiled(const T* src, const std::vector<int64_t>& ss, T* dst, const std::vector<int64_t>& ds,
+               const std::vector<int64_t>& shape, size_t k) {
+  constexpr int64_t kTile = 32;
+  const size_t r = shape.size(), last = r - 1;
+  const int64_t nk = shape[k], nl = shape[last];
+  const int64_t dk = ds[k], sl = ss[last];
+  int64_t outer = 1;
+  for (size_t j = 0; j < r; j++) if (j != k && j != last) outer *= shape[j];
+  const int64_t kBlocks = (nk + kTile - 1) / kTile;
+  pool().For(outer * kBlocks, std::max<int64_t>(1, kGrain / (kTile * std::max<int64_t>(1, nl))), [&](int64_t s, int64_t e) {
+    for (int64_t w = s; w < e; w++) {
+      int64_t rest = w / kBlocks, so = 0, dof = 0;
+      const int64_t i0 = (w % kBlocks) * kTile, i1 = std::min(nk, i0 + kTile);
+      for (size_t j = r; j-- > 0;) {
+        if (j == k || j == last) continue;
+        const int64_t idx = rest % shape[j];
+        rest /= shape[j];
+        so += idx * ss[j];
+        dof += idx * ds[j];
+      }
+      for (int64_t j0 = 0; j0 < nl; j0 += kTile) {
+        const int64_t j1 = std::min(nl, j0 + kTile);
+        for (int64_t i = i0; i < i1; i++) {
+          const T* a = src + so + i;  // source axis k has stride 1
+          T* b = dst + dof + i * dk;
+          for (int64_t j = j0; j < j1; j++) b[j] = a[j * sl];
+        }
+      }
+    }
+  });
+}
+
 template <class T>
 void CopyRows(const T* src, const std::vector<int64_t>& ss, T* dst, const std::vector<int64_t>& ds,
               const std::vector<int64_t>& shape) {
   const size_t r = shape.size();
+  if (r >= 2 && ds[r - 1] == 1 && ss[r - 1] != 1 && shape[r - 1] >= 8) {
+    for (size_t k = 0; k + 1 < r; k++) {
+      if (ss[k] == 1 && shape[k] >= 8) {
+        CopyTiled(src, ss, dst, ds, shape, k);
+        return;
+      }
+    }
+  }
   const int64_t inner = shape[r - 1];
   const int64_t si = ss[r - 1], di = ds[r - 1];
   const int64_t rows = Product(shape) / inner;
