@@ -448,6 +448,12 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
         out[0] = nan ? nan_value : best;
         continue;
       }
+      if (post == 1 && op != kProd) {
+        double sum = 0;
+        for (int64_t r = 0; r < red; r++) sum += base[r];
+        out[0] = static_cast<float>(op == kMean ? (red > 0 ? sum / static_cast<double>(red) : nan) : sum);
+        continue;
+      }
       if (op == kSum || op == kMean || op == kProd) {
         // Accumulated in double, as tfjs's cpu kernels accumulate in JS numbers.
         std::fill(acc.begin(), acc.end(), op == kProd ? 1.0 : 0.0);

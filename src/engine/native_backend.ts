@@ -87,7 +87,7 @@ export function engineThreads(env: NodeJS.ProcessEnv = process.env): number {
  * frees only at a garbage collection; a training step turns over hundreds of MB of them, so V8 ran a full GC every
  * ~0.3 s for the external memory alone (tiny-chat, B8×T128), and each fresh buffer's pages faulted in again. Buffers
  * are counted per ArrayBuffer (views and aliases from the cpu kernels included, through `write`/`move`) and go back
- * to a free list, by exact byte length, when the count drops to zero; reads hand out copies, so nothing outside the
+ * to a free list, by size class, when the count drops to zero; reads hand out copies, so nothing outside the
  * backend keeps a view into a buffer that is reused. The free list holds at most POOL_BYTES.
  */
 class BufferPool {
@@ -97,15 +97,20 @@ class BufferPool {
   private freeBytes = 0;
   constructor(private readonly capBytes: number) {}
 
+  /**
+   * A buffer of at least `bytes`, in size classes a quarter-octave apart (≤ 25% unused), so a tensor that grows by a
+   * little each step (a KV cache) still finds a free buffer.
+   */
   take(bytes: number): ArrayBuffer {
-    const list = this.free.get(bytes);
+    const size = sizeClass(bytes);
+    const list = this.free.get(size);
     const reused = list?.pop();
     if (reused) {
-      this.freeBytes -= bytes;
+      this.freeBytes -= size;
       this.live.set(reused, 0);
       return reused;
     }
-    const b = Buffer.allocUnsafeSlow(bytes); // uninitialised: every native kernel writes all of its output
+    const b = Buffer.allocUnsafeSlow(size); // uninitialised: every native kernel writes all of its output
     const buffer = b.buffer as ArrayBuffer;
     this.live.set(buffer, 0);
     return buffer;
@@ -145,6 +150,12 @@ class BufferPool {
     this.free.clear();
     this.freeBytes = 0;
   }
+}
+
+function sizeClass(bytes: number): number {
+  const octave = 2 ** Math.floor(Math.log2(bytes));
+  const step = Math.max(64, octave / 4);
+  return Math.ceil(bytes / step) * step;
 }
 
 /** Free-list ceiling: 1/16 of the RAM, at most 1 GiB. */
