@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import '@tensorflow/tfjs-backend-wasm';
 import { tf } from '../src/engine/tf.js';
+import { useTestBackend } from './helpers/test_backend.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { completionLogProbArrays } from '../src/models/sequence_logprobs.js';
 import { collateDpoPairs, type DpoPair } from '../src/dpo/data.js';
@@ -25,8 +26,7 @@ interface DpoFixture {
 }
 
 beforeAll(async () => {
-  await tf.setBackend('wasm');
-  await tf.ready();
+  await useTestBackend('wasm');
 });
 
 describe.each(['gpt2', 'llama', 'qwen2'])('%s: DPO parity with TRL', (family) => {

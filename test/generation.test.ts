@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import { tf } from '../src/engine/tf.js';
+import { useTestBackend } from './helpers/test_backend.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { generate } from '../src/models/generation.js';
 import { topKIndices } from '../src/models/sampling.js';
@@ -7,7 +8,7 @@ import { Rng } from '../src/engine/rng.js';
 import { ARCHS, expectedJson, fixtureDir } from './helpers/fixtures.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await useTestBackend('cpu');
 });
 
 describe.each(ARCHS)('%s generation', (arch) => {

@@ -2,6 +2,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/engine/tf.js';
+import { useTestBackend } from './helpers/test_backend.js';
 import { computeAdvantages, groupAdvantages, groupRewardStats } from '../src/grpo/advantages.js';
 import { grpoLoss, LOSS_TYPES } from '../src/grpo/loss.js';
 import { passAtK } from '../src/grpo/evaluate.js';
@@ -20,7 +21,7 @@ const G = f.num_generations;
 const TOL = 1e-5;
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await useTestBackend('cpu');
 });
 
 describe('GRPO advantages against TRL 1.13 / OpenRLHF', () => {

@@ -14,9 +14,18 @@ import { AdamW } from '../src/trainer/adamw.js';
 import '@tensorflow/tfjs-backend-wasm';
 import { installNativeMatmul, NATIVE_BLAS_ENV, nativeBlasAvailable, nativeBlasStatus } from '../src/engine/native_blas.js';
 import { setFastTransposedProducts, setUnbatchedMatmul } from '../src/models/ops/matmul.js';
+import { initBackend } from '../src/engine/backend.js';
+import { nativeBackendUnavailable } from '../src/engine/native_backend.js';
+import { TEST_BACKEND_ENV } from './helpers/test_backend.js';
 
-/** 'wasm+openblas': the wasm backend with its products through OpenBLAS (src/engine/native_blas.ts), when built. */
-const BACKENDS = ['cpu', 'wasm', ...(nativeBlasAvailable() && process.env[NATIVE_BLAS_ENV] !== '0' ? ['wasm+openblas'] : [])];
+/**
+ * 'wasm+openblas': the wasm backend with its products through OpenBLAS (src/engine/native_blas.ts), when built;
+ * 'native': the native backend (src/engine/native_backend.ts), when its addons are built. RLHF_TEST_BACKEND=<name>
+ * runs one of them only.
+ */
+const blasBuilt = nativeBlasAvailable() && process.env[NATIVE_BLAS_ENV] !== '0';
+const AVAILABLE = ['cpu', 'wasm', ...(blasBuilt ? ['wasm+openblas'] : []), ...(blasBuilt && !nativeBackendUnavailable() ? ['native'] : [])];
+const BACKENDS = process.env[TEST_BACKEND_ENV] ? [process.env[TEST_BACKEND_ENV]] : AVAILABLE;
 
 /** transformers 5's in-memory names where they differ from the checkpoint's (GPT-NeoX's head: embed_out on disk). */
 const MEMORY_NAMES: Record<string, string> = { 'embed_out.weight': 'lm_head.weight' };
@@ -31,6 +40,10 @@ function realPositions(logits: Float32Array, mask: Int32Array, T: number, V: num
 
 describe.each(BACKENDS.flatMap((b) => ARCHS.map((a) => [b, a] as const)))('%s backend: %s parity with transformers', (backend, arch) => {
   beforeAll(async () => {
+    if (backend === 'native') {
+      await initBackend('native', () => {}); // registration, self-test and product forms as the CLIs have them
+      return;
+    }
     await tf.setBackend(backend.split('+')[0]!);
     await tf.ready();
     if (backend === 'wasm+openblas') {

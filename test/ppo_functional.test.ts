@@ -1,6 +1,7 @@
 /** PPO's pure pieces against hand-computed values and finite differences. */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { tf, type Tensor } from '../src/engine/tf.js';
+import { useTestBackend } from './helpers/test_backend.js';
 import {
   entropyFromLogits, gae, klK1, klK3, maskedMean, maskedVar, policyLoss, sequenceAdvantages, valueLoss, whiten,
 } from '../src/ppo/functional.js';
@@ -10,7 +11,7 @@ import type { ExperienceItem } from '../src/ppo/experience.js';
 import { Rng } from '../src/engine/rng.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await useTestBackend('cpu');
 });
 
 const num = (t: Tensor): number => t.dataSync()[0]!;

@@ -5,10 +5,11 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '../src/engine/tf.js';
+import { useTestBackend } from './helpers/test_backend.js';
 import { logExpLoss, logSigLoss, pairMetrics, pairwiseLoss, PAIRWISE_LOSSES, type PairwiseLoss } from '../src/reward/losses.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await useTestBackend('cpu');
 });
 
 const softplus = (x: number) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x)));

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import '@tensorflow/tfjs-backend-wasm';
 import { tf } from '../src/engine/tf.js';
+import { useTestBackend } from './helpers/test_backend.js';
 import { Tokenizer } from '../src/hub/tokenizer.js';
 import { readSafetensors } from '../src/hub/safetensors.js';
 import { loadPretrained } from '../src/models/pretrained.js';
@@ -44,7 +45,7 @@ describe.each(['cpu', 'wasm'] as const)('reduceValues on %s', (backend) => {
 
 describe.each(ARCHS)('%s reward model', (arch) => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await useTestBackend('cpu');
   });
 
   it('a right-padded copy of a sequence gets the same reward as the unpadded one', () => {

@@ -4,6 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import { initBackend, BACKENDS, BACKEND_ENV, type BackendChoice } from '../engine/backend.js';
+import { THREADS_ENV } from '../engine/native_backend.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { hasTokenizerFiles, loadPretrained, type LoadedModel } from '../models/pretrained.js';
@@ -18,10 +19,24 @@ import { FROZEN_DTYPE_HELP, FROZEN_DTYPES, frozenDtypeFromFlags, type FrozenDtyp
 export { int, float, bool } from './args.js';
 import { int, float, bool } from './args.js';
 
-/** --backend, --seed, --strategy, --log_dir: every training command has them. */
+/**
+ * `--threads <n>`: the native backend's kernel threads and OpenBLAS's (env RLHF_THREADS). Parsing it sets the env
+ * variable, so the backend reads it wherever the command initialises it.
+ */
+export function threadsOption(): Option {
+  return new Option('--threads <n>', `CPU threads for the native backend's kernels and OpenBLAS (env ${THREADS_ENV}; default: the cores divided among the MPI ranks on this node)`)
+    .argParser((v: string) => {
+      const n = int('--threads', 1)(v);
+      process.env[THREADS_ENV] = String(n);
+      return n;
+    });
+}
+
+/** --backend, --threads, --seed, --strategy, --log_dir: every training command has them. */
 export function addRunOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
+    .addOption(threadsOption())
     .addOption(new Option('--strategy <name>', 'training strategy').choices([...STRATEGIES]).default('naive'))
     .option('--seed <n>', 'random seed: the same seed on the same backend repeats a run exactly', int('--seed'), 42)
     .option('--log_dir <dir>', 'where metrics.jsonl and TensorBoard event files go (default: <save_path>/logs)')

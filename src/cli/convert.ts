@@ -4,7 +4,7 @@
  * stored dtype (bf16 halves the size), keep the tokenizer and value head.
  */
 import { Command, Option } from 'commander';
-import { addModelOptions, loadModelAndTokenizer, runMain, setupRun } from './common.js';
+import { addModelOptions, loadModelAndTokenizer, runMain, setupRun, threadsOption } from './common.js';
 import { savePretrained } from '../models/pretrained.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 
@@ -25,7 +25,8 @@ async function main(): Promise<void> {
     .option('--lora <dir>', 'PEFT LoRA adapter to merge into the weights')
     .requiredOption('--save_path <dir>', 'output HF model directory')
     .addOption(new Option('--dtype <dtype>', 'stored dtype of the float weights').choices(['fp32', 'bf16', 'fp16']).default('fp32'))
-    .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'));
+    .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
+    .addOption(threadsOption());
   cmd.parse();
   const o = cmd.opts<ConvertOptions>();
   await setupRun({ backend: o.backend, seed: 0 });

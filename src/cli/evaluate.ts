@@ -8,7 +8,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { addModelOptions, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
+import { addModelOptions, float, int, loadModelAndTokenizer, runMain, setupRun, threadsOption } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { PROMPT_TEMPLATE_CHOICES, resolvePromptTemplate } from '../data/templates/index.js';
@@ -38,6 +38,7 @@ export function buildEvaluateCommand(): Command {
     .option('--top_p <p>', 'top-p (1: off)', float('--top_p', 0, 1), 1)
     .option('--output <file>', 'write one JSON line per prompt: prompt, completions, rewards, solved')
     .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
+    .addOption(threadsOption())
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
   return cmd;
 }

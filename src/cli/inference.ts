@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuseScoringModel } from '../hub/checkpoint_kind.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
-import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
+import { addModelOptions, bool, float, int, loadModelAndTokenizer, runMain, setupRun, threadsOption } from './common.js';
 import { checkPromptFits, checkTokenizerFitsModel } from './inference_checks.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
@@ -138,6 +138,7 @@ async function main(): Promise<void> {
     .addOption(new Option('--frozen_dtype <dtype>', 'hold the model\'s weights in bf16, int8 or nf4 (expanded inside the products; default float32)').choices([...FROZEN_DTYPES]))
     .option('--load_in_8bit [bool]', 'the weights in int8 (= --frozen_dtype int8)', bool, false)
     .option('--backend <name>', `tensor backend: ${BACKENDS.join(', ')} (env ${BACKEND_ENV})`, process.env[BACKEND_ENV] ?? 'auto')
+    .addOption(threadsOption())
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
   cmd.parse();
   const o = cmd.opts<InferenceOptions>();

@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { Command, Option } from 'commander';
-import { float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
+import { float, int, loadModelAndTokenizer, runMain, setupRun, threadsOption } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
@@ -88,6 +88,7 @@ async function main(): Promise<void> {
     .option('--batch_size <n>', 'rows per generation batch', int('--batch_size', 1), 32)
     .option('--out <file>', 'write every answer and score as JSON')
     .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
+    .addOption(threadsOption())
     .option('--seed <n>', 'sampling seed (the same for every model)', int('--seed'), 42);
   cmd.parse();
   const o = cmd.opts<JudgeOptions>();

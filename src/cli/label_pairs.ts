@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Command, Option } from 'commander';
-import { addModelOptions, float, int, loadModelAndTokenizer, runMain, setupRun } from './common.js';
+import { addModelOptions, float, int, loadModelAndTokenizer, runMain, setupRun, threadsOption } from './common.js';
 import { invokedDirectly } from './run_main.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { Rng } from '../engine/rng.js';
@@ -103,6 +103,7 @@ async function main(): Promise<void> {
     .option('--batch_size <n>', 'rows per generation batch', int('--batch_size', 1), 32)
     .requiredOption('--out <file>', 'where the pairs go (JSONL)')
     .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
+    .addOption(threadsOption())
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
   cmd.parse();
   const o = cmd.opts<LabelOptions>();

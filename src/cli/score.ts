@@ -17,7 +17,7 @@
  * The reward is read where transformers reads it (the last token that is not pad_token_id).
  */
 import { Command, Option } from 'commander';
-import { int, runMain, setupRun } from './common.js';
+import { int, runMain, setupRun, threadsOption } from './common.js';
 import { BACKENDS, BACKEND_ENV } from '../engine/backend.js';
 import { loadSftSamples } from '../data/formats.js';
 import { isChatSample, type ChatMessage, type RecordLocation } from '../data/types.js';
@@ -109,7 +109,8 @@ async function main(): Promise<void> {
     .option('--json', 'print {"scores": [...]}', false)
     .addOption(new Option('--frozen_dtype <dtype>', 'hold the reward model\'s backbone in bf16, int8 or nf4 (expanded inside the products; default float32)').choices([...FROZEN_DTYPES]))
     .option('--load_in_8bit', 'the backbone in int8 (= --frozen_dtype int8)', false)
-    .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'));
+    .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
+    .addOption(threadsOption());
   cmd.parse();
   const o = cmd.opts<ScoreOptions>();
   const given = [o.input, o.input_ids, o.dataset].filter((x) => x !== undefined).length;

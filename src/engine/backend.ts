@@ -1,8 +1,9 @@
 /**
- * Backend choice at run time: `--backend auto|tensorflow|webgpu|wasm|cpu`, or the env variable RLHF_BACKEND.
+ * Backend choice at run time: `--backend auto|tensorflow|webgpu|native|wasm|cpu`, or the env variable RLHF_BACKEND.
  * `auto` tries tensorflow (tfjs-node-gpu, then tfjs-node, when the user installed them), webgpu (Dawn, when an adapter
- * exists), wasm, then cpu, and keeps the first that passes a small forward+backward self-test against the cpu
- * backend's numbers. It says which one it took and why it skipped the others.
+ * exists), native (tensors in native memory, C++ kernels and OpenBLAS, when its addons are built), wasm, then cpu,
+ * and keeps the first that passes a small forward+backward self-test against the cpu backend's numbers. It says
+ * which one it took and why it skipped the others.
  */
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -10,10 +11,12 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { tf } from './tf.js';
-import { setFastTransposedProducts, setUnbatchedMatmul } from '../models/ops/matmul.js';
+import { setFastTransposedProducts, setUnbatchedMatmul } from './product_forms.js';
 import { installNativeMatmul, nativeBlasStatus, nativeMatmulInstalled } from './native_blas.js';
+import { engineThreads, registerNativeBackend, THREADS_ENV } from './native_backend.js';
+import { relativeError, selfTestValues } from './self_test.js';
 
-export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 export const BACKEND_ENV = 'RLHF_BACKEND';
 /** XNNPACK threads for the wasm backend (default 1, at most 8); above 1 loads the threaded SIMD binary. */
@@ -154,6 +157,12 @@ async function registerWasm(): Promise<string> {
   return installNativeMatmul() ? `${what}) + ${nativeBlasStatus()}` : `${what}; ${nativeBlasStatus()})`;
 }
 
+async function registerNative(): Promise<string> {
+  const what = registerNativeBackend(engineThreads());
+  if (!(await tf.setBackend('native'))) throw new Error('native backend did not initialise');
+  return what;
+}
+
 async function registerCpu(): Promise<string> {
   await tf.setBackend('cpu');
   return 'cpu (plain JavaScript)';
@@ -164,54 +173,37 @@ function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0]!;
 }
 
-/**
- * A tiny model step (embedding, projection, batched attention product, softmax, cross-entropy, gradients) whose
- * numbers must agree with the cpu backend's; a backend missing a kernel fails here, not mid-run.
- */
-async function selfTestValues(): Promise<number[]> {
-  const { embedding } = await import('../models/ops/embedding.js');
-  const { linear } = await import('../models/ops/linear.js');
-  const { bmm } = await import('../models/ops/matmul.js');
-  const { crossEntropy } = await import('../models/ops/loss.js');
-  return tf.tidy(() => {
-    const table = tf.variable(tf.tensor2d(Array.from({ length: 40 }, (_, i) => Math.sin(i)), [10, 4]));
-    const w = tf.variable(tf.tensor2d(Array.from({ length: 16 }, (_, i) => Math.cos(i)), [4, 4]));
-    const ids = tf.tensor2d([[1, 2, 3], [4, 5, 9]], [2, 3], 'int32');
-    const { value, grads } = tf.variableGrads(() => {
-      const x = linear(embedding(table, ids), w, null, 'out_in'); // (2, 3, 4)
-      const att = tf.softmax(bmm(x, tf.transpose(x, [0, 2, 1])), -1); // (2, 3, 3)
-      const y = bmm(att, x); // (2, 3, 4)
-      const logits = tf.reshape(tf.matMul(tf.reshape(y, [6, 4]), tf.transpose(table)), [6, 10]);
-      return crossEntropy(logits, tf.tensor1d([2, 3, 4, 5, 9, -100], 'int32')) as tf.Scalar;
-    }, [table, w]);
-    const out = [value.dataSync()[0]!, ...grads[table.name]!.dataSync(), ...grads[w.name]!.dataSync()];
-    table.dispose();
-    w.dispose();
-    return out;
-  });
-}
-
 let active: string | null = null;
 
-/** Initialises and returns the backend name actually in use. */
-export async function initBackend(choice: string = process.env[BACKEND_ENV] ?? 'auto', log: Log = (m) => console.error(m)): Promise<string> {
+/**
+ * Initialises and returns the backend name actually in use. `threads` (the CLIs' `--threads`) sets RLHF_THREADS:
+ * the native backend's kernel threads and, unless RLHF_BLAS_THREADS says otherwise, OpenBLAS's.
+ */
+export async function initBackend(choice: string = process.env[BACKEND_ENV] ?? 'auto', log: Log = (m) => console.error(m), threads?: number): Promise<string> {
   if (!(BACKENDS as readonly string[]).includes(choice)) {
     throw new Error(`unknown backend "${choice}" (choose one of: ${BACKENDS.join(', ')})`);
   }
+  if (threads !== undefined) {
+    if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads must be a positive integer (got ${threads})`);
+    process.env[THREADS_ENV] = String(threads);
+  }
   await tf.setBackend('cpu');
-  const reference = await selfTestValues();
-  const candidates: Exclude<BackendChoice, 'auto'>[] = choice === 'auto' ? ['tensorflow', 'webgpu', 'wasm', 'cpu'] : [choice as Exclude<BackendChoice, 'auto'>];
-  const register = { tensorflow: registerTensorflow, webgpu: registerWebgpu, wasm: registerWasm, cpu: registerCpu };
+  const reference = selfTestValues();
+  // auto tries wasm before native: with OpenBLAS both train at the same speed, and wasm still generates ~1.4×
+  // faster on small models; native is the choice once a run outgrows wasm's 4 GiB heap (the out-of-memory note
+  // says so), or explicitly with --backend native.
+  const candidates: Exclude<BackendChoice, 'auto'>[] = choice === 'auto' ? ['tensorflow', 'webgpu', 'wasm', 'native', 'cpu'] : [choice as Exclude<BackendChoice, 'auto'>];
+  const register = { tensorflow: registerTensorflow, webgpu: registerWebgpu, native: registerNative, wasm: registerWasm, cpu: registerCpu };
   const skipped: string[] = [];
   for (const name of candidates) {
     try {
       const what = await register[name]();
       await tf.ready();
-      const got = await selfTestValues();
-      const err = Math.sqrt(got.reduce((s, v, i) => s + (v - reference[i]!) ** 2, 0)) / Math.sqrt(reference.reduce((s, v) => s + v * v, 0));
+      const err = relativeError(selfTestValues(), reference);
       if (!Number.isFinite(err) || err > 1e-3) throw new Error(`self-test disagrees with the cpu backend (relative error ${err.toExponential(2)})`);
-      // XNNPACK and the JS kernels are fastest on untransposed 2-D products; GPU backends and OpenBLAS batch natively
-      // (OpenBLAS batched: GPT-2 124M B8×T128 step 10.3 s vs 10.9 s as 2-D loops, tiny-chat 1.8k vs 1.5k tok/s).
+      // XNNPACK and the JS kernels are fastest on untransposed 2-D products; GPU backends and OpenBLAS (wasm + addon,
+      // native) batch natively (OpenBLAS batched: GPT-2 124M B8×T128 step 10.3 s vs 10.9 s as 2-D loops, tiny-chat
+      // 1.8k vs 1.5k tok/s).
       setUnbatchedMatmul(name === 'cpu' || (name === 'wasm' && !nativeMatmulInstalled()));
       // Transposed operands: free in OpenBLAS and GPU kernels, ~10× slower than plain ones in XNNPACK and the JS kernels.
       setFastTransposedProducts(name === 'wasm' ? nativeMatmulInstalled() : name !== 'cpu');

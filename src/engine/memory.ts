@@ -43,5 +43,5 @@ export function looksLikeOutOfMemory(e: unknown): boolean {
 /** One sentence on running out of tensor memory, with the backend's limit where it has one. */
 export function outOfMemoryNote(): string {
   const heap = wasmHeapBytes();
-  return heap !== null ? `the wasm backend ran out of memory (its heap holds at most 4 GiB; ${(heap / GiB).toFixed(1)} GiB in use)` : `the ${tf.getBackend()} backend ran out of memory`;
+  return heap !== null ? `the wasm backend ran out of memory (its heap holds at most 4 GiB; ${(heap / GiB).toFixed(1)} GiB in use; --backend native has no such limit once its addon is built: npm run build:engine)` : `the ${tf.getBackend()} backend ran out of memory`;
 }

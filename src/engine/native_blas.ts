@@ -36,9 +36,13 @@ interface BlasAddon {
   config(): string;
 }
 
-interface WasmBackendLike {
+/** Where a product's operands and output live: the wasm heap, or the native backend's arrays. */
+export interface ProductMemory {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+interface WasmBackendLike extends ProductMemory {
   wasm: { HEAPU8: Uint8Array };
 }
 
@@ -99,9 +103,10 @@ export function blasAddon(): Pick<BlasAddon, 'packedGemm'> | null {
   return requireAddon();
 }
 
-/** Threads: RLHF_BLAS_THREADS, else the cores shared among the MPI ranks on this node, at least 1. */
+/** Threads: RLHF_BLAS_THREADS, else RLHF_THREADS, else the cores shared among the MPI ranks on this node, at least 1. */
 export function blasThreads(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[BLAS_THREADS_ENV];
+  // RLHF_THREADS (--threads) counts for OpenBLAS too unless RLHF_BLAS_THREADS is set.
+  const raw = env[BLAS_THREADS_ENV] || env.RLHF_THREADS;
   if (raw !== undefined && raw !== '') {
     const n = Number(raw);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${BLAS_THREADS_ENV} must be a positive integer (got "${raw}")`);
@@ -202,9 +207,9 @@ export function useBlasThreadsFor(macs: number): void {
   if (installed && addon) useThreads(addon, macs < SMALL_PRODUCT_MACS ? 1 : configuredThreads);
 }
 
-/** out = op(a)·op(b) (+ bias) with tf.matMul's shapes and broadcasting, computed in the wasm heap by OpenBLAS. */
-function nativeProduct(
-  blas: BlasAddon, backend: WasmBackendLike, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean,
+/** out = op(a)·op(b) (+ bias) with tf.matMul's shapes and broadcasting, computed in place by OpenBLAS. */
+export function nativeProduct(
+  blas: BlasAddon, backend: ProductMemory, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean,
   bias: tf.TensorInfo | null,
 ): tf.TensorInfo {
   const ra = a.shape.length;
@@ -269,8 +274,32 @@ function nativeProduct(
   return out;
 }
 
-function applyRelu(x: Float32Array): void {
+export function applyRelu(x: Float32Array): void {
   for (let i = 0; i < x.length; i++) if (x[i]! < 0) x[i] = 0;
+}
+
+export type { BlasAddon };
+
+/**
+ * The addon for the native backend's products with `threads` OpenBLAS threads (RLHF_BLAS_THREADS overrides), or
+ * the reason it is not usable.
+ */
+export function blasForEngine(threads: number): BlasAddon | string {
+  if (process.env[NATIVE_BLAS_ENV] === '0') return `disabled by ${NATIVE_BLAS_ENV}=0`;
+  const blas = requireAddon();
+  if (!blas) return loadError;
+  configuredThreads = process.env[BLAS_THREADS_ENV] ? blasThreads() : threads;
+  blas.setThreads(configuredThreads);
+  currentThreads = configuredThreads;
+  return blas;
+}
+
+/** "OpenBLAS 0.3.21, SkylakeX, 2 threads" for the backend line. */
+export function blasDescription(blas: BlasAddon): string {
+  const config = blas.config();
+  const version = /OpenBLAS\s+(\S+)/.exec(config)?.[1];
+  const core = /core=(\S+)/.exec(config)?.[1] ?? '?';
+  return `OpenBLAS${version ? ` ${version}` : ''}, ${core}, ${configuredThreads} thread${configuredThreads > 1 ? 's' : ''}`;
 }
 
 /** Whether N-API can hand the addon a pointer into the wasm heap (a SharedArrayBuffer when wasm runs threaded). */

@@ -8,26 +8,9 @@
 import { tf, type Tensor } from '../../engine/tf.js';
 import { tidyGrad } from './tidy_grad.js';
 
-/** Whether batched products should be split into a loop of 2-D ones (true on wasm and cpu; native elsewhere). */
-let unbatched = true;
-export function setUnbatchedMatmul(v: boolean): void {
-  unbatched = v;
-}
-export function isUnbatched(): boolean {
-  return unbatched;
-}
-
-/**
- * Whether products with transpose flags run as fast as plain ones (OpenBLAS, GPU backends): then gradients and
- * weight products pass the flags instead of materialising transposed copies first, which stock XNNPACK needs.
- */
-let transposeFlagsFast = false;
-export function setFastTransposedProducts(v: boolean): void {
-  transposeFlagsFast = v;
-}
-export function fastTransposedProducts(): boolean {
-  return transposeFlagsFast;
-}
+// The switches live in the engine (initBackend sets them); re-exported for the ops and tests that read them here.
+import { fastTransposedProducts, isUnbatched } from '../../engine/product_forms.js';
+export { fastTransposedProducts, isUnbatched, setFastTransposedProducts, setUnbatchedMatmul } from '../../engine/product_forms.js';
 
 /**
  * Sums of a [N, M] matrix over its rows → [M] (bias gradients). tfjs reduces a leading axis by transposing first
@@ -50,14 +33,14 @@ export const matmul2d: (a: Tensor, b: Tensor) => Tensor = tf.customGrad((a, b, s
     value: tf.matMul(a as Tensor, b as Tensor),
     gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const [sa, sb] = saved as [Tensor, Tensor];
-      if (transposeFlagsFast) return [tf.matMul(dy, sb, false, true), tf.matMul(sa, dy, true, false)];
+      if (fastTransposedProducts()) return [tf.matMul(dy, sb, false, true), tf.matMul(sa, dy, true, false)];
       return [tf.matMul(dy, transpose2d(sb)), tf.matMul(transpose2d(sa), dy)];
     }),
   };
 }) as unknown as (a: Tensor, b: Tensor) => Tensor;
 
 function bmmRaw(a: Tensor, b: Tensor): Tensor {
-  if (!unbatched) return tf.matMul(a, b);
+  if (!isUnbatched()) return tf.matMul(a, b);
   const as = tf.unstack(a);
   const bs = tf.unstack(b);
   const out = tf.stack(as.map((x, i) => tf.matMul(x, bs[i]!)));
@@ -77,7 +60,7 @@ export const bmm: (a: Tensor, b: Tensor) => Tensor = tf.customGrad((a, b, save) 
     value: bmmRaw(a as Tensor, b as Tensor),
     gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
       const [sa, sb] = saved as [Tensor, Tensor];
-      if (transposeFlagsFast && !unbatched) return [tf.matMul(dy, sb, false, true), tf.matMul(sa, dy, true, false)];
+      if (fastTransposedProducts() && !isUnbatched()) return [tf.matMul(dy, sb, false, true), tf.matMul(sa, dy, true, false)];
       return [bmmRaw(dy, transposeLast2(sb)), bmmRaw(transposeLast2(sa), dy)];
     }),
   };

@@ -166,7 +166,7 @@ export function ensurePackedKernels(): void {
   const name = tf.getBackend();
   if (registered.has(name)) return;
   if (name === 'wasm') registerPackedKernels(name, WASM_ACCESS);
-  else if (name === 'cpu') registerPackedKernels(name, CPU_ACCESS);
+  else if (name === 'cpu' || name === 'native') registerPackedKernels(name, CPU_ACCESS); // native: a MathBackendCPU subclass
   else if (!tf.getKernel(PACKED_MATMUL, name)) {
     throw new Error(`frozen weights in bf16/int8/nf4 need the cpu or wasm backend (or kernels registered with registerPackedKernels); the backend is ${name}: use --frozen_dtype float32 there`);
   }
