@@ -37,6 +37,7 @@ interface LabelOptions {
   top_p: number;
   batch_size: number;
   out: string;
+  stats?: string;
   backend: string;
   seed: number;
 }
@@ -47,6 +48,22 @@ export interface LabeledPair {
   rejected: { from: 'gpt'; value: string };
   chosen_score: number;
   rejected_score: number;
+}
+
+/** What `--stats` writes. */
+export interface LabelStats {
+  prompts: number;
+  num_samples: number;
+  pairs: number;
+  /** Prompts that gave no pair: all their answers within --min_gap of each other. */
+  ties: number;
+  min_gap: number;
+  pairing: Pairing;
+  judge: JudgeName;
+  judge_mean: number;
+  gap_mean: number;
+  prompts_cut: number;
+  wall_s: number;
 }
 
 export const PAIRINGS = ['all', 'best_worst'] as const;
@@ -102,6 +119,7 @@ async function main(): Promise<void> {
     .option('--top_p <p>', 'nucleus sampling mass', float('--top_p', 0, 1), 1)
     .option('--batch_size <n>', 'rows per generation batch', int('--batch_size', 1), 32)
     .requiredOption('--out <file>', 'where the pairs go (JSONL)')
+    .option('--stats <file>', 'also write the counts (prompts, pairs, ties, shortened prompts, judge means) as JSON')
     .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
   cmd.parse();
@@ -134,6 +152,14 @@ async function main(): Promise<void> {
     `label_pairs: ${pairs.length} pairs → ${o.out} (${ties} of ${ids.length} prompts gave none with a gap ≥ ${o.min_gap}; mean judge score ${mean.toFixed(3)}, ` +
       `mean chosen − rejected ${gap.toFixed(2)}; ${data.cut.slice(o.skip_prompts).filter(Boolean).length} prompts shortened to --max_input_len; ${((Date.now() - t0) / 1000).toFixed(0)} s)`,
   );
+  if (o.stats) {
+    mkdirSync(dirname(o.stats), { recursive: true });
+    const stats: LabelStats = {
+      prompts: ids.length, num_samples: o.num_samples, pairs: pairs.length, ties, min_gap: o.min_gap, pairing: o.pairs, judge: o.judge,
+      judge_mean: mean, gap_mean: gap, prompts_cut: data.cut.slice(o.skip_prompts).filter(Boolean).length, wall_s: (Date.now() - t0) / 1000,
+    };
+    writeFileSync(o.stats, JSON.stringify(stats) + '\n');
+  }
   if (!pairs.length) throw new Error('no pairs: every prompt\'s answers scored alike; sample more (--num_samples) or lower --min_gap');
 }
 

@@ -32,7 +32,7 @@ import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
 import { longestSequence, newTokensFor, resolvePpoConfig, type PpoConfig, type PpoConfigInput } from './config.js';
-import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader } from './data.js';
+import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader, writePromptCounts } from './data.js';
 import { makeExperience, type ExperienceItem, type ExperienceStats } from './experience.js';
 import { ppoTrainStep } from './train_step.js';
 import { createKlController, type KlController } from './kl_controller.js';
@@ -182,6 +182,7 @@ export class PpoTrainer {
         const whole = prompts.truncatedTemplate ? `; ${prompts.truncatedTemplate} of them exceed it even without the user's text and lost their beginning` : '';
         log(`prompts: ${prompts.truncated} of ${prompts.prompts.length} longer than --max_input_len ${c.maxInputLen}: the user's text was shortened${whole}`);
       }
+      if (strategy.isMain()) writePromptCounts(c.logDir ?? join(c.savePath, 'logs'), prompts, c.maxInputLen);
       const pad = models.tokenizer.padTokenId ?? models.actor.config.padTokenId ?? models.tokenizer.eosTokenId ?? 0;
       const make = strategy.createLoader.bind(strategy);
       const promptBatches = promptLoader(prompts.prompts, c.experienceBatchSize, pad, c.seed, make);
