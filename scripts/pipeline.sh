@@ -25,9 +25,10 @@ export OUT=${OUT:-runs/pipeline}
 [ "$DATA" = hh-rlhf ] && OUT=${OUT%/}-hh-rlhf
 if [ -n "$TINY" ]; then
   export OUT=${OUT%/}-tiny
-  # A few steps per stage; any of these may be preset in the environment.
+  # A few steps per stage (the tiny labelling pairs any two different answers: mechanics only); any of these may be
+  # preset in the environment.
   : "${SFT_SAMPLES:=24}" "${SFT_EPOCHS:=1}" "${SFT_MAX_LEN:=128}" "${RM_SAMPLES:=24}" "${RM_EPOCHS:=1}"
-  : "${LABEL_PROMPTS:=16}" "${LABEL_EVAL_PROMPTS:=8}" "${LABEL_SAMPLES:=3}" "${LABEL_NEW_TOKENS:=8}" "${LABEL_MIN_GAP:=1}"
+  : "${LABEL_PROMPTS:=16}" "${LABEL_EVAL_PROMPTS:=8}" "${LABEL_SAMPLES:=3}" "${LABEL_NEW_TOKENS:=8}" "${LABEL_MIN_GAP:=0}"
   : "${PPO_EPISODES:=2}" "${PPO_COLLECT:=1}" "${PPO_UPDATES:=1}" "${PPO_EXP_BATCH:=4}" "${PPO_TRAIN_BATCH:=4}"
   : "${PPO_NEW_TOKENS:=8}" "${PPO_PROMPTS:=16}" "${JUDGE_PROMPTS:=8}" "${JUDGE_NEW_TOKENS:=8}"
   export SFT_SAMPLES SFT_EPOCHS SFT_MAX_LEN RM_SAMPLES RM_EPOCHS LABEL_PROMPTS LABEL_EVAL_PROMPTS LABEL_SAMPLES \

@@ -108,13 +108,13 @@ export function summaryLines(s, out) {
   line('PPO reward-model score (first → last)', `${fmt(s.ppo_reward_first)} → ${fmt(s.ppo_reward_last)}, KL to SFT ${fmt(s.ppo_kl)}   ${secs(s, 'ppo')}`);
   if (s.prompts_total !== null) line('PPO prompts shortened to fit', `${s.prompts_cut} of ${s.prompts_total}`);
   if (s.judge) {
+    line(`judge (${s.judge.name}) on ${s.judge.prompts} held-out prompts`, `SFT → PPO model, paired difference [95% CI], d_z, wins/ties/losses   ${secs(s, 'judge')}`);
     for (const d of ['greedy', 'sampled']) {
       const j = s.judge[d];
       if (!j) continue;
-      line(`judge (${s.judge.name}) ${d}, ${s.judge.prompts} held-out`, `${fmt(j.before)} → ${fmt(j.after)}  diff ${fmt(j.diff)} [${j.ci95.map((v) => v.toFixed(3)).join(', ')}], d_z ${fmt(j.d_z, 2)}, w/t/l ${j.wins}/${j.ties}/${j.losses}`);
-      line(`  reward model on the same answers`, `${fmt(j.rm_before)} → ${fmt(j.rm_after)}  d_z ${fmt(j.rm_d_z, 2)} (gap to the judge's d_z ${fmt(s[`overoptimization_gap_${d}`], 2)})`);
+      line(`  ${d}: judge score`, `${fmt(j.before)} → ${fmt(j.after)}   diff ${fmt(j.diff)} [${j.ci95.map((v) => v.toFixed(3)).join(', ')}], d_z ${fmt(j.d_z, 2)}, ${j.wins}/${j.ties}/${j.losses}`);
+      line(`  ${d}: reward model on the same`, `${fmt(j.rm_before)} → ${fmt(j.rm_after)}   d_z ${fmt(j.rm_d_z, 2)} (over-optimisation gap: RM d_z − judge d_z = ${fmt(s[`overoptimization_gap_${d}`], 2)})`);
     }
-    line('', secs(s, 'judge').replace('(', '(judge '));
   }
   line('wall time', `${s.wall_s} s`);
   lines.push(`  report: ${join(out, 'report.html')}   summary: ${join(out, 'summary.json')}`);
