@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Stage 2a: preference pairs labelled the way InstructGPT describes, with an automatic labeler standing in for the
-# human: the SFT model samples $LABEL_SAMPLES answers per prompt, the AFINN sentiment judge ranks them, and the best
-# and worst answer of a prompt become a pair when their scores differ by at least $LABEL_MIN_GAP (smaller gaps are
-# ties and are skipped, as human labelers mark ties). Two disjoint prompt blocks of the alpaca file: one for the
-# reward model's training pairs, one for its held-out pairs. Extra arguments go to both label_pairs calls.
+# human: the SFT model samples $LABEL_SAMPLES answers per prompt, the AFINN sentiment judge ranks them, and every two
+# answers of a prompt whose scores differ by at least $LABEL_MIN_GAP become a chosen/rejected pair (smaller gaps are
+# near-ties and are skipped, as human labelers mark ties; the stats files count them). Two disjoint prompt blocks of
+# the alpaca file: one for the reward model's training pairs, the next for its held-out pairs. Extra arguments go to
+# both label_pairs calls.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/pipeline}
@@ -12,7 +13,7 @@ TRAIN_N=${LABEL_PROMPTS:-512}
 EVAL_N=${LABEL_EVAL_PROMPTS:-128}
 label() {
   cli label_pairs --pretrain "${SFT_OUT:-$OUT/sft}" --prompts "$PROMPTS" \
-    --num_samples "${LABEL_SAMPLES:-6}" --pairs "${LABEL_PAIRS:-best_worst}" --min_gap "${LABEL_MIN_GAP:-2}" \
+    --num_samples "${LABEL_SAMPLES:-6}" --pairs "${LABEL_PAIRS:-all}" --min_gap "${LABEL_MIN_GAP:-2}" \
     --max_input_len "${LABEL_INPUT_LEN:-96}" --max_new_tokens "${LABEL_NEW_TOKENS:-20}" --batch_size "${LABEL_BATCH:-48}" \
     --backend "${BACKEND:-auto}" "$@"
 }

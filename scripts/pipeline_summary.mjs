@@ -102,7 +102,7 @@ export function summaryLines(s, out) {
   line('SFT eval loss (before → after)', `${fmt(s.sft_eval_loss_before, 4)} → ${fmt(s.sft_eval_loss_after, 4)}   ${secs(s, 'sft')}`);
   if (s.labeling) {
     const t = s.labeling.train, e = s.labeling.eval;
-    line('labelled pairs (train / held out)', `${t.pairs} / ${e?.pairs ?? 'n/a'} from ${t.prompts} / ${e?.prompts ?? 'n/a'} prompts × ${t.num_samples} answers; ${t.ties + (e?.ties ?? 0)} prompts were ties (gap < ${t.min_gap})   ${secs(s, 'label')}`);
+    line('labelled pairs (train / held out)', `${t.pairs} / ${e?.pairs ?? 'n/a'} from ${t.prompts} / ${e?.prompts ?? 'n/a'} prompts × ${t.num_samples} answers; ${(t.near_ties ?? 0) + (e?.near_ties ?? 0)} near-ties (gap < ${t.min_gap}) skipped   ${secs(s, 'label')}`);
   }
   line('reward model held-out accuracy', `${fmt(s.rm_eval_accuracy)} on ${s.rm_eval_pairs ?? 'the held-out'} pairs (chance ${s.rm_chance})   ${secs(s, 'rm')}`);
   line('PPO reward-model score (first → last)', `${fmt(s.ppo_reward_first)} → ${fmt(s.ppo_reward_last)}, KL to SFT ${fmt(s.ppo_kl)}   ${secs(s, 'ppo')}`);
