@@ -79,10 +79,20 @@ export async function preparePrompts(path: string, tokenizer: Tokenizer, o: Prom
 /** The file in a run's log directory that counts its prompts and how many were shortened (the pipeline's summary reads it). */
 export const PROMPT_COUNTS_FILE = 'prompts.json';
 
-/** Writes PROMPT_COUNTS_FILE: prompts used, shortened to fit --max_input_len, and those cut even through the template. */
-export function writePromptCounts(logDir: string, data: PromptData, maxInputLen: number): void {
+/** What PROMPT_COUNTS_FILE holds: prompts used, shortened to fit --max_input_len, and those cut even through the template. */
+export interface PromptCounts {
+  prompts_total: number;
+  prompts_cut: number;
+  prompts_cut_template: number;
+  max_input_len: number;
+}
+
+export function promptCounts(data: PromptData, maxInputLen: number): PromptCounts {
+  return { prompts_total: data.prompts.length, prompts_cut: data.truncated, prompts_cut_template: data.truncatedTemplate, max_input_len: maxInputLen };
+}
+
+export function writePromptCounts(logDir: string, counts: PromptCounts): void {
   mkdirSync(logDir, { recursive: true });
-  const counts = { prompts_total: data.prompts.length, prompts_cut: data.truncated, prompts_cut_template: data.truncatedTemplate, max_input_len: maxInputLen };
   writeFileSync(join(logDir, PROMPT_COUNTS_FILE), JSON.stringify(counts) + '\n');
 }
 
