@@ -1,45 +1,133 @@
-// Prints the pipeline's summary from each stage's metrics.jsonl: SFT eval loss before/after, reward-model eval
-// accuracy, PPO mean reward first vs last episode and KL, wall time per stage. Usage: node pipeline_summary.mjs OUT
+// The pipeline's summary: reads each stage's logs/metrics.jsonl, the label and judge outputs and times.txt from a run
+// directory, writes OUT/summary.json (flat keys first, null where a stage did not run) and prints it.
+// Usage: node scripts/pipeline_summary.mjs OUT [--data sentiment|hh-rlhf] [--model DIR]
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const out = process.argv[2] ?? 'runs/pipeline';
+const readJson = (file) => (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null);
 
-function rows(stage) {
-  const file = join(out, stage, 'logs', 'metrics.jsonl');
+/** Rows of a JSON-lines file ([] when it is missing). */
+function jsonLines(file) {
   if (!existsSync(file)) return [];
   return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
 /** Values of `key` in step order (rows without it skipped). */
-function series(rs, key) {
-  return rs.filter((r) => typeof r[key] === 'number').map((r) => r[key]);
+const series = (rows, key) => rows.filter((r) => typeof r[key] === 'number').map((r) => r[key]);
+const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+
+/** "name seconds" lines → { name: seconds }. */
+function stageTimes(file) {
+  if (!existsSync(file)) return {};
+  const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' '));
+  return Object.fromEntries(lines.map(([k, v]) => [k, Number(v)]));
 }
 
-const fmt = (v, d = 4) => (v === undefined || v === null || Number.isNaN(v) ? 'n/a' : Number(v).toFixed(d));
-const times = existsSync(join(out, 'times.txt'))
-  ? Object.fromEntries(readFileSync(join(out, 'times.txt'), 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')).map(([k, v]) => [k, Number(v)]))
-  : {};
+/** One decoding's numbers from judge.json: the PPO model ("ppo", else the second) against the SFT model (the first). */
+function decodingSummary(report, decoding) {
+  const results = report.results?.[decoding];
+  const effects = report.effects?.[decoding];
+  if (!results?.length || !effects?.length) return null;
+  const base = results[0];
+  const after = results.find((r) => r.name === 'ppo') ?? results[1];
+  const effect = effects.find((e) => e.name === after?.name) ?? effects[0];
+  const j = effect.judge;
+  return {
+    before: num(base.judgeMean), after: num(after?.judgeMean), diff: num(j.meanDiff), ci95: j.ci95, d_z: num(j.effectSize),
+    wins: j.wins, ties: j.ties, losses: j.losses, rm_before: num(base.rmMean), rm_after: num(after?.rmMean),
+    rm_diff: num(effect.rm?.meanDiff), rm_d_z: num(effect.rm?.effectSize),
+  };
+}
 
-const sft = series(rows('sft'), 'eval/loss');
-const rm = rows('rm');
-const rmAcc = series(rm, 'eval/reward/accuracy');
-const rmMargin = series(rm, 'eval/reward/margin');
-const ppo = rows('ppo');
-const reward = series(ppo, 'reward/mean');
-const kl = series(ppo, 'objective/kl');
-const summary = {
-  sft: { eval_loss_before: sft[0], eval_loss_after: sft.at(-1), seconds: times.sft },
-  reward_model: { eval_accuracy: rmAcc.at(-1), eval_margin: rmMargin.at(-1), seconds: times.rm },
-  ppo: { reward_first: reward[0], reward_last: reward.at(-1), kl_last: kl.at(-1), seconds: times.ppo },
-  total_seconds: Object.values(times).reduce((a, b) => a + b, 0),
-};
-writeFileSync(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-const line = (a, b) => console.log(`  ${a.padEnd(34)} ${b}`);
-console.log('\n=== pipeline summary ===');
-line('SFT eval loss (before → after)', `${fmt(summary.sft.eval_loss_before)} → ${fmt(summary.sft.eval_loss_after)}   (${times.sft ?? '?'} s)`);
-line('reward model eval accuracy / margin', `${fmt(summary.reward_model.eval_accuracy, 3)} / ${fmt(summary.reward_model.eval_margin, 3)}   (${times.rm ?? '?'} s)`);
-line('PPO mean reward (first → last)', `${fmt(summary.ppo.reward_first)} → ${fmt(summary.ppo.reward_last)}   (${times.ppo ?? '?'} s)`);
-line('PPO KL to the initial model (last)', fmt(summary.ppo.kl_last));
-line('wall time', `${summary.total_seconds} s`);
-console.log(`  report: ${join(out, 'report.html')}   summary: ${join(out, 'summary.json')}`);
+/** summary.json's object for the run directory `out`. */
+export function buildSummary(out, { data = 'sentiment', model = 'models/tiny-chat' } = {}) {
+  const times = stageTimes(join(out, 'times.txt'));
+  const sft = series(jsonLines(join(out, 'sft', 'logs', 'metrics.jsonl')), 'eval/loss');
+  const rmRows = jsonLines(join(out, 'rm', 'logs', 'metrics.jsonl'));
+  const rmAcc = series(rmRows, 'eval/reward/accuracy');
+  const rmMargin = series(rmRows, 'eval/reward/margin');
+  const ppoRows = jsonLines(join(out, 'ppo', 'logs', 'metrics.jsonl'));
+  const reward = series(ppoRows, 'reward/mean');
+  const kl = series(ppoRows, 'objective/kl');
+  const prompts = readJson(join(out, 'ppo', 'logs', 'prompts.json'));
+  const labelStats = ['train', 'eval'].map((s) => readJson(join(out, 'pairs', `${s}.stats.json`)));
+  const report = readJson(join(out, 'judge.json'));
+  const greedy = report ? decodingSummary(report, 'greedy') : null;
+  const sampled = report ? decodingSummary(report, 'sampled') : null;
+  const stages = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, { wall_s: v }]));
+  const judge = report ? { name: report.judge, prompts: report.prompts.length, ...(greedy && { greedy }), ...(sampled && { sampled }) } : null;
+  // The over-optimisation gap: what the proxy (the reward model) says PPO gained against what the judge says, both
+  // in units of their own spread over the SFT answers (d_z), so the two scales compare.
+  const gap = (d) => (d && d.rm_d_z !== null && d.d_z !== null ? d.rm_d_z - d.d_z : null);
+  const summary = {
+    data,
+    model,
+    sft_eval_loss_before: num(sft[0]),
+    sft_eval_loss_after: num(sft.at(-1)),
+    rm_eval_accuracy: num(rmAcc.at(-1)),
+    rm_eval_pairs: labelStats[1]?.pairs ?? null,
+    rm_train_pairs: labelStats[0]?.pairs ?? null,
+    rm_chance: 0.5,
+    judge_score_before: greedy?.before ?? null,
+    judge_score_after: greedy?.after ?? null,
+    ppo_kl: num(kl.at(-1)),
+    ppo_reward_first: num(reward[0]),
+    ppo_reward_last: num(reward.at(-1)),
+    overoptimization_gap_greedy: gap(greedy),
+    overoptimization_gap_sampled: gap(sampled),
+    wall_s: Object.values(times).reduce((a, b) => a + b, 0),
+    stages,
+    judge,
+    labeling: labelStats[0] ? { train: labelStats[0], eval: labelStats[1] } : null,
+    prompts_cut: prompts?.prompts_cut ?? null,
+    prompts_total: prompts?.prompts_total ?? null,
+    // older nested keys, kept for scripts that read them
+    sft: { eval_loss_before: num(sft[0]), eval_loss_after: num(sft.at(-1)), seconds: times.sft ?? null },
+    reward_model: { eval_accuracy: num(rmAcc.at(-1)), eval_margin: num(rmMargin.at(-1)), seconds: times.rm ?? null },
+    ppo: { reward_first: num(reward[0]), reward_last: num(reward.at(-1)), kl_last: num(kl.at(-1)), seconds: times.ppo ?? null },
+    total_seconds: Object.values(times).reduce((a, b) => a + b, 0),
+  };
+  return summary;
+}
+
+const fmt = (v, d = 3) => (v === undefined || v === null || Number.isNaN(v) ? 'n/a' : (v >= 0 ? ' ' : '') + Number(v).toFixed(d));
+const secs = (s, stage) => (s.stages[stage] ? `(${s.stages[stage].wall_s} s)` : '');
+
+/** The printed summary, one line per number. */
+export function summaryLines(s, out) {
+  const lines = ['', `=== pipeline summary (${s.data}, ${s.model}) ===`];
+  const line = (a, b) => lines.push(`  ${a.padEnd(40)} ${b}`);
+  line('SFT eval loss (before → after)', `${fmt(s.sft_eval_loss_before, 4)} → ${fmt(s.sft_eval_loss_after, 4)}   ${secs(s, 'sft')}`);
+  if (s.labeling) {
+    const t = s.labeling.train, e = s.labeling.eval;
+    line('labelled pairs (train / held out)', `${t.pairs} / ${e?.pairs ?? 'n/a'} from ${t.prompts} / ${e?.prompts ?? 'n/a'} prompts × ${t.num_samples} answers; ${(t.near_ties ?? 0) + (e?.near_ties ?? 0)} near-ties (gap < ${t.min_gap}) skipped   ${secs(s, 'label')}`);
+  }
+  line('reward model held-out accuracy', `${fmt(s.rm_eval_accuracy)} on ${s.rm_eval_pairs ?? 'the held-out'} pairs (chance ${s.rm_chance})   ${secs(s, 'rm')}`);
+  line('PPO reward-model score (first → last)', `${fmt(s.ppo_reward_first)} → ${fmt(s.ppo_reward_last)}, KL to SFT ${fmt(s.ppo_kl)}   ${secs(s, 'ppo')}`);
+  if (s.prompts_total !== null) line('PPO prompts shortened to fit', `${s.prompts_cut} of ${s.prompts_total}`);
+  if (s.judge) {
+    line(`judge (${s.judge.name}) on ${s.judge.prompts} held-out prompts`, `SFT → PPO model, paired difference [95% CI], d_z, wins/ties/losses   ${secs(s, 'judge')}`);
+    for (const d of ['greedy', 'sampled']) {
+      const j = s.judge[d];
+      if (!j) continue;
+      line(`  ${d}: judge score`, `${fmt(j.before)} → ${fmt(j.after)}   diff ${fmt(j.diff)} [${j.ci95.map((v) => v.toFixed(3)).join(', ')}], d_z ${fmt(j.d_z, 2)}, ${j.wins}/${j.ties}/${j.losses}`);
+      line(`  ${d}: reward model on the same`, `${fmt(j.rm_before)} → ${fmt(j.rm_after)}   d_z ${fmt(j.rm_d_z, 2)} (over-optimisation gap: RM d_z − judge d_z = ${fmt(s[`overoptimization_gap_${d}`], 2)})`);
+    }
+  }
+  line('wall time', `${s.wall_s} s`);
+  lines.push(`  report: ${join(out, 'report.html')}   summary: ${join(out, 'summary.json')}`);
+  return lines;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const args = process.argv.slice(2);
+  const flag = (name) => { const i = args.indexOf(name); return i >= 0 ? args.splice(i, 2)[1] : undefined; };
+  const data = flag('--data');
+  const model = flag('--model');
+  const out = args[0] ?? 'runs/pipeline';
+  const summary = buildSummary(out, { data, model });
+  writeFileSync(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  console.log(summaryLines(summary, out).join('\n'));
+}

@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# Stage 2: a reward model from the SFT output, on hh-rlhf preference pairs. Extra arguments go to train_reward_model.
+# Stage 2: a reward model from the SFT output. DATA=sentiment (the default pipeline): on the pairs scripts/label_pairs.sh
+# ranked, held-out pairs from other prompts, the reward the mean of the values over the tokens (what a sum of word
+# valences needs). DATA=hh-rlhf: on hh-rlhf's human preference pairs. Extra arguments go to train_reward_model.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/pipeline}
-cli train_reward_model \
-  --pretrain "${SFT_OUT:-$OUT/sft}" \
-  --dataset "${RM_DATA:-$ROOT/datasets/preference/hh-rlhf-harmless-base-test.jsonl.gz}" \
-  --prompt_template human_assistant --loss_fn log_sig \
-  --max_len "${RM_MAX_LEN:-128}" --batch_size "${RM_BATCH:-8}" --max_epochs "${RM_EPOCHS:-2}" \
-  ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-3e-4}" --eval_ratio 0.2 \
-  --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
-  --save_path "$OUT/rm" "$@"
+if [ "${DATA:-sentiment}" = hh-rlhf ]; then
+  cli train_reward_model \
+    --pretrain "${SFT_OUT:-$OUT/sft}" \
+    --dataset "${RM_DATA:-$ROOT/datasets/preference/hh-rlhf-harmless-base-test.jsonl.gz}" \
+    --prompt_template human_assistant --loss_fn log_sig \
+    --max_len "${RM_MAX_LEN:-128}" --batch_size "${RM_BATCH:-8}" --max_epochs "${RM_EPOCHS:-2}" \
+    ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-3e-4}" --eval_ratio 0.2 \
+    --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
+    --save_path "$OUT/rm" "$@"
+else
+  cli train_reward_model \
+    --pretrain "${SFT_OUT:-$OUT/sft}" \
+    --dataset "${RM_DATA:-$OUT/pairs/train.jsonl}" --eval_dataset "${RM_EVAL_DATA:-$OUT/pairs/eval.jsonl}" \
+    --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction mean \
+    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM_EPOCHS:-1}" \
+    ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-1e-3}" --warmup_ratio 0.1 \
+    ${RM_LORA:+--lora_rank "$RM_LORA" --lora_target all-linear --merge_lora_weights} \
+    --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
+    --save_path "$OUT/rm" "$@"
+fi

@@ -14,6 +14,7 @@ describe('pairsFromGroups', () => {
     const { pairs, ties } = pairsFromGroups(['p'], answers, scores, 1);
     expect(pairs.map((p) => `${p.chosen.value}>${p.rejected.value}`)).toEqual(['a>c', 'a>d', 'a>b', 'c>b', 'd>b']);
     expect(ties).toBe(0);
+    expect(pairsFromGroups(['p'], answers, scores, 2).nearTies).toBe(3); // c=d, c>b, d>b differ by < 2
     expect(pairsFromGroups(['p'], answers, scores, 2).pairs.map((p) => `${p.chosen.value}>${p.rejected.value}`)).toEqual(['a>c', 'a>d', 'a>b']);
   });
   it('best_worst: one pair per prompt; groups without a gap or with equal answers count as ties', () => {

@@ -37,6 +37,7 @@ interface LabelOptions {
   top_p: number;
   batch_size: number;
   out: string;
+  stats?: string;
   backend: string;
   seed: number;
 }
@@ -49,17 +50,36 @@ export interface LabeledPair {
   rejected_score: number;
 }
 
+/** What `--stats` writes. */
+export interface LabelStats {
+  prompts: number;
+  num_samples: number;
+  pairs: number;
+  /** Prompts that gave no pair: all their answers within --min_gap of each other. */
+  ties: number;
+  /** Candidate pairs (of --pairs) skipped because their scores differ by less than --min_gap. */
+  near_ties: number;
+  min_gap: number;
+  pairing: Pairing;
+  judge: JudgeName;
+  judge_mean: number;
+  gap_mean: number;
+  prompts_cut: number;
+  wall_s: number;
+}
+
 export const PAIRINGS = ['all', 'best_worst'] as const;
 export type Pairing = (typeof PAIRINGS)[number];
 
 /**
  * Pairs from each prompt's ranked answers: `all` takes every two answers whose judge scores differ by at least
  * `minGap` (InstructGPT's K-choose-2 comparisons of one ranking), `best_worst` only the top against the bottom one.
- * Identical answers never pair.
+ * Identical answers never pair. `nearTies` counts the candidate pairs skipped for a gap under `minGap`.
  */
-export function pairsFromGroups(prompts: readonly string[], groups: readonly string[][], scores: readonly number[][], minGap: number, pairing: Pairing = 'all'): { pairs: LabeledPair[]; ties: number } {
+export function pairsFromGroups(prompts: readonly string[], groups: readonly string[][], scores: readonly number[][], minGap: number, pairing: Pairing = 'all'): { pairs: LabeledPair[]; ties: number; nearTies: number } {
   const pairs: LabeledPair[] = [];
   let ties = 0;
+  let nearTies = 0;
   groups.forEach((answers, i) => {
     const s = scores[i]!;
     const order = s.map((_, j) => j).sort((a, b) => s[b]! - s[a]! || a - b); // best first
@@ -67,6 +87,7 @@ export function pairsFromGroups(prompts: readonly string[], groups: readonly str
       ? [[order[0]!, order.at(-1)!]]
       : order.flatMap((hi, x) => order.slice(x + 1).map((lo) => [hi, lo] as [number, number]));
     const kept = candidates.filter(([hi, lo]) => s[hi]! - s[lo]! >= minGap && answers[hi] !== answers[lo]);
+    nearTies += candidates.filter(([hi, lo]) => s[hi]! - s[lo]! < minGap).length;
     if (!kept.length) ties++;
     for (const [hi, lo] of kept) {
       pairs.push({
@@ -78,7 +99,7 @@ export function pairsFromGroups(prompts: readonly string[], groups: readonly str
       });
     }
   });
-  return { pairs, ties };
+  return { pairs, ties, nearTies };
 }
 
 async function main(): Promise<void> {
@@ -102,6 +123,7 @@ async function main(): Promise<void> {
     .option('--top_p <p>', 'nucleus sampling mass', float('--top_p', 0, 1), 1)
     .option('--batch_size <n>', 'rows per generation batch', int('--batch_size', 1), 32)
     .requiredOption('--out <file>', 'where the pairs go (JSONL)')
+    .option('--stats <file>', 'also write the counts (prompts, pairs, ties, shortened prompts, judge means) as JSON')
     .addOption(new Option('--backend <name>', `tensor backend (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(process.env[BACKEND_ENV] ?? 'auto'))
     .addOption(threadsOption())
     .option('--seed <n>', 'sampling seed', int('--seed'), 42);
@@ -126,7 +148,7 @@ async function main(): Promise<void> {
   model.dispose();
   const scores = judgeScores(o.judge, answers);
   const group = <T>(xs: T[]): T[][] => ids.map((_, i) => xs.slice(i * o.num_samples, (i + 1) * o.num_samples));
-  const { pairs, ties } = pairsFromGroups(users, group(answers), group(scores), o.min_gap, o.pairs);
+  const { pairs, ties, nearTies } = pairsFromGroups(users, group(answers), group(scores), o.min_gap, o.pairs);
   mkdirSync(dirname(o.out), { recursive: true });
   writeFileSync(o.out, pairs.map((p) => JSON.stringify(p)).join('\n') + (pairs.length ? '\n' : ''));
   const gap = pairs.reduce((s, p) => s + p.chosen_score - p.rejected_score, 0) / Math.max(1, pairs.length);
@@ -135,6 +157,14 @@ async function main(): Promise<void> {
     `label_pairs: ${pairs.length} pairs → ${o.out} (${ties} of ${ids.length} prompts gave none with a gap ≥ ${o.min_gap}; mean judge score ${mean.toFixed(3)}, ` +
       `mean chosen − rejected ${gap.toFixed(2)}; ${data.cut.slice(o.skip_prompts).filter(Boolean).length} prompts shortened to --max_input_len; ${((Date.now() - t0) / 1000).toFixed(0)} s)`,
   );
+  if (o.stats) {
+    mkdirSync(dirname(o.stats), { recursive: true });
+    const stats: LabelStats = {
+      prompts: ids.length, num_samples: o.num_samples, pairs: pairs.length, ties, near_ties: nearTies, min_gap: o.min_gap, pairing: o.pairs, judge: o.judge,
+      judge_mean: mean, gap_mean: gap, prompts_cut: data.cut.slice(o.skip_prompts).filter(Boolean).length, wall_s: (Date.now() - t0) / 1000,
+    };
+    writeFileSync(o.stats, JSON.stringify(stats) + '\n');
+  }
   if (!pairs.length) throw new Error('no pairs: every prompt\'s answers scored alike; sample more (--num_samples) or lower --min_gap');
 }
 

@@ -2,6 +2,8 @@
  * PPO's two datasets: prompts (rendered with the template, tokenized, the user's text shortened to --max_input_len, served
  * left-padded in a fresh random order every pass) and the optional ptx data (any SFT format, as LM-loss samples).
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadPrompts } from '../data/prompts.js';
 import { loadSftSamples } from '../data/formats.js';
 import type { PromptTemplate } from '../data/templates/index.js';
@@ -72,6 +74,26 @@ export async function preparePrompts(path: string, tokenizer: Tokenizer, o: Prom
     cut.push(fitted.cut);
   }
   return { prompts, texts, samples, cut, skipped: loaded.skipped, skippedExamples: loaded.skippedExamples, truncated, truncatedTemplate };
+}
+
+/** The file in a run's log directory that counts its prompts and how many were shortened (the pipeline's summary reads it). */
+export const PROMPT_COUNTS_FILE = 'prompts.json';
+
+/** What PROMPT_COUNTS_FILE holds: prompts used, shortened to fit --max_input_len, and those cut even through the template. */
+export interface PromptCounts {
+  prompts_total: number;
+  prompts_cut: number;
+  prompts_cut_template: number;
+  max_input_len: number;
+}
+
+export function promptCounts(data: PromptData, maxInputLen: number): PromptCounts {
+  return { prompts_total: data.prompts.length, prompts_cut: data.truncated, prompts_cut_template: data.truncatedTemplate, max_input_len: maxInputLen };
+}
+
+export function writePromptCounts(logDir: string, counts: PromptCounts): void {
+  mkdirSync(logDir, { recursive: true });
+  writeFileSync(join(logDir, PROMPT_COUNTS_FILE), JSON.stringify(counts) + '\n');
 }
 
 /** Makes a loader; a strategy's `createLoader` gives each rank its share of every global batch. */

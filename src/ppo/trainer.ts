@@ -32,7 +32,7 @@ import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
 import { longestSequence, newTokensFor, resolvePpoConfig, type PpoConfig, type PpoConfigInput } from './config.js';
-import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader } from './data.js';
+import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, preparePtx, promptLoader, ptxLoader, promptCounts, writePromptCounts, type PromptCounts } from './data.js';
 import { makeExperience, type ExperienceItem, type ExperienceStats } from './experience.js';
 import { ppoTrainStep } from './train_step.js';
 import { createKlController, type KlController } from './kl_controller.js';
@@ -111,6 +111,8 @@ export class PpoTrainer {
   readonly totalEpisodes: number;
   /** --max_steps, --logging_steps, --save_steps, --save_total_limit, --save_best, counted in episodes. */
   readonly controls: LoopControls;
+  /** How many prompts the run has and how many were shortened; written beside the metrics when training starts. */
+  private promptCounts: PromptCounts | null = null;
 
   private constructor(
     readonly config: PpoConfig,
@@ -196,6 +198,7 @@ export class PpoTrainer {
         `actor ${models.actor.lora ? `LoRA r=${c.loraRank} on a base shared with the initial model` : 'full weights'}, ` +
         `critic ${models.critic.backbone === models.reward.backbone ? 'sharing the reward model\'s base' : 'separate from the reward model'}`);
       const trainer = new PpoTrainer(c, models, strategy, promptBatches, ptxBatches, templateName, log, opts);
+      trainer.promptCounts = promptCounts(prompts, c.maxInputLen);
       if (state) trainer.restore(state, c.resume!);
       return trainer;
     } catch (e) {
@@ -244,6 +247,7 @@ export class PpoTrainer {
     if (c.resume) checkResumeNotFinished(c.resume, { step: this.episode, total: c.numEpisodes, unit: 'episode' });
     const main = this.strategy.isMain();
     const logger = main ? new MetricsLogger(this.logDir) : null;
+    if (main && this.promptCounts) writePromptCounts(this.logDir, this.promptCounts);
     const progress = main ? new TrainingProgress({ total: this.totalEpisodes, startStep: this.episode, label: 'ppo', bar: this.opts.progressBar }) : null;
     const interrupt = this.opts.interrupt ?? onInterrupt();
     const history: Record<string, number>[] = [];
