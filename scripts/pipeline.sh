@@ -65,7 +65,8 @@ if [ -n "$TINY" ]; then
   done
 fi
 node "$ROOT/scripts/pipeline_summary.mjs" "$OUT" --data "$DATA" --model "${PRETRAIN:-models/tiny-chat}" > "$OUT/summary.txt"
-# The report's headline and side-by-side table: add --summary "$OUT/summary.json" and (when it exists)
-# --judge "$OUT/judge.json" here once `report` has those flags.
-cli report --log_dir "$OUT/sft/logs" --log_dir "$OUT/rm/logs" --log_dir "$OUT/ppo/logs" --out "$OUT/report.html"
+# The report: summary.json's headline at the top, the judge's side-by-side answers (when the judge ran), the charts.
+JUDGE_ARGS=()
+[ -f "$OUT/judge.json" ] && JUDGE_ARGS=(--judge "$OUT/judge.json")
+cli report --log_dir "$OUT/sft/logs" --log_dir "$OUT/rm/logs" --log_dir "$OUT/ppo/logs" --summary "$OUT/summary.json" ${JUDGE_ARGS[@]+"${JUDGE_ARGS[@]}"} --out "$OUT/report.html"
 cat "$OUT/summary.txt"

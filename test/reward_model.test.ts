@@ -33,13 +33,14 @@ describe.each(['cpu', 'wasm'] as const)('reduceValues on %s', (backend) => {
     await tf.setBackend('cpu');
   });
 
-  it('last: the value at the last 1 of the mask, whatever the padding side; mean: over real tokens', () => {
+  it('last: the value at the last 1 of the mask, whatever the padding side; mean and sum: over real tokens', () => {
     const values = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]];
     const mask = [[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0]];
-    const run = (r: 'last' | 'mean') => tf.tidy(() => Array.from(reduceValues(tf.tensor2d(values), tf.tensor2d(mask, undefined, 'int32'), r).dataSync()));
+    const run = (r: 'last' | 'mean' | 'sum') => tf.tidy(() => Array.from(reduceValues(tf.tensor2d(values), tf.tensor2d(mask, undefined, 'int32'), r).dataSync()));
     expect(run('last')).toEqual([2, 8, 11]);
     const mean = run('mean');
     [1.5, 6.5, 10.5].forEach((m, i) => expect(mean[i]!).toBeCloseTo(m, 6));
+    expect(run('sum')).toEqual([3, 26, 21]);
   });
 });
 

@@ -11,7 +11,7 @@ import type { ValueHead } from './value_head.js';
 import { positionsFromMask } from './ops/positions.js';
 
 /** How per-position values become one score per sequence: the value at the last real token, or their mean. */
-export type ValueReduction = 'last' | 'mean';
+export type ValueReduction = 'last' | 'mean' | 'sum';
 
 export class ValueModel {
   /**
@@ -69,7 +69,8 @@ export function scoreIndices(attentionMask: Tensor, inputIds?: Tensor, padTokenI
 
 /**
  * values [B, T] → one number per row [B]. 'last': the value at the scored position (`scoreIndices`). 'mean': the mean
- * over positions whose mask is 1.
+ * over positions whose mask is 1. 'sum': their sum (a score that adds up per token, such as a lexicon's word
+ * valences; in a causal model the prompt's positions are the same for both answers of a pair and cancel).
  */
 export function reduceValues(
   values: Tensor, attentionMask: Tensor, reduction: ValueReduction, inputIds?: Tensor, padTokenId: number | null = null,
@@ -78,6 +79,7 @@ export function reduceValues(
     const [, T] = values.shape as [number, number];
     const mask = tf.cast(attentionMask, 'float32'); // (B, T)
     if (reduction === 'mean') return tf.div(tf.sum(tf.mul(values, mask), 1), tf.maximum(tf.sum(mask, 1), 1));
+    if (reduction === 'sum') return tf.sum(tf.mul(values, mask), 1);
     const last = scoreIndices(attentionMask, inputIds, padTokenId); // (B)
     // oneHot in int32, then cast: tfjs-wasm's OneHot returns all zeros when asked for float32 directly.
     return tf.sum(tf.mul(values, tf.cast(tf.oneHot(last, T), 'float32')), 1);

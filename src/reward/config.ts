@@ -15,7 +15,7 @@ import { configChecks, definedFields } from '../trainer/config_checks.js';
 import type { LoraFields, OptimizerFields, RunFields } from '../trainer/stage_fields.js';
 
 /** How a sequence's per-token values become one reward. */
-export const REWARD_REDUCTIONS = ['last', 'mean'] as const;
+export const REWARD_REDUCTIONS = ['last', 'mean', 'sum'] as const;
 export type RewardReduction = (typeof REWARD_REDUCTIONS)[number];
 
 /** With the shared loop controls (--max_steps, --eval_steps, --save_best, ...) and schedule flags. */
@@ -31,7 +31,7 @@ export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFin
   loraTargets?: string[] | string;
   /**
    * 'last' (default): the value at the last real token (last 1 of the attention mask), i.e. after the EOS that ends
-   * the answer, the one position that has read the whole prompt and answer. 'mean': mean over real tokens.
+   * the answer, the one position that has read the whole prompt and answer. 'mean': mean over real tokens. 'sum': their sum.
    */
   rewardReduction: RewardReduction;
 

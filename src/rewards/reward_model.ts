@@ -24,7 +24,7 @@ export function readRewardReduction(dir: string): ValueReduction {
     const rlhf = (JSON.parse(readFileSync(file, 'utf8')) as { rlhf?: { reward_reduction?: unknown } }).rlhf;
     const r = rlhf?.reward_reduction;
     if (r === undefined) continue;
-    if (r !== 'last' && r !== 'mean') throw new Error(`${file}: rlhf.reward_reduction must be "last" or "mean", got ${JSON.stringify(r)}`);
+    if (r !== 'last' && r !== 'mean' && r !== 'sum') throw new Error(`${file}: rlhf.reward_reduction must be "last", "mean" or "sum", got ${JSON.stringify(r)}`);
     return r;
   }
   return 'last';
