@@ -7,7 +7,7 @@
 #                of characters, since generation here does not slide the context past the position table
 # Usage: bash scripts/shakespeare_char.sh [--cpu] [OUT_DIR]
 #   default: 6 layers, 6 heads, 384 wide, block 256, batch 64, dropout 0.2, 5000 steps (a GPU run: BACKEND=webgpu);
-#            dropout on the embeddings and residual branches (the decoder applies no attention-probability dropout)
+#            dropout on the embeddings, the attention probabilities and the residual branches, as nanoGPT's
 #   --cpu:   nanoGPT's CPU variant: 4 layers, 4 heads, 128 wide, block 64, batch 12, dropout 0, 2000 steps,
 #            eval on 20 batches (eval_iters 20)
 # The last line printed is `best val loss <x> at step <n>`. MAX_STEPS=N shortens the run (a smoke test).
