@@ -13,6 +13,7 @@ import { DecoderModel } from '../src/models/decoder.js';
 import { loadPretrained, savePretrained } from '../src/models/pretrained.js';
 import { readSafetensors, writeSafetensors } from '../src/hub/safetensors.js';
 import { rawConfigFromSpec } from '../src/sft/from_config.js';
+import { layerNorm } from '../src/models/ops/norms.js';
 import { relErr } from './helpers/fixtures.js';
 
 const dirs: string[] = [];
@@ -68,6 +69,23 @@ describe('GPT-2 with rlhf_bias: false', () => {
     writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
     expect(() => loadPretrained(dir)).toThrow(/transformer\.h\.1\.ln_2\.bias is not zero.*"rlhf_bias": false/);
     model.dispose();
+  });
+
+  it('LayerNorm without a bias: value and gradients equal the plain formula (tfjs differentiates it)', () => {
+    tf.tidy(() => {
+      const x = tf.randomNormal([3, 4, 10], 0, 2, 'float32', 1);
+      const w = tf.randomNormal([10], 0, 1, 'float32', 2);
+      const probe = tf.randomNormal([3, 4, 10], 0, 1, 'float32', 3);
+      const plain = (t: tf.Tensor, ww: tf.Tensor) => {
+        const c = tf.sub(t, tf.mean(t, -1, true));
+        return tf.mul(tf.mul(c, tf.rsqrt(tf.add(tf.mean(tf.square(c), -1, true), 1e-5))), ww);
+      };
+      const fused = (t: tf.Tensor, ww: tf.Tensor) => layerNorm(t, ww, null, 1e-5);
+      expect(relErr(fused(x, w).dataSync(), plain(x, w).dataSync())).toBeLessThan(1e-6);
+      const g = tf.grads((t: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(fused(t, ww), probe)))([x, w]);
+      const want = tf.grads((t: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(plain(t, ww), probe)))([x, w]);
+      g.forEach((t, i) => expect(relErr(t.dataSync(), want[i]!.dataSync()), `grad ${i}`).toBeLessThan(1e-5));
+    });
   });
 
   it('is a --from_config key; a non-boolean value is an error naming the key', () => {

@@ -136,13 +136,19 @@ export function attention(
 export function causalMaskBias(attentionMask: Tensor, T: number, window: number | null = null): Tensor {
   return tf.tidy(() => {
     const [B, S] = attentionMask.shape as [number, number];
-    const past = S - T;
     // Two small additive masks, combined by a broadcast minimum (elementwise logic over [B, 1, T, S] is slow on wasm).
+    const padding = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // (B, S): 0 at real tokens
+    return tf.minimum(causalBias(T, S, window), tf.reshape(padding, [B, 1, 1, S]));
+  });
+}
+
+/** The causal (and sliding-window) part of `causalMaskBias` alone, [1, 1, T, S]: for batches without padding. */
+export function causalBias(T: number, S: number, window: number | null = null): Tensor {
+  return tf.tidy(() => {
+    const past = S - T;
     const qi = tf.reshape(tf.range(past, past + T, 1, 'int32'), [T, 1]);
     const kj = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
     const hidden = window ? tf.logicalOr(tf.greater(kj, qi), tf.greaterEqual(tf.sub(qi, kj), window)) : tf.greater(kj, qi);
-    const causal = tf.mul(tf.cast(hidden, 'float32'), MASKED); // (T, S): 0 where key j is visible to query i
-    const padding = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // (B, S): 0 at real tokens
-    return tf.minimum(tf.reshape(causal, [1, 1, T, S]), tf.reshape(padding, [B, 1, 1, S]));
+    return tf.reshape(tf.mul(tf.cast(hidden, 'float32'), MASKED), [1, 1, T, S]); // 0 where key j is visible to query i
   });
 }
