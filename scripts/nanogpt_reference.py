@@ -95,6 +95,9 @@ def main():
     ap.add_argument('--bias', action='store_true', help='biases in Linear and LayerNorm (nanoGPT: bias=False)')
     ap.add_argument('--seed', type=int, default=1337)
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
+    ap.add_argument('--full_eval', action='store_true',
+                    help='after training, also the loss over every block of val.bin in order, as train_sft evaluates '
+                         'without --eval_iters (blocks of block_size tokens, each predicting its tokens 1..block_size-1)')
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -149,6 +152,12 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     print(f'trained in {time.time() - start:.1f} s')
+    if a.full_eval:
+        model.eval()
+        blocks = val[:len(val) // a.block_size * a.block_size].view(-1, a.block_size)
+        with torch.no_grad():
+            total = sum(model(b[:, :-1], b[:, 1:]).item() * len(b) for b in blocks.split(a.batch_size))
+        print(f'final model, every block of val.bin: loss {total / len(blocks):.4f} ({len(blocks)} blocks)')
     print(f'best val loss {best:.4f} at step {best_step}')
 
 

@@ -12,7 +12,8 @@
 #            dropout on the embeddings, the attention probabilities and the residual branches, as nanoGPT's
 #   --cpu:   nanoGPT's CPU variant: 4 layers, 4 heads, 128 wide, block 64, batch 12, dropout 0, 2000 steps,
 #            eval on 20 batches (eval_iters 20)
-# The last line printed is `best val loss <x> at step <n>`. MAX_STEPS=N shortens the run (a smoke test).
+# The last line printed is `best val loss <x> at step <n>`. MAX_STEPS=N shortens the run (a smoke test); SEED=N
+# changes the seed (default 1337, as nanoGPT).
 # scripts/nanogpt_reference.py trains the same model and loop in PyTorch on the same files, for a side-by-side.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -43,7 +44,7 @@ cli train_sft --from_config "gpt2:$MODEL" --tokenizer "$DATA" \
   --lr 1e-3 --lr_scheduler cosine_with_min_lr --min_lr 1e-4 --warmup_steps 100 \
   --adam_beta2 0.99 --weight_decay 0.1 --grad_clip 1.0 \
   --eval_steps 250 --logging_steps 10 --save_best \
-  --backend "$BACKEND" --seed 1337 --save_path "$OUT/model"
+  --backend "$BACKEND" --seed "${SEED:-1337}" --save_path "$OUT/model"
 SECONDS_TRAINED=$(( $(date +%s) - START ))
 
 # 3. sample (nanoGPT: sample.py --out_dir=..., temperature 0.8, top_k 200)
