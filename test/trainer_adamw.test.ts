@@ -151,6 +151,25 @@ describe('AdamW', () => {
     w.dispose();
   });
 
+  it('a gradient scale (clipping\'s coefficient) equals stepping on the scaled gradients, over several steps', () => {
+    const h = { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1 };
+    const ref = { p: [0.3, -1.2, 0.7], m: [0, 0, 0], v: [0, 0, 0], step: 0 };
+    const w = tf.variable(tf.tensor1d(ref.p));
+    const opt = new AdamW([['w', w]], { lr: h.lr, betas: [h.beta1, h.beta2], eps: h.eps, weightDecay: h.weightDecay });
+    const grads = [[0.5, -2, 1], [3, 0.1, -0.4], [-1, 1, 2]];
+    const scales = [0.25, 1, 0.6];
+    grads.forEach((g, i) => {
+      torchAdamWStep(ref, g.map((x) => x * scales[i]!), h);
+      const gt = tf.tensor1d(g);
+      opt.step({ w: gt }, h.lr, scales[i]);
+      gt.dispose();
+    });
+    value(w).forEach((x, i) => expect(x).toBeCloseTo(ref.p[i]!, 6));
+    expect(() => opt.step({ w: tf.tensor1d([1, 1, 1]) }, h.lr, Number.NaN)).toThrow(/invalid gradScale/);
+    opt.dispose();
+    w.dispose();
+  });
+
   it('names biases and norm weights as decay-free for every supported family', () => {
     for (const name of ['h.0.ln_1.weight', 'transformer.ln_f.weight', 'model.decoder.layers.0.final_layer_norm.weight',
       'h.0.input_layernorm.weight', 'model.norm.weight', 'h.0.attn.c_attn.bias']) {

@@ -20,7 +20,7 @@ import { DEFAULT_NUM_VIRTUAL_TOKENS, PEFT_METHODS, PROMPT_TUNING_INITS } from '.
 export function buildSftCommand(): Command {
   const cmd = new Command('train_sft').description('Stage 1: supervised fine-tuning of a causal LM (also plain-text pretraining)');
   addModelOptions(cmd, false);
-  cmd.option('--from_config <spec>', 'train a fresh model: a config.json path, or family:key=value,... (e.g. gpt2:n_layer=6,n_head=6,n_embd=384)');
+  cmd.option('--from_config <spec>', 'train a fresh model: a config.json path, or family:key=value,... (e.g. gpt2:n_layer=6,n_head=6,n_embd=384; gpt2 also takes rlhf_bias=false: no Linear/LayerNorm biases, as nanoGPT)');
   cmd
     .requiredOption('--dataset <path...>', 'training data: JSON, JSONL, .gz, CSV, Arrow, save_to_disk dir, .txt, or nanoGPT .bin token ids (from `prepare`; with --tokenizer) (repeatable)')
     .option('--eval_dataset <path...>', 'held-out data (default: --eval_ratio of --dataset)')

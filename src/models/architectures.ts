@@ -82,20 +82,24 @@ export function buildSpec(c: ModelConfig): ModelSpec {
   const qDim = c.numHeads * c.headDim;
   const L = Array.from({ length: c.numLayers }, (_, i) => i);
   switch (c.modelType) {
-    case 'gpt2':
+    case 'gpt2': {
+      // Biases everywhere, or (rlhf_bias: false, nanoGPT's bias=False) nowhere.
+      const b = c.attentionBias;
+      const nb = c.normBias !== false;
       return {
         embedTokens: 'transformer.wte.weight', embedPositions: 'transformer.wpe.weight', embedNorm: null,
-        projectIn: null, projectOut: null, finalNorm: ln('transformer.ln_f'),
+        projectIn: null, projectOut: null, finalNorm: ln('transformer.ln_f', nb),
         lmHead: c.tieWordEmbeddings ? 'transformer.wte.weight' : 'lm_head.weight',
         layers: L.map((i) => {
           const p = `transformer.h.${i}`;
           return {
-            ...plainLayer(c, i), ln1: ln(`${p}.ln_1`), ln2: ln(`${p}.ln_2`),
-            attn: { kind: 'fused_concat', qkv: lin(`${p}.attn.c_attn`, 'in_out', C, 3 * C, true), o: lin(`${p}.attn.c_proj`, 'in_out', C, C, true), qNorm: null, kNorm: null },
-            mlp: { kind: 'plain', fcIn: lin(`${p}.mlp.c_fc`, 'in_out', C, I, true), fcOut: lin(`${p}.mlp.c_proj`, 'in_out', I, C, true) },
+            ...plainLayer(c, i), ln1: ln(`${p}.ln_1`, nb), ln2: ln(`${p}.ln_2`, nb),
+            attn: { kind: 'fused_concat', qkv: lin(`${p}.attn.c_attn`, 'in_out', C, 3 * C, b), o: lin(`${p}.attn.c_proj`, 'in_out', C, C, c.attnOutputBias), qNorm: null, kNorm: null },
+            mlp: { kind: 'plain', fcIn: lin(`${p}.mlp.c_fc`, 'in_out', C, I, c.mlpBias), fcOut: lin(`${p}.mlp.c_proj`, 'in_out', I, C, c.mlpBias) },
           };
         }),
       };
+    }
     case 'opt': {
       const E = c.wordEmbedDim;
       return {
@@ -249,5 +253,19 @@ export function parameterShapes(c: ModelConfig, spec: ModelSpec): Map<string, Pa
   }
   norm(spec.finalNorm, c.hiddenSize);
   if (!c.tieWordEmbeddings) out.set(spec.lmHead, { shape: [c.vocabSize, c.wordEmbedDim], init: 'normal' });
+  return out;
+}
+
+/**
+ * The biases a family's HF layout has that this config leaves out (GPT-2 with `rlhf_bias: false`), with their
+ * shapes: savePretrained writes them as zeros, so transformers loads the same function, and loading accepts them
+ * back only when they are zero. Empty for every other config.
+ */
+export function absentBiases(c: ModelConfig): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  if (c.modelType !== 'gpt2' || (c.attentionBias && c.normBias !== false)) return out;
+  const biased: ModelConfig = { ...c, attentionBias: true, attnOutputBias: true, mlpBias: true, normBias: true };
+  const own = parameterShapes(c, buildSpec(c));
+  for (const [name, info] of parameterShapes(biased, buildSpec(biased))) if (!own.has(name)) out.set(name, info.shape);
   return out;
 }

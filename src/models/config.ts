@@ -40,6 +40,8 @@ export interface ModelConfig {
   /** Whether the attention output projection carries a bias (Qwen2: no, although q/k/v do). */
   attnOutputBias: boolean;
   mlpBias: boolean;
+  /** Whether LayerNorms carry a bias (default true; GPT-2 with `rlhf_bias: false` has none, see below). */
+  normBias?: boolean;
   /** Qwen3: RMSNorm over each head of q and k (before rotary). */
   qkNorm: boolean;
   /** Sliding attention window per layer (Mistral, Qwen2 with use_sliding_window, Gemma 2's alternate layers); null: full. */
@@ -105,11 +107,26 @@ const FEATURE_FIELDS: Record<string, (v: unknown) => boolean> = {
   partial_rotary_factor: (v) => v !== undefined && v !== null && v !== 1,
   use_bidirectional_attention: (v) => v === true,
   mlp_bias: (v) => v === true,
+  rlhf_bias: (v) => v === false,
 };
+
+/**
+ * `rlhf_bias: false` in a GPT-2 config.json: no biases in any Linear or LayerNorm (nanoGPT's bias=False). GPT2Config
+ * has no such switch, so the key is this project's; transformers ignores it and the saved checkpoint carries zero
+ * biases in their place (savePretrained), so GPT2LMHeadModel loads exactly the same function.
+ */
+export const NO_BIAS_KEY = 'rlhf_bias';
+
+/** A GPT-2 config without biases (`rlhf_bias: false`); any other value of the key is an error naming it. */
+export function gpt2WithoutBias(raw: Record<string, unknown>, file = 'config.json'): boolean {
+  const v = raw[NO_BIAS_KEY];
+  if (v !== undefined && typeof v !== 'boolean') throw new Error(`${file}: "${NO_BIAS_KEY}" must be true or false, got ${JSON.stringify(v)}`);
+  return v === false;
+}
 
 /** The feature fields each family honours (see FEATURE_FIELDS). */
 const HONOURED: Record<ModelType, string[]> = {
-  gpt2: [], opt: [], bloom: [],
+  gpt2: ['rlhf_bias'], opt: [], bloom: [],
   llama: ['mlp_bias'],
   qwen2: ['sliding_window', 'use_sliding_window'],
   qwen3: ['sliding_window', 'use_sliding_window'],
@@ -261,13 +278,14 @@ export function normalizeConfig(raw: Record<string, unknown>, file = 'config.jso
       const H = num(raw, file, 'n_head', 'num_attention_heads');
       const L = num(raw, file, 'n_layer', 'num_hidden_layers');
       const inner = raw.n_inner;
+      const bias = !gpt2WithoutBias(raw, file);
       return {
         ...common, ...plainTraits(L, C / H, raw, file), modelType: 'gpt2', hiddenSize: C, numLayers: L,
         numHeads: H, numKvHeads: H, headDim: C / H, intermediateSize: typeof inner === 'number' ? inner : 4 * C,
         maxPositions: num(raw, file, 'n_positions', 'max_position_embeddings'), norm: 'layernorm',
         normEps: opt(raw, 'layer_norm_epsilon', 1e-5), activation: parseActivation((raw.activation_function as string) ?? 'gelu_new'),
         positions: 'learned', tieWordEmbeddings: raw.tie_word_embeddings !== false, preNorm: true,
-        wordEmbedDim: C, attentionBias: true, attnOutputBias: true, mlpBias: true, finalNorm: true,
+        wordEmbedDim: C, attentionBias: bias, attnOutputBias: bias, mlpBias: bias, normBias: bias, finalNorm: true,
         residDropout: opt(raw, 'resid_pdrop', 0.1), embdDropout: opt(raw, 'embd_pdrop', 0.1), attnDropout: opt(raw, 'attn_pdrop', 0.1),
       };
     }

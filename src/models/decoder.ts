@@ -13,7 +13,7 @@ import { linear } from './ops/linear.js';
 import { embedding } from './ops/embedding.js';
 import { layerNorm, rmsNorm } from './ops/norms.js';
 import { activate } from './ops/activations.js';
-import { attention, causalMaskBias } from './ops/attention.js';
+import { attention, causalBias, causalMaskBias } from './ops/attention.js';
 import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/positions.js';
 import { ropeFrequencies } from './ops/rope.js';
 import { matmul2d } from './ops/matmul.js';
@@ -280,6 +280,8 @@ export class DecoderModel {
     const past = opts.cache ? opts.cache.keys[0]!.shape[2]! : 0;
     const S = past + T;
     const mask = opts.attentionMask ?? tf.ones([B, S], 'int32');
+    // Without a mask nothing is padded: the causal part of the bias alone ([1, 1, T, S]) is the whole bias.
+    const noPadding = !opts.attentionMask;
     const positionIds = opts.positionIds ?? this.defaultPositions(B, T, past, opts.attentionMask);
 
     // 1. embeddings
@@ -299,7 +301,7 @@ export class DecoderModel {
     // every layer
     const biases = new Map<number | null, Tensor>();
     for (const w of new Set(this.spec.layers.map((l) => l.window))) {
-      let bias = causalMaskBias(mask, T, w); // (B, 1, T, S)
+      let bias = noPadding ? causalBias(T, S, w) : causalMaskBias(mask, T, w); // (B or 1, 1, T, S)
       if (c.positions === 'alibi') bias = tf.add(bias, alibiBias(mask, c.numHeads)); // (B, H, T, S)
       biases.set(w, bias);
     }
@@ -444,7 +446,8 @@ export class DecoderModel {
       k = tf.concat([past[0], k], 2);
       v = tf.concat([past[1], v], 2);
     }
-    const y = attention(q, k, v, bias, c.attnScale, c.attnSoftcap); // (B, H, T, hs)
+    const drop = training && c.attnDropout > 0 ? { rate: c.attnDropout, seed: this.dropoutRng.seed() } : null;
+    const y = attention(q, k, v, bias, c.attnScale, c.attnSoftcap, drop); // (B, H, T, hs)
     const merged = lean.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, H * hs]);
     return { out: this.linear(merged, a.o, training), k, v };
   }

@@ -9,13 +9,13 @@ import { isAbsolute, join } from 'node:path';
 import { tf, type Tensor } from '../engine/tf.js';
 import { readSafetensors, writeSafetensors, type LoadedTensor, type TensorToWrite } from '../hub/safetensors.js';
 import { readShardedSafetensors } from '../hub/safetensors_index.js';
-import type { ModelConfig } from './config.js';
+import { NO_BIAS_KEY, type ModelConfig } from './config.js';
 import { readModelConfigFile } from './config_validation.js';
 import { InputFileError } from '../hub/input_error.js';
 import { DecoderModel, packableWeights } from './decoder.js';
 import { packWeight, type FrozenDtype, type PackedWeight } from './ops/packed_weight.js';
 import { ensurePackedKernels } from './ops/packed_kernels.js';
-import { buildSpec, causalLmClass, parameterShapes } from './architectures.js';
+import { absentBiases, buildSpec, causalLmClass, parameterShapes } from './architectures.js';
 import { LoraAdapter, allLinears, type LoraConfig } from './lora.js';
 import { readPeftAdapter, readPeftAdapterConfig, writePeftAdapter } from '../hub/peft_files.js';
 import { PrefixTuningAdapter } from './prefix_tuning.js';
@@ -152,6 +152,7 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
   if (seqCls && !config.tieWordEmbeddings && !raw.has('lm_head.weight')) config = { ...config, tieWordEmbeddings: true };
   const spec = buildSpec(config);
   const expected = parameterShapes(config, spec);
+  const zeroBiases = absentBiases(config);
   const weights = new Map<string, Tensor>();
   const packed = new Map<string, PackedWeight>();
   const packFormat = opts.frozenDtype && opts.frozenDtype !== 'float32' && !adapterDir ? opts.frozenDtype : null;
@@ -168,6 +169,11 @@ export function loadPretrained(dir: string, opts: LoadOptions = {}): LoadedModel
         continue;
       }
       const info = expected.get(n);
+      if (!info && zeroBiases.has(n)) {
+        // A bias-free GPT-2 is saved with zero biases for transformers; anything else would be silently dropped.
+        if (t.data.some((x) => x !== 0)) throw new Error(`${dir}: tensor ${name} is not zero, but config.json has "${NO_BIAS_KEY}": false (a model without biases)`);
+        continue;
+      }
       if (!info) {
         // Buffers and duplicated tied heads that some savers include are not parameters.
         // (GPT-2's attn.bias and GPT-NeoX's attention.bias / masked_bias are causal-mask buffers.)
@@ -343,6 +349,9 @@ export function savePretrained(model: DecoderModel, dir: string, opts: SaveOptio
   for (const [name, v] of opts.params ?? model.params) {
     if (head && name === 'lm_head.weight') continue; // a sequence classifier has no LM head
     tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
+  }
+  for (const [name, shape] of absentBiases(c)) {
+    tensors.set(name, { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)), dtype: opts.dtype ?? 'F32' });
   }
   if (head) tensors.set(SCORE_WEIGHT, { shape: head.weight.shape, data: head.weight.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });

@@ -79,7 +79,7 @@ export const FAMILY_DEFAULTS: Record<ModelType, Record<string, unknown>> = {
 
 /** Keys a family reads that its default config leaves out; any other unknown key is a typo, not a silent no-op. */
 const OPTIONAL_KEYS: Record<ModelType, string[]> = {
-  gpt2: ['scale_attn_weights', 'pad_token_id'],
+  gpt2: ['scale_attn_weights', 'pad_token_id', 'rlhf_bias'],
   opt: ['_remove_final_layer_norm', 'layerdrop'],
   bloom: ['apply_residual_connection_post_layernorm', 'pad_token_id'],
   llama: ['num_key_value_heads', 'head_dim', 'attention_bias', 'mlp_bias', 'rope_scaling', 'attention_dropout', 'pad_token_id'],

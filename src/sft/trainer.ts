@@ -215,7 +215,9 @@ export class SftTrainer {
   computeLoss(batch: Batch, training: boolean): tf.Scalar {
     return tf.tidy(() => {
       const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (B, T)
-      const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (B, T)
+      // A batch without padding (every packed text or token-file block) needs no padding mask.
+      const padded = batch.attentionMask.some((row) => row.includes(0));
+      const mask = padded ? tf.tensor2d(batch.attentionMask, undefined, 'int32') : undefined; // (B, T)
       const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T)
       // No (B, T, V) logits; with prompt tuning the last virtual position predicts the first label, as PEFT.
       return causalLmLossWithAdapter(this.model, ids, labels, { attentionMask: mask, training }) as tf.Scalar;

@@ -41,17 +41,26 @@ export interface ClippedGrads {
  * scale them by NaN); the caller should check `Number.isFinite(norm)` and skip the optimizer step.
  */
 export function clipByGlobalNorm(grads: NamedTensors, maxNorm: number): ClippedGrads {
-  if (!(maxNorm > 0)) throw new Error(`clipByGlobalNorm: maxNorm must be > 0, got ${maxNorm}`);
   const entries = namedEntries(grads);
   const norm = globalNorm(grads);
-  const coef = maxNorm / (norm + 1e-6);
-  if (!Number.isFinite(norm) || coef >= 1) return { grads: new Map(entries), norm, clipped: false };
+  const coef = clipCoefficient(norm, maxNorm);
+  if (coef === 1) return { grads: new Map(entries), norm, clipped: false };
   const scaled = new Map<string, Tensor>();
   for (const [name, g] of entries) {
     scaled.set(name, tf.mul(g, coef));
     g.dispose();
   }
   return { grads: scaled, norm, clipped: true };
+}
+
+/**
+ * The factor clip_grad_norm_ scales gradients of global norm `norm` by: maxNorm / (norm + 1e-6) when that is below
+ * 1, else 1 (and 1 for a non-finite norm, which the caller must check: torch would scale by NaN).
+ */
+export function clipCoefficient(norm: number, maxNorm: number): number {
+  if (!(maxNorm > 0)) throw new Error(`clipByGlobalNorm: maxNorm must be > 0, got ${maxNorm}`);
+  const coef = maxNorm / (norm + 1e-6);
+  return !Number.isFinite(norm) || coef >= 1 ? 1 : coef;
 }
 
 /**
@@ -76,8 +85,9 @@ export function accumulate(sum: Map<string, Tensor> | undefined, grads: NamedTen
   return next;
 }
 
-/** Multiplies every gradient by `factor` (e.g. 1 / accumulationSteps), disposing the inputs. */
+/** Multiplies every gradient by `factor` (e.g. 1 / accumulationSteps), disposing the inputs (returned as is for 1). */
 export function scaleGrads(grads: NamedTensors, factor: number): Map<string, Tensor> {
+  if (factor === 1) return new Map(namedEntries(grads)); // nothing to scale: the inputs themselves
   const scaled = new Map<string, Tensor>();
   for (const [name, g] of namedEntries(grads)) {
     scaled.set(name, tf.mul(g, factor));

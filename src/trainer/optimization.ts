@@ -9,7 +9,7 @@
 import { tf, type Tensor, type Variable } from '../engine/tf.js';
 import type { Strategy } from '../strategies/strategy.js';
 import { AdamW, noDecayForBiasAndNorm, type AdamWConfig, type AdamWStateDict } from './adamw.js';
-import { accumulate, clipByGlobalNorm, disposeGrads, globalNorm, scaleGrads } from './grad_utils.js';
+import { accumulate, clipCoefficient, disposeGrads, globalNorm, scaleGrads } from './grad_utils.js';
 import { scheduledLr, type LrSchedulerName } from './schedule.js';
 
 export interface OptimizationConfig {
@@ -148,17 +148,11 @@ export class Optimization {
       this.globalStep += 1;
       return { lr, gradNorm, skipped };
     }
-    let grads = this.strategy.reduceGradients(local);
-    let gradNorm: number;
-    if (this.config.gradClip > 0) {
-      const c = clipByGlobalNorm(grads, this.config.gradClip);
-      grads = c.grads;
-      gradNorm = c.norm;
-    } else {
-      gradNorm = globalNorm(grads);
-    }
+    const grads = this.strategy.reduceGradients(local);
+    const gradNorm = globalNorm(grads);
     const skipped = !Number.isFinite(gradNorm);
-    if (!skipped) this.optimizer.step(grads, lr);
+    // Clipping (torch's clip_grad_norm_) as a factor AdamW folds into its moment updates: no scaled gradient copies.
+    if (!skipped) this.optimizer.step(grads, lr, this.config.gradClip > 0 ? clipCoefficient(gradNorm, this.config.gradClip) : 1);
     disposeGrads(grads);
     this.globalStep += 1;
     return { lr, gradNorm, skipped };

@@ -49,6 +49,20 @@ function headProducts(a: Tensor, b: Tensor, form: Form, loop: boolean): Tensor {
   return tf.reshape(out, [B, G, M, N]);
 }
 
+/** Attention-probability dropout: its rate, and the seed of its mask (one per call). */
+export interface AttentionDropout {
+  rate: number;
+  seed: number;
+}
+
+/**
+ * The inverted dropout mask over attention probabilities: 0 where dropped, 1/(1 − rate) where kept. tf.dropout on
+ * ones, so a seed gives the same mask on every backend that runs tfjs's seeded random kernel.
+ */
+export function attentionDropoutMask(probs: Tensor, d: AttentionDropout): Tensor {
+  return tf.dropout(tf.onesLike(probs), d.rate, undefined, d.seed);
+}
+
 /**
  * Scaled dot-product attention over heads, with an additive bias carrying the causal/padding mask (and ALiBi).
  * Shapes: q [B, H, T, hs], k and v [B, Hkv, S, hs] (grouped heads shared as HF's repeat_kv does), bias broadcastable
@@ -65,8 +79,15 @@ function headProducts(a: Tensor, b: Tensor, form: Form, loop: boolean): Tensor {
  *
  * `softcap` c (Gemma 2's attn_logit_softcapping) bounds the scaled scores before the bias: s ↦ c·tanh(s/c), so
  * P = softmax(c·tanh(q·kᵀ·scale/c) + bias) and dS gains the factor 1 − tanh²; tanh is then saved as well.
+ *
+ * `dropout` (training only: HF's attn_dropout / nanoGPT's attn_dropout) drops attention probabilities with an
+ * inverted mask M (kept entries scaled by 1/(1 − rate)), seeded: out = (P ⊙ M)·v. The softmax gradient still uses
+ * the undropped P: dv = (P ⊙ M)ᵀ·dout, dP = (dout·vᵀ) ⊙ M, then dS as above; M is saved with P.
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: number, softcap: number | null = null): Tensor {
+export function attention(
+  q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: number, softcap: number | null = null,
+  dropout: AttentionDropout | null = null,
+): Tensor {
   const [B, H, T, hs] = q.shape as [number, number, number, number];
   const [, G, S] = k.shape as [number, number, number];
   const rows = (H / G) * T; // query rows per kv head
@@ -75,21 +96,28 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: 
   const unbatched = isUnbatched();
   const loop = unbatched && rows >= MIN_ROWS_FOR_HEAD_LOOP;
   const broadcast = unbatched && !loop;
+  const drop = dropout && dropout.rate > 0 ? dropout : null;
+  if (drop && !(drop.rate < 1)) throw new Error(`attention dropout rate must be in [0, 1), got ${drop.rate}`);
   const op = tf.customGrad((qq, kk, vv, save) => {
     const [sq, sk, sv] = [grouped(qq as Tensor), kk as Tensor, vv as Tensor];
     const scores = perHead(broadcast ? broadcastScores(sq, sk) : headProducts(sq, sk, 'nt', loop)); // (B, H, T, S)
     const capped = softcap ? tf.tanh(tf.mul(scores, scale / softcap)) : null; // (B, H, T, S)
     const logits = capped ? tf.mul(capped, softcap!) : tf.mul(scores, scale);
     const probs = grouped(tf.softmax(tf.add(logits, bias), -1)); // (B, G, rep·T, S)
-    (save as tf.GradSaveFunc)(capped ? [sq, sk, sv, probs, grouped(capped)] : [sq, sk, sv, probs]);
+    const keep = drop ? attentionDropoutMask(probs, drop) : null; // (B, G, rep·T, S), 0 or 1/(1 − rate)
+    const mixed = keep ? tf.mul(probs, keep) : probs;
+    (save as tf.GradSaveFunc)([sq, sk, sv, probs, ...(keep ? [keep] : []), ...(capped ? [grouped(capped)] : [])]);
     return {
-      value: perHead(broadcast ? broadcastMix(probs, sv) : headProducts(probs, sv, 'nn', loop)), // (B, H, T, hs)
+      value: perHead(broadcast ? broadcastMix(mixed, sv) : headProducts(mixed, sv, 'nn', loop)), // (B, H, T, hs)
       gradFunc: tidyGrad((dout: Tensor, saved: Tensor[]) => {
-        const [q0, k0, v0, p, th] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
+        const [q0, k0, v0, p] = saved as [Tensor, Tensor, Tensor, Tensor];
+        const m = keep ? saved[4]! : null;
+        const th = capped ? saved[keep ? 5 : 4]! : null;
         const mode = unbatched; // tiny backward products (T < 16) also run fine as a loop
         const d = grouped(dout);
-        const dprobs = headProducts(d, v0, 'nt', mode); // (B, G, rep·T, S)
-        const dv = headProducts(p, d, 'tn', mode); // (B, G, S, hs)
+        const dmixed = headProducts(d, v0, 'nt', mode); // (B, G, rep·T, S)
+        const dprobs = m ? tf.mul(dmixed, m) : dmixed;
+        const dv = headProducts(m ? tf.mul(p, m) : p, d, 'tn', mode); // (B, G, S, hs)
         let dscores = tf.mul(tf.mul(p, tf.sub(dprobs, tf.sum(tf.mul(dprobs, p), -1, true))), scale);
         if (th) dscores = tf.mul(dscores, tf.sub(1, tf.square(th)));
         return [perHead(headProducts(dscores, k0, 'nn', mode)), headProducts(dscores, q0, 'tn', mode), dv];
@@ -108,13 +136,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: 
 export function causalMaskBias(attentionMask: Tensor, T: number, window: number | null = null): Tensor {
   return tf.tidy(() => {
     const [B, S] = attentionMask.shape as [number, number];
-    const past = S - T;
     // Two small additive masks, combined by a broadcast minimum (elementwise logic over [B, 1, T, S] is slow on wasm).
+    const padding = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // (B, S): 0 at real tokens
+    return tf.minimum(causalBias(T, S, window), tf.reshape(padding, [B, 1, 1, S]));
+  });
+}
+
+/** The causal (and sliding-window) part of `causalMaskBias` alone, [1, 1, T, S]: for batches without padding. */
+export function causalBias(T: number, S: number, window: number | null = null): Tensor {
+  return tf.tidy(() => {
+    const past = S - T;
     const qi = tf.reshape(tf.range(past, past + T, 1, 'int32'), [T, 1]);
     const kj = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
     const hidden = window ? tf.logicalOr(tf.greater(kj, qi), tf.greaterEqual(tf.sub(qi, kj), window)) : tf.greater(kj, qi);
-    const causal = tf.mul(tf.cast(hidden, 'float32'), MASKED); // (T, S): 0 where key j is visible to query i
-    const padding = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // (B, S): 0 at real tokens
-    return tf.minimum(tf.reshape(causal, [1, 1, T, S]), tf.reshape(padding, [B, 1, 1, S]));
+    return tf.reshape(tf.mul(tf.cast(hidden, 'float32'), MASKED), [1, 1, T, S]); // 0 where key j is visible to query i
   });
 }

@@ -41,7 +41,21 @@ const layerNormAffine = (eps: number) => tf.customGrad((x, w, b, save) => {
   };
 }) as unknown as (x: Tensor, w: Tensor, b: Tensor) => Tensor;
 
+/** The same without a bias (nanoGPT's bias=False): y = x̂·w, gradients dx as above and dw. */
+const layerNormScale = (eps: number) => tf.customGrad((x, w, save) => {
+  const { xhat, rstd } = layerNormCore(x as Tensor, eps);
+  (save as tf.GradSaveFunc)([xhat, rstd, w as Tensor]);
+  return {
+    value: tf.mul(xhat, w as Tensor),
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+      const [sxhat, srstd, sw] = saved as [Tensor, Tensor, Tensor];
+      return [inputGrad(tf.mul(dy, sw), sxhat, srstd), sumToLast(tf.mul(dy, sxhat))];
+    }),
+  };
+}) as unknown as (x: Tensor, w: Tensor) => Tensor;
+
 const affineByEps = new Map<number, (x: Tensor, w: Tensor, b: Tensor) => Tensor>();
+const scaleByEps = new Map<number, (x: Tensor, w: Tensor) => Tensor>();
 
 /** LayerNorm over the last axis (biased variance, as torch). */
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
@@ -50,7 +64,12 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
     if (!f) affineByEps.set(eps, (f = layerNormAffine(eps)));
     return f(x, weight, bias);
   }
-  // Rare forms (no weight or no bias): plain ops, differentiated by tfjs.
+  if (weight) {
+    let f = scaleByEps.get(eps);
+    if (!f) scaleByEps.set(eps, (f = layerNormScale(eps)));
+    return f(x, weight);
+  }
+  // Rare form (no weight): plain ops, differentiated by tfjs.
   const axis = x.rank - 1;
   const mean = tf.mean(x, axis, true);
   const centered = tf.sub(x, mean);
