@@ -446,7 +446,7 @@ export class DecoderModel {
       k = tf.concat([past[0], k], 2);
       v = tf.concat([past[1], v], 2);
     }
-    const drop = training && c.attnDropout > 0 ? { rate: c.attnDropout, seed: this.dropoutRng.seed() } : null;
+    const drop = training && c.attnDropout > 0 ? { rate: c.attnDropout, seed: this.nextSeed(() => this.dropoutRng.seed()) } : null;
     const y = attention(q, k, v, bias, c.attnScale, c.attnSoftcap, drop); // (B, H, T, hs)
     const merged = lean.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, H * hs]);
     return { out: this.linear(merged, a.o, training), k, v };
