@@ -44,6 +44,6 @@ if (!blasError) note('built the OpenBLAS addon (native/blas): the wasm backend r
 else note(`could not build the OpenBLAS addon (${blasError}); CPU training uses the stock wasm kernels. ${hint}`);
 if (!blasError && existsSync(join(root, 'native', 'engine', 'binding.gyp'))) {
   const engineError = build('engine');
-  if (!engineError) note('built the native engine (native/engine): --backend native (auto prefers it) keeps tensors in native memory with multi-threaded kernels');
+  if (!engineError) note('built the native engine (native/engine): --backend native keeps tensors in native memory with multi-threaded kernels');
   else note(`could not build the native engine (${engineError}); --backend auto uses wasm. A C++17 compiler, then npm run build:engine`);
 }
