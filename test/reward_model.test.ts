@@ -143,3 +143,25 @@ describe('saved reward models load by path alone', () => {
     expect(() => loadRewardModel(fixtureDir('gpt2'))).toThrow(/no value head .*not a reward model: pass the output directory of train_reward_model/);
   });
 });
+
+describe('reward model on OPT with project_out (word_embed_proj_dim ≠ hidden_size, as OPT-350m)', () => {
+  beforeAll(async () => {
+    await useTestBackend('cpu');
+  });
+
+  it('the head reads the projected width, as OPTForSequenceClassification, and scores', async () => {
+    const { normalizeConfig } = await import('../src/models/config.js');
+    const { DecoderModel } = await import('../src/models/decoder.js');
+    const config = normalizeConfig({
+      model_type: 'opt', num_hidden_layers: 1, num_attention_heads: 2, hidden_size: 16, ffn_dim: 32, word_embed_proj_dim: 8,
+      vocab_size: 40, max_position_embeddings: 32, do_layer_norm_before: false, pad_token_id: 1,
+    });
+    expect(config.wordEmbedDim).toBe(8);
+    const backbone = DecoderModel.fromConfig(config, 0);
+    expect(() => new RewardModel(backbone, ValueHead.create(config.hiddenSize, 1))).toThrow(/output width is 8/);
+    const rm = new RewardModel(backbone, ValueHead.create(config.wordEmbedDim, 1));
+    const scores = tf.tidy(() => Array.from(rm.score(tf.tensor2d([[5, 6, 7, 8]], undefined, 'int32'), tf.ones([1, 4], 'int32')).dataSync()));
+    expect(scores).toHaveLength(1);
+    expect(Number.isFinite(scores[0]!)).toBe(true);
+  });
+});

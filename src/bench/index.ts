@@ -252,7 +252,7 @@ function withoutFlags(argv: string[], flags: string[]): string[] {
 const run = process.argv[2] === 'ddp' ? import('./ddp.js').then((m) => m.runDdpBench(process.argv.slice(3))) : main();
 run.then(() => process.exit(0), (e) => {
   const msg = String((e as Error)?.message ?? e);
-  process.stderr.write(`bench: ${msg}\n`);
+  process.stderr.write(`bench: ${process.env.RLHF_DEBUG ? (e as Error)?.stack ?? msg : msg}\n`);
   // A parent running this bench as a child (children.ts) reads why it failed from its --json file.
   const i = process.argv.indexOf('--json');
   if (i > 0 && process.argv[i + 1]) writeFileSync(process.argv[i + 1]!, JSON.stringify({ error: msg.split('\n')[0] }) + '\n');

@@ -42,7 +42,7 @@ export async function rmSuite(config: ModelConfig, o: SuiteOptions): Promise<Sui
   const rng = new Rng(3);
   const micro = Math.min(o.microBatch ?? o.batch, o.batch);
   if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch} pairs`);
-  const model = new RewardModel(DecoderModel.fromConfig(config, 0), ValueHead.create(config.hiddenSize, 1));
+  const model = new RewardModel(DecoderModel.fromConfig(config, 0), ValueHead.create(config.wordEmbedDim, 1));
   const opt = benchOptimization(model.trainableParameters(), 5e-6, { accumulationSteps: o.batch / micro });
   const pairs = Array.from({ length: o.batch }, () => randomPair(rng, o.seq, config.vocabSize));
   const batches = Array.from({ length: o.batch / micro }, (_, i) => collatePairs(pairs.slice(i * micro, (i + 1) * micro), 0));
@@ -95,8 +95,8 @@ function ppoModels(config: ModelConfig, loraRank: number): { m: ExperienceModels
   const own = <T extends { dispose(): void }>(x: T): T => (owned.push(x), x);
   const actor = own(DecoderModel.fromConfig(config, 0));
   const criticBase = own(DecoderModel.fromConfig(config, 1));
-  const criticHead = own(ValueHead.create(config.hiddenSize, 2));
-  const rewardHead = own(ValueHead.create(config.hiddenSize, 3));
+  const criticHead = own(ValueHead.create(config.wordEmbedDim, 2));
+  const rewardHead = own(ValueHead.create(config.wordEmbedDim, 3));
   let m: ExperienceModels;
   if (loraRank > 0) {
     const lora = { r: loraRank, alpha: 16, dropout: 0, targetModules: DEFAULT_LORA_TARGETS[config.modelType]! };

@@ -26,9 +26,11 @@ export class ValueModel {
     readonly adapter = true,
     readonly padTokenId: number | null = backbone.config.padTokenId,
   ) {
-    const C = backbone.config.hiddenSize;
+    // The head reads the decoder's last hidden states: after OPT's project_out those are word_embed_proj_dim wide
+    // (OPT-350m: 512, not hidden_size 1024), as transformers' OPTForSequenceClassification's score layer.
+    const C = backbone.config.wordEmbedDim;
     if (head.weight.shape.join() !== `1,${C}`) {
-      throw new Error(`value head weight is [${head.weight.shape}] but the backbone's hidden size is ${C} (expected [1, ${C}])`);
+      throw new Error(`value head weight is [${head.weight.shape}] but the backbone's output width is ${C} (expected [1, ${C}])`);
     }
   }
 

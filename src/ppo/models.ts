@@ -119,14 +119,14 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
       frozen(backbone);
       const head = criticAdapterDir
         ? headFromFile(criticAdapterDir)
-        : shareCritic ? cloneHead(rmHead) : ownHead ? cloneHead(ownHead) : ValueHead.create(backbone.config.hiddenSize, c.seed + 1);
+        : shareCritic ? cloneHead(rmHead) : ownHead ? cloneHead(ownHead) : ValueHead.create(backbone.config.wordEmbedDim, c.seed + 1);
       critic = new ValueModel(backbone, track(head), true);
       reward = new ValueModel(rmLoaded.model, rmHead, false);
     } else {
       const from = criticDir ?? criticInit;
       const loaded = loadMerged(from, c.rmModel, '--rm_model');
       track(loaded.model);
-      const head = loaded.valueHead ?? (criticDir ? null : resolve(criticInit) === resolve(rm) ? cloneHead(rmHead) : ValueHead.create(loaded.model.config.hiddenSize, c.seed + 1));
+      const head = loaded.valueHead ?? (criticDir ? null : resolve(criticInit) === resolve(rm) ? cloneHead(rmHead) : ValueHead.create(loaded.model.config.wordEmbedDim, c.seed + 1));
       if (!head) throw new Error(`${from}: the critic checkpoint has no value head`);
       critic = new ValueModel(loaded.model, track(head), true);
       reward = new ValueModel(rmLoaded.model, rmHead, true);

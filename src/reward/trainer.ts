@@ -466,7 +466,7 @@ function prepareModel(
   if (c.frozenDtype && c.frozenDtype !== 'float32' && model.lora) packFrozenModel(model, c.frozenDtype);
   let valueHead = head;
   if (!valueHead) {
-    valueHead = ValueHead.create(model.config.hiddenSize, c.seed);
+    valueHead = ValueHead.create(model.config.wordEmbedDim, c.seed);
     log('no value head in the checkpoint: created a new one');
   }
   // The reward is read at the last token that is not this id, and the saved config says so (transformers' rule).
