@@ -10,14 +10,13 @@
  * position *before* each answer token (the state its action was chosen in), so position P−1+t scores answer token t.
  */
 import { tf, type Tensor } from '../engine/tf.js';
-import type { Rng } from '../engine/rng.js';
 import type { DecoderModel } from '../models/decoder.js';
 import type { ValueModel, ValueReduction } from '../models/value_model.js';
 import { reduceValues } from '../models/value_model.js';
 import { answerLogProbs, answerValues, referenceLogProbs } from '../rollout/logprobs.js';
 import { klEstimate, klK1, klK3, type KlEstimator } from '../rollout/kl.js';
 import { whiten } from '../rollout/masked.js';
-import { endedWithEos, sampleRollouts } from '../rollout/sample.js';
+import { endedWithEos, sampleRollouts, type SampleOptions } from '../rollout/sample.js';
 import { gae, sequenceAdvantages } from './functional.js';
 import type { AdvantageKind } from './config.js';
 
@@ -67,14 +66,8 @@ export interface ExperienceModels {
   rewardReduction: ValueReduction;
 }
 
-export interface ExperienceOptions {
-  maxNewTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  eosTokenId: number | null;
-  padTokenId: number;
-  rng: Rng;
+/** How rollouts are sampled (the rollout's own options), plus the reward shaping of PPO's experience. */
+export interface ExperienceOptions extends SampleOptions {
   klCoef: number;
   klEstimator: KlEstimator;
   rewardClip: number;
