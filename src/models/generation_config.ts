@@ -9,17 +9,11 @@ import { join } from 'node:path';
 
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
 
-export interface GenerationDefaults {
+/** generation_config.json: the decoding defaults it sets, plus the ids that end and pad a row. */
+export interface GenerationDefaults extends SamplingFlags {
   /** Every id that ends a row (may be several); null when the file sets none. */
   eosTokenIds: number[] | null;
   padTokenId: number | null;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  repetitionPenalty?: number;
-  maxNewTokens?: number;
-  maxLength?: number;
   /** The file as read, written back when the model is saved. */
   raw: Record<string, unknown>;
   file: string;

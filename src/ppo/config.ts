@@ -11,7 +11,8 @@ import type { NonFiniteOptions } from '../trainer/nonfinite_guard.js';
 import type { KlEstimator } from './functional.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
-import { FROZEN_DTYPES, type FrozenDtype } from '../models/ops/frozen_dtypes.js';
+import type { FrozenDtype } from '../models/ops/frozen_dtypes.js';
+import { configChecks } from '../trainer/config_checks.js';
 
 /** How advantages are computed: GAE over per-token rewards (default), or ColossalChat's sequence-level R − V. */
 export type AdvantageKind = 'gae' | 'coati';
@@ -270,10 +271,7 @@ export function resolvePpoConfig(input: PpoConfigInput): PpoConfig {
   inRange('--grad_clip', c.gradClip, 0, Infinity);
   nonNegInt('--lora_rank', c.loraRank);
   inRange('--lora_dropout', c.loraDropout, 0, 1);
-  if (!(FROZEN_DTYPES as readonly string[]).includes(c.frozenDtype)) fail('--frozen_dtype', `must be one of ${FROZEN_DTYPES.join(', ')}, got ${c.frozenDtype}`);
-  if (c.frozenDtype !== 'float32' && c.loraRank > 0 && c.mergeLoraWeights) {
-    fail('--merge_lora_weights', `cannot merge into a base held in ${c.frozenDtype} (--frozen_dtype): save the adapter, then merge it into the float32 checkpoint with convert`);
-  }
+  configChecks().frozenDtype(c);
   nonNegInt('--save_steps', c.saveSteps);
   if (c.evalSteps > 0) {
     fail('--eval_steps', 'train_prompts has no held-out evaluation: its episode metrics (reward/mean, objective/kl, ...) are logged every ' +
