@@ -14,6 +14,8 @@
 //   segmentSum(data, rows, inner, ids, out)            out[ids[r], :] += data[r, :]
 //   setThreads(n), getThreads()
 #include <napi.h>
+
+#include "parallel.h"
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -763,9 +765,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("segmentSum", Napi::Function::New(env, SegmentSum));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
+  rlhf::RegisterDecode(env, exports);
   return exports;
 }
 
 }  // namespace
+
+void rlhf::ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) { pool().For(n, grain, fn); }
 
 NODE_API_MODULE(rlhf_engine, Init)

@@ -16,7 +16,7 @@ import { activate } from './ops/activations.js';
 import { attention, causalBias, causalMaskBias } from './ops/attention.js';
 import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/positions.js';
 import { ropeFrequencies } from './ops/rope.js';
-import { matmul2d } from './ops/matmul.js';
+import { fastTransposedProducts, matmul2d } from './ops/matmul.js';
 import { projectToVocab } from './ops/vocab_projection.js';
 import { lmHeadCrossEntropy, softcapLogits } from './ops/lm_head_loss.js';
 import { nextTokenTargets } from './ops/loss.js';
@@ -30,6 +30,8 @@ import type { HeadWeight } from './ops/lm_head_loss.js';
 import type { LoraAdapter } from './lora.js';
 import { withVirtualTokens, type VirtualTokenAdapter } from './virtual_tokens.js';
 import type { GenerationDefaults } from './generation_config.js';
+import { decodeAttention, type NativeKVCache } from '../engine/native_decode.js';
+import { headLayout, nativeDecodeUnsupported } from './ops/decode_attention.js';
 
 /** Keys and values of every layer for the positions seen so far: k/v [B, Hkv, S, hs]. */
 export interface KVCache {
@@ -51,6 +53,19 @@ export interface ForwardOptions {
   prependEmbeddings?: Tensor;
   /** With prepended embeddings: return their hidden states too ([B, P + T, C], as PEFT's forward). */
   keepVirtual?: boolean;
+  /**
+   * Inference on the native backend (instead of `cache`): keys and values go into this cache in place, attention
+   * runs in its kernel (engine/native_decode.ts), the mask is the cache's own and `attentionMask` is not read; its
+   * length advances by T. Only where `nativeDecodeUnsupported()` is ''.
+   */
+  decodeCache?: NativeKVCache;
+}
+
+/** Rotary frequencies for the native decode kernel, shared by every layer of one forward. */
+interface NativeDecodeStep {
+  cache: NativeKVCache;
+  positions: Tensor;
+  rotary: { invFreq: Float32Array; scaling: number } | null;
 }
 
 export interface ForwardOutput {
@@ -222,6 +237,8 @@ export class DecoderModel {
    * extra copy of those weights meanwhile). Only for inference: the copies do not follow parameter updates.
    */
   holdTransposedWeights(): () => void {
+    // With fast transpose flags the products read [out, in] weights as they are (linear.ts): nothing to hold.
+    if (fastTransposedProducts()) return () => {};
     const held = new Map<string, Tensor>();
     for (const layer of this.spec.layers) {
       for (const l of linearsOf(layer)) if (l.layout === 'out_in' && !this.packed.has(`${l.module}.weight`)) held.set(l.module, tf.keep(tf.transpose(this.p(`${l.module}.weight`), [1, 0])));
@@ -257,6 +274,11 @@ export class DecoderModel {
     return packed ? packedEmbedding(packed, ids) : embedding(this.p(table), ids);
   }
 
+  /** Why this model cannot decode through the native kernel here ('' when it can); see ForwardOptions.decodeCache. */
+  nativeDecodeUnsupported(): string {
+    return nativeDecodeUnsupported(this.config, this.spec.layers.map((l) => l.attn), !!this.virtualTokens);
+  }
+
   /** Position ids HF's forward uses when none are given. */
   defaultPositions(B: number, T: number, past: number, attentionMask: Tensor | undefined): Tensor {
     if (this.config.positions === 'learned_offset2' && attentionMask) {
@@ -277,9 +299,11 @@ export class DecoderModel {
     const training = opts.training ?? false;
     const prepended = opts.prependEmbeddings?.shape[1] ?? 0;
     const [B, T] = [inputIds.shape[0]!, inputIds.shape[1]! + prepended];
-    const past = opts.cache ? opts.cache.keys[0]!.shape[2]! : 0;
+    const fast = opts.decodeCache ?? null;
+    if (fast && (opts.cache || this.virtualTokens || prepended)) throw new Error('forward: decodeCache excludes cache, virtual tokens and prepended embeddings');
+    const past = fast ? fast.length : opts.cache ? opts.cache.keys[0]!.shape[2]! : 0;
     const S = past + T;
-    const mask = opts.attentionMask ?? tf.ones([B, S], 'int32');
+    const mask = fast ? null : opts.attentionMask ?? tf.ones([B, S], 'int32');
     // Without a mask nothing is padded: the causal part of the bias alone ([1, 1, T, S]) is the whole bias.
     const noPadding = !opts.attentionMask;
     const positionIds = opts.positionIds ?? this.defaultPositions(B, T, past, opts.attentionMask);
@@ -300,12 +324,13 @@ export class DecoderModel {
     // 2. attention bias (causal + padding, plus ALiBi; one per sliding window size) and rotary tables, shared by
     // every layer
     const biases = new Map<number | null, Tensor>();
-    for (const w of new Set(this.spec.layers.map((l) => l.window))) {
-      let bias = noPadding ? causalBias(T, S, w) : causalMaskBias(mask, T, w); // (B or 1, 1, T, S)
-      if (c.positions === 'alibi') bias = tf.add(bias, alibiBias(mask, c.numHeads)); // (B, H, T, S)
+    for (const w of fast ? [] : new Set(this.spec.layers.map((l) => l.window))) {
+      let bias = noPadding ? causalBias(T, S, w) : causalMaskBias(mask!, T, w); // (B or 1, 1, T, S)
+      if (c.positions === 'alibi') bias = tf.add(bias, alibiBias(mask!, c.numHeads)); // (B, H, T, S)
       biases.set(w, bias);
     }
     let rope: { cos: Tensor; sin: Tensor } | null = null;
+    let rotary: NativeDecodeStep['rotary'] = null;
     if (c.rope) {
       // Only dynamic NTK reads the largest position; the others skip the device-to-host read.
       let maxPos = 0;
@@ -315,8 +340,10 @@ export class DecoderModel {
         m.dispose();
       }
       const f = ropeFrequencies(c.rope, maxPos);
-      rope = rotaryTables(positionIds, f.invFreq, f.scaling);
+      if (fast) rotary = { invFreq: Float32Array.from(f.invFreq), scaling: f.scaling };
+      else rope = rotaryTables(positionIds, f.invFreq, f.scaling);
     }
+    const step: NativeDecodeStep | null = fast ? { cache: fast, positions: tf.cast(positionIds, 'int32'), rotary } : null;
 
     // 3. blocks, each in its own tidy: under a gradient tape every forward intermediate would otherwise stay alive
     // until the backward pass ends; only what the gradients saved (and the block's output) is kept.
@@ -325,12 +352,16 @@ export class DecoderModel {
     const recompute = this.gradientCheckpointing && !opts.useCache && gradientsRecording();
     this.spec.layers.forEach((layer, i) => {
       const past: [Tensor, Tensor] | null = opts.cache ? [opts.cache.keys[i]!, opts.cache.values[i]!] : null;
-      const bias = biases.get(layer.window)!;
-      if (recompute) {
-        x = this.recomputedBlock(x, layer, bias, rope, past, training);
+      const bias = biases.get(layer.window) ?? null;
+      if (step) {
+        x = tf.tidy(() => this.block(x, layer, bias, rope, null, training, false, { step, layer: i }).x);
         return;
       }
-      const out = tf.tidy(() => this.block(x, layer, bias, rope, past, training, opts.useCache ?? false));
+      if (recompute) {
+        x = this.recomputedBlock(x, layer, bias!, rope, past, training);
+        return;
+      }
+      const out = tf.tidy(() => this.block(x, layer, bias!, rope, past, training, opts.useCache ?? false));
       x = out.x;
       if (out.k && out.v) {
         keys.push(out.k);
@@ -342,7 +373,8 @@ export class DecoderModel {
     if (this.spec.finalNorm) x = this.norm(x, this.spec.finalNorm);
     if (this.spec.projectOut) x = this.linear(x, this.spec.projectOut);
     if (prepended && !opts.keepVirtual) x = tf.slice(x, [0, prepended, 0], [B, T - prepended, -1]);
-    return { hidden: x, cache: opts.useCache ? { keys, values } : undefined };
+    if (fast) fast.length += T;
+    return { hidden: x, cache: opts.useCache && !fast ? { keys, values } : undefined };
   }
 
   /**
@@ -385,13 +417,13 @@ export class DecoderModel {
 
   /** One transformer block: attention and MLP, each with its residual (pre- or post-norm). */
   private block(
-    x: Tensor, layer: LayerSpec, bias: Tensor, rope: { cos: Tensor; sin: Tensor } | null, past: [Tensor, Tensor] | null,
-    training: boolean, useCache: boolean,
+    x: Tensor, layer: LayerSpec, bias: Tensor | null, rope: { cos: Tensor; sin: Tensor } | null, past: [Tensor, Tensor] | null,
+    training: boolean, useCache: boolean, native: { step: NativeDecodeStep; layer: number } | null = null,
   ): { x: Tensor; k?: Tensor; v?: Tensor } {
     const c = this.config;
     const h = c.preNorm ? this.norm(x, layer.ln1) : x;
-    const attn = this.selfAttention(h, layer, bias, rope, past, training);
-    const { k, v } = attn;
+    const attn = native ? { out: this.nativeSelfAttention(h, layer, native.step, native.layer) } : this.selfAttention(h, layer, bias!, rope, past, training);
+    const { k, v } = attn as { k?: Tensor; v?: Tensor };
     let out = attn.out;
     if (layer.postAttnNorm) out = this.norm(out, layer.postAttnNorm);
     if (c.parallelResidual) {
@@ -408,6 +440,30 @@ export class DecoderModel {
     y = lean.add(y, this.dropout(m, c.residDropout, training));
     if (!c.preNorm) y = this.norm(y, layer.ln2);
     return useCache ? { x: y, k, v } : { x: y };
+  }
+
+  /** Self-attention through the native decode kernel: the projections' outputs go to it as they are. */
+  private nativeSelfAttention(x: Tensor, layer: LayerSpec, step: NativeDecodeStep, index: number): Tensor {
+    const c = this.config;
+    const [B, T] = x.shape as [number, number];
+    const [H, Hkv, hs] = [c.numHeads, c.numKvHeads, c.headDim];
+    const a = layer.attn;
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (a.kind === 'separate') {
+      [q, k, v] = [this.linear(x, a.q), this.linear(x, a.k), this.linear(x, a.v)];
+      if (a.qNorm && a.kNorm) {
+        // Qwen3: RMSNorm over each head, on [B, T, heads, hs] (the kernel reads the same memory layout).
+        q = this.norm(lean.reshape(q, [B, T, H, hs]), a.qNorm);
+        k = this.norm(lean.reshape(k, [B, T, Hkv, hs]), a.kNorm);
+      }
+    } else {
+      q = k = v = this.linear(x, a.qkv);
+    }
+    const y = decodeAttention(q, k, v, step.positions, step.cache, index, {
+      heads: H, kvHeads: Hkv, headDim: hs, scale: c.attnScale, softcap: c.attnSoftcap, window: layer.window, rotary: step.rotary,
+      layout: headLayout(a.kind, H, Hkv, hs),
+    }); // (B, T, H·hs)
+    return this.linear(y, a.o);
   }
 
   private selfAttention(
@@ -497,7 +553,9 @@ export class DecoderModel {
 
   /** The LM head weight transposed to [C, V] (the caller disposes it), or null when the head is packed. */
   lmHeadTransposed(): Tensor | null {
-    return this.packed.has(this.spec.lmHead) ? null : tf.transpose(this.p(this.spec.lmHead), [1, 0]);
+    // With fast transpose flags the head product reads [V, C] as it is (projectToVocab).
+    if (this.packed.has(this.spec.lmHead) || fastTransposedProducts()) return null;
+    return tf.transpose(this.p(this.spec.lmHead), [1, 0]);
   }
 
   /** Parameters that exist in the checkpoint (a tied lm_head is not separate); packed ones are not among them. */

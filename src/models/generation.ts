@@ -6,6 +6,7 @@
 import { tf, type Tensor } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
 import type { DecoderModel, KVCache } from './decoder.js';
+import { NativeKVCache } from '../engine/native_decode.js';
 import { positionsFromMask } from './ops/positions.js';
 import { applyRepetitionPenalty, chooseToken, type SamplingOptions } from './sampling.js';
 import { configEosTokenIds } from './config.js';
@@ -45,6 +46,93 @@ function logSoftmaxAt(logits: Float32Array, token: number): number {
   return logits[token]! - max - Math.log(sum);
 }
 
+/**
+ * One batch's decoding state: the KV cache and the weights held for decoding. On the native backend, for models its
+ * kernel covers (decided once, here), the cache is a `NativeKVCache` written in place; otherwise a cache of tensors
+ * that each step replaces. `nextLogits` feeds the positions of the sequences not fed yet (all of them the first
+ * time; without the cache, the whole sequence every time).
+ */
+export class DecodingSession {
+  private cache: KVCache | undefined;
+  private readonly native: NativeKVCache | null;
+  /** Real tokens per row among the positions fed (native cache: position ids from the mask, on the host). */
+  private readonly seen: number[];
+  private fed = 0;
+  private readonly headT: Tensor | null;
+  private readonly releaseWeights: () => void;
+
+  constructor(private readonly model: DecoderModel, readonly batch: number, capacity: number, private readonly useCache = true) {
+    const c = model.config;
+    this.native = useCache && model.nativeDecodeUnsupported() === '' ? new NativeKVCache(batch, c.numLayers, c.numKvHeads, c.headDim, capacity) : null;
+    this.seen = new Array<number>(batch).fill(0);
+    this.headT = model.lmHeadTransposed();
+    this.releaseWeights = model.holdTransposedWeights(); // once per session, not once per token
+  }
+
+  /** Whether the native in-place cache and kernel run this session. */
+  get nativeKernel(): boolean {
+    return this.native !== null;
+  }
+
+  /** Logits [B, V] of the last position of `seqs` ([B, S], mask `masks`); the caller disposes them. */
+  nextLogits(seqs: number[][], masks: number[][]): Tensor {
+    const B = this.batch;
+    const S = seqs[0]!.length;
+    if (seqs.length !== B || S <= this.fed) throw new Error(`DecodingSession: expected ${B} rows longer than the ${this.fed} positions fed`);
+    const model = this.model;
+    if (this.native) {
+      const cache = this.native;
+      const cap = cache.capacity;
+      const positions = seqs.map(() => [] as number[]);
+      for (let b = 0; b < B; b++) {
+        for (let j = this.fed; j < S; j++) {
+          const m = masks[b]![j] ? 1 : 0;
+          cache.mask[b * cap + j] = m;
+          this.seen[b]! += m;
+          positions[b]!.push(m ? this.seen[b]! - 1 : 0); // as positionsFromMask
+        }
+      }
+      const from = this.fed;
+      this.fed = S;
+      return tf.tidy(() => {
+        const ids = tf.tensor2d(seqs.map((r) => r.slice(from)), [B, S - from], 'int32');
+        const out = model.forward(ids, { decodeCache: cache, positionIds: tf.tensor2d(positions, [B, S - from], 'int32') });
+        return this.lastLogits(out.hidden);
+      });
+    }
+    const last = tf.tidy((): { logits: Tensor; cache?: KVCache } & tf.TensorContainerObject => {
+      const fullMask = tf.tensor2d(masks, undefined, 'int32');
+      const positions = positionsFromMask(fullMask); // (B, S)
+      let out;
+      if (this.useCache && this.cache) {
+        const ids = tf.tensor2d(seqs.map((r) => [r[S - 1]!]), [B, 1], 'int32');
+        out = model.forward(ids, { attentionMask: fullMask, positionIds: tf.slice(positions, [0, S - 1], [B, 1]), cache: this.cache, useCache: true });
+      } else {
+        out = model.forward(tf.tensor2d(seqs, undefined, 'int32'), { attentionMask: fullMask, positionIds: positions, useCache: this.useCache });
+      }
+      return { logits: this.lastLogits(out.hidden), cache: out.cache as (KVCache & tf.TensorContainerObject) | undefined };
+    });
+    if (this.cache) disposeCache(this.cache);
+    this.cache = this.useCache ? last.cache : undefined;
+    this.fed = S;
+    return last.logits;
+  }
+
+  /** The vocabulary head on the last position only ([B, 1, C] → [B, V]). */
+  private lastLogits(hidden: Tensor): Tensor {
+    const B = this.batch;
+    const h = hidden.shape[1] === 1 ? hidden : tf.slice(hidden, [0, hidden.shape[1]! - 1, 0], [B, 1, -1]);
+    return tf.reshape(this.model.logits(h, this.headT), [B, -1]);
+  }
+
+  dispose(): void {
+    this.headT?.dispose();
+    this.releaseWeights();
+    if (this.cache) disposeCache(this.cache);
+    this.cache = undefined;
+  }
+}
+
 export function generate(model: DecoderModel, inputIds: number[][], attentionMask: number[][] | null, opts: GenerateOptions = {}): GenerateOutput {
   const B = inputIds.length;
   const P = inputIds[0]!.length;
@@ -59,54 +147,47 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
     repetitionPenalty: opts.repetitionPenalty ?? 1,
   };
   const rng = opts.rng ?? new Rng(0);
-  const useCache = opts.useCache ?? true;
+  // Plain greedy needs only each row's argmax: B indices read back instead of B·V logits.
+  const argmaxOnDevice = !sampling.doSample && sampling.repetitionPenalty === 1 && !opts.returnLogProbs;
 
   const seqs = inputIds.map((r) => [...r]);
   const masks = mask0.map((r) => [...r]);
   const actionMask = inputIds.map(() => [] as number[]);
   const logProbs = inputIds.map(() => [] as number[]);
   const done = new Array<boolean>(B).fill(false);
-  const headT = model.lmHeadTransposed();
-  const releaseWeights = model.holdTransposedWeights(); // once per call, not once per token
-  let cache: KVCache | undefined;
+  if (maxNew <= 0) return { sequences: seqs, attentionMask: masks, actionMask, logProbs: opts.returnLogProbs ? logProbs : undefined, promptLength: P };
+  const session = new DecodingSession(model, B, P + maxNew, opts.useCache ?? true);
   try {
     for (let step = 0; step < maxNew; step++) {
-      // 1. logits of the last position, from the cache when we have one
-      const last = tf.tidy((): { logits: Tensor; cache?: KVCache } & tf.TensorContainerObject => {
-        const fullMask = tf.tensor2d(masks, undefined, 'int32');
-        const positions = positionsFromMask(fullMask); // (B, S)
-        const S = seqs[0]!.length;
-        let out;
-        if (useCache && cache) {
-          const ids = tf.tensor2d(seqs.map((r) => [r[S - 1]!]), [B, 1], 'int32');
-          out = model.forward(ids, { attentionMask: fullMask, positionIds: tf.slice(positions, [0, S - 1], [B, 1]), cache, useCache: true });
-        } else {
-          out = model.forward(tf.tensor2d(seqs, undefined, 'int32'), { attentionMask: fullMask, positionIds: positions, useCache });
-        }
-        const h = tf.slice(out.hidden, [0, out.hidden.shape[1]! - 1, 0], [B, 1, -1]);
-        const logits = tf.reshape(model.logits(h, headT), [B, -1]);
-        return { logits, cache: out.cache as (KVCache & tf.TensorContainerObject) | undefined };
-      });
-      if (cache) disposeCache(cache);
-      cache = useCache ? last.cache : undefined;
-      const all = last.logits.dataSync() as Float32Array;
-      last.logits.dispose();
-      const V = all.length / B;
+      // 1. logits of the last position (from the cache when there is one), or their argmax alone
+      const logits = session.nextLogits(seqs, masks);
+      let all: Float32Array | null = null;
+      let best: Int32Array | null = null;
+      if (argmaxOnDevice) {
+        const idx = tf.argMax(logits, 1);
+        best = idx.dataSync() as Int32Array;
+        idx.dispose();
+      } else all = logits.dataSync() as Float32Array;
+      const V = logits.shape[1]!;
+      logits.dispose();
 
       // 2. choose each row's token on the host
       for (let b = 0; b < B; b++) {
-        const row = all.slice(b * V, (b + 1) * V);
         let token: number;
         if (done[b]) {
           token = pad;
           actionMask[b]!.push(0);
           if (opts.returnLogProbs) logProbs[b]!.push(0);
         } else {
-          const raw = opts.returnLogProbs ? row.slice() : null;
-          if (sampling.repetitionPenalty !== 1) applyRepetitionPenalty(row, seqs[b]!.filter((_, j) => masks[b]![j]), sampling.repetitionPenalty);
-          token = chooseToken(row, sampling, rng);
+          if (best) token = best[b]!;
+          else {
+            const row = all!.slice(b * V, (b + 1) * V);
+            const raw = opts.returnLogProbs ? row.slice() : null;
+            if (sampling.repetitionPenalty !== 1) applyRepetitionPenalty(row, seqs[b]!.filter((_, j) => masks[b]![j]), sampling.repetitionPenalty);
+            token = chooseToken(row, sampling, rng);
+            if (raw) logProbs[b]!.push(logSoftmaxAt(raw, token));
+          }
           actionMask[b]!.push(1);
-          if (raw) logProbs[b]!.push(logSoftmaxAt(raw, token));
           if (eos.has(token)) done[b] = true;
         }
         seqs[b]!.push(token);
@@ -115,9 +196,7 @@ export function generate(model: DecoderModel, inputIds: number[][], attentionMas
       if (done.every(Boolean)) break;
     }
   } finally {
-    headT?.dispose();
-    releaseWeights();
-    if (cache) disposeCache(cache);
+    session.dispose();
   }
   return { sequences: seqs, attentionMask: masks, actionMask, logProbs: opts.returnLogProbs ? logProbs : undefined, promptLength: P };
 }

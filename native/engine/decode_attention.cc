@@ -1,0 +1,210 @@
+// Inference attention over a preallocated KV cache, in one call per layer (src/engine/native_decode.ts):
+//
+//   decodeAttention(q, k, v, positions, invFreq, mask, keyCache, valueCache, out, dims, reals)
+//     dims  = [B, T, H, Hkv, hs, past, capacity, rotaryDim, window, qOffset, qRow, kOffset, kRow, vOffset, vRow, headStride]
+//     reals = [scale, softcap (0: none), rotaryScaling]; with softcap c the scores are c·tanh(q·k·scale / c)
+//
+// For T new positions after `past` cached ones: rotary embedding (HF's halves layout, on the first rotaryDim of
+// each head, from the int32 position ids [B, T] and the inverse frequencies [rotaryDim / 2]) of q and k; k and v
+// written into the caches at slots past … past + T − 1; then each query head attends to the cached keys of its kv
+// head (grouped heads: h / (H / Hkv)), causal, key j visible when mask[b, j] ≠ 0 (mask [B, capacity] int32) and,
+// with a window W > 0, past + t − j < W. Output [B, T, H, hs], the heads side by side as the o-projection reads them.
+//
+// q, k and v are read in place from the projections' output: head h of row (b, t) starts at
+// offset + (b·T + t)·row + h·headStride (separate projections, a fused q|k|v output, or GPT-NeoX's per-head q, k, v).
+// Caches: keys [B, Hkv, hs, capacity] (transposed, so the scores of one query are a loop over contiguous keys),
+// values [B, Hkv, capacity, hs]. A query with no visible key averages every value up to past + T − 1, as softmax
+// over a row masked everywhere by a finite bias does in the reference path.
+#include <napi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "parallel.h"
+
+namespace {
+
+struct Floats {
+  float* data;
+  size_t n;
+};
+
+struct Ints32 {
+  int32_t* data;
+  size_t n;
+};
+
+[[noreturn]] void Fail(Napi::Env env, const std::string& what) {
+  throw Napi::RangeError::New(env, "engine.decodeAttention: " + what);
+}
+
+Floats FloatArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(info.Env(), std::string("engine.decodeAttention: ") + name + " must be a Float32Array");
+  }
+  auto t = info[i].As<Napi::Float32Array>();
+  return Floats{t.Data(), t.ElementLength()};
+}
+
+Ints32 IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(info.Env(), std::string("engine.decodeAttention: ") + name + " must be an Int32Array");
+  }
+  auto t = info[i].As<Napi::Int32Array>();
+  return Ints32{t.Data(), t.ElementLength()};
+}
+
+std::vector<double> Numbers(const Napi::CallbackInfo& info, size_t i, size_t count, const char* name) {
+  if (!info[i].IsArray() || info[i].As<Napi::Array>().Length() != count) {
+    throw Napi::TypeError::New(info.Env(), std::string("engine.decodeAttention: ") + name + " must be an array of " + std::to_string(count) + " numbers");
+  }
+  auto a = info[i].As<Napi::Array>();
+  std::vector<double> out(count);
+  for (uint32_t k = 0; k < count; k++) {
+    Napi::Value v = a.Get(k);
+    if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), std::string("engine.decodeAttention: ") + name + " must hold numbers");
+    out[k] = v.As<Napi::Number>().DoubleValue();
+  }
+  return out;
+}
+
+// x (rotated in place on its first d entries): x·cos + rotate_half(x)·sin, cos/sin of position·invFreq, times `scaling`.
+void Rotate(float* x, int64_t d, int32_t position, const float* invFreq, float scaling) {
+  const int64_t half = d / 2;
+  for (int64_t i = 0; i < half; i++) {
+    // float32 product then cos/sin in double, rounded: what the reference path's float32 kernels compute.
+    const float f = static_cast<float>(position) * invFreq[i];
+    const float c = static_cast<float>(std::cos(static_cast<double>(f))) * scaling;
+    const float s = static_cast<float>(std::sin(static_cast<double>(f))) * scaling;
+    const float a = x[i], b = x[i + half];
+    x[i] = a * c + (-b) * s;
+    x[i + half] = b * c + a * s;
+  }
+}
+
+Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 11) Fail(env, "expects 11 arguments");
+  const Floats q = FloatArg(info, 0, "q"), k = FloatArg(info, 1, "k"), v = FloatArg(info, 2, "v");
+  const Ints32 positions = IntArg(info, 3, "positions");
+  const Floats invFreq = FloatArg(info, 4, "invFreq");
+  const Ints32 mask = IntArg(info, 5, "mask");
+  const Floats keys = FloatArg(info, 6, "keyCache"), values = FloatArg(info, 7, "valueCache"), out = FloatArg(info, 8, "out");
+  const std::vector<double> d = Numbers(info, 9, 16, "dims");
+  const std::vector<double> r = Numbers(info, 10, 3, "reals");
+  for (double x : d) {
+    if (!(x >= 0) || x != std::floor(x) || x > 1e15) Fail(env, "dims must be non-negative integers");
+  }
+  const int64_t B = d[0], T = d[1], H = d[2], G = d[3], hs = d[4], past = d[5], cap = d[6], rot = d[7], window = d[8];
+  const int64_t qOff = d[9], qRow = d[10], kOff = d[11], kRow = d[12], vOff = d[13], vRow = d[14], headStride = d[15];
+  const float softcap = static_cast<float>(r[1]), ropeScaling = static_cast<float>(r[2]);
+  // As the reference path: one float32 factor scale / c inside the tanh, or scale alone.
+  const float scale = static_cast<float>(r[1] > 0 ? r[0] / r[1] : r[0]);
+  if (G == 0 || H % G != 0) Fail(env, "query heads must be a multiple of kv heads");
+  if (past + T > cap) Fail(env, "past + T = " + std::to_string(past + T) + " exceeds the cache capacity " + std::to_string(cap));
+  if (rot > hs || rot % 2 != 0 || invFreq.n < static_cast<size_t>(rot / 2)) Fail(env, "rotary dims must be even, at most hs, with rotaryDim / 2 frequencies");
+  if (B * T == 0) return env.Undefined();
+  // The last element each strided read touches must lie inside its array.
+  auto reach = [&](int64_t off, int64_t row, int64_t heads) { return off + (B * T - 1) * row + (heads - 1) * headStride + hs; };
+  if (static_cast<size_t>(reach(qOff, qRow, H)) > q.n) Fail(env, "q is shorter than its offsets and strides imply");
+  if (static_cast<size_t>(reach(kOff, kRow, G)) > k.n) Fail(env, "k is shorter than its offsets and strides imply");
+  if (static_cast<size_t>(reach(vOff, vRow, G)) > v.n) Fail(env, "v is shorter than its offsets and strides imply");
+  if (positions.n < static_cast<size_t>(B * T)) Fail(env, "positions needs B·T entries");
+  if (mask.n < static_cast<size_t>(B * cap)) Fail(env, "mask needs B·capacity entries");
+  if (keys.n < static_cast<size_t>(B * G * hs * cap) || values.n < static_cast<size_t>(B * G * cap * hs)) Fail(env, "a cache is smaller than B·Hkv·hs·capacity");
+  if (out.n < static_cast<size_t>(B * T * H * hs)) Fail(env, "out needs B·T·H·hs entries");
+
+  const int64_t rep = H / G;
+  // 1. rotary q into `out` (the attention below reads each query row before writing it back), k and v into the caches.
+  rlhf::ParallelFor(B * T, 16, [&](int64_t s, int64_t e) {
+    std::vector<float> row(hs);
+    for (int64_t bt = s; bt < e; bt++) {
+      const int64_t b = bt / T, t = bt % T, slot = past + t;
+      const int32_t pos = positions.data[bt];
+      for (int64_t h = 0; h < H; h++) {
+        float* o = out.data + (bt * H + h) * hs;
+        std::copy_n(q.data + qOff + bt * qRow + h * headStride, hs, o);
+        if (rot) Rotate(o, rot, pos, invFreq.data, ropeScaling);
+      }
+      for (int64_t g = 0; g < G; g++) {
+        std::copy_n(k.data + kOff + bt * kRow + g * headStride, hs, row.data());
+        if (rot) Rotate(row.data(), rot, pos, invFreq.data, ropeScaling);
+        float* kc = keys.data + (b * G + g) * hs * cap;
+        for (int64_t i = 0; i < hs; i++) kc[i * cap + slot] = row[i];
+        std::copy_n(v.data + vOff + bt * vRow + g * headStride, hs, values.data + ((b * G + g) * cap + slot) * hs);
+      }
+    }
+  });
+
+  // 2. per (b, kv head): its rep·T query rows against the keys 0 … past + t.
+  const int64_t S = past + T;
+  rlhf::ParallelFor(B * G, 1, [&](int64_t s, int64_t e) {
+    std::vector<float> p(S), qrow(hs), acc(hs);
+    for (int64_t bg = s; bg < e; bg++) {
+      const int64_t b = bg / G, g = bg % G;
+      const float* kc = keys.data + bg * hs * cap;
+      const float* vc = values.data + bg * cap * hs;
+      const int32_t* m = mask.data + b * cap;
+      for (int64_t t = 0; t < T; t++) {
+        const int64_t last = past + t;  // the query's own slot
+        const int64_t first = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
+        for (int64_t hr = 0; hr < rep; hr++) {
+          float* o = out.data + ((b * T + t) * H + g * rep + hr) * hs;
+          std::copy_n(o, hs, qrow.data());
+          // scores over [first, last], by dimension so the inner loop runs over contiguous keys
+          float* sc = p.data() + first;
+          const int64_t n = last - first + 1;
+          std::fill_n(sc, n, 0.f);
+          for (int64_t i = 0; i < hs; i++) {
+            const float qi = qrow[i];
+            const float* kr = kc + i * cap + first;
+            for (int64_t j = 0; j < n; j++) sc[j] += qi * kr[j];
+          }
+          float max = -INFINITY;
+          bool any = false;
+          for (int64_t j = 0; j < n; j++) {
+            const float x = softcap > 0 ? std::tanh(sc[j] * scale) * softcap : sc[j] * scale;
+            sc[j] = x;
+            if (m[first + j] != 0) {
+              any = true;
+              if (x > max) max = x;
+            }
+          }
+          std::fill(acc.begin(), acc.end(), 0.f);
+          if (any) {
+            float sum = 0.f;
+            for (int64_t j = 0; j < n; j++) {
+              const float w = m[first + j] != 0 ? std::exp(sc[j] - max) : 0.f;
+              sc[j] = w;
+              sum += w;
+            }
+            const float inv = 1.f / sum;
+            for (int64_t j = 0; j < n; j++) {
+              const float w = sc[j] * inv;
+              if (w == 0.f) continue;
+              const float* vr = vc + (first + j) * hs;
+              for (int64_t i = 0; i < hs; i++) acc[i] += w * vr[i];
+            }
+          } else {
+            const float w = 1.f / static_cast<float>(S);
+            for (int64_t j = 0; j < S; j++) {
+              const float* vr = vc + j * hs;
+              for (int64_t i = 0; i < hs; i++) acc[i] += w * vr[i];
+            }
+          }
+          std::copy_n(acc.data(), hs, o);
+        }
+      }
+    }
+  });
+  return env.Undefined();
+}
+
+}  // namespace
+
+void rlhf::RegisterDecode(Napi::Env env, Napi::Object exports) {
+  exports.Set("decodeAttention", Napi::Function::New(env, DecodeAttention));
+}
