@@ -71,18 +71,28 @@ std::vector<double> Numbers(const Napi::CallbackInfo& info, size_t i, size_t cou
   return out;
 }
 
-// x (rotated in place on its first d entries): x·cos + rotate_half(x)·sin, cos/sin of position·invFreq, times `scaling`.
-void Rotate(float* x, int64_t d, int32_t position, const float* invFreq, float scaling) {
-  const int64_t half = d / 2;
+// cos/sin of position·invFreq for the d/2 frequencies, times `scaling`: shared by every head of one position.
+void RotaryTable(int32_t position, const float* invFreq, int64_t half, float scaling, float* cos, float* sin) {
   for (int64_t i = 0; i < half; i++) {
     // float32 product then cos/sin in double, rounded: what the reference path's float32 kernels compute.
     const float f = static_cast<float>(position) * invFreq[i];
-    const float c = static_cast<float>(std::cos(static_cast<double>(f))) * scaling;
-    const float s = static_cast<float>(std::sin(static_cast<double>(f))) * scaling;
-    const float a = x[i], b = x[i + half];
-    x[i] = a * c + (-b) * s;
-    x[i + half] = b * c + a * s;
+    cos[i] = static_cast<float>(std::cos(static_cast<double>(f))) * scaling;
+    sin[i] = static_cast<float>(std::sin(static_cast<double>(f))) * scaling;
   }
+}
+
+// x (rotated in place on its first 2·half entries): x·cos + rotate_half(x)·sin, HF's halves layout.
+void Rotate(float* __restrict x, int64_t half, const float* __restrict cos, const float* __restrict sin) {
+  for (int64_t i = 0; i < half; i++) {
+    const float a = x[i], b = x[i + half];
+    x[i] = a * cos[i] + (-b) * sin[i];
+    x[i + half] = b * cos[i] + a * sin[i];
+  }
+}
+
+// y += a·x over n contiguous floats (no aliasing: the compiler vectorises it without runtime checks).
+inline void Axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
+  for (int64_t j = 0; j < n; j++) y[j] += a * x[j];
 }
 
 Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
@@ -120,18 +130,18 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   const int64_t rep = H / G;
   // 1. rotary q into `out` (the attention below reads each query row before writing it back), k and v into the caches.
   rlhf::ParallelFor(B * T, 16, [&](int64_t s, int64_t e) {
-    std::vector<float> row(hs);
+    std::vector<float> row(hs), cos(rot / 2), sin(rot / 2);
     for (int64_t bt = s; bt < e; bt++) {
       const int64_t b = bt / T, t = bt % T, slot = past + t;
-      const int32_t pos = positions.data[bt];
+      if (rot) RotaryTable(positions.data[bt], invFreq.data, rot / 2, ropeScaling, cos.data(), sin.data());
       for (int64_t h = 0; h < H; h++) {
         float* o = out.data + (bt * H + h) * hs;
         std::copy_n(q.data + qOff + bt * qRow + h * headStride, hs, o);
-        if (rot) Rotate(o, rot, pos, invFreq.data, ropeScaling);
+        if (rot) Rotate(o, rot / 2, cos.data(), sin.data());
       }
       for (int64_t g = 0; g < G; g++) {
         std::copy_n(k.data + kOff + bt * kRow + g * headStride, hs, row.data());
-        if (rot) Rotate(row.data(), rot, pos, invFreq.data, ropeScaling);
+        if (rot) Rotate(row.data(), rot / 2, cos.data(), sin.data());
         float* kc = keys.data + (b * G + g) * hs * cap;
         for (int64_t i = 0; i < hs; i++) kc[i * cap + slot] = row[i];
         std::copy_n(v.data + vOff + bt * vRow + g * headStride, hs, values.data + ((b * G + g) * cap + slot) * hs);
@@ -158,11 +168,7 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
           float* sc = p.data() + first;
           const int64_t n = last - first + 1;
           std::fill_n(sc, n, 0.f);
-          for (int64_t i = 0; i < hs; i++) {
-            const float qi = qrow[i];
-            const float* kr = kc + i * cap + first;
-            for (int64_t j = 0; j < n; j++) sc[j] += qi * kr[j];
-          }
+          for (int64_t i = 0; i < hs; i++) Axpy(sc, kc + i * cap + first, qrow[i], n);
           float max = -INFINITY;
           bool any = false;
           for (int64_t j = 0; j < n; j++) {
@@ -185,14 +191,12 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
             for (int64_t j = 0; j < n; j++) {
               const float w = sc[j] * inv;
               if (w == 0.f) continue;
-              const float* vr = vc + (first + j) * hs;
-              for (int64_t i = 0; i < hs; i++) acc[i] += w * vr[i];
+              Axpy(acc.data(), vc + (first + j) * hs, w, hs);
             }
           } else {
             const float w = 1.f / static_cast<float>(S);
             for (int64_t j = 0; j < S; j++) {
-              const float* vr = vc + j * hs;
-              for (int64_t i = 0; i < hs; i++) acc[i] += w * vr[i];
+              Axpy(acc.data(), vc + j * hs, w, hs);
             }
           }
           std::copy_n(acc.data(), hs, o);

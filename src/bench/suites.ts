@@ -103,6 +103,7 @@ export async function foundationSuite(config: ModelConfig, o: SuiteOptions): Pro
       rows.push({ metric: 'generate new tokens/s', value: perS, unit: 'tok/s', note: `${gshape}, greedy, KV cache, prefill included` });
       metrics.generate_tokens_per_s = perS;
       metrics.generate_s = g.wallMs / 1000;
+      metrics.generate_cpu_s = g.cpuMs / 1000;
 
       // 3. decode cost early vs late: the cache makes a step's cost (nearly) independent of the position
       o.log(`decode steps at positions ~10 and ~120 (B=${o.genBatch}) …`);

@@ -5,9 +5,9 @@
  */
 import { tf, type Tensor } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
-import type { DecoderModel, KVCache } from '../models/decoder.js';
+import type { DecoderModel } from '../models/decoder.js';
 import { IGNORE_INDEX } from '../models/ops/loss.js';
-import { generate } from '../models/generation.js';
+import { DecodingSession, generate } from '../models/generation.js';
 import { Optimization } from '../trainer/optimization.js';
 import { createStrategy } from '../strategies/strategy.js';
 import { median, timeIt } from './measure.js';
@@ -66,40 +66,29 @@ export function generateTokens(model: DecoderModel, prompts: number[][], newToke
 
 /**
  * Milliseconds per decode step (one new token for each of B rows, logits read back) after a prompt of `position`
- * tokens: the same calls generation makes, timed one by one, median of `steps`.
+ * tokens: the calls generation makes (its DecodingSession), timed one by one, median of `steps`.
  */
 export function decodeStepMs(model: DecoderModel, rng: Rng, B: number, position: number, steps: number): number {
   const V = model.config.vocabSize;
-  const headT = model.lmHeadTransposed();
-  const releaseWeights = model.holdTransposedWeights();
-  let cache = tf.tidy(() => {
-    const ids = tf.tensor2d(randomIds(rng, B, position, V), undefined, 'int32');
-    return model.forward(ids, { useCache: true }).cache as KVCache & tf.TensorContainerObject;
-  });
+  const session = new DecodingSession(model, B, position + steps);
+  const seqs = randomIds(rng, B, position, V);
+  const masks = seqs.map((r) => r.map(() => 1));
   const times: number[] = [];
   try {
+    session.nextLogits(seqs, masks).dispose();
     for (let i = 0; i < steps; i++) {
-      const S = position + i + 1;
+      const next = randomIds(rng, B, 1, V);
+      seqs.forEach((r, b) => r.push(next[b]![0]!));
+      masks.forEach((r) => r.push(1));
       const t = timeIt(() => {
-        const out = tf.tidy(() => {
-          const ids = tf.tensor2d(randomIds(rng, B, 1, V), [B, 1], 'int32');
-          const o = model.forward(ids, {
-            attentionMask: tf.ones([B, S], 'int32'), positionIds: tf.fill([B, 1], S - 1, 'int32'), cache, useCache: true,
-          });
-          return { logits: model.logits(o.hidden, headT), cache: o.cache as KVCache & tf.TensorContainerObject };
-        });
-        out.logits.dataSync();
-        out.logits.dispose();
-        return out.cache;
+        const logits = session.nextLogits(seqs, masks);
+        logits.dataSync();
+        logits.dispose();
       });
-      tf.dispose(cache);
-      cache = t.result;
       times.push(t.wallMs);
     }
   } finally {
-    tf.dispose(cache);
-    headT?.dispose();
-    releaseWeights();
+    session.dispose();
   }
   return median(times);
 }
