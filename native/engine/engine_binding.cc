@@ -15,6 +15,7 @@
 //   setThreads(n), getThreads()
 #include <napi.h>
 
+#include "fast_exp.h"
 #include "parallel.h"
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -325,36 +326,6 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
     case kGe: BroadcastLoop(a, b, ob, c, [](float x, float y) -> uint8_t { return x >= y; }); break;
   }
   return env.Undefined();
-}
-
-// exp(x) in float32 within ~2 ulp, written so the compiler vectorises it (no calls, no branches): x = n·ln2 + r
-// with n rounded to nearest by the 1.5·2^23 trick, e^r by a degree-6 polynomial, 2^n put in the exponent bits.
-// Results below float32's normal range flush to 0 (a masked attention score), above it go to +Infinity; NaN passes.
-inline float FastExp(float x) {
-  const float hi = 88.3762626647949f, lo = -87.3365447504f;
-  const float xc = x > hi ? hi : (x < lo ? lo : x);
-  const float shifter = 12582912.0f;  // 1.5 * 2^23
-  const float t = xc * 1.44269504088896341f + shifter;
-  const float n = t - shifter;
-  int32_t ni;
-  std::memcpy(&ni, &t, 4);
-  ni -= 0x4B400000;  // the bits of the shifter: what is left is n as an integer
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (ni + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  float y = p * scale;
-  y = x < lo ? 0.0f : y;
-  y = x > 88.72283935546875f ? INFINITY : y;
-  return x != x ? x : y;
 }
 
 // ---- unary elementwise ----
