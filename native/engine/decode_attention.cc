@@ -14,7 +14,8 @@
 // offset + (b·T + t)·row + h·headStride (separate projections, a fused q|k|v output, or GPT-NeoX's per-head q, k, v).
 // Caches: keys [B, Hkv, hs, capacity] (transposed, so the scores of one query are a loop over contiguous keys),
 // values [B, Hkv, capacity, hs]. A query with no visible key averages every value up to past + T − 1, as softmax
-// over a row masked everywhere by a finite bias does in the reference path.
+// over a row masked everywhere by a finite bias does in the reference path. The thread pool and FastExp are the
+// engine's (engine_shared.h).
 #include <napi.h>
 
 #include <algorithm>
@@ -23,8 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "fast_exp.h"
-#include "parallel.h"
+#include "engine_shared.h"
 
 namespace {
 
@@ -174,7 +174,7 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
 
   const int64_t rep = H / G;
   // 1. rotary q into `out` (the attention below reads each query row before writing it back), k and v into the caches.
-  rlhf::ParallelFor(B * T, 16, [&](int64_t s, int64_t e) {
+  rlhf_engine::ParallelFor(B * T, 16, [&](int64_t s, int64_t e) {
     std::vector<float> row(hs), cos(rot / 2), sin(rot / 2);
     for (int64_t bt = s; bt < e; bt++) {
       const int64_t b = bt / T, t = bt % T, slot = past + t;
@@ -196,7 +196,7 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
 
   // 2. per (b, kv head): its rep·T query rows against the keys 0 … past + t.
   const int64_t S = past + T;
-  rlhf::ParallelFor(B * G, 1, [&](int64_t s, int64_t e) {
+  rlhf_engine::ParallelFor(B * G, 1, [&](int64_t s, int64_t e) {
     std::vector<float> p(S), qrow(hs), acc(hs);
     for (int64_t bg = s; bg < e; bg++) {
       const int64_t b = bg / G, g = bg % G;
@@ -225,9 +225,8 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
           }
           if (any) {
             // As the engine's softmax: exponentials, their sum in double, one reciprocal.
-            for (int64_t j = 0; j < n; j++) sc[j] = m[first + j] != 0 ? FastExp(sc[j] - max) : 0.f;
-            double sum = 0;
-            for (int64_t j = 0; j < n; j++) sum += sc[j];
+            for (int64_t j = 0; j < n; j++) sc[j] = m[first + j] != 0 ? rlhf_engine::FastExp(sc[j] - max) : 0.f;
+            const double sum = rlhf_engine::SumToDouble(sc, n);
             const float inv = static_cast<float>(1.0 / sum);
             for (int64_t j = 0; j < n; j++) sc[j] *= inv;
             Mix(sc, vc + first * hs, hs, n, acc.data());
@@ -245,6 +244,6 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void rlhf::RegisterDecode(Napi::Env env, Napi::Object exports) {
+void rlhf_engine::AddDecodeKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeAttention", Napi::Function::New(env, DecodeAttention));
 }

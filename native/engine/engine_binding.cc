@@ -14,9 +14,6 @@
 //   segmentSum(data, rows, inner, ids, out)            out[ids[r], :] += data[r, :]
 //   setThreads(n), getThreads()
 #include <napi.h>
-
-#include "fast_exp.h"
-#include "parallel.h"
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -33,6 +30,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "engine_shared.h"
 
 namespace {
 
@@ -362,12 +361,12 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   const float* x = reinterpret_cast<const float*>(X.data);
   float* o = reinterpret_cast<float*>(O.data);
   switch (op) {
-    case kExp: Map(x, o, n, [](float v) { return FastExp(v); }); break;
+    case kExp: Map(x, o, n, [](float v) { return rlhf_engine::FastExp(v); }); break;
     case kLog: Map(x, o, n, [](float v) { return std::log(v); }); break;
     case kSqrt: Map(x, o, n, [](float v) { return std::sqrt(v); }); break;
     case kRsqrt: Map(x, o, n, [](float v) { return 1.0f / std::sqrt(v); }); break;
     case kTanh: Map(x, o, n, [](float v) { return std::tanh(v); }); break;
-    case kSigmoid: Map(x, o, n, [](float v) { return 1.0f / (1.0f + FastExp(-v)); }); break;
+    case kSigmoid: Map(x, o, n, [](float v) { return 1.0f / (1.0f + rlhf_engine::FastExp(-v)); }); break;
     case kErf: Map(x, o, n, [](float v) { return std::erf(v); }); break;
     case kNeg: Map(x, o, n, [](float v) { return -v; }); break;
     case kAbs: Map(x, o, n, [](float v) { return std::fabs(v); }); break;
@@ -508,7 +507,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
       }
       if (nan) m = std::numeric_limits<float>::quiet_NaN();
       // Exponentials first (a vectorised loop), then their sum in double (as the cpu kernel sums in JS numbers).
-      for (int64_t c = 0; c < cols; c++) out[c] = FastExp(in[c] - m);
+      for (int64_t c = 0; c < cols; c++) out[c] = rlhf_engine::FastExp(in[c] - m);
       double sum = 0;
       for (int64_t c = 0; c < cols; c++) sum += out[c];
       if (log) {
@@ -735,13 +734,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("segmentSum", Napi::Function::New(env, SegmentSum));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  rlhf_engine::AddDecodeKernels(env, exports);
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
-  rlhf::RegisterDecode(env, exports);
   return exports;
 }
 
 }  // namespace
 
-void rlhf::ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) { pool().For(n, grain, fn); }
+namespace rlhf_engine {
+void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) { pool().For(n, grain, fn); }
+int Threads() { return pool().Size(); }
+}  // namespace rlhf_engine
 
 NODE_API_MODULE(rlhf_engine, Init)
