@@ -343,7 +343,7 @@ export class DecoderModel {
       if (fast) rotary = { invFreq: Float32Array.from(f.invFreq), scaling: f.scaling };
       else rope = rotaryTables(positionIds, f.invFreq, f.scaling);
     }
-    const step: NativeDecodeStep | null = fast ? { cache: fast, positions: tf.cast(positionIds, 'int32'), rotary } : null;
+    const step: NativeDecodeStep | null = fast ? { cache: fast, positions: positionIds.dtype === 'int32' ? positionIds : tf.cast(positionIds, 'int32'), rotary } : null;
 
     // 3. blocks, each in its own tidy: under a gradient tape every forward intermediate would otherwise stay alive
     // until the backward pass ends; only what the gradients saved (and the block's output) is kept.
