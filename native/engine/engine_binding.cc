@@ -508,8 +508,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
       if (nan) m = std::numeric_limits<float>::quiet_NaN();
       // Exponentials first (a vectorised loop), then their sum in double (as the cpu kernel sums in JS numbers).
       for (int64_t c = 0; c < cols; c++) out[c] = rlhf_engine::FastExp(in[c] - m);
-      double sum = 0;
-      for (int64_t c = 0; c < cols; c++) sum += out[c];
+      const double sum = rlhf_engine::SumToDouble(out, cols);
       if (log) {
         const float lse = m + static_cast<float>(std::log(sum));
         for (int64_t c = 0; c < cols; c++) out[c] = in[c] - lse;
