@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine_shared.h"
+
 namespace {
 
 // ---- a small thread pool: the calling thread works too; idle workers block on a condition variable ----
@@ -325,36 +327,6 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// exp(x) in float32 within ~2 ulp, written so the compiler vectorises it (no calls, no branches): x = n·ln2 + r
-// with n rounded to nearest by the 1.5·2^23 trick, e^r by a degree-6 polynomial, 2^n put in the exponent bits.
-// Results below float32's normal range flush to 0 (a masked attention score), above it go to +Infinity; NaN passes.
-inline float FastExp(float x) {
-  const float hi = 88.3762626647949f, lo = -87.3365447504f;
-  const float xc = x > hi ? hi : (x < lo ? lo : x);
-  const float shifter = 12582912.0f;  // 1.5 * 2^23
-  const float t = xc * 1.44269504088896341f + shifter;
-  const float n = t - shifter;
-  int32_t ni;
-  std::memcpy(&ni, &t, 4);
-  ni -= 0x4B400000;  // the bits of the shifter: what is left is n as an integer
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (ni + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  float y = p * scale;
-  y = x < lo ? 0.0f : y;
-  y = x > 88.72283935546875f ? INFINITY : y;
-  return x != x ? x : y;
-}
-
 // ---- unary elementwise ----
 
 enum UnaryOp {
@@ -389,12 +361,12 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   const float* x = reinterpret_cast<const float*>(X.data);
   float* o = reinterpret_cast<float*>(O.data);
   switch (op) {
-    case kExp: Map(x, o, n, [](float v) { return FastExp(v); }); break;
+    case kExp: Map(x, o, n, [](float v) { return rlhf_engine::FastExp(v); }); break;
     case kLog: Map(x, o, n, [](float v) { return std::log(v); }); break;
     case kSqrt: Map(x, o, n, [](float v) { return std::sqrt(v); }); break;
     case kRsqrt: Map(x, o, n, [](float v) { return 1.0f / std::sqrt(v); }); break;
     case kTanh: Map(x, o, n, [](float v) { return std::tanh(v); }); break;
-    case kSigmoid: Map(x, o, n, [](float v) { return 1.0f / (1.0f + FastExp(-v)); }); break;
+    case kSigmoid: Map(x, o, n, [](float v) { return 1.0f / (1.0f + rlhf_engine::FastExp(-v)); }); break;
     case kErf: Map(x, o, n, [](float v) { return std::erf(v); }); break;
     case kNeg: Map(x, o, n, [](float v) { return -v; }); break;
     case kAbs: Map(x, o, n, [](float v) { return std::fabs(v); }); break;
@@ -449,8 +421,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
         continue;
       }
       if (post == 1 && op != kProd) {
-        double sum = 0;
-        for (int64_t r = 0; r < red; r++) sum += base[r];
+        const double sum = rlhf_engine::SumToDouble(base, red);
         out[0] = static_cast<float>(op == kMean ? (red > 0 ? sum / static_cast<double>(red) : nan) : sum);
         continue;
       }
@@ -535,9 +506,8 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
       }
       if (nan) m = std::numeric_limits<float>::quiet_NaN();
       // Exponentials first (a vectorised loop), then their sum in double (as the cpu kernel sums in JS numbers).
-      for (int64_t c = 0; c < cols; c++) out[c] = FastExp(in[c] - m);
-      double sum = 0;
-      for (int64_t c = 0; c < cols; c++) sum += out[c];
+      for (int64_t c = 0; c < cols; c++) out[c] = rlhf_engine::FastExp(in[c] - m);
+      const double sum = rlhf_engine::SumToDouble(out, cols);
       if (log) {
         const float lse = m + static_cast<float>(std::log(sum));
         for (int64_t c = 0; c < cols; c++) out[c] = in[c] - lse;
@@ -762,10 +732,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("segmentSum", Napi::Function::New(env, SegmentSum));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  rlhf_engine::AddFusedKernels(env, exports);
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   return exports;
 }
 
 }  // namespace
+
+namespace rlhf_engine {
+void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) { pool().For(n, grain, fn); }
+int Threads() { return pool().Size(); }
+}  // namespace rlhf_engine
 
 NODE_API_MODULE(rlhf_engine, Init)
