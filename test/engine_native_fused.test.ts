@@ -13,6 +13,7 @@ import { layerNorm, rmsNorm } from '../src/models/ops/norms.js';
 import { activate, gatedActivate } from '../src/models/ops/activations.js';
 import { lmHeadCrossEntropy } from '../src/models/ops/lm_head_loss.js';
 import { IGNORE_INDEX } from '../src/models/ops/loss.js';
+import { attention, causalBias, causalMaskBias } from '../src/models/ops/attention.js';
 import { relErr } from './helpers/fixtures.js';
 
 const why = nativeBackendUnavailable() || (nativeBlasAvailable() ? '' : 'the OpenBLAS addon (native/blas) is not built');
@@ -100,11 +101,25 @@ describe.runIf(why === '')('native fused kernels against the cpu decompositions'
     await expectFusedMatches((h, w) => f(h!, w!), [{ shape: [N, C], lo: -3, hi: 3 }, { shape: [V, C] }]);
   });
 
+  it.each([
+    ['causal bias [1, 1, T, S], grouped heads', 6, 3, false],
+    ['padding and causal bias [B, 1, T, S]', 4, 4, true],
+  ] as const)('attention with %s: value and gradients of q, k, v', async (_, H, G, padded) => {
+    const [B, T, hs] = [2, 9, 8];
+    const f = (q: Tensor, k: Tensor, v: Tensor) => {
+      const bias = padded ? causalMaskBias(tf.tensor2d([[1, 1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1, 1, 1]], undefined, 'int32'), T) : causalBias(T, T);
+      return attention(q, k, v, bias, 1 / Math.sqrt(hs));
+    };
+    await expectFusedMatches((q, k, v) => f(q!, k!, v!), [{ shape: [B, H, T, hs], lo: -2, hi: 2 }, { shape: [B, G, T, hs], lo: -2, hi: 2 }, { shape: [B, G, T, hs] }]);
+  });
+
   it('runs the fused kernels on native, the decomposition when switched off', async () => {
     const x = () => tf.tensor(values(64, 1), [4, 16]);
     const w = () => tf.ones([16]);
     expect(await kernelsRun(() => rmsNorm(x(), w(), 1e-6))).toContain(FUSED.rmsNorm);
     expect(await kernelsRun(() => gatedActivate(x(), x(), 'silu'))).toContain(FUSED.gatedActivation);
+    const qkv = () => tf.tensor(values(64, 2), [1, 2, 4, 8]);
+    expect(await kernelsRun(() => attention(qkv(), qkv(), qkv(), causalBias(4, 4), 0.3))).toContain(FUSED.biasedSoftmax);
     process.env[FUSED_KERNELS_ENV] = '0';
     expect(fusedKernel(FUSED.rmsNorm)).toBe(false);
     const off = await kernelsRun(() => rmsNorm(x(), w(), 1e-6));
@@ -123,6 +138,7 @@ describe.runIf(why === '')('native fused kernels against the cpu decompositions'
     expect(run(FUSED.rmsNorm, { x: tf.ones([2, 8]), w: tf.ones([7]) }, { eps: 1e-6 })).toThrow(/RlhfRmsNorm: weight \[7\] does not match the last axis of \[2,8\]/);
     expect(run(FUSED.gatedActivation, { gate: tf.ones([2, 8]), up: tf.ones([2, 4]) }, { kind: 0 })).toThrow(/shapes \[2,8\] and \[2,4\] differ/);
     expect(run(FUSED.activation, { x: tf.ones([3]) }, { kind: 7 })).toThrow(/unknown activation kind 7/);
+    expect(run(FUSED.biasedSoftmax, { x: tf.ones([1, 2, 3, 4]), bias: tf.ones([1, 1, 3, 5]) }, { scale: 1 })).toThrow(/bias \[1,1,3,5\] does not broadcast to \[1,2,3,4\]/);
     const logits = tf.ones([2, 5]);
     expect(run(FUSED.crossEntropyRows, { logits, targets: tf.tensor1d([1, 5], 'int32'), weights: tf.ones([2]) }, { withGrad: true })).toThrow(/target 5 of row 1 is not in \[0, 4\]/);
     expect(run(FUSED.crossEntropyRows, { logits, targets: tf.tensor1d([1, 2, 3], 'int32'), weights: tf.ones([2]) })).toThrow(/targets must be int32 \[2\]/);

@@ -11,6 +11,10 @@
 //   activationGrad(kind, x, dy, dx)
 //   gatedActivation(kind, gate, up, out)                      act(gate)·up
 //   gatedActivationGrad(kind, gate, up, dy, dgate, dup)
+//   biasedSoftmax(x, lead, T, S, scale, bias, biasStrides, out)
+//                                                             softmax over S of x·scale + bias, x [lead.., T, S] with
+//                                                             lead = [d0, d1]; bias broadcast by strides [s0, s1, sT, sS]
+//   softmaxGrad(p, dp, rows, S, scale, dx)                    dx = p ⊙ (dp − Σ_S dp ⊙ p)·scale
 //   crossEntropyRows(logits, rows, V, targets, weights, grad | null) → Σ_r w_r·(lse_r − logits[r, t_r]);
 //                                                             grad = (softmax − onehot(t))·w per row
 #include <algorithm>
@@ -360,6 +364,68 @@ Napi::Value CrossEntropyRows(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), total);
 }
 
+// ---- softmax with a scale and an additive (mask) bias, and the softmax gradient ----
+
+Napi::Value BiasedSoftmax(const Napi::CallbackInfo& info) {
+  Arity(info, 8, "biasedSoftmax");
+  if (!info[1].IsArray() || !info[6].IsArray()) throw Napi::TypeError::New(info.Env(), "engine.biasedSoftmax: lead and biasStrides must be arrays");
+  auto lead = info[1].As<Napi::Array>(), bst = info[6].As<Napi::Array>();
+  if (lead.Length() != 2 || bst.Length() != 4) Fail(info.Env(), "biasedSoftmax", "lead has 2 dims and biasStrides 4");
+  const int64_t d0 = static_cast<int64_t>(lead.Get(0u).As<Napi::Number>().DoubleValue());
+  const int64_t d1 = static_cast<int64_t>(lead.Get(1u).As<Napi::Number>().DoubleValue());
+  const int64_t T = Count(info, 2, "biasedSoftmax", "T"), S = Count(info, 3, "biasedSoftmax", "S");
+  if (d0 < 0 || d1 < 0) Fail(info.Env(), "biasedSoftmax", "lead dims must be non-negative");
+  int64_t st[4];
+  int64_t biasLast = 0;
+  const int64_t dims[4] = {d0, d1, T, S};
+  for (uint32_t k = 0; k < 4; k++) {
+    st[k] = static_cast<int64_t>(bst.Get(k).As<Napi::Number>().DoubleValue());
+    if (st[k] < 0) Fail(info.Env(), "biasedSoftmax", "negative bias stride");
+    if (dims[k] > 0) biasLast += (dims[k] - 1) * st[k];
+  }
+  const int64_t rows = d0 * d1 * T;
+  const float* x = Floats(info, 0, "biasedSoftmax", "x", rows * S);
+  if (!info[4].IsNumber()) throw Napi::TypeError::New(info.Env(), "engine.biasedSoftmax: scale must be a number");
+  const float scale = info[4].As<Napi::Number>().FloatValue();
+  const float* bias = Floats(info, 5, "biasedSoftmax", "bias", rows * S == 0 ? 0 : biasLast + 1);
+  float* out = Floats(info, 7, "biasedSoftmax", "out", rows * S);
+  ParallelFor(rows, RowGrain(S), [&](int64_t s, int64_t e) {
+    for (int64_t r = s; r < e; r++) {
+      const int64_t t = r % T, h = (r / T) % d1, b = r / (T * d1);
+      const float* br = bias + b * st[0] + h * st[1] + t * st[2];
+      const float* xr = x + r * S;
+      float* o = out + r * S;
+      if (st[3] == 1) for (int64_t c = 0; c < S; c++) o[c] = xr[c] * scale + br[c];
+      else for (int64_t c = 0; c < S; c++) o[c] = xr[c] * scale + br[c * st[3]];
+      const float m = MaxOf(o, S);
+      for (int64_t c = 0; c < S; c++) o[c] = FastExp(o[c] - m);
+      const float inv = static_cast<float>(1.0 / SumToDouble(o, S));
+      for (int64_t c = 0; c < S; c++) o[c] *= inv;
+    }
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
+  Arity(info, 6, "softmaxGrad");
+  const int64_t rows = Count(info, 2, "softmaxGrad", "rows"), S = Count(info, 3, "softmaxGrad", "S");
+  const float* p = Floats(info, 0, "softmaxGrad", "p", rows * S);
+  const float* dp = Floats(info, 1, "softmaxGrad", "dp", rows * S);
+  if (!info[4].IsNumber()) throw Napi::TypeError::New(info.Env(), "engine.softmaxGrad: scale must be a number");
+  const float scale = info[4].As<Napi::Number>().FloatValue();
+  float* dx = Floats(info, 5, "softmaxGrad", "dx", rows * S);
+  ParallelFor(rows, RowGrain(S), [&](int64_t s, int64_t e) {
+    for (int64_t r = s; r < e; r++) {
+      const float *pr = p + r * S, *dr = dp + r * S;
+      float* o = dx + r * S;
+      for (int64_t c = 0; c < S; c++) o[c] = pr[c] * dr[c];
+      const float dot = static_cast<float>(SumToDouble(o, S));
+      for (int64_t c = 0; c < S; c++) o[c] = pr[c] * (dr[c] - dot) * scale;
+    }
+  });
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void AddFusedKernels(Napi::Env env, Napi::Object exports) {
@@ -371,6 +437,8 @@ void AddFusedKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("activationGrad", Napi::Function::New(env, ActivationGrad));
   exports.Set("gatedActivation", Napi::Function::New(env, GatedActivation));
   exports.Set("gatedActivationGrad", Napi::Function::New(env, GatedActivationGrad));
+  exports.Set("biasedSoftmax", Napi::Function::New(env, BiasedSoftmax));
+  exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad));
   exports.Set("crossEntropyRows", Napi::Function::New(env, CrossEntropyRows));
 }
 

@@ -6,6 +6,7 @@
  * their decomposition (`fusedKernel(name)` says which to take).
  */
 import { tf } from './tf.js';
+import { rowMajorStrides } from './shape.js';
 
 /** The kernels' names (inputs → outputs; attrs in braces). */
 export const FUSED = {
@@ -25,6 +26,10 @@ export const FUSED = {
   gatedActivation: 'RlhfGatedActivation',
   /** {gate, up, dy} {kind} → [dgate, dup] */
   gatedActivationGrad: 'RlhfGatedActivationGrad',
+  /** {x [d0, d1, T, S], bias broadcastable to x} {scale} → softmax over S of x·scale + bias */
+  biasedSoftmax: 'RlhfBiasedSoftmax',
+  /** {p, dp} {scale} → p ⊙ (dp − Σ_last dp ⊙ p)·scale (the softmax gradient, scaled) */
+  softmaxGrad: 'RlhfSoftmaxGrad',
   /** {logits [R, V], targets int32 [R], weights [R]} {withGrad} → [Σ w·(lse − picked) as a scalar, grad [R, V]?] */
   crossEntropyRows: 'RlhfCrossEntropyRows',
 } as const;
@@ -50,6 +55,8 @@ export interface FusedAddon {
   activationGrad(kind: number, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
   gatedActivation(kind: number, gate: Float32Array, up: Float32Array, out: Float32Array): void;
   gatedActivationGrad(kind: number, gate: Float32Array, up: Float32Array, dy: Float32Array, dgate: Float32Array, dup: Float32Array): void;
+  biasedSoftmax(x: Float32Array, lead: number[], T: number, S: number, scale: number, bias: Float32Array, biasStrides: number[], out: Float32Array): void;
+  softmaxGrad(p: Float32Array, dp: Float32Array, rows: number, S: number, scale: number, dx: Float32Array): void;
   crossEntropyRows(logits: Float32Array, rows: number, V: number, targets: Int32Array, weights: Float32Array, grad: Float32Array | null): number;
 }
 
@@ -154,6 +161,27 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       const du = m.output(gate!.shape);
       addon.gatedActivationGrad(kindOf(FUSED.gatedActivationGrad, attrs), m.floats(gate!), m.floats(up!), m.floats(dy!), dg.values, du.values);
       return [dg.info, du.info];
+    },
+    [FUSED.biasedSoftmax]: ({ inputs, attrs }, m) => {
+      const { x, bias } = inputs as { x: tf.TensorInfo; bias: tf.TensorInfo };
+      need(x.shape.length === 4 && x.dtype === 'float32', FUSED.biasedSoftmax, `x must be float32 [d0, d1, T, S], got ${x.dtype} [${x.shape}]`);
+      need(bias.shape.length <= 4 && bias.dtype === 'float32', FUSED.biasedSoftmax, `bias must be float32 of rank ≤ 4, got ${bias.dtype} [${bias.shape}]`);
+      const bshape = [...new Array<number>(4 - bias.shape.length).fill(1), ...bias.shape];
+      need(bshape.every((d, i) => d === 1 || d === x.shape[i]), FUSED.biasedSoftmax, `bias [${bias.shape}] does not broadcast to [${x.shape}]`);
+      const strides = rowMajorStrides(bshape).map((st, i) => (bshape[i] === 1 ? 0 : st));
+      const [d0, d1, T, S] = x.shape as [number, number, number, number];
+      const y = m.output(x.shape);
+      addon.biasedSoftmax(m.floats(x), [d0, d1], T, S, attrs.scale as number, m.floats(bias), strides, y.values);
+      return y.info;
+    },
+    [FUSED.softmaxGrad]: ({ inputs, attrs }, m) => {
+      const { p, dp } = inputs as { p: tf.TensorInfo; dp: tf.TensorInfo };
+      sameShape(FUSED.softmaxGrad, p, dp);
+      need(p.shape.length > 0, FUSED.softmaxGrad, 'takes tensors of rank ≥ 1');
+      const S = p.shape[p.shape.length - 1]!;
+      const dx = m.output(p.shape);
+      addon.softmaxGrad(m.floats(p), m.floats(dp), S === 0 ? 0 : tf.util.sizeFromShape(p.shape) / S, S, attrs.scale as number, dx.values);
+      return dx.info;
     },
     [FUSED.crossEntropyRows]: ({ inputs, attrs }, m) => {
       const { logits, targets, weights } = inputs as Record<string, tf.TensorInfo>;
