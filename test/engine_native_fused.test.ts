@@ -14,6 +14,7 @@ import { activate, gatedActivate } from '../src/models/ops/activations.js';
 import { lmHeadCrossEntropy } from '../src/models/ops/lm_head_loss.js';
 import { IGNORE_INDEX } from '../src/models/ops/loss.js';
 import { attention, causalBias, causalMaskBias } from '../src/models/ops/attention.js';
+import { applyRotary, rotaryTables } from '../src/models/ops/positions.js';
 import { relErr } from './helpers/fixtures.js';
 
 const why = nativeBackendUnavailable() || (nativeBlasAvailable() ? '' : 'the OpenBLAS addon (native/blas) is not built');
@@ -111,6 +112,17 @@ describe.runIf(why === '')('native fused kernels against the cpu decompositions'
       return attention(q, k, v, bias, 1 / Math.sqrt(hs));
     };
     await expectFusedMatches((q, k, v) => f(q!, k!, v!), [{ shape: [B, H, T, hs], lo: -2, hi: 2 }, { shape: [B, G, T, hs], lo: -2, hi: 2 }, { shape: [B, G, T, hs] }]);
+  });
+
+  it.each([[1, 16, 16], [2, 16, 16], [2, 16, 10]])('rotary embedding, tables for %s rows, hs %s, rotated dims %s: value and gradient', async (tb, hs, d) => {
+    const [B, H, T] = [2, 3, 5];
+    const invFreq = Array.from({ length: d / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / d));
+    const f = (x: Tensor) => {
+      const ids = tf.tensor2d(Array.from({ length: tb }, (_, b) => Array.from({ length: T }, (_, t) => t + 3 * b)), undefined, 'int32');
+      const { cos, sin } = rotaryTables(ids, invFreq);
+      return applyRotary(x, cos, sin);
+    };
+    await expectFusedMatches((x) => f(x!), [{ shape: [B, H, T, hs], lo: -2, hi: 2 }]);
   });
 
   it('runs the fused kernels on native, the decomposition when switched off', async () => {

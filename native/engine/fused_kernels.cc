@@ -15,6 +15,10 @@
 //                                                             softmax over S of x·scale + bias, x [lead.., T, S] with
 //                                                             lead = [d0, d1]; bias broadcast by strides [s0, s1, sT, sS]
 //   softmaxGrad(p, dp, rows, S, scale, dx)                    dx = p ⊙ (dp − Σ_S dp ⊙ p)·scale
+//   rotary(x, B, H, T, hs, cos, sin, tableBatch, transpose, out)
+//                                                             x [B, H, T, hs], cos/sin [tableBatch, T, hs]:
+//                                                             x·cos + rotate_half(x)·sin, or (transpose) the gradient
+//                                                             map dy·cos + rotate_halfᵀ(dy·sin)
 //   crossEntropyRows(logits, rows, V, targets, weights, grad | null) → Σ_r w_r·(lse_r − logits[r, t_r]);
 //                                                             grad = (softmax − onehot(t))·w per row
 #include <algorithm>
@@ -426,6 +430,39 @@ Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- rotary position embedding (rotate_half layout) ----
+
+Napi::Value Rotary(const Napi::CallbackInfo& info) {
+  Arity(info, 10, "rotary");
+  const int64_t B = Count(info, 1, "rotary", "B"), H = Count(info, 2, "rotary", "H"), T = Count(info, 3, "rotary", "T");
+  const int64_t hs = Count(info, 4, "rotary", "hs"), tb = Count(info, 7, "rotary", "tableBatch");
+  if (hs % 2 != 0) Fail(info.Env(), "rotary", "hs must be even");
+  if (tb != 1 && tb != B) Fail(info.Env(), "rotary", "tableBatch must be 1 or B");
+  const float* x = Floats(info, 0, "rotary", "x", B * H * T * hs);
+  const float* cs = Floats(info, 5, "rotary", "cos", tb * T * hs);
+  const float* sn = Floats(info, 6, "rotary", "sin", tb * T * hs);
+  const bool transpose = info[8].ToBoolean();
+  float* out = Floats(info, 9, "rotary", "out", B * H * T * hs);
+  const int64_t h2 = hs / 2;
+  ParallelFor(B * H * T, RowGrain(hs), [&](int64_t s, int64_t e) {
+    for (int64_t r = s; r < e; r++) {
+      const int64_t t = r % T, b = r / (H * T);
+      const float* c = cs + ((tb == 1 ? 0 : b) * T + t) * hs;
+      const float* si = sn + ((tb == 1 ? 0 : b) * T + t) * hs;
+      const float* xr = x + r * hs;
+      float* o = out + r * hs;
+      if (!transpose) {
+        for (int64_t j = 0; j < h2; j++) o[j] = xr[j] * c[j] + (-xr[j + h2]) * si[j];
+        for (int64_t j = h2; j < hs; j++) o[j] = xr[j] * c[j] + xr[j - h2] * si[j];
+      } else {
+        for (int64_t j = 0; j < h2; j++) o[j] = xr[j] * c[j] + xr[j + h2] * si[j + h2];
+        for (int64_t j = h2; j < hs; j++) o[j] = xr[j] * c[j] + -(xr[j - h2] * si[j - h2]);
+      }
+    }
+  });
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void AddFusedKernels(Napi::Env env, Napi::Object exports) {
@@ -439,6 +476,7 @@ void AddFusedKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("gatedActivationGrad", Napi::Function::New(env, GatedActivationGrad));
   exports.Set("biasedSoftmax", Napi::Function::New(env, BiasedSoftmax));
   exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad));
+  exports.Set("rotary", Napi::Function::New(env, Rotary));
   exports.Set("crossEntropyRows", Napi::Function::New(env, CrossEntropyRows));
 }
 

@@ -30,6 +30,8 @@ export const FUSED = {
   biasedSoftmax: 'RlhfBiasedSoftmax',
   /** {p, dp} {scale} → p ⊙ (dp − Σ_last dp ⊙ p)·scale (the softmax gradient, scaled) */
   softmaxGrad: 'RlhfSoftmaxGrad',
+  /** {x [B, H, T, hs], cos, sin [1 | B, T, hs]} {transpose} → x·cos + rotate_half(x)·sin (transpose: its adjoint) */
+  rotary: 'RlhfRotary',
   /** {logits [R, V], targets int32 [R], weights [R]} {withGrad} → [Σ w·(lse − picked) as a scalar, grad [R, V]?] */
   crossEntropyRows: 'RlhfCrossEntropyRows',
 } as const;
@@ -57,6 +59,7 @@ export interface FusedAddon {
   gatedActivationGrad(kind: number, gate: Float32Array, up: Float32Array, dy: Float32Array, dgate: Float32Array, dup: Float32Array): void;
   biasedSoftmax(x: Float32Array, lead: number[], T: number, S: number, scale: number, bias: Float32Array, biasStrides: number[], out: Float32Array): void;
   softmaxGrad(p: Float32Array, dp: Float32Array, rows: number, S: number, scale: number, dx: Float32Array): void;
+  rotary(x: Float32Array, B: number, H: number, T: number, hs: number, cos: Float32Array, sin: Float32Array, tableBatch: number, transpose: boolean, out: Float32Array): void;
   crossEntropyRows(logits: Float32Array, rows: number, V: number, targets: Int32Array, weights: Float32Array, grad: Float32Array | null): number;
 }
 
@@ -182,6 +185,17 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       const dx = m.output(p.shape);
       addon.softmaxGrad(m.floats(p), m.floats(dp), S === 0 ? 0 : tf.util.sizeFromShape(p.shape) / S, S, attrs.scale as number, dx.values);
       return dx.info;
+    },
+    [FUSED.rotary]: ({ inputs, attrs }, m) => {
+      const { x, cos, sin } = inputs as Record<string, tf.TensorInfo>;
+      need(x!.shape.length === 4 && x!.dtype === 'float32', FUSED.rotary, `x must be float32 [B, H, T, hs], got ${x!.dtype} [${x!.shape}]`);
+      const [B, H, T, hs] = x!.shape as [number, number, number, number];
+      sameShape(FUSED.rotary, cos!, sin!);
+      const tb = cos!.shape[0]!;
+      need(cos!.shape.length === 3 && (tb === 1 || tb === B) && cos!.shape[1] === T && cos!.shape[2] === hs && hs % 2 === 0, FUSED.rotary, `tables [${cos!.shape}] do not fit x [${x!.shape}]`);
+      const y = m.output(x!.shape);
+      addon.rotary(m.floats(x!), B, H, T, hs, m.floats(cos!), m.floats(sin!), tb, !!attrs.transpose, y.values);
+      return y.info;
     },
     [FUSED.crossEntropyRows]: ({ inputs, attrs }, m) => {
       const { logits, targets, weights } = inputs as Record<string, tf.TensorInfo>;
