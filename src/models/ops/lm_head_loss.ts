@@ -30,6 +30,9 @@ export function piecesLogits(hc: Tensor, WTj: Tensor[]): Tensor {
 /** Rows per chunk: 256 rows × 50k vocabulary ≈ 50 MiB per [rows, V] temporary. */
 export const LOSS_ROWS_PER_CHUNK = 256;
 
+/** Logits per chunk on the fused path, at least: 8M (32 MiB per [rows, V] temporary; tiny-chat's 1024 rows in one). */
+const FUSED_CHUNK_LOGITS = 1 << 23;
+
 export function splitSizes(total: number, chunk: number): number[] {
   const sizes: number[] = [];
   for (let i = 0; i < total; i += chunk) sizes.push(Math.min(chunk, total - i));
@@ -124,7 +127,11 @@ export function lmHeadCrossEntropy(h: Tensor, head: HeadWeight, labels: Tensor, 
 
   try {
     if (isPackedWeight(head)) return packedHeadCrossEntropy(h, head, rowSizes, targets, weights, softcap);
-    if (!softcap && h.dtype === 'float32' && fusedKernel(FUSED.crossEntropyRows)) return fusedHeadCrossEntropy(h, head, rowSizes, targets, weights);
+    if (!softcap && h.dtype === 'float32' && fusedKernel(FUSED.crossEntropyRows)) {
+      // With the default chunk, larger chunks where the vocabulary is small (fewer, larger products; no dW to add up).
+      const rows = rowsPerChunk === LOSS_ROWS_PER_CHUNK ? Math.max(rowsPerChunk, Math.floor(FUSED_CHUNK_LOGITS / V)) : rowsPerChunk;
+      return fusedHeadCrossEntropy(h, head, splitSizes(N, rows), targets, weights);
+    }
     if (!gradientsRecording()) {
       return tf.tidy(() => {
         const { WTj } = headPieces(head, vocabSizes);
