@@ -15,6 +15,7 @@ import { lmHeadCrossEntropy } from '../src/models/ops/lm_head_loss.js';
 import { IGNORE_INDEX } from '../src/models/ops/loss.js';
 import { attention, causalBias, causalMaskBias } from '../src/models/ops/attention.js';
 import { applyRotary, rotaryTables } from '../src/models/ops/positions.js';
+import { dropoutMask } from '../src/models/ops/dropout_mask.js';
 import { relErr } from './helpers/fixtures.js';
 
 const why = nativeBackendUnavailable() || (nativeBlasAvailable() ? '' : 'the OpenBLAS addon (native/blas) is not built');
@@ -123,6 +124,21 @@ describe.runIf(why === '')('native fused kernels against the cpu decompositions'
       return applyRotary(x, cos, sin);
     };
     await expectFusedMatches((x) => f(x!), [{ shape: [B, H, T, hs], lo: -2, hi: 2 }]);
+  });
+
+  it('dropout masks equal tf.dropout on ones, element for element, on native and on cpu', async () => {
+    for (const [shape, rate, seed] of [[[7], 0.5, 1], [[3, 129], 0.1, 123456789], [[12, 4, 64, 64], 0.2, 2147483646], [[1000], 0.9, 42]] as const) {
+      await tf.setBackend('native');
+      const fused = tf.tidy(() => Array.from(dropoutMask([...shape], rate, seed).dataSync()));
+      expect(await kernelsRun(() => dropoutMask([...shape], rate, seed))).toContain(FUSED.dropoutMask);
+      const ref = tf.tidy(() => Array.from(tf.dropout(tf.ones([...shape]), rate, undefined, seed).dataSync()));
+      await tf.setBackend('cpu');
+      const cpu = tf.tidy(() => Array.from(tf.dropout(tf.ones([...shape]), rate, undefined, seed).dataSync()));
+      expect(fused).toEqual(ref);
+      expect(fused).toEqual(cpu);
+      const kept = fused.filter((v) => v !== 0).length / fused.length;
+      if (fused.length >= 1000) expect(Math.abs(kept - (1 - rate))).toBeLessThan(0.05);
+    }
   });
 
   it('runs the fused kernels on native, the decomposition when switched off', async () => {

@@ -19,6 +19,8 @@
 //                                                             x [B, H, T, hs], cos/sin [tableBatch, T, hs]:
 //                                                             x·cos + rotate_half(x)·sin, or (transpose) the gradient
 //                                                             map dy·cos + rotate_halfᵀ(dy·sin)
+//   dropoutMask(state [c, s0, s1, s2], keepProb, out)          tf.dropout's scaled mask: floor(u + keep)/keep, u
+//                                                             from the Alea generator tfjs seeds from the seed
 //   crossEntropyRows(logits, rows, V, targets, weights, grad | null) → Σ_r w_r·(lse_r − logits[r, t_r]);
 //                                                             grad = (softmax − onehot(t))·w per row
 #include <algorithm>
@@ -463,6 +465,33 @@ Napi::Value Rotary(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- dropout masks, bit for bit those tf.dropout makes on ones ----
+
+// tfjs draws dropout's uniforms from seedrandom's Alea (state from the seed string, set up on the JS side); this
+// steps it in the same double arithmetic (no FMA contraction: binding.gyp sets -ffp-contract=off), stores each u as
+// float32 as tfjs's buffer does, then forms floor(u + keep) / keep in float32 as its add, floor and div kernels do.
+Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
+  Arity(info, 3, "dropoutMask");
+  if (!info[0].IsArray() || info[0].As<Napi::Array>().Length() != 4) Fail(info.Env(), "dropoutMask", "state must be [c, s0, s1, s2]");
+  auto st = info[0].As<Napi::Array>();
+  double c = st.Get(0u).As<Napi::Number>().DoubleValue(), s0 = st.Get(1u).As<Napi::Number>().DoubleValue();
+  double s1 = st.Get(2u).As<Napi::Number>().DoubleValue(), s2 = st.Get(3u).As<Napi::Number>().DoubleValue();
+  if (!info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "engine.dropoutMask: keepProb must be a number");
+  const float keep = info[1].As<Napi::Number>().FloatValue();
+  const int64_t n = Elements(info, 2, "dropoutMask", "out");
+  float* out = Floats(info, 2, "dropoutMask", "out", n);
+  for (int64_t i = 0; i < n; i++) {
+    const double t = 2091639.0 * s0 + c * 2.3283064365386963e-10;  // 2^-32
+    s0 = s1;
+    s1 = s2;
+    c = static_cast<double>(static_cast<int32_t>(t));  // t | 0, t ≥ 0
+    s2 = t - c;
+    const float u = static_cast<float>(s2);
+    out[i] = std::floor(u + keep) / keep;
+  }
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void AddFusedKernels(Napi::Env env, Napi::Object exports) {
@@ -477,6 +506,7 @@ void AddFusedKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("biasedSoftmax", Napi::Function::New(env, BiasedSoftmax));
   exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad));
   exports.Set("rotary", Napi::Function::New(env, Rotary));
+  exports.Set("dropoutMask", Napi::Function::New(env, DropoutMask));
   exports.Set("crossEntropyRows", Napi::Function::New(env, CrossEntropyRows));
 }
 

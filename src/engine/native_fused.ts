@@ -32,6 +32,8 @@ export const FUSED = {
   softmaxGrad: 'RlhfSoftmaxGrad',
   /** {x [B, H, T, hs], cos, sin [1 | B, T, hs]} {transpose} → x·cos + rotate_half(x)·sin (transpose: its adjoint) */
   rotary: 'RlhfRotary',
+  /** {} {shape, keepProb, state: Alea's [c, s0, s1, s2]} → tf.dropout's scaled mask on ones of `shape` */
+  dropoutMask: 'RlhfDropoutMask',
   /** {logits [R, V], targets int32 [R], weights [R]} {withGrad} → [Σ w·(lse − picked) as a scalar, grad [R, V]?] */
   crossEntropyRows: 'RlhfCrossEntropyRows',
 } as const;
@@ -60,6 +62,7 @@ export interface FusedAddon {
   biasedSoftmax(x: Float32Array, lead: number[], T: number, S: number, scale: number, bias: Float32Array, biasStrides: number[], out: Float32Array): void;
   softmaxGrad(p: Float32Array, dp: Float32Array, rows: number, S: number, scale: number, dx: Float32Array): void;
   rotary(x: Float32Array, B: number, H: number, T: number, hs: number, cos: Float32Array, sin: Float32Array, tableBatch: number, transpose: boolean, out: Float32Array): void;
+  dropoutMask(state: number[], keepProb: number, out: Float32Array): void;
   crossEntropyRows(logits: Float32Array, rows: number, V: number, targets: Int32Array, weights: Float32Array, grad: Float32Array | null): number;
 }
 
@@ -195,6 +198,15 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       need(cos!.shape.length === 3 && (tb === 1 || tb === B) && cos!.shape[1] === T && cos!.shape[2] === hs && hs % 2 === 0, FUSED.rotary, `tables [${cos!.shape}] do not fit x [${x!.shape}]`);
       const y = m.output(x!.shape);
       addon.rotary(m.floats(x!), B, H, T, hs, m.floats(cos!), m.floats(sin!), tb, !!attrs.transpose, y.values);
+      return y.info;
+    },
+    [FUSED.dropoutMask]: ({ attrs }, m) => {
+      const shape = attrs.shape as number[];
+      const state = attrs.state as number[];
+      const keep = attrs.keepProb as number;
+      need(Array.isArray(state) && state.length === 4 && keep > 0 && keep <= 1, FUSED.dropoutMask, 'needs a generator state [c, s0, s1, s2] and keepProb in (0, 1]');
+      const y = m.output(shape);
+      addon.dropoutMask(state, keep, y.values);
       return y.info;
     },
     [FUSED.crossEntropyRows]: ({ inputs, attrs }, m) => {

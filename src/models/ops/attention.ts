@@ -2,6 +2,7 @@ import { tf, type Tensor } from '../../engine/tf.js';
 import { isUnbatched } from './matmul.js';
 import { tidyGrad } from './tidy_grad.js';
 import { FUSED, fusedKernel } from '../../engine/native_fused.js';
+import { dropoutMask } from './dropout_mask.js';
 
 /** A mask value that stays finite under addition (a fully masked row softmaxes to uniform, never NaN). */
 export const MASKED = -1e9;
@@ -61,7 +62,7 @@ export interface AttentionDropout {
  * ones, so a seed gives the same mask on every backend that runs tfjs's seeded random kernel.
  */
 export function attentionDropoutMask(probs: Tensor, d: AttentionDropout): Tensor {
-  return tf.dropout(tf.onesLike(probs), d.rate, undefined, d.seed);
+  return dropoutMask(probs.shape, d.rate, d.seed);
 }
 
 /**
