@@ -8,6 +8,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { tf, type Tensor } from '../src/engine/tf.js';
 import { nativeBackendUnavailable, nativeKernelNames, registerNativeBackend } from '../src/engine/native_backend.js';
 import { nativeBlasAvailable } from '../src/engine/native_blas.js';
+import { FUSED } from '../src/engine/native_fused.js';
 import { relativeError, selfTestValues } from '../src/engine/self_test.js';
 import { relErr } from './helpers/fixtures.js';
 
@@ -86,10 +87,10 @@ describe.runIf(why === '')('native backend kernels against the cpu backend', () 
     registerNativeBackend(2);
   });
 
-  it('registers every cpu kernel and overrides the costly ones', () => {
+  it('registers every cpu kernel, overrides the costly ones, and adds the fused ones', () => {
     const cpu = tf.getKernelsForBackend('cpu').map((k) => k.kernelName).sort();
     const native = tf.getKernelsForBackend('native').map((k) => k.kernelName).sort();
-    expect(native).toEqual(cpu);
+    expect(native).toEqual([...cpu, ...Object.values(FUSED)].sort());
     for (const name of nativeKernelNames()) expect(cpu).toContain(name);
   });
 

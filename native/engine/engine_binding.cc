@@ -421,8 +421,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
         continue;
       }
       if (post == 1 && op != kProd) {
-        double sum = 0;
-        for (int64_t r = 0; r < red; r++) sum += base[r];
+        const double sum = rlhf_engine::SumToDouble(base, red);
         out[0] = static_cast<float>(op == kMean ? (red > 0 ? sum / static_cast<double>(red) : nan) : sum);
         continue;
       }
@@ -734,6 +733,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("segmentSum", Napi::Function::New(env, SegmentSum));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   rlhf_engine::AddDecodeKernels(env, exports);
+  rlhf_engine::AddFusedKernels(env, exports);
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   return exports;
 }

@@ -18,6 +18,7 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { tf } from './tf.js';
 import { rowMajorStrides } from './shape.js';
 import { applyRelu, blasDescription, blasForEngine, nativeProduct, type BlasAddon, type ProductMemory } from './native_blas.js';
+import { fusedKernels, type FusedAddon, type FusedMemory } from './native_fused.js';
 
 export const NATIVE_BACKEND = 'native';
 /** Threads for the native kernels (and OpenBLAS unless RLHF_BLAS_THREADS is set); `--threads` sets it. */
@@ -26,7 +27,7 @@ export const ENGINE_INSTALL_HINT = 'a C++ compiler and libopenblas-dev, then npm
 
 type Values = Float32Array | Int32Array | Uint8Array;
 
-interface EngineAddon {
+interface EngineAddon extends FusedAddon {
   binary(op: number, a: Values, aShape: number[], b: Values, bShape: number[], out: Values, outShape: number[]): void;
   unary(op: number, x: Float32Array, out: Float32Array): void;
   reduce(op: number, x: Float32Array, pre: number, red: number, post: number, out: Float32Array): void;
@@ -516,6 +517,24 @@ function makeKernels(engine: EngineAddon, blas: BlasAddon): Record<string, Nativ
   return kernels;
 }
 
+/** The fused kernels' access to the backend's arrays. */
+function fusedMemory(backend: NativeBackend): FusedMemory {
+  return {
+    floats: (t) => {
+      const v = backend.data.get(t.dataId)?.values;
+      return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
+    },
+    ints: (t) => {
+      const v = backend.data.get(t.dataId)?.values;
+      return v instanceof Int32Array ? v : Int32Array.from(v as ArrayLike<number>);
+    },
+    output: (shape) => {
+      const { info, values } = output(backend, shape, 'float32');
+      return { info, values: values as Float32Array };
+    },
+  };
+}
+
 /** Names of the kernels the native code implements (the rest run the cpu backend's JavaScript). */
 export function nativeKernelNames(): string[] {
   return [...Object.keys(BINARY), ...Object.keys(UNARY), ...Object.keys(REDUCE), 'ArgMax', 'ArgMin', 'Softmax', 'Transpose', 'Slice',
@@ -546,6 +565,13 @@ export function registerNativeBackend(threads = engineThreads()): string {
     const cpuFunc = config.kernelFunc;
     const kernelFunc: tf.KernelFunc = own ? (args) => own(args as Parameters<NativeKernel>[0], cpuFunc) : cpuFunc;
     tf.registerKernel({ ...config, backendName: NATIVE_BACKEND, kernelFunc });
+  }
+  // The fused kernels exist on this backend only (the ops choose them through fusedKernel()).
+  for (const [kernelName, own] of Object.entries(fusedKernels(engine))) {
+    tf.registerKernel({
+      kernelName, backendName: NATIVE_BACKEND,
+      kernelFunc: ({ inputs, attrs, backend }) => own({ inputs, attrs: attrs ?? {} }, fusedMemory(backend as NativeBackend)),
+    });
   }
   // Priority below cpu's: tfjs never picks it on its own, only initBackend does.
   tf.registerBackend(NATIVE_BACKEND, () => new NativeBackend(), 0);

@@ -173,6 +173,12 @@ function fillBias(out: Float32Array, outShape: number[], bias: Float32Array, bia
   const rows = out.length / N;
   const idx = new Array<number>(rank - 1).fill(0);
   const fullRow = bshape[rank - 1] === N && N > 1;
+  if (fullRow && bstr.slice(0, rank - 1).every((st) => st === 0)) {
+    // One bias row for every row (a linear layer's): copied once, then the filled part doubled (memmove).
+    out.set(bias.subarray(0, N), 0);
+    for (let filled = N; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled));
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     let off = 0;
     for (let d = 0; d < rank - 1; d++) off += idx[d]! * bstr[d]!;

@@ -12,7 +12,7 @@ import { buildSpec, linearsOf, normsOf, parameterShapes, type LayerSpec, type Li
 import { linear } from './ops/linear.js';
 import { embedding } from './ops/embedding.js';
 import { layerNorm, rmsNorm } from './ops/norms.js';
-import { activate } from './ops/activations.js';
+import { activate, gatedActivate } from './ops/activations.js';
 import { attention, causalBias, causalMaskBias } from './ops/attention.js';
 import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/positions.js';
 import { ropeFrequencies } from './ops/rope.js';
@@ -514,10 +514,10 @@ export class DecoderModel {
     if (m.kind === 'gated_fused') {
       const I = this.config.intermediateSize;
       const [gate, up] = tf.split(this.linear(x, m.gateUp, training), [I, I], -1) as [Tensor, Tensor]; // gate | up
-      return this.linear(tf.mul(activate(gate, this.config.activation), up), m.down, training);
+      return this.linear(gatedActivate(gate, up, this.config.activation), m.down, training);
     }
-    const g = activate(this.linear(x, m.gate, training), this.config.activation);
-    return this.linear(tf.mul(g, this.linear(x, m.up, training)), m.down, training);
+    const g = this.linear(x, m.gate, training);
+    return this.linear(gatedActivate(g, this.linear(x, m.up, training), this.config.activation), m.down, training);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { tf, type Tensor } from '../../engine/tf.js';
 import { tidyGrad } from './tidy_grad.js';
+import { FUSED, FUSED_ACTIVATION, fusedKernel } from '../../engine/native_fused.js';
 
 export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
 
@@ -50,7 +51,52 @@ const silu = tf.customGrad((x, save) => {
   };
 }) as unknown as (x: Tensor) => Tensor;
 
+/** Activations with a fused native kernel, and its kind number. */
+const FUSED_KINDS: Partial<Record<Activation, number>> = { silu: FUSED_ACTIVATION.silu, gelu_new: FUSED_ACTIVATION.gelu_tanh };
+
+/** act(x) in one kernel, its gradient in another (saves x only), as the custom gradients above. */
+const fusedActivation = (kind: number) => tf.customGrad((x, save) => {
+  (save as tf.GradSaveFunc)([x as Tensor]);
+  return {
+    value: tf.engine().runKernel(FUSED.activation, { x: x as Tensor }, { kind }) as Tensor,
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => tf.engine().runKernel(FUSED.activationGrad, { x: saved[0]!, dy }, { kind }) as Tensor),
+  };
+}) as unknown as (x: Tensor) => Tensor;
+
+/** act(gate)·up in one kernel (SwiGLU, GeGLU), its two gradients in another; saves gate and up. */
+const fusedGated = (kind: number) => tf.customGrad((gate, up, save) => {
+  (save as tf.GradSaveFunc)([gate as Tensor, up as Tensor]);
+  return {
+    value: tf.engine().runKernel(FUSED.gatedActivation, { gate: gate as Tensor, up: up as Tensor }, { kind }) as Tensor,
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => tf.engine().runKernel(FUSED.gatedActivationGrad, { gate: saved[0]!, up: saved[1]!, dy }, { kind }) as Tensor[]),
+  };
+}) as unknown as (gate: Tensor, up: Tensor) => Tensor;
+
+const fusedActivations = new Map<number, (x: Tensor) => Tensor>();
+const fusedGatedActivations = new Map<number, (gate: Tensor, up: Tensor) => Tensor>();
+
+/** The fused kind for x on this backend, or null for the decomposition. */
+function fusedKind(x: Tensor, kind: Activation, kernel: string): number | null {
+  const k = FUSED_KINDS[kind];
+  return k !== undefined && x.dtype === 'float32' && fusedKernel(kernel) ? k : null;
+}
+
+/** act(gate)·up for gated MLPs (LLaMA's SwiGLU): one fused kernel where the backend has it. */
+export function gatedActivate(gate: Tensor, up: Tensor, kind: Activation): Tensor {
+  const k = fusedKind(gate, kind, FUSED.gatedActivation);
+  if (k === null || up.dtype !== 'float32' || !tf.util.arraysEqual(gate.shape, up.shape)) return tf.mul(activate(gate, kind), up);
+  let f = fusedGatedActivations.get(k);
+  if (!f) fusedGatedActivations.set(k, (f = fusedGated(k)));
+  return f(gate, up);
+}
+
 export function activate(x: Tensor, kind: Activation): Tensor {
+  const k = fusedKind(x, kind, FUSED.activation);
+  if (k !== null) {
+    let f = fusedActivations.get(k);
+    if (!f) fusedActivations.set(k, (f = fusedActivation(k)));
+    return f(x);
+  }
   switch (kind) {
     case 'gelu_new': return geluTanh(x);
     case 'gelu': return geluErf(x);

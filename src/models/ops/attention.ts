@@ -1,6 +1,8 @@
 import { tf, type Tensor } from '../../engine/tf.js';
 import { isUnbatched } from './matmul.js';
 import { tidyGrad } from './tidy_grad.js';
+import { FUSED, fusedKernel } from '../../engine/native_fused.js';
+import { dropoutMask } from './dropout_mask.js';
 
 /** A mask value that stays finite under addition (a fully masked row softmaxes to uniform, never NaN). */
 export const MASKED = -1e9;
@@ -60,7 +62,7 @@ export interface AttentionDropout {
  * ones, so a seed gives the same mask on every backend that runs tfjs's seeded random kernel.
  */
 export function attentionDropoutMask(probs: Tensor, d: AttentionDropout): Tensor {
-  return tf.dropout(tf.onesLike(probs), d.rate, undefined, d.seed);
+  return dropoutMask(probs.shape, d.rate, d.seed);
 }
 
 /**
@@ -98,12 +100,15 @@ export function attention(
   const broadcast = unbatched && !loop;
   const drop = dropout && dropout.rate > 0 ? dropout : null;
   if (drop && !(drop.rate < 1)) throw new Error(`attention dropout rate must be in [0, 1), got ${drop.rate}`);
+  // The scaled, masked softmax and its gradient as one kernel each where the backend has them.
+  const fusedSoftmax = q.dtype === 'float32' && bias.dtype === 'float32' && bias.rank <= 4 && fusedKernel(FUSED.biasedSoftmax);
   const op = tf.customGrad((qq, kk, vv, save) => {
     const [sq, sk, sv] = [grouped(qq as Tensor), kk as Tensor, vv as Tensor];
     const scores = perHead(broadcast ? broadcastScores(sq, sk) : headProducts(sq, sk, 'nt', loop)); // (B, H, T, S)
     const capped = softcap ? tf.tanh(tf.mul(scores, scale / softcap)) : null; // (B, H, T, S)
-    const logits = capped ? tf.mul(capped, softcap!) : tf.mul(scores, scale);
-    const probs = grouped(tf.softmax(tf.add(logits, bias), -1)); // (B, G, rep·T, S)
+    const probs = grouped(fusedSoftmax && !capped
+      ? tf.engine().runKernel(FUSED.biasedSoftmax, { x: scores, bias }, { scale }) as Tensor
+      : tf.softmax(tf.add(capped ? tf.mul(capped, softcap!) : tf.mul(scores, scale), bias), -1)); // (B, G, rep·T, S)
     const keep = drop ? attentionDropoutMask(probs, drop) : null; // (B, G, rep·T, S), 0 or 1/(1 − rate)
     const mixed = keep ? tf.mul(probs, keep) : probs;
     (save as tf.GradSaveFunc)([sq, sk, sv, probs, ...(keep ? [keep] : []), ...(capped ? [grouped(capped)] : [])]);
@@ -118,7 +123,9 @@ export function attention(
         const dmixed = headProducts(d, v0, 'nt', mode); // (B, G, rep·T, S)
         const dprobs = m ? tf.mul(dmixed, m) : dmixed;
         const dv = headProducts(m ? tf.mul(p, m) : p, d, 'tn', mode); // (B, G, S, hs)
-        let dscores = tf.mul(tf.mul(p, tf.sub(dprobs, tf.sum(tf.mul(dprobs, p), -1, true))), scale);
+        let dscores = fusedSoftmax
+          ? tf.engine().runKernel(FUSED.softmaxGrad, { p, dp: dprobs }, { scale }) as Tensor
+          : tf.mul(tf.mul(p, tf.sub(dprobs, tf.sum(tf.mul(dprobs, p), -1, true))), scale);
         if (th) dscores = tf.mul(dscores, tf.sub(1, tf.square(th)));
         return [perHead(headProducts(dscores, k0, 'nn', mode)), headProducts(dscores, q0, 'tn', mode), dv];
       }),

@@ -6,6 +6,7 @@
  */
 import { tf, type Tensor } from '../../engine/tf.js';
 import { tidyGrad } from './tidy_grad.js';
+import { dropoutMask } from './dropout_mask.js';
 
 /** tf.reshape whose gradient keeps only the input shape. */
 export function reshape(x: Tensor, shape: number[]): Tensor {
@@ -30,11 +31,11 @@ export function add(a: Tensor, b: Tensor): Tensor {
 
 /**
  * Inverted dropout (as tf.dropout: kept values scaled by 1/(1 − rate)) that saves only the scaled mask, not x.
- * The mask comes from tf.dropout itself applied to ones, so the same seed drops the same elements as before.
+ * The mask is tf.dropout's on ones (dropout_mask.ts), so the same seed drops the same elements as before.
  */
 export function dropout(x: Tensor, rate: number, seed: number): Tensor {
   const op = tf.customGrad((t, save) => {
-    const scaledMask = tf.dropout(tf.onesLike(t as Tensor), rate, undefined, seed);
+    const scaledMask = dropoutMask((t as Tensor).shape, rate, seed);
     (save as tf.GradSaveFunc)([scaledMask]);
     return {
       value: tf.mul(t as Tensor, scaledMask),

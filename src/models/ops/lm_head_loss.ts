@@ -17,6 +17,7 @@ import { VOCAB_CHUNK } from './vocab_projection.js';
 import { gradientsRecording } from './tidy_grad.js';
 import { isPackedWeight, type PackedWeight } from './packed_weight.js';
 import { packedMatMul } from './packed_linear.js';
+import { FUSED, fusedKernel } from '../../engine/native_fused.js';
 
 /** An LM head [V, C]: a float32 tensor, or frozen and packed (then only dh flows back, never dW). */
 export type HeadWeight = Tensor | PackedWeight;
@@ -28,6 +29,9 @@ export function piecesLogits(hc: Tensor, WTj: Tensor[]): Tensor {
 
 /** Rows per chunk: 256 rows × 50k vocabulary ≈ 50 MiB per [rows, V] temporary. */
 export const LOSS_ROWS_PER_CHUNK = 256;
+
+/** Logits per chunk on the fused path, at least: 8M (32 MiB per [rows, V] temporary; tiny-chat's 1024 rows in one). */
+const FUSED_CHUNK_LOGITS = 1 << 23;
 
 export function splitSizes(total: number, chunk: number): number[] {
   const sizes: number[] = [];
@@ -123,6 +127,11 @@ export function lmHeadCrossEntropy(h: Tensor, head: HeadWeight, labels: Tensor, 
 
   try {
     if (isPackedWeight(head)) return packedHeadCrossEntropy(h, head, rowSizes, targets, weights, softcap);
+    if (!softcap && h.dtype === 'float32' && fusedKernel(FUSED.crossEntropyRows)) {
+      // With the default chunk, larger chunks where the vocabulary is small (fewer, larger products; no dW to add up).
+      const rows = rowsPerChunk === LOSS_ROWS_PER_CHUNK ? Math.max(rowsPerChunk, Math.floor(FUSED_CHUNK_LOGITS / V)) : rowsPerChunk;
+      return fusedHeadCrossEntropy(h, head, splitSizes(N, rows), targets, weights);
+    }
     if (!gradientsRecording()) {
       return tf.tidy(() => {
         const { WTj } = headPieces(head, vocabSizes);
@@ -174,6 +183,53 @@ export function lmHeadCrossEntropy(h: Tensor, head: HeadWeight, labels: Tensor, 
   } finally {
     tf.dispose([targets, weights]);
   }
+}
+
+/**
+ * lmHeadCrossEntropy on a backend with the fused cross-entropy kernel (and products that take transposed operands
+ * as they lie): per chunk, logits = hc·Wᵀ, then one kernel gives the chunk's loss and G = (softmax − onehot)·weight,
+ * then dh = G·W and dW += Gᵀ·hc, with no transposed or vocabulary-split copy of W.
+ */
+function fusedHeadCrossEntropy(h: Tensor, head: Tensor, rowSizes: number[], targets: Tensor, weights: Tensor): Tensor {
+  const C = h.shape[1]!;
+  const rowsOf = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, C]));
+  const withGrad = gradientsRecording();
+  const run = (x: Tensor, W: Tensor): { total: Tensor; dh: Tensor | null; dW: Tensor | null } => {
+    let total: Tensor = tf.scalar(0);
+    let dW: Tensor | null = null;
+    const dhParts: Tensor[] = [];
+    let r0 = 0;
+    for (const R of rowSizes) {
+      const step = tf.tidy(() => {
+        const hc = rowsOf(x, r0, R);
+        const logits = tf.matMul(hc, W, false, true); // (R, V)
+        const [loss, G] = tf.engine().runKernel(FUSED.crossEntropyRows, { logits, targets: rowsOf(targets, r0, R), weights: rowsOf(weights, r0, R) }, { withGrad }) as Tensor[];
+        if (!G) return { loss: tf.add(total, loss!) };
+        const prod = tf.matMul(G, hc, true, false); // (V, C)
+        return { loss: tf.add(total, loss!), dh: tf.matMul(G, W), dW: dW ? tf.add(dW, prod) : prod };
+      }) as { loss: Tensor; dh?: Tensor; dW?: Tensor };
+      tf.dispose([total, ...(dW ? [dW] : [])]);
+      total = step.loss;
+      if (step.dh) dhParts.push(step.dh);
+      dW = step.dW ?? null;
+      r0 += R;
+    }
+    return { total, dh: withGrad ? (dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0)) : null, dW };
+  };
+  if (!withGrad) return tf.tidy(() => run(h, head).total);
+  const op = tf.customGrad((hh, ww, save) => {
+    const { total, dh, dW } = run(hh as Tensor, ww as Tensor);
+    (save as tf.GradSaveFunc)([dh!, dW!]);
+    return {
+      value: total,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const grads = tf.tidy(() => [tf.mul(saved[0]!, dy), tf.mul(saved[1]!, dy)]);
+        for (const t of saved) t.dispose();
+        return grads;
+      },
+    };
+  }) as unknown as (h: Tensor, w: Tensor) => Tensor;
+  return op(h, head);
 }
 
 /**

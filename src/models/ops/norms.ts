@@ -1,6 +1,45 @@
 import { tf, type Tensor } from '../../engine/tf.js';
 import { tidyGrad } from './tidy_grad.js';
 import { columnSums } from './matmul.js';
+import { FUSED, fusedKernel } from '../../engine/native_fused.js';
+
+/**
+ * The fused forms (one native kernel forward, one backward; saved: x, w and the per-row statistics), chosen when
+ * the backend has them; the same formulas as the decompositions below.
+ */
+const fusedRmsNorm = (eps: number) => tf.customGrad((x, w, save) => {
+  const [y, rstd] = tf.engine().runKernel(FUSED.rmsNorm, { x: x as Tensor, w: w as Tensor }, { eps }) as Tensor[];
+  (save as tf.GradSaveFunc)([x as Tensor, w as Tensor, rstd!]);
+  return {
+    value: y!,
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+      const [sx, sw, srstd] = saved as [Tensor, Tensor, Tensor];
+      return tf.engine().runKernel(FUSED.rmsNormGrad, { dy, x: sx, w: sw, rstd: srstd }, {}) as Tensor[];
+    }),
+  };
+}) as unknown as (x: Tensor, w: Tensor) => Tensor;
+
+const fusedLayerNorm = (eps: number, withBias: boolean) => tf.customGrad((...args: unknown[]) => {
+  const [x, w, b] = args as Tensor[];
+  const save = args[args.length - 1] as tf.GradSaveFunc;
+  const [y, mean, rstd] = tf.engine().runKernel(FUSED.layerNorm, withBias ? { x: x!, w: w!, b: b! } : { x: x!, w: w! }, { eps }) as Tensor[];
+  save([x!, w!, mean!, rstd!]);
+  return {
+    value: y!,
+    gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+      const [sx, sw, smean, srstd] = saved as [Tensor, Tensor, Tensor, Tensor];
+      return tf.engine().runKernel(FUSED.layerNormGrad, { dy, x: sx, w: sw, mean: smean, rstd: srstd }, { bias: withBias }) as Tensor[];
+    }),
+  };
+}) as unknown as (...xs: Tensor[]) => Tensor;
+
+const fusedByKey = new Map<string, (...xs: Tensor[]) => Tensor>();
+
+function fused<F extends (...xs: Tensor[]) => Tensor>(key: string, make: () => F): F {
+  let f = fusedByKey.get(key);
+  if (!f) fusedByKey.set(key, (f = make()));
+  return f as F;
+}
 
 /**
  * LayerNorm over the last axis (biased variance, as torch), with the gradient written out (llm.c's
@@ -59,6 +98,10 @@ const scaleByEps = new Map<number, (x: Tensor, w: Tensor) => Tensor>();
 
 /** LayerNorm over the last axis (biased variance, as torch). */
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
+  if (weight && x.dtype === 'float32' && fusedKernel(FUSED.layerNorm)) {
+    const withBias = bias !== null;
+    return fused(`ln ${eps} ${withBias}`, () => fusedLayerNorm(eps, withBias))(...(withBias ? [x, weight, bias] : [x, weight]));
+  }
   if (weight && bias) {
     let f = affineByEps.get(eps);
     if (!f) affineByEps.set(eps, (f = layerNormAffine(eps)));
@@ -87,6 +130,7 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
 const rmsNormByEps = new Map<number, (x: Tensor, w: Tensor) => Tensor>();
 
 export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+  if (x.dtype === 'float32' && fusedKernel(FUSED.rmsNorm)) return fused(`rms ${eps}`, () => fusedRmsNorm(eps))(x, weight);
   let f = rmsNormByEps.get(eps);
   if (!f) {
     f = tf.customGrad((xx, ww, save) => {

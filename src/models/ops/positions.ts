@@ -1,6 +1,7 @@
 /** Position encodings that differ per architecture: rotary (LLaMA), ALiBi (BLOOM), mask-derived position ids. */
 import { tf, type Tensor } from '../../engine/tf.js';
 import { tidyGrad } from './tidy_grad.js';
+import { FUSED, fusedKernel } from '../../engine/native_fused.js';
 
 /** Position ids from a 0/1 mask [B, S]: cumsum(mask) − 1 at real tokens, 0 (OPT: clamped) at padding. */
 export function positionsFromMask(attentionMask: Tensor): Tensor {
@@ -39,6 +40,20 @@ function rotateHalf(x: Tensor, sign: 1 | -1): Tensor {
  */
 function applyRotaryFull(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const tableShape = cos.shape;
+  if (x.dtype === 'float32' && cos.dtype === 'float32' && fusedKernel(FUSED.rotary)) {
+    // The same map and gradient, each one kernel.
+    const fused = tf.customGrad((xx, cc, ss, save) => {
+      (save as tf.GradSaveFunc)([cc as Tensor, ss as Tensor]);
+      return {
+        value: tf.engine().runKernel(FUSED.rotary, { x: xx as Tensor, cos: cc as Tensor, sin: ss as Tensor }, { transpose: false }) as Tensor,
+        gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => [
+          tf.engine().runKernel(FUSED.rotary, { x: dy, cos: saved[0]!, sin: saved[1]! }, { transpose: true }) as Tensor,
+          tf.zeros(tableShape), tf.zeros(tableShape),
+        ]),
+      };
+    }) as unknown as (t: Tensor, c: Tensor, s: Tensor) => Tensor;
+    return fused(x, cos, sin);
+  }
   const op = tf.customGrad((xx, cc, ss, save) => {
     const c = tf.expandDims(cc as Tensor, 1);
     const s = tf.expandDims(ss as Tensor, 1);
