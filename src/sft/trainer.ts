@@ -218,7 +218,7 @@ export class SftTrainer {
       // A batch without padding (every packed text or token-file block) needs no padding mask.
       const padded = batch.attentionMask.some((row) => row.includes(0));
       const mask = padded ? tf.tensor2d(batch.attentionMask, undefined, 'int32') : undefined; // (B, T)
-      const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T)
+      const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T), or (B, T + 1) for token-file blocks
       // No (B, T, V) logits; with prompt tuning the last virtual position predicts the first label, as PEFT.
       return causalLmLossWithAdapter(this.model, ids, labels, { attentionMask: mask, training }) as tf.Scalar;
     });
@@ -256,7 +256,8 @@ export class SftTrainer {
     let sum = 0;
     let count = 0;
     for (const batch of this.evalBatches) {
-      // Tokens the loss averages over: labels after the shift (position 0 is never predicted).
+      // Tokens the loss averages over: labels after the shift (labels[0] is no position's target; T of them per
+      // token-file block, whose labels run one past the inputs).
       const n = batch.labels.reduce((s, row) => s + row.slice(1).filter((l) => l !== IGNORE_INDEX).length, 0);
       if (n === 0) continue;
       const loss = tf.tidy(() => this.computeLoss(batch, false).dataSync()[0]!);
