@@ -97,7 +97,7 @@ def main():
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     ap.add_argument('--full_eval', action='store_true',
                     help='after training, also the loss over every block of val.bin in order, as train_sft evaluates '
-                         'without --eval_iters (blocks of block_size tokens, each predicting its tokens 1..block_size-1)')
+                         'without --eval_iters (inputs val[kT:kT+T], targets val[kT+1:kT+T+1] for every whole block)')
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -154,10 +154,12 @@ def main():
     print(f'trained in {time.time() - start:.1f} s')
     if a.full_eval:
         model.eval()
-        blocks = val[:len(val) // a.block_size * a.block_size].view(-1, a.block_size)
+        T = a.block_size
+        n = (len(val) - 1) // T  # each block needs the token after its inputs
+        x, y = val[:n * T].view(n, T), val[1:n * T + 1].view(n, T)
         with torch.no_grad():
-            total = sum(model(b[:, :-1], b[:, 1:]).item() * len(b) for b in blocks.split(a.batch_size))
-        print(f'final model, every block of val.bin: loss {total / len(blocks):.4f} ({len(blocks)} blocks)')
+            total = sum(model(bx, by).item() * len(bx) for bx, by in zip(x.split(a.batch_size), y.split(a.batch_size)))
+        print(f'final model, every block of val.bin: loss {total / n:.4f} ({n} blocks)')
     print(f'best val loss {best:.4f} at step {best_step}')
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # nanoGPT's shakespeare_char recipe (config/train_shakespeare_char.py) with this project's commands:
 #   1. prepare   tinyshakespeare → character vocabulary, train.bin / val.bin (90/10), meta.json
-#   2. train     a fresh GPT-2-style model from config on random blocks, cosine lr 1e-3 → 1e-4 with 100 warm-up steps,
+#   2. train     a fresh GPT-2-style model from config on random blocks (block inputs x = data[i:i+T], targets
+#                y = data[i+1:i+T+1], as nanoGPT's get_batch), cosine lr 1e-3 → 1e-4 with 100 warm-up steps counted
+#                as nanoGPT counts them (--warmup_start one: lr·(it+1)/(warmup+1)),
 #                AdamW beta2 0.99, weight decay 0.1 (not on norms), grad clip 1.0, eval every 250 steps, best checkpoint
 #                kept; no biases in Linear/LayerNorm (rlhf_bias=false: nanoGPT's bias=False; the saved model still
 #                loads in transformers as GPT-2, with zero biases)
@@ -41,7 +43,7 @@ fi
 START=$(date +%s)
 cli train_sft --from_config "gpt2:$MODEL" --tokenizer "$DATA" \
   --dataset "$DATA/train.bin" --eval_dataset "$DATA/val.bin" "${SHAPE[@]}" \
-  --lr 1e-3 --lr_scheduler cosine_with_min_lr --min_lr 1e-4 --warmup_steps 100 \
+  --lr 1e-3 --lr_scheduler cosine_with_min_lr --min_lr 1e-4 --warmup_steps 100 --warmup_start one \
   --adam_beta2 0.99 --weight_decay 0.1 --grad_clip 1.0 \
   --eval_steps 250 --logging_steps 10 --save_best \
   --backend "$BACKEND" --seed "${SEED:-1337}" --save_path "$OUT/model"

@@ -25,8 +25,19 @@ describe('padBatch', () => {
     });
   });
 
+  it('labels one longer than the inputs (a target past the last input) stay one longer, padded with -100', () => {
+    expect(padBatch([{ inputIds: [5, 6], labels: [5, 6, 7] }, { inputIds: [8], labels: [8, 9] }], { padTokenId: 0 })).toEqual({
+      inputIds: [[5, 6], [8, 0]],
+      attentionMask: [[1, 1], [1, 0]],
+      labels: [[5, 6, 7], [8, 9, M]],
+    });
+    // all samples alike: one aligned sample among extended ones is an error naming it
+    expect(() => padBatch([{ inputIds: [5, 6], labels: [5, 6, 7] }, { inputIds: [8], labels: [8] }], { padTokenId: 0 }))
+      .toThrow(/sample 1 has 1 inputIds and 1 labels, not 2 \(one past the inputs, as sample 0\)/);
+  });
+
   it('rejects mismatched labels and empty batches', () => {
-    expect(() => padBatch([{ inputIds: [1, 2], labels: [1] }], { padTokenId: 0 })).toThrow(/sample 0 has 2 inputIds but 1 labels/);
+    expect(() => padBatch([{ inputIds: [1, 2], labels: [1] }], { padTokenId: 0 })).toThrow(/sample 0 has 2 inputIds and 1 labels, not 2/);
     expect(() => padBatch([], { padTokenId: 0 })).toThrow(/no samples/);
   });
 });

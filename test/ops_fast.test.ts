@@ -138,6 +138,20 @@ describe.each(['cpu', 'wasm'] as const)('%s backend: fast ops match plain tfjs',
     tf.dispose([logits, labels]);
   });
 
+  it('causalLmLoss with labels one longer than the inputs: the last position predicts the extra label', () => {
+    // its own seed: rand()'s shared counter would give the tests after this one other numbers
+    const logits = tf.randomNormal([2, 4, 11], 0, 1, 'float32', 4242);
+    const labels = tf.tensor2d([[1, 2, 3, 4, 5], [6, 7, IGNORE_INDEX, 9, 10]], [2, 5], 'int32');
+    const got = causalLmLoss(logits, labels).dataSync()[0]!;
+    // every one of the 4 positions has a target: labels[:, 1:5] (one of them ignored)
+    const want = tf.tidy(() => crossEntropy(tf.reshape(logits, [8, 11]), tf.reshape(tf.slice(labels, [0, 1], [2, 4]), [8]))).dataSync()[0]!;
+    expect(Math.abs(got - want) / Math.abs(want)).toBeLessThan(1e-6);
+    const aligned = causalLmLoss(logits, tf.slice(labels, [0, 0], [2, 4])).dataSync()[0]!;
+    expect(Math.abs(aligned - got)).toBeGreaterThan(1e-4);
+    expect(() => causalLmLoss(logits, tf.zeros([2, 6], 'int32'))).toThrow(/labels of 6 positions for 4 inputs \(expected 4 or 5\)/);
+    tf.dispose([logits, labels]);
+  });
+
   it('lmHeadCrossEntropy equals crossEntropy(h·Wᵀ) in value and gradients, over several row and vocab chunks', () => {
     const N = 37, C = 8, V = VOCAB_CHUNK + 100;
     const h = rand([N, C]);

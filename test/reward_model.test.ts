@@ -42,6 +42,11 @@ describe.each(['cpu', 'wasm'] as const)('reduceValues on %s', (backend) => {
     [1.5, 6.5, 10.5].forEach((m, i) => expect(mean[i]!).toBeCloseTo(m, 6));
     expect(run('sum')).toEqual([3, 26, 21]);
   });
+
+  it('a one-position input (a one-token text) scores its only value', () => {
+    const got = tf.tidy(() => Array.from(reduceValues(tf.tensor2d([[1.5], [-2]]), tf.tensor2d([[1], [1]], undefined, 'int32'), 'last').dataSync()));
+    expect(got).toEqual([1.5, -2]);
+  });
 });
 
 describe.each(ARCHS)('%s reward model', (arch) => {

@@ -20,7 +20,7 @@ it('train_sft --max_steps --eval_steps --save_total_limit --save_best --global_b
     '--from_config', 'gpt2:n_layer=1,n_head=2,n_embd=16', '--tokenizer', join(dir, 'data'),
     '--dataset', join(dir, 'data', 'train.bin'), '--eval_dataset', join(dir, 'data', 'val.bin'), '--eval_iters', '2',
     '--max_len', '16', '--global_batch_size', '4', '--micro_batch_size', '2', '--max_steps', '6', '--max_epochs', '5',
-    '--lr', '1e-2', '--lr_scheduler', 'linear', '--warmup_steps', '2',
+    '--lr', '1e-2', '--lr_scheduler', 'linear', '--warmup_steps', '2', '--warmup_start', 'one',
     '--eval_steps', '2', '--logging_steps', '3', '--save_steps', '2', '--save_total_limit', '1', '--save_best',
     '--backend', 'cpu', '--save_path', out,
   ]);
@@ -29,10 +29,13 @@ it('train_sft --max_steps --eval_steps --save_total_limit --save_best --global_b
   // eval before training, then every 2 steps and at the end; training metrics every 3 steps (and with each eval)
   expect(records.filter((r) => 'eval/loss' in r).map((r) => r.step)).toEqual([0, 2, 4, 6]);
   expect(records.filter((r) => 'train/loss' in r).map((r) => r.step)).toEqual([2, 3, 4, 6]);
-  // train/lr shows the schedule: the update after k steps uses linear(k) (warm-up 2, to 0 at step 6)
-  for (const r of records.filter((x) => 'train/lr' in x)) {
-    expect(r['train/lr']).toBeCloseTo(linearWithWarmup(r.step! - 1, { totalSteps: 6, warmupSteps: 2, maxLr: 1e-2 }), 12);
+  // train/lr shows the schedule: the update after k steps uses linear(k) (warm-up 2 counted from one, to 0 at step 6)
+  const lrs = records.filter((x) => 'train/lr' in x);
+  for (const r of lrs) {
+    expect(r['train/lr']).toBeCloseTo(linearWithWarmup(r.step! - 1, { totalSteps: 6, warmupSteps: 2, maxLr: 1e-2, warmupStart: 'one' }), 12);
   }
+  expect(lrs[0]!.step).toBe(2);
+  expect(lrs[0]!['train/lr']).toBeCloseTo(1e-2 * 2 / 3, 12); // the 2nd update: lr·(1+1)/(2+1), not transformers' lr·1/2
   // the best evaluation (after training started) is kept in best/ and named in trainer_state.json
   const evals = records.filter((r) => 'eval/loss' in r && r.step! > 0);
   const best = evals.reduce((a, b) => (b['eval/loss']! < a['eval/loss']! ? b : a));

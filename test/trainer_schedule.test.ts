@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   constantLr, constantWithWarmup, cosineWithWarmup, linearWithWarmup, noam, resolveWarmupSteps, scheduledLr, validateLrSchedule,
-  warmupStepsFromRatio, type LrScheduleConfig,
+  warmupLr, warmupStepsFromRatio, type LrScheduleConfig,
 } from '../src/trainer/schedule.js';
 
 describe('cosineWithWarmup', () => {
@@ -40,6 +40,34 @@ describe('constantWithWarmup', () => {
     const expected = [0, 5e-6, 1e-5, 1.5e-5, 2e-5, 2e-5];
     [0, 1, 2, 3, 4, 100].forEach((s, i) => expect(constantWithWarmup(s, config)).toBeCloseTo(expected[i]!, 15));
     expect(constantWithWarmup(0, { warmupSteps: 0, maxLr: 2e-5 })).toBe(2e-5);
+  });
+});
+
+describe('warmupLr: --warmup_start', () => {
+  it('zero (transformers): lr·step/w; one (nanoGPT get_lr): lr·(step+1)/(w+1), worked by hand for w = 4, lr 1', () => {
+    // zero: 0, 1/4, 2/4, 3/4; one: 1/5, 2/5, 3/5, 4/5
+    [0, 0.25, 0.5, 0.75].forEach((lr, s) => expect(warmupLr(s, 4, 1)).toBeCloseTo(lr, 15));
+    [0.2, 0.4, 0.6, 0.8].forEach((lr, s) => expect(warmupLr(s, 4, 1, 'one')).toBeCloseTo(lr, 15));
+    expect(() => warmupLr(4, 4, 1, 'one')).toThrow(/step 4 is past the 4 warm-up steps/);
+  });
+
+  it('every warm-up schedule takes it; the peak is still at step w; nanoGPT shakespeare-char (w 100, 1e-3 → 1e-4 over 2000)', () => {
+    const cfg = { name: 'cosine_with_min_lr' as const, maxLr: 1e-3, minLr: 1e-4, warmupSteps: 100, totalSteps: 2000, warmupStart: 'one' as const };
+    expect(scheduledLr(0, cfg)).toBeCloseTo(1e-3 / 101, 15); // nanoGPT: 1e-3 * (0 + 1) / (100 + 1)
+    expect(scheduledLr(99, cfg)).toBeCloseTo(1e-3 * 100 / 101, 15);
+    expect(scheduledLr(100, cfg)).toBeCloseTo(1e-3, 15);
+    expect(scheduledLr(1050, cfg)).toBeCloseTo(5.5e-4, 15); // decay ratio 950 / 1900 = 0.5
+    expect(scheduledLr(0, { ...cfg, warmupStart: 'zero' })).toBe(0);
+    expect(scheduledLr(1, { ...cfg, name: 'linear', minLr: undefined })).toBeCloseTo(2e-3 / 101, 15);
+    expect(scheduledLr(2, { ...cfg, name: 'constant_with_warmup', minLr: undefined })).toBeCloseTo(3e-3 / 101, 15);
+    expect(scheduledLr(3, { ...cfg, name: 'cosine', minLr: undefined })).toBeCloseTo(4e-3 / 101, 15);
+  });
+
+  it('noam and constant have no linear warm-up to count: an error naming the flag', () => {
+    const v = (name: LrScheduleConfig['name']) => () => validateLrSchedule({ name, maxLr: 1, warmupSteps: 10, totalSteps: 100, warmupStart: 'one' });
+    expect(v('noam')).toThrow(/--warmup_start one .* --lr_scheduler noam has its own rise/);
+    expect(v('constant')).toThrow(/--lr_scheduler constant has no warm-up/);
+    expect(v('cosine')).not.toThrow();
   });
 });
 
@@ -128,7 +156,8 @@ describe('scheduleFor: the flags → Optimization fields', () => {
   it('resolves the warm-up, keeps HF constant without one, and checks the flags', async () => {
     const { scheduleFor } = await import('../src/trainer/schedule_config.js');
     const f = { lr: 1e-3, lrScheduler: 'cosine_with_min_lr' as const, warmupRatio: 0.03, minLr: 1e-4, adamBeta1: 0.9, adamBeta2: 0.99 };
-    expect(scheduleFor(f, 1000)).toEqual({ schedule: 'cosine_with_min_lr', warmupSteps: 30, totalSteps: 1000, minLr: 1e-4, decaySteps: undefined, betas: [0.9, 0.99] });
+    expect(scheduleFor(f, 1000)).toEqual({ schedule: 'cosine_with_min_lr', warmupSteps: 30, warmupStart: 'zero', totalSteps: 1000, minLr: 1e-4, decaySteps: undefined, betas: [0.9, 0.99] });
+    expect(scheduleFor({ ...f, warmupStart: 'one' }, 1000).warmupStart).toBe('one');
     expect(scheduleFor({ ...f, warmupSteps: 100 }, 1000).warmupSteps).toBe(100);
     expect(scheduleFor({ ...f, lrScheduler: 'constant', minLr: undefined }, 1000).warmupSteps).toBe(0);
     expect(() => scheduleFor({ ...f, adamBeta2: 1 }, 1000)).toThrow(/--adam_beta2/);

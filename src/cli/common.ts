@@ -12,7 +12,7 @@ import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { setGradientCheckpointingDefault } from '../models/decoder.js';
 import { STRATEGIES, type StrategyKind } from '../strategies/strategy.js';
 import { NONFINITE_DEFAULTS } from '../trainer/nonfinite_guard.js';
-import { LR_SCHEDULERS, type LrSchedulerName } from '../trainer/schedule.js';
+import { LR_SCHEDULERS, WARMUP_STARTS, type LrSchedulerName, type WarmupStart } from '../trainer/schedule.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import { FROZEN_DTYPE_HELP, FROZEN_DTYPES, frozenDtypeFromFlags, type FrozenDtype } from '../models/frozen_dtype.js';
 
@@ -83,14 +83,15 @@ export function addOptimOptions(cmd: Command, defaults: { lr: number; batchSize:
 }
 
 /**
- * --lr_scheduler, --warmup_ratio, --warmup_steps, --min_lr, --decay_steps, --adam_beta1, --adam_beta2 (transformers'
- * names); `scheduleConfigFromOptions` maps them. Steps here are optimizer steps in every stage.
+ * --lr_scheduler, --warmup_ratio, --warmup_steps, --warmup_start, --min_lr, --decay_steps, --adam_beta1, --adam_beta2
+ * (transformers' names where it has them); `scheduleConfigFromOptions` maps them. Steps here are optimizer steps in every stage.
  */
 export function addScheduleOptions(cmd: Command, defaults: { scheduler: LrSchedulerName; warmupRatio: number }): Command {
   return cmd
     .addOption(new Option('--lr_scheduler <name>', 'learning-rate schedule over the optimizer steps: cosine (to 0), cosine_with_min_lr (to --min_lr), linear (to 0), constant (no warm-up), constant_with_warmup, noam (lr·√w·min(n^-0.5, n·w^-1.5), n the update number: --lr is the peak, at the w-th update)').choices([...LR_SCHEDULERS]).default(defaults.scheduler))
     .option('--warmup_ratio <r>', 'share of the optimizer steps for linear warm-up from 0', float('--warmup_ratio', 0, 1), defaults.warmupRatio)
     .option('--warmup_steps <n>', 'warm-up in optimizer steps (overrides --warmup_ratio)', int('--warmup_steps', 0))
+    .addOption(new Option('--warmup_start <form>', 'how the warm-up of w steps counts: zero (lr·step/w, the first update at lr 0, as transformers) or one (lr·(step+1)/(w+1), never 0, as nanoGPT)').choices([...WARMUP_STARTS]).default('zero'))
     .option('--min_lr <lr>', 'floor of --lr_scheduler cosine_with_min_lr', float('--min_lr', 0))
     .option('--decay_steps <n>', 'the decay (cosine, cosine_with_min_lr, linear) ends at this optimizer step, then holds its floor (default: the last step)', int('--decay_steps', 1))
     .option('--adam_beta1 <b>', 'AdamW beta1', float('--adam_beta1', 0, 1), 0.9)
@@ -98,11 +99,12 @@ export function addScheduleOptions(cmd: Command, defaults: { scheduler: LrSchedu
 }
 
 /** commander's parsed options → the fields of `addScheduleOptions`'s flags. */
-export function scheduleConfigFromOptions(o: Record<string, unknown>): Pick<OptimConfig, 'lrScheduler' | 'warmupRatio' | 'warmupSteps' | 'minLr' | 'decaySteps' | 'adamBeta1' | 'adamBeta2'> {
+export function scheduleConfigFromOptions(o: Record<string, unknown>): Pick<OptimConfig, 'lrScheduler' | 'warmupRatio' | 'warmupSteps' | 'warmupStart' | 'minLr' | 'decaySteps' | 'adamBeta1' | 'adamBeta2'> {
   return {
     lrScheduler: o.lr_scheduler as LrSchedulerName,
     warmupRatio: o.warmup_ratio as number,
     warmupSteps: o.warmup_steps as number | undefined,
+    warmupStart: o.warmup_start as WarmupStart,
     minLr: o.min_lr as number | undefined,
     decaySteps: o.decay_steps as number | undefined,
     adamBeta1: o.adam_beta1 as number,
@@ -117,6 +119,7 @@ export interface OptimConfig {
   weightDecay: number;
   warmupRatio: number;
   warmupSteps: number | undefined;
+  warmupStart: WarmupStart;
   minLr: number | undefined;
   decaySteps: number | undefined;
   adamBeta1: number;

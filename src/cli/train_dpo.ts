@@ -14,7 +14,8 @@ import {
   optimConfigFromOptions, runMain, sharedConfigFromOptions,
 } from './common.js';
 import { invokedDirectly } from './run_main.js';
-import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
+import { PROMPT_TEMPLATE_HELP } from './train_grpo.js';
 import { DPO_BEST_METRIC, DPO_DEFAULTS, DPO_LOSS_TYPES, TEST_SUBSET, runDpoTraining, type DpoConfig, type DpoConfigInput } from '../dpo/index.js';
 
 const LOSS_HELP =
@@ -34,7 +35,7 @@ export function buildDpoCommand(): Command {
     .option('--max_datasets_size <n>', 'read at most n records of each file (0: all)', int('--max_datasets_size'), d.maxDatasetsSize)
     .option('--max_len <n>', 'tokens per sequence; longer ones lose prompt tokens on the left, then completion tokens on the right', int('--max_len', 2), d.maxLen)
     .option('--test [bool]', `small run: ${TEST_SUBSET.train} training and ${TEST_SUBSET.eval} evaluation items`, bool, false)
-    .addOption(new Option('--prompt_template <name>', 'how a prompt is rendered before the answer').choices([...TEMPLATE_NAMES]).default(d.promptTemplate))
+    .addOption(new Option('--prompt_template <name>', PROMPT_TEMPLATE_HELP).choices([...PROMPT_TEMPLATE_CHOICES]).default(d.promptTemplate))
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)
     .addOption(new Option('--loss_type <name>', LOSS_HELP).choices([...DPO_LOSS_TYPES]).default(d.lossType))
     .option('--beta <b>', 'β: strength of the pull towards the reference (DPO/IPO/KTO: 0.1); SimPO\'s reward scale (its paper: 2 to 10)', float('--beta', 0), d.beta)

@@ -9,6 +9,10 @@ import { IGNORE_INDEX } from './sft_samples.js';
 export interface Batch {
   inputIds: number[][];
   attentionMask: number[][];
+  /**
+   * Aligned with inputIds (the loss shifts them by one), or one longer in every row: then the extra label is the
+   * target of the last input position (token-file blocks, nanoGPT's y).
+   */
   labels: number[][];
 }
 
@@ -20,25 +24,32 @@ export interface PadOptions {
   padToMultipleOf?: number;
 }
 
-/** Pad samples to the longest one; labels are padded with -100 (samples without labels get all -100). */
+/**
+ * Pad samples to the longest one; labels are padded with -100 (samples without labels get all -100). Labels are as
+ * long as the inputs, or (every sample alike) one longer: the target past the last input (see `Batch.labels`).
+ */
 export function padBatch(samples: { inputIds: number[]; labels?: number[] }[], opts: PadOptions): Batch {
   if (samples.length === 0) throw new Error('padBatch: no samples');
+  const first = samples[0]!;
+  const extra = first.labels !== undefined && first.labels.length === first.inputIds.length + 1 ? 1 : 0;
   let width = Math.max(...samples.map((s) => s.inputIds.length));
   if (opts.padToMultipleOf && opts.padToMultipleOf > 1) width = Math.ceil(width / opts.padToMultipleOf) * opts.padToMultipleOf;
   const left = opts.side === 'left';
-  const pad = <V>(row: V[], fill: V): V[] => {
-    const padding = new Array<V>(width - row.length).fill(fill);
+  const pad = <V>(row: V[], fill: V, to = width): V[] => {
+    const padding = new Array<V>(to - row.length).fill(fill);
     return left ? [...padding, ...row] : [...row, ...padding];
   };
   return {
     inputIds: samples.map((s) => pad(s.inputIds, opts.padTokenId)),
     attentionMask: samples.map((s) => pad(new Array<number>(s.inputIds.length).fill(1), 0)),
     labels: samples.map((s, i) => {
-      const labels = s.labels ?? new Array<number>(s.inputIds.length).fill(IGNORE_INDEX);
-      if (labels.length !== s.inputIds.length) {
-        throw new Error(`padBatch: sample ${i} has ${s.inputIds.length} inputIds but ${labels.length} labels`);
+      const labels = s.labels ?? new Array<number>(s.inputIds.length + extra).fill(IGNORE_INDEX);
+      if (labels.length !== s.inputIds.length + extra) {
+        const want = extra ? `${s.inputIds.length + 1} (one past the inputs, as sample 0)` : `${s.inputIds.length}`;
+        throw new Error(`padBatch: sample ${i} has ${s.inputIds.length} inputIds and ${labels.length} labels, not ${want}`);
       }
-      return pad(labels, IGNORE_INDEX);
+      // Left padding keeps the extra target after the last input; right padding puts -100 after it.
+      return pad(labels, IGNORE_INDEX, width + extra);
     }),
   };
 }

@@ -3,8 +3,10 @@
  * header; uint32 for vocabularies past 65,536), written by its `prepare.py` scripts. Training reads random blocks
  * (its `get_batch`: every batch draws fresh offsets) or, here optionally, consecutive blocks in order.
  *
- * A block of `blockSize` tokens is one sample whose labels are its own ids, as the packed plain-text blocks of
- * `train_sft` are: the loss predicts tokens 1..blockSize-1 from the ones before.
+ * A block is nanoGPT's (x, y): `blockSize` input ids data[i : i+T] and `blockSize` targets data[i+1 : i+T+1], so every
+ * position predicts a token and the model never sees a position past its table (T = --max_len <= n_positions). As a
+ * sample its labels are data[i : i+T+1], aligned with the inputs and one longer: the loss shifts labels by one
+ * (src/models/ops/loss.ts), and the label past the last input is that position's target.
  */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Rng } from '../engine/rng.js';
@@ -59,22 +61,32 @@ export function readTokenBin(path: string, dtype: BinDtype = 'uint16', vocabSize
   return tokens;
 }
 
-/** The block of `length` tokens at `offset`, as a training sample. */
+/** The block at `offset`: inputs tokens[offset, offset + length), labels tokens[offset, offset + length] (one more). */
 export function blockAt(tokens: TokenArray, offset: number, length: number): TokenizedSample {
-  const ids = Array.from(tokens.subarray(offset, offset + length));
-  return { inputIds: ids, labels: ids.slice() };
+  if (offset < 0 || offset + length + 1 > tokens.length) {
+    throw new Error(`blockAt: a block of ${length} inputs and ${length} targets at offset ${offset} runs past the ${tokens.length} tokens`);
+  }
+  const labels = Array.from(tokens.subarray(offset, offset + length + 1));
+  return { inputIds: labels.slice(0, length), labels };
 }
 
-/** Every non-overlapping block in order (an evaluation set, or one sequential pass). */
+/** Blocks a walk in order makes: they start every `blockSize` tokens and each needs one token past its inputs. */
+export function sequentialBlockCount(tokens: number, blockSize: number): number {
+  return Math.max(0, Math.floor((tokens - 1) / blockSize));
+}
+
+/**
+ * The blocks at offsets 0, T, 2T, ... (an evaluation set, or one sequential pass): every token after the first is a
+ * target exactly once (a block's last target is the next block's first input).
+ */
 export function sequentialBlocks(tokens: TokenArray, blockSize: number): TokenizedSample[] {
-  const out: TokenizedSample[] = [];
-  for (let o = 0; o + blockSize <= tokens.length; o += blockSize) out.push(blockAt(tokens, o, blockSize));
-  return out;
+  return Array.from({ length: sequentialBlockCount(tokens.length, blockSize) }, (_, k) => blockAt(tokens, k * blockSize, blockSize));
 }
 
-/** `count` blocks at uniform random offsets in [0, n - blockSize] (nanoGPT's torch.randint), seeded. */
+/** `count` blocks at uniform random offsets in [0, n - blockSize) (nanoGPT's torch.randint(len(data) - block_size)), seeded. */
 export function randomBlocks(tokens: TokenArray, blockSize: number, count: number, rng: Rng): TokenizedSample[] {
-  const span = tokens.length - blockSize + 1;
+  const span = tokens.length - blockSize;
+  if (span < 1) throw new Error(`randomBlocks: ${tokens.length} tokens hold no block of ${blockSize} inputs and ${blockSize} targets`);
   return Array.from({ length: count }, () => blockAt(tokens, rng.int(span), blockSize));
 }
 
@@ -92,7 +104,7 @@ export interface TokenBlockLoaderOptions {
 
 /**
  * Batches of blocks of a token file, for the trainers' loop (a BatchLoader: same position, restore and epochs).
- * An "epoch" is as many blocks as the file holds without overlap, split over the ranks. Random mode draws each
+ * An "epoch" is as many blocks as a walk in order makes (`sequentialBlocks`), split over the ranks. Random mode draws each
  * batch's offsets from a generator seeded by (seed, rank, epoch, batch index), so a resumed run draws the same blocks
  * and every rank its own ones; sequential mode gives rank r the blocks r, r + ranks, ... of each global batch.
  */
@@ -101,7 +113,7 @@ export class TokenBlockLoader extends BatchLoader<TokenizedSample, Batch> {
   private readonly o: TokenBlockLoaderOptions;
 
   constructor(tokens: TokenArray, file: string, o: TokenBlockLoaderOptions) {
-    const blocks = Math.floor(tokens.length / o.blockSize);
+    const blocks = sequentialBlockCount(tokens.length, o.blockSize);
     const perEpoch = Math.floor(blocks / (o.batchSize * o.worldSize));
     if (perEpoch < 1) {
       throw new Error(

@@ -4,7 +4,7 @@
  * `--loss_type`, `--label_smoothing`, `--precompute_ref_log_probs`, …) and ColossalChat's for the rest; defaults are
  * TRL's unless noted. Derived numbers (steps, warm-up steps) are computed by the trainer, never written back here.
  */
-import { TEMPLATE_NAMES } from '../data/templates/index.js';
+import { AUTO_TEMPLATE, PROMPT_TEMPLATE_CHOICES } from '../data/templates/index.js';
 import { BACKENDS } from '../engine/backend.js';
 import { SUPPORTED_MODEL_TYPES } from '../models/config.js';
 import { STRATEGIES } from '../strategies/strategy.js';
@@ -37,6 +37,10 @@ export interface DpoConfig extends DpoLossParams, LoopControlsConfig, ScheduleFi
   maxDatasetsSize: number;
   /** Small run: 64 training and 32 evaluation pairs. */
   test: boolean;
+  /**
+   * A built-in template, `chat_template` (the model's own), or `auto` (default): the template the --pretrain model
+   * was trained with, else its tokenizer's chat template, else alpaca (as the policy stages and inference).
+   */
   promptTemplate: string;
   skipBadRecords: boolean;
 
@@ -88,7 +92,7 @@ export const DPO_DEFAULTS: Omit<DpoConfig, 'pretrain' | 'dataset' | 'savePath'> 
   maxLen: 512,
   maxDatasetsSize: 0,
   test: false,
-  promptTemplate: 'human_assistant',
+  promptTemplate: AUTO_TEMPLATE,
   skipBadRecords: false,
   lossType: 'sigmoid',
   precomputeRefLogProbs: false,
@@ -126,7 +130,7 @@ export function resolveDpoConfig(input: DpoConfigInput): DpoConfig {
   const check = configChecks();
   check.required([['--pretrain', c.pretrain], ['--dataset', c.dataset], ['--save_path', c.savePath]]);
   check.oneOf('--loss_type', c.lossType, DPO_LOSS_TYPES);
-  check.oneOf('--prompt_template', c.promptTemplate, TEMPLATE_NAMES);
+  check.oneOf('--prompt_template', c.promptTemplate, PROMPT_TEMPLATE_CHOICES);
   check.oneOf('--backend', c.backend, BACKENDS);
   check.oneOf('--strategy', c.strategy, STRATEGIES);
   if (c.modelType !== undefined) check.oneOf('--model', c.modelType, SUPPORTED_MODEL_TYPES);

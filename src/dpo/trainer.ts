@@ -13,11 +13,10 @@
  * train/epoch, time/pairs_per_s, time/tokens_per_s; evaluation logs the same with the eval/ prefix.
  */
 import { join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
 import { tf } from '../engine/tf.js';
 import { initBackend } from '../engine/backend.js';
 import type { BatchLoader } from '../data/batching.js';
-import { getTemplate } from '../data/templates/index.js';
+import { resolvePromptTemplate } from '../data/templates/index.js';
 import { tokenizerAddsBos } from '../data/pair_tokens.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
@@ -28,8 +27,11 @@ import { loadPretrained } from '../models/pretrained.js';
 import { packFrozenModel, type FrozenDtype } from '../models/frozen_dtype.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
-import { readResumableState, readResumeOptimizer, saveCheckpoint, saveFinalCheckpoint, type CheckpointContents } from '../trainer/stage_checkpoint.js';
-import { resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import {
+  checkResumeNotFinished, readResumableState, saveCheckpoint, saveFinalCheckpoint, type CheckpointContents,
+} from '../trainer/stage_checkpoint.js';
+import type { TrainerState } from '../trainer/checkpoint_io.js';
+import { checkResumeFixed, loopTrainerState, nullStream, restoreLoopState } from '../trainer/loop_state.js';
 import { recoverRunDirs } from '../trainer/final_save.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
@@ -46,6 +48,9 @@ import { dpoObjective, referenceRowLogps, type ReferenceSource } from './objecti
 
 /** Name of the optimizer inside optimizer.safetensors. */
 export const OPTIMIZER_NAME = 'policy';
+
+/** `--prompt_template auto` for a model with no recorded template and no chat template. */
+export const DPO_FALLBACK_TEMPLATE = 'alpaca';
 
 /** Config fields that fix the data order, the model's shape and the objective: --resume must use the same values. */
 const RESUME_FIXED: [keyof DpoConfig, string][] = [
@@ -80,6 +85,8 @@ export interface DpoTrainerParts {
   eval: DpoItem[];
   /** Directory a saved LoRA adapter names as its base; null: save merged full weights. */
   loraBase: string | null;
+  /** The template the data was rendered with (recorded in trainer_state.json for --resume and the next stage). */
+  templateName?: string;
 }
 
 /** The trainable parameters under stable names: the adapter's (PEFT names) with LoRA, else every weight. */
@@ -195,21 +202,15 @@ export class DpoTrainer {
   }
 
   restore(state: TrainerState, dir: string): void {
-    const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
-    this.optimization.loadStateDict(saved.state, saved.globalStep);
-    this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
-    this.controls.restoreBest(state);
-    this.logHistory = [...state.log_history];
+    this.logHistory = restoreLoopState(this, state, dir, OPTIMIZER_NAME);
     this.log(`resumed from ${dir}: step ${state.global_step}/${this.totalSteps}, epoch ${state.epoch + 1}, batch ${state.step_in_epoch}`);
   }
 
   trainerState(): TrainerState {
-    const pos = this.loader.position;
-    return {
-      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
-      rng_state: { data: this.config.seed }, args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>,
-      log_history: this.logHistory, world_size: this.strategy.worldSize,
-    };
+    return loopTrainerState(this, {
+      seed: this.config.seed, args: { ...this.config, promptTemplate: this.parts.templateName ?? this.config.promptTemplate },
+      logHistory: this.logHistory, worldSize: this.strategy.worldSize,
+    });
   }
 
   /** HF model dir (or PEFT adapter) + tokenizer + trainer state (+ optimizer state). Main rank only. */
@@ -241,6 +242,8 @@ export class DpoTrainer {
 
   async train(): Promise<DpoRunResult> {
     const c = this.config;
+    // A checkpoint that already finished the run is reported, not saved again as if it had trained.
+    if (c.resume) checkResumeNotFinished(c.resume, { step: this.optimization.globalStep, total: this.totalSteps });
     const main = this.strategy.isMain();
     const guard = new NonFiniteGuard(c, { savePath: c.savePath, log: this.log });
     if (c.resume) guard.checkpointSaved(this.optimization.globalStep, c.resume);
@@ -355,16 +358,10 @@ export function formatEpochSummary(epoch: number, maxEpochs: number, train: Reco
   return line;
 }
 
-function nullStream(): Writable {
-  return new Writable({ write: (_chunk, _enc, done) => done() });
-}
-
 async function readResumeState(c: DpoConfig, worldSize: number): Promise<TrainerState> {
   const dir = c.resume!;
   const state = await readResumableState(dir, 'train_dpo');
-  const flags = new Map<string, string>(RESUME_FIXED);
-  const [m] = resumeMismatches(state, c as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
-  if (m) throw new Error(`--resume ${dir}: --${flags.get(m.field)} is ${m.now} but the checkpoint was trained with ${m.was}; resume with the same value`);
+  checkResumeFixed(dir, state, c, RESUME_FIXED, worldSize);
   if (c.loraRank > 0 && adapterBase(dir) === null) {
     throw new Error(`--resume ${dir}: it holds merged full weights, not the LoRA adapter being trained; start a new run from them with --pretrain ${dir}`);
   }
@@ -401,7 +398,6 @@ export async function runDpoTraining(input: DpoConfigInput, runOptions: DpoRunOp
   const log = runOptions.log ?? ((l: string) => console.log(l));
   // 1. validate everything before heavy work
   const c = resolveDpoConfig(input);
-  const template = getTemplate(c.promptTemplate);
   const strategy = createStrategy(c.strategy);
   const say = strategy.isMain() ? log : () => {};
   const batch = deriveBatch(c, strategy.worldSize);
@@ -421,6 +417,10 @@ export async function runDpoTraining(input: DpoConfigInput, runOptions: DpoRunOp
   try {
     if (c.modelType && c.modelType !== policy.config.modelType) throw new Error(`--model ${c.modelType} but ${policyDir}/config.json says model_type "${policy.config.modelType}"`);
     const tokenizer = await Tokenizer.fromDir(c.resume ? c.resume : (c.tokenizer ?? pretrainDir));
+    // --prompt_template, else (auto) the one the policy (or the checkpoint resumed) was trained with, else the model's
+    // chat template, else alpaca: the template PPO, GRPO and inference fall back to, so the policy is asked as it learned
+    const { template, note } = resolvePromptTemplate(c.promptTemplate, tokenizer, DPO_FALLBACK_TEMPLATE, policyDir);
+    say(note);
     const cameWithAdapter = policy.lora !== null;
     if (policy.lora && !resumeState) {
       policy.lora.mergeInto(policy.params, policy.spec);
@@ -459,7 +459,8 @@ export async function runDpoTraining(input: DpoConfigInput, runOptions: DpoRunOp
     // 4. data
     const data = await loadDpoData(c);
     for (const note of data.notes) say(`data: ${note}`);
-    const tokOpts = { maxLen: c.maxLen, addBos: tokenizerAddsBos(tokenizer) };
+    // a chat template's text holds its own BOS
+    const tokOpts = { maxLen: c.maxLen, addBos: !template.ownsSpecialTokens && tokenizerAddsBos(tokenizer) };
     const tok = (split: 'train' | 'eval') =>
       c.lossType === 'kto'
         ? tokenizeKtoExamples(data.unpaired![split], template, tokenizer, { ...tokOpts, batchSize: c.batchSize, seed: c.seed })
@@ -487,7 +488,7 @@ export async function runDpoTraining(input: DpoConfigInput, runOptions: DpoRunOp
     }
 
     // 6. train
-    const trainer = new DpoTrainer(c, { policy, reference, tokenizer, strategy, train: train.items, eval: evalSet.items, loraBase }, { ...runOptions, log });
+    const trainer = new DpoTrainer(c, { policy, reference, tokenizer, strategy, train: train.items, eval: evalSet.items, loraBase, templateName: template.name }, { ...runOptions, log });
     try {
       if (resumeState) trainer.restore(resumeState, c.resume!);
       return await trainer.train();

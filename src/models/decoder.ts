@@ -542,7 +542,7 @@ export class DecoderModel {
   lmLoss(hidden: Tensor, labels: Tensor): Tensor {
     return tf.tidy(() => {
       const [B, T, C] = hidden.shape as [number, number, number];
-      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.lmHeadWeight(), nextTokenTargets(labels), undefined, this.config.finalSoftcap);
+      return lmHeadCrossEntropy(lean.reshape(hidden, [B * T, C]), this.lmHeadWeight(), nextTokenTargets(labels, T), undefined, this.config.finalSoftcap);
     });
   }
 

@@ -83,8 +83,9 @@ export function reduceValues(
     if (reduction === 'mean') return tf.div(tf.sum(tf.mul(values, mask), 1), tf.maximum(tf.sum(mask, 1), 1));
     if (reduction === 'sum') return tf.sum(tf.mul(values, mask), 1);
     const last = scoreIndices(attentionMask, inputIds, padTokenId); // (B)
-    // oneHot in int32, then cast: tfjs-wasm's OneHot returns all zeros when asked for float32 directly.
-    return tf.sum(tf.mul(values, tf.cast(tf.oneHot(last, T), 'float32')), 1);
+    // A 0/1 mask of the scored position by comparison, not tf.oneHot, which refuses a depth of 1 (a one-token input).
+    const at = tf.cast(tf.equal(tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]), tf.reshape(last, [-1, 1])), 'float32'); // (B, T)
+    return tf.sum(tf.mul(values, at), 1);
   });
 }
 

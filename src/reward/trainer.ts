@@ -10,11 +10,10 @@
  * logs eval/loss, eval/reward/accuracy, eval/reward/chosen, eval/reward/rejected, eval/reward/margin.
  */
 import { join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
 import { tf } from '../engine/tf.js';
 import { initBackend } from '../engine/backend.js';
 import type { BatchLoader } from '../data/batching.js';
-import { AUTO_TEMPLATE, resolvePromptTemplate } from '../data/templates/index.js';
+import { resolvePromptTemplate } from '../data/templates/index.js';
 import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import type { DecoderModel } from '../models/decoder.js';
@@ -24,9 +23,10 @@ import { ValueHead } from '../models/value_head.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import {
-  checkResumeNotFinished, noteResumeChanges, readResumableState, readResumeOptimizer, saveCheckpoint, saveFinalCheckpoint, type ResumeNotedField,
+  checkResumeNotFinished, noteResumeChanges, readResumableState, saveCheckpoint, saveFinalCheckpoint, type ResumeNotedField,
 } from '../trainer/stage_checkpoint.js';
-import { resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import type { TrainerState } from '../trainer/checkpoint_io.js';
+import { checkResumeFixed, loopTrainerState, nullStream, restoreLoopState } from '../trainer/loop_state.js';
 import { recoverRunDirs } from '../trainer/final_save.js';
 import { NonFiniteGuard } from '../trainer/nonfinite_guard.js';
 import { MetricsLogger, RunningMean } from '../trainer/metrics.js';
@@ -226,22 +226,13 @@ export class RewardTrainer {
 
   /** Continues from a checkpoint's trainer state and optimizer state. */
   restore(state: TrainerState, dir: string): void {
-    const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
-    this.optimization.loadStateDict(saved.state, saved.globalStep);
-    this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
-    this.controls.restoreBest(state);
-    this.logHistory = [...state.log_history];
+    this.logHistory = restoreLoopState(this, state, dir, OPTIMIZER_NAME);
     this.log(`resumed from ${dir}: step ${state.global_step}/${this.totalSteps}, epoch ${state.epoch + 1}, batch ${state.step_in_epoch}`);
   }
 
   /** Everything --resume needs besides weights and optimizer state. */
   trainerState(): TrainerState {
-    const pos = this.loader.position;
-    return {
-      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
-      rng_state: { data: this.config.seed }, args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>,
-      log_history: this.logHistory, world_size: this.strategy.worldSize,
-    };
+    return loopTrainerState(this, { seed: this.config.seed, args: this.config, logHistory: this.logHistory, worldSize: this.strategy.worldSize });
   }
 
   /**
@@ -405,20 +396,10 @@ export function formatEpochSummary(epoch: number, maxEpochs: number, train: Reco
   return line;
 }
 
-function nullStream(): Writable {
-  return new Writable({ write: (_chunk, _enc, done) => done() });
-}
-
 async function readResumeState(c: RewardConfig, worldSize: number, log: (l: string) => void): Promise<TrainerState> {
   const dir = c.resume!;
   const state = await readResumableState(dir, 'train_reward_model');
-  const flags = new Map<string, string>(RESUME_FIXED);
-  // With no --prompt_template (auto) the run takes the template the checkpoint recorded, so that one always matches.
-  const current = c.promptTemplate === AUTO_TEMPLATE ? { ...c, promptTemplate: state.args.promptTemplate } : c;
-  const [m] = resumeMismatches(state, current as unknown as Record<string, unknown>, RESUME_FIXED.map(([k]) => k), worldSize);
-  if (m) {
-    throw new Error(`--resume ${dir}: --${flags.get(m.field)} is ${m.now} but the checkpoint was trained with ${m.was}; resume with the same value`);
-  }
+  checkResumeFixed(dir, state, c, RESUME_FIXED, worldSize);
   if (c.loraRank > 0 && adapterBase(dir) === null) {
     throw new Error(
       `--resume ${dir}: it holds merged full weights, not the LoRA adapter being trained, so the run cannot continue exactly; ` +

@@ -1,8 +1,9 @@
 /**
  * `train_sft --dataset train.bin [--eval_dataset val.bin]`: nanoGPT token files (src/data/token_bin.ts) instead of
- * text. Training draws blocks of --max_len tokens (random, or in order with --sequential); evaluation reads every
- * block of the eval file in order, or --eval_iters batches of random blocks (nanoGPT's estimate_loss, drawn once so
- * every evaluation of a run sees the same blocks).
+ * text. Training draws blocks of --max_len inputs and --max_len targets, as nanoGPT's get_batch (random, or in order
+ * with --sequential); evaluation reads every block of the eval file in order (each token after the first a target
+ * once), or --eval_iters batches of random blocks (nanoGPT's estimate_loss, drawn once so every evaluation of a run
+ * sees the same blocks).
  */
 import { Rng } from '../engine/rng.js';
 import { isTokenBinPath, randomBlocks, readTokenBin, sequentialBlocks, type TokenArray } from '../data/token_bin.js';
@@ -54,12 +55,14 @@ function readAll(files: string[], c: SftConfig, vocabSize: number): TokenArray {
 export function prepareBinData(tokenizer: Tokenizer, c: SftConfig): { data: PreparedSftData; train: BinTrainData } {
   const tokens = readAll(c.dataset, c, tokenizer.vocabSize);
   const notes = [
-    `${c.dataset.join(', ')}: ${tokens.length.toLocaleString('en')} ${c.binDtype} tokens, ${c.sequential ? 'consecutive' : 'random'} blocks of ${c.maxLen}`,
+    `${c.dataset.join(', ')}: ${tokens.length.toLocaleString('en')} ${c.binDtype} tokens, ${c.sequential ? 'consecutive' : 'random'} blocks of ${c.maxLen} inputs and ${c.maxLen} targets`,
   ];
   let evalBlocks: PreparedSftData['eval'] = [];
   if (c.evalDataset.length) {
     const val = readAll(c.evalDataset, c, tokenizer.vocabSize);
-    if (val.length < c.maxLen) throw new Error(`${c.evalDataset.join(', ')}: ${val.length} tokens, fewer than one block of --max_len ${c.maxLen}`);
+    if (val.length <= c.maxLen) {
+      throw new Error(`${c.evalDataset.join(', ')}: ${val.length} tokens, too few for one block of --max_len ${c.maxLen} (its inputs and the target after them)`);
+    }
     evalBlocks = c.evalIters !== undefined
       ? randomBlocks(val, c.maxLen, c.evalIters * c.batchSize, new Rng((c.seed ^ 0xe7a15eed) >>> 0))
       : sequentialBlocks(val, c.maxLen);

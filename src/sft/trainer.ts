@@ -10,7 +10,6 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
 import { tf } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
 import { AUTO_TEMPLATE, IGNORE_INDEX, padBatch, type BatchLoader, type Batch, type TokenizedSample } from '../data/index.js';
@@ -27,9 +26,10 @@ import { readPeftAdapterConfig } from '../hub/peft_files.js';
 import { createStrategy, type Strategy } from '../strategies/strategy.js';
 import { Optimization } from '../trainer/optimization.js';
 import {
-  checkResumeNotFinished, noteResumeChanges, readResumableState, readResumeOptimizer, saveCheckpoint, saveFinalCheckpoint,
+  checkResumeNotFinished, noteResumeChanges, readResumableState, saveCheckpoint, saveFinalCheckpoint,
 } from '../trainer/stage_checkpoint.js';
 import { resumeMismatches, type TrainerState } from '../trainer/checkpoint_io.js';
+import { loopTrainerState, nullStream, restoreLoopState } from '../trainer/loop_state.js';
 import { MetricsLogger } from '../trainer/metrics.js';
 import { TrainingProgress } from '../trainer/progress.js';
 import { onInterrupt, stepBoundary, type InterruptFlag } from '../trainer/interrupt.js';
@@ -218,7 +218,7 @@ export class SftTrainer {
       // A batch without padding (every packed text or token-file block) needs no padding mask.
       const padded = batch.attentionMask.some((row) => row.includes(0));
       const mask = padded ? tf.tensor2d(batch.attentionMask, undefined, 'int32') : undefined; // (B, T)
-      const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T)
+      const labels = tf.tensor2d(batch.labels, undefined, 'int32'); // (B, T), or (B, T + 1) for token-file blocks
       // No (B, T, V) logits; with prompt tuning the last virtual position predicts the first label, as PEFT.
       return causalLmLossWithAdapter(this.model, ids, labels, { attentionMask: mask, training }) as tf.Scalar;
     });
@@ -256,7 +256,8 @@ export class SftTrainer {
     let sum = 0;
     let count = 0;
     for (const batch of this.evalBatches) {
-      // Tokens the loss averages over: labels after the shift (position 0 is never predicted).
+      // Tokens the loss averages over: labels after the shift (labels[0] is no position's target; T of them per
+      // token-file block, whose labels run one past the inputs).
       const n = batch.labels.reduce((s, row) => s + row.slice(1).filter((l) => l !== IGNORE_INDEX).length, 0);
       if (n === 0) continue;
       const loss = tf.tidy(() => this.computeLoss(batch, false).dataSync()[0]!);
@@ -353,13 +354,9 @@ export class SftTrainer {
 
   /** Everything `--resume` needs besides weights and optimizer state. */
   trainerState(): TrainerState {
-    const pos = this.loader.position;
-    return {
-      global_step: this.optimization.globalStep, epoch: pos.epoch, step_in_epoch: pos.index, ...this.controls.bestState(),
-      rng_state: { data: this.config.seed, dropout: this.dropoutRng.getState() },
-      args: JSON.parse(JSON.stringify(this.config)) as Record<string, unknown>, log_history: this.logHistory,
-      world_size: this.strategy.worldSize,
-    };
+    return loopTrainerState(this, {
+      seed: this.config.seed, rng: { dropout: this.dropoutRng.getState() }, args: this.config, logHistory: this.logHistory, worldSize: this.strategy.worldSize,
+    });
   }
 
   /**
@@ -395,13 +392,9 @@ export class SftTrainer {
 
   private restore(state: TrainerState): void {
     const dir = this.config.resume!;
-    const saved = readResumeOptimizer(dir, OPTIMIZER_NAME, state);
-    this.optimization.loadStateDict(saved.state, saved.globalStep);
-    this.loader.restore({ epoch: state.epoch, index: state.step_in_epoch });
+    this.logHistory = restoreLoopState(this, state, dir, OPTIMIZER_NAME);
     const dropout = state.rng_state.dropout;
     if (dropout !== undefined) this.dropoutRng = Rng.fromState(dropout);
-    this.controls.restoreBest(state);
-    this.logHistory = [...state.log_history];
     this.log(`resumed from ${dir} at step ${state.global_step} (epoch ${state.epoch}, batch ${state.step_in_epoch})`);
   }
 
@@ -586,6 +579,3 @@ function checkFit(c: SftConfig, model: DecoderModel, tokenizer: Tokenizer): void
   }
 }
 
-function nullStream(): Writable {
-  return new Writable({ write: (_chunk, _enc, done) => done() });
-}

@@ -10,7 +10,7 @@ import { tf, type Tensor, type Variable } from '../engine/tf.js';
 import type { Strategy } from '../strategies/strategy.js';
 import { AdamW, noDecayForBiasAndNorm, type AdamWConfig, type AdamWStateDict } from './adamw.js';
 import { accumulate, clipCoefficient, disposeGrads, globalNorm, scaleGrads } from './grad_utils.js';
-import { scheduledLr, type LrSchedulerName } from './schedule.js';
+import { scheduledLr, type LrSchedulerName, type WarmupStart } from './schedule.js';
 
 export interface OptimizationConfig {
   lr: number;
@@ -21,6 +21,8 @@ export interface OptimizationConfig {
   gradClip: number;
   accumulationSteps: number;
   warmupSteps: number;
+  /** How the warm-up counts (src/trainer/schedule.ts WARMUP_STARTS; default 'zero'). */
+  warmupStart?: WarmupStart;
   /** Optimizer steps in the whole run (for the decaying schedules). */
   totalSteps: number;
   /** `--lr_scheduler` (src/trainer/schedule.ts). */
@@ -100,7 +102,7 @@ export class Optimization {
     // what they meant then (scheduleFor gives the flag names their transformers meaning).
     const name = c.schedule === 'cosine' && c.minLr ? 'cosine_with_min_lr' : c.schedule === 'constant' && c.warmupSteps > 0 ? 'constant_with_warmup' : c.schedule;
     return scheduledLr(step, {
-      name, maxLr: c.lr, warmupSteps: c.warmupSteps,
+      name, maxLr: c.lr, warmupSteps: c.warmupSteps, warmupStart: c.warmupStart,
       totalSteps: c.totalSteps, decaySteps: c.decaySteps, minLr: c.minLr,
     });
   }

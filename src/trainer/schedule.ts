@@ -1,8 +1,18 @@
 /**
  * Learning-rate schedules as pure functions of the optimizer step, following transformers' schedules
  * (`get_cosine_schedule_with_warmup`, `get_constant_schedule_with_warmup`): `step` is the number of optimizer steps
- * already taken, so the first update uses `step = 0` (and, with warm-up, an lr of 0, exactly as HF does).
+ * already taken, so the first update uses `step = 0` (and, with warm-up, an lr of 0, exactly as HF does; with
+ * `warmupStart: 'one'` the warm-up is nanoGPT's, which never updates at lr 0: `warmupLr`).
  */
+
+/**
+ * How the linear warm-up counts (`--warmup_start`):
+ * - `zero` (default, transformers' schedules): lr · step / w: the first update (step 0) is at lr 0, step w at the peak.
+ * - `one` (nanoGPT's get_lr): lr · (step + 1) / (w + 1): counts the update being made, so the first is at lr / (w + 1)
+ *   and no update is wasted at lr 0; step w is at the peak, as in `zero`.
+ */
+export const WARMUP_STARTS = ['zero', 'one'] as const;
+export type WarmupStart = (typeof WARMUP_STARTS)[number];
 
 /** Settings of a warm-up + cosine decay schedule. */
 export interface CosineScheduleConfig {
@@ -14,6 +24,8 @@ export interface CosineScheduleConfig {
   maxLr: number;
   /** Floor the cosine decays to (default 0). */
   minLr?: number;
+  /** How the warm-up counts (default 'zero'). */
+  warmupStart?: WarmupStart;
 }
 
 /** Settings of a warm-up + constant schedule. */
@@ -22,6 +34,8 @@ export interface ConstantScheduleConfig {
   warmupSteps: number;
   /** Learning rate after warm-up. */
   maxLr: number;
+  /** How the warm-up counts (default 'zero'). */
+  warmupStart?: WarmupStart;
 }
 
 function checkStep(fn: string, step: number): void {
@@ -36,30 +50,43 @@ function checkWarmup(fn: string, warmupSteps: number, maxLr: number): void {
 }
 
 /**
- * 1. step < warmupSteps: maxLr * step / warmupSteps.
+ * The lr at `step` of a linear warm-up (step < w) to `maxLr` (`WARMUP_STARTS`):
+ * - zero: maxLr * step / w
+ * - one:  maxLr * (step + 1) / (w + 1)
+ */
+export function warmupLr(step: number, warmupSteps: number, maxLr: number, start: WarmupStart = 'zero'): number {
+  checkStep('warmupLr', step);
+  checkWarmup('warmupLr', warmupSteps, maxLr);
+  if (!(WARMUP_STARTS as readonly string[]).includes(start)) throw new Error(`warmupLr: start must be one of ${WARMUP_STARTS.join(', ')}, got ${String(start)}`);
+  if (step >= warmupSteps) throw new Error(`warmupLr: step ${step} is past the ${warmupSteps} warm-up steps`);
+  return start === 'one' ? (maxLr * (step + 1)) / (warmupSteps + 1) : (maxLr * step) / warmupSteps;
+}
+
+/**
+ * 1. step < warmupSteps: `warmupLr` (maxLr * step / warmupSteps by default).
  * 2. afterwards: progress = (step - warmupSteps) / (totalSteps - warmupSteps), clamped to [0, 1];
  *    lr = minLr + (maxLr - minLr) * (1 + cos(pi * progress)) / 2.
  */
 export function cosineWithWarmup(step: number, config: CosineScheduleConfig): number {
-  const { totalSteps, warmupSteps, maxLr, minLr = 0 } = config;
+  const { totalSteps, warmupSteps, maxLr, minLr = 0, warmupStart } = config;
   checkStep('cosineWithWarmup', step);
   checkWarmup('cosineWithWarmup', warmupSteps, maxLr);
   if (!Number.isInteger(totalSteps) || totalSteps < 1 || totalSteps < warmupSteps) {
     throw new Error(`cosineWithWarmup: totalSteps must be an integer >= max(1, warmupSteps), got ${totalSteps}`);
   }
   if (!(minLr >= 0 && minLr <= maxLr)) throw new Error(`cosineWithWarmup: minLr must be in [0, maxLr], got ${minLr}`);
-  if (step < warmupSteps) return (maxLr * step) / warmupSteps;
+  if (step < warmupSteps) return warmupLr(step, warmupSteps, maxLr, warmupStart);
   const decaySteps = Math.max(1, totalSteps - warmupSteps);
   const progress = Math.min(1, (step - warmupSteps) / decaySteps);
   return minLr + ((maxLr - minLr) * (1 + Math.cos(Math.PI * progress))) / 2;
 }
 
-/** Linear warm-up from 0 to `maxLr` over `warmupSteps`, then `maxLr`. */
+/** Linear warm-up to `maxLr` over `warmupSteps` (`warmupLr`), then `maxLr`. */
 export function constantWithWarmup(step: number, config: ConstantScheduleConfig): number {
   const { warmupSteps, maxLr } = config;
   checkStep('constantWithWarmup', step);
   checkWarmup('constantWithWarmup', warmupSteps, maxLr);
-  return step < warmupSteps ? (maxLr * step) / warmupSteps : maxLr;
+  return step < warmupSteps ? warmupLr(step, warmupSteps, maxLr, config.warmupStart) : maxLr;
 }
 
 /**
@@ -93,21 +120,23 @@ export interface LrScheduleConfig {
   decaySteps?: number;
   /** Floor of cosine_with_min_lr (`--min_lr`). */
   minLr?: number;
+  /** How the warm-up of cosine, cosine_with_min_lr, linear and constant_with_warmup counts (`--warmup_start`). */
+  warmupStart?: WarmupStart;
 }
 
 /**
  * transformers' `get_linear_schedule_with_warmup`:
- * 1. step < warmupSteps: maxLr * step / warmupSteps.
+ * 1. step < warmupSteps: `warmupLr` (maxLr * step / warmupSteps by default).
  * 2. afterwards: maxLr * max(0, (totalSteps - step) / (totalSteps - warmupSteps)), so 0 from totalSteps on.
  */
-export function linearWithWarmup(step: number, config: { totalSteps: number; warmupSteps: number; maxLr: number }): number {
-  const { totalSteps, warmupSteps, maxLr } = config;
+export function linearWithWarmup(step: number, config: { totalSteps: number; warmupSteps: number; maxLr: number; warmupStart?: WarmupStart }): number {
+  const { totalSteps, warmupSteps, maxLr, warmupStart } = config;
   checkStep('linearWithWarmup', step);
   checkWarmup('linearWithWarmup', warmupSteps, maxLr);
   if (!Number.isInteger(totalSteps) || totalSteps < 1 || totalSteps < warmupSteps) {
     throw new Error(`linearWithWarmup: totalSteps must be an integer >= max(1, warmupSteps), got ${totalSteps}`);
   }
-  if (step < warmupSteps) return (maxLr * step) / warmupSteps;
+  if (step < warmupSteps) return warmupLr(step, warmupSteps, maxLr, warmupStart);
   return maxLr * Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - warmupSteps));
 }
 
@@ -137,20 +166,20 @@ export function noam(step: number, config: { warmupSteps: number; maxLr: number 
 
 /** The lr of `config.name` at `step` (optimizer steps already taken: the first update uses step 0). */
 export function scheduledLr(step: number, config: LrScheduleConfig): number {
-  const { name, maxLr, warmupSteps } = config;
+  const { name, maxLr, warmupSteps, warmupStart } = config;
   const horizon = config.decaySteps ?? config.totalSteps;
   switch (name) {
     case 'cosine':
-      return cosineWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr, minLr: 0 });
+      return cosineWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr, minLr: 0, warmupStart });
     case 'cosine_with_min_lr':
       // transformers' min_lr: the cosine factor is rescaled to [min_lr / lr, 1], i.e. the lr to [min_lr, lr].
-      return cosineWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr, minLr: config.minLr ?? 0 });
+      return cosineWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr, minLr: config.minLr ?? 0, warmupStart });
     case 'linear':
-      return linearWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr });
+      return linearWithWarmup(step, { totalSteps: horizon, warmupSteps, maxLr, warmupStart });
     case 'constant':
       return constantLr(step, { maxLr });
     case 'constant_with_warmup':
-      return constantWithWarmup(step, { warmupSteps, maxLr });
+      return constantWithWarmup(step, { warmupSteps, maxLr, warmupStart });
     case 'noam':
       return noam(step, { warmupSteps, maxLr });
     default:
@@ -172,6 +201,12 @@ export function validateLrSchedule(c: LrScheduleConfig): void {
   if (c.name === 'cosine_with_min_lr' && c.minLr === undefined) throw new Error('--lr_scheduler cosine_with_min_lr needs --min_lr');
   if (c.minLr !== undefined && !(c.minLr >= 0 && c.minLr <= c.maxLr)) {
     throw new Error(`--min_lr must be in [0, --lr ${c.maxLr}], got ${c.minLr}`);
+  }
+  if (c.warmupStart !== undefined && !(WARMUP_STARTS as readonly string[]).includes(c.warmupStart)) {
+    throw new Error(`--warmup_start ${c.warmupStart} is unknown (choose one of: ${WARMUP_STARTS.join(', ')})`);
+  }
+  if (c.warmupStart === 'one' && (c.name === 'noam' || c.name === 'constant')) {
+    throw new Error(`--warmup_start one counts the linear warm-up of cosine, cosine_with_min_lr, linear and constant_with_warmup; --lr_scheduler ${c.name} has ${c.name === 'noam' ? 'its own rise' : 'no warm-up'}`);
   }
   if (c.name === 'noam' && c.warmupSteps < 1) {
     throw new Error('--lr_scheduler noam peaks at the end of warm-up: give --warmup_steps N (N >= 1) or a --warmup_ratio that makes one');

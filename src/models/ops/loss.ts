@@ -51,20 +51,27 @@ export function scatterAt(flat: Tensor, idx: Tensor, values: Tensor, N: number, 
 /**
  * Causal-LM cross-entropy as HF computes it: logits [B, T, V] predict labels shifted left by one; positions whose
  * label is -100 are ignored; the mean is over the remaining tokens of the whole batch. The shift moves the labels
- * (the last position gets -100) rather than slicing the [B, T, V] logits.
+ * (the last position gets -100) rather than slicing the [B, T, V] logits. Labels [B, T + 1] give the last position
+ * a target too (nanoGPT's blocks: `nextTokenTargets`).
  */
 export function causalLmLoss(logits: Tensor, labels: Tensor): Tensor {
   return tf.tidy(() => {
     const [B, T, V] = logits.shape as [number, number, number];
-    return crossEntropy(reshape(logits, [B * T, V]), nextTokenTargets(labels));
+    return crossEntropy(reshape(logits, [B * T, V]), nextTokenTargets(labels, T));
   });
 }
 
-/** labels [B, T] → the flat targets [B·T] position t predicts: labels[t+1], IGNORE_INDEX at each row's end. */
-export function nextTokenTargets(labels: Tensor): Tensor {
+/**
+ * labels → the flat targets [B·T] positions 0..T-1 of the inputs predict: labels[t+1]. Labels [B, T] (aligned with
+ * the inputs, as HF's) leave the last position without one (IGNORE_INDEX); labels [B, T + 1] carry it.
+ */
+export function nextTokenTargets(labels: Tensor, inputLength?: number): Tensor {
   return tf.tidy(() => {
-    const [B, T] = labels.shape as [number, number];
-    const next = tf.concat([tf.slice(tf.cast(labels, 'int32'), [0, 1], [B, T - 1]), tf.fill([B, 1], IGNORE_INDEX, 'int32')], 1);
+    const [B, L] = labels.shape as [number, number];
+    const T = inputLength ?? L;
+    if (L !== T && L !== T + 1) throw new Error(`nextTokenTargets: labels of ${L} positions for ${T} inputs (expected ${T} or ${T + 1})`);
+    const shifted = tf.slice(tf.cast(labels, 'int32'), [0, 1], [B, L - 1]);
+    const next = L === T ? tf.concat([shifted, tf.fill([B, 1], IGNORE_INDEX, 'int32')], 1) : shifted;
     return tf.reshape(next, [B * T]);
   });
 }
