@@ -2,7 +2,7 @@
 # Stage 2: a reward model from the SFT output. DATA=sentiment (the default pipeline): on the pairs scripts/label_pairs.sh
 # ranked, held-out pairs from other prompts, the reward the sum of the values over the answer's tokens (answer_sum:
 # the lexicon's score is a sum over the answer's words; the prompt's tokens, shared by both sides of a pair, would
-# only add a per-prompt offset), 3 epochs. DATA=hh-rlhf: on hh-rlhf's human preference pairs. Extra arguments go
+# only add a per-prompt offset), 2 epochs. DATA=hh-rlhf: on hh-rlhf's human preference pairs. Extra arguments go
 # to train_reward_model.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -21,7 +21,7 @@ else
     --pretrain "${SFT_OUT:-$OUT/sft}" \
     --dataset "${RM_DATA:-$OUT/pairs/train.jsonl}" --eval_dataset "${RM_EVAL_DATA:-$OUT/pairs/eval.jsonl}" \
     --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction "${RM_REDUCTION:-answer_sum}" \
-    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM_EPOCHS:-3}" \
+    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM_EPOCHS:-2}" \
     ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-1e-3}" --weight_decay 0.1 --warmup_ratio 0.1 \
     ${RM_LORA:+--lora_rank "$RM_LORA" --lora_target all-linear --merge_lora_weights} \
     --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
