@@ -38,12 +38,22 @@ fi
 export DATA
 rm -rf "$OUT"
 mkdir -p "$OUT"
+# CPU seconds (user + sys) of this shell's finished child processes so far: bash's `times`, second line. Called
+# directly, never inside $(…): a subshell's `times` counts only its own children.
+child_cpu() {
+  times > "$OUT/.times"
+  CHILD_CPU=$(awk 'function s(x, a) { split(x, a, "m"); sub("s", "", a[2]); return a[1] * 60 + a[2] } NR == 2 { printf "%.1f", s($1) + s($2) }' "$OUT/.times")
+}
+# times.txt: one line per stage, "name wall_seconds cpu_seconds" (CPU time tells the cost on a loaded machine).
 stage() {
   local name=$1; shift
   echo "=== $name ==="
-  local t0=$SECONDS
+  local t0=$SECONDS c0
+  child_cpu
+  c0=$CHILD_CPU
   "$@"
-  echo "$name $((SECONDS - t0))" >> "$OUT/times.txt"
+  child_cpu
+  echo "$name $((SECONDS - t0)) $(awk -v a="$c0" -v b="$CHILD_CPU" 'BEGIN { printf "%.1f", b - a }')" >> "$OUT/times.txt"
 }
 stage sft bash "$ROOT/scripts/train_sft.sh"
 [ "$DATA" = sentiment ] && stage label bash "$ROOT/scripts/label_pairs.sh"

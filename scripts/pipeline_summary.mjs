@@ -18,11 +18,11 @@ const series = (rows, key) => rows.filter((r) => typeof r[key] === 'number').map
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 
-/** "name seconds" lines → { name: seconds }. */
+/** "name wall_seconds [cpu_seconds]" lines → { name: { wall, cpu } } (cpu null in older files). */
 function stageTimes(file) {
   if (!existsSync(file)) return {};
   const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' '));
-  return Object.fromEntries(lines.map(([k, v]) => [k, Number(v)]));
+  return Object.fromEntries(lines.map(([k, v, c]) => [k, { wall: Number(v), cpu: c === undefined ? null : Number(c) }]));
 }
 
 /** One decoding's numbers from judge.json: the PPO model ("ppo", else the second) against the SFT model (the first). */
@@ -56,7 +56,10 @@ export function buildSummary(out, { data = 'sentiment', model = 'models/tiny-cha
   const report = readJson(join(out, 'judge.json'));
   const greedy = report ? decodingSummary(report, 'greedy') : null;
   const sampled = report ? decodingSummary(report, 'sampled') : null;
-  const stages = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, { wall_s: v }]));
+  const stages = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, v.cpu === null ? { wall_s: v.wall } : { wall_s: v.wall, cpu_s: v.cpu }]));
+  const wall = Object.values(times).reduce((a, t) => a + t.wall, 0);
+  const cpus = Object.values(times).map((t) => t.cpu);
+  const cpu = cpus.length && cpus.every((c) => c !== null) ? Math.round(cpus.reduce((a, c) => a + c, 0) * 10) / 10 : null;
   const judge = report ? { name: report.judge, prompts: report.prompts.length, ...(greedy && { greedy }), ...(sampled && { sampled }) } : null;
   // The over-optimisation gap: what the proxy (the reward model) says PPO gained against what the judge says, both
   // in units of their own spread over the SFT answers (d_z), so the two scales compare.
@@ -77,17 +80,19 @@ export function buildSummary(out, { data = 'sentiment', model = 'models/tiny-cha
     ppo_reward_last: num(reward.at(-1)),
     overoptimization_gap_greedy: gap(greedy),
     overoptimization_gap_sampled: gap(sampled),
-    wall_s: Object.values(times).reduce((a, b) => a + b, 0),
+    wall_s: wall,
+    // user + sys seconds of every stage's processes: on a machine shared with other work, the cost wall time hides
+    cpu_s: cpu,
     stages,
     judge,
     labeling: labelStats[0] ? { train: labelStats[0], eval: labelStats[1] } : null,
     prompts_cut: prompts?.prompts_cut ?? null,
     prompts_total: prompts?.prompts_total ?? null,
     // older nested keys, kept for scripts that read them
-    sft: { eval_loss_before: num(sft[0]), eval_loss_after: num(sft.at(-1)), seconds: times.sft ?? null },
-    reward_model: { eval_accuracy: num(rmAcc.at(-1)), eval_margin: num(rmMargin.at(-1)), seconds: times.rm ?? null },
-    ppo: { reward_first: num(reward[0]), reward_last: num(reward.at(-1)), kl_last: num(kl.at(-1)), seconds: times.ppo ?? null },
-    total_seconds: Object.values(times).reduce((a, b) => a + b, 0),
+    sft: { eval_loss_before: num(sft[0]), eval_loss_after: num(sft.at(-1)), seconds: times.sft?.wall ?? null },
+    reward_model: { eval_accuracy: num(rmAcc.at(-1)), eval_margin: num(rmMargin.at(-1)), seconds: times.rm?.wall ?? null },
+    ppo: { reward_first: num(reward[0]), reward_last: num(reward.at(-1)), kl_last: num(kl.at(-1)), seconds: times.ppo?.wall ?? null },
+    total_seconds: wall,
   };
   return summary;
 }
@@ -116,7 +121,7 @@ export function summaryLines(s, out) {
       line(`  ${d}: reward model on the same`, `${fmt(j.rm_before)} → ${fmt(j.rm_after)}   d_z ${fmt(j.rm_d_z, 2)} (over-optimisation gap: RM d_z − judge d_z = ${fmt(s[`overoptimization_gap_${d}`], 2)})`);
     }
   }
-  line('wall time', `${s.wall_s} s`);
+  line('wall time', `${s.wall_s} s${s.cpu_s !== null && s.cpu_s !== undefined ? ` (CPU time, user + sys: ${Math.round(s.cpu_s)} s)` : ''}`);
   lines.push(`  report: ${join(out, 'report.html')}   summary: ${join(out, 'summary.json')}`);
   return lines;
 }

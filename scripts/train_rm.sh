@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage 2: a reward model from the SFT output. DATA=sentiment (the default pipeline): on the pairs scripts/label_pairs.sh
-# ranked, held-out pairs from other prompts, the reward the mean of the values over the tokens (`sum` ranks the
-# pairs better, 0.73 vs 0.66 held out, but its per-prompt offset swamps PPO's critic). DATA=hh-rlhf: on
-# hh-rlhf's human preference pairs. Extra arguments go to train_reward_model.
+# ranked, held-out pairs from other prompts, the reward the mean of the values over the tokens, 1 epoch (the run the
+# README shows). RM_REDUCTION=answer_sum RM_EPOCHS=2 RM_LR=1e-3: the sum over the answer's tokens only, which ranks
+# the held-out pairs better (README, demo section). DATA=hh-rlhf: on hh-rlhf's human preference pairs. Extra
+# arguments go to train_reward_model.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/pipeline}
@@ -19,7 +20,7 @@ else
   cli train_reward_model \
     --pretrain "${SFT_OUT:-$OUT/sft}" \
     --dataset "${RM_DATA:-$OUT/pairs/train.jsonl}" --eval_dataset "${RM_EVAL_DATA:-$OUT/pairs/eval.jsonl}" \
-    --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction mean \
+    --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction "${RM_REDUCTION:-mean}" \
     --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM_EPOCHS:-1}" \
     ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-2e-3}" --weight_decay 0.1 --warmup_ratio 0.1 \
     ${RM_LORA:+--lora_rank "$RM_LORA" --lora_target all-linear --merge_lora_weights} \

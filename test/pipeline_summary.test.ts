@@ -18,7 +18,7 @@ function fakeRun(withJudge: boolean): string {
   metrics('rm', [{ step: 10, 'eval/reward/accuracy': 0.7, 'eval/reward/margin': 0.5 }, { step: 20, 'eval/reward/accuracy': 0.85, 'eval/reward/margin': 1.5 }]);
   metrics('ppo', [{ step: 1, 'reward/mean': -1, 'objective/kl': 0 }, { step: 2, 'reward/mean': 0.5, 'objective/kl': 0.8 }]);
   writeFileSync(join(out, 'ppo', 'logs', 'prompts.json'), JSON.stringify({ prompts_total: 256, prompts_cut: 12, prompts_cut_template: 0, max_input_len: 96 }));
-  writeFileSync(join(out, 'times.txt'), 'sft 10\nlabel 20\nrm 30\nppo 40\n' + (withJudge ? 'judge 5\n' : ''));
+  writeFileSync(join(out, 'times.txt'), withJudge ? 'sft 10 18.5\nlabel 20 39.5\nrm 30 50\nppo 40 70.2\njudge 5 9.1\n' : 'sft 10\nlabel 20\nrm 30\nppo 40\n');
   if (withJudge) {
     mkdirSync(join(out, 'pairs'));
     for (const [s, pairs] of [['train', 300], ['eval', 80]] as const) {
@@ -44,8 +44,8 @@ describe('pipeline_summary.mjs', () => {
     expect(s).toMatchObject({
       data: 'sentiment', model: 'models/tiny-chat', sft_eval_loss_before: 4.9, sft_eval_loss_after: 4.6, rm_eval_accuracy: 0.85,
       rm_eval_pairs: 80, rm_chance: 0.5, judge_score_before: 0.75, judge_score_after: 2.25, ppo_kl: 0.8, wall_s: 105,
-      stages: { sft: { wall_s: 10 }, label: { wall_s: 20 }, rm: { wall_s: 30 }, ppo: { wall_s: 40 }, judge: { wall_s: 5 } },
-      prompts_cut: 12, prompts_total: 256,
+      stages: { sft: { wall_s: 10, cpu_s: 18.5 }, label: { wall_s: 20, cpu_s: 39.5 }, rm: { wall_s: 30, cpu_s: 50 }, ppo: { wall_s: 40, cpu_s: 70.2 }, judge: { wall_s: 5, cpu_s: 9.1 } },
+      prompts_cut: 12, prompts_total: 256, cpu_s: 187.3,
     });
     const g = s.judge.greedy;
     expect(s.judge).toMatchObject({ name: 'sentiment', prompts: 4 });
@@ -57,6 +57,7 @@ describe('pipeline_summary.mjs', () => {
     expect(s.overoptimization_gap_greedy).toBeCloseTo(g.rm_d_z - g.d_z, 12);
     expect(printed).toContain('reward model held-out accuracy');
     expect(printed).toContain('0.850 on 80');
+    expect(printed).toContain('105 s (CPU time, user + sys: 187 s)');
   });
 
   it('null for what did not run (the hh-rlhf route has no labelling or judge)', () => {
@@ -69,6 +70,9 @@ describe('pipeline_summary.mjs', () => {
     expect(s.judge_score_after).toBeNull();
     expect(s.rm_eval_pairs).toBeNull();
     expect(s.rm_eval_accuracy).toBe(0.85);
+    expect(s.stages.sft).toEqual({ wall_s: 10 }); // an older times.txt, without CPU seconds
+    expect(s.cpu_s).toBeNull();
+    expect(s.wall_s).toBe(100);
     for (const k of ['sft_eval_loss_before', 'sft_eval_loss_after', 'rm_eval_accuracy', 'judge_score_before', 'judge_score_after', 'ppo_kl', 'wall_s']) {
       expect(s).toHaveProperty(k);
     }

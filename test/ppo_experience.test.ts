@@ -65,6 +65,22 @@ describe('makeExperience', () => {
     m.dispose();
   });
 
+  it('answer_sum: the score is the sum of the reward model\'s values over the answer tokens alone', () => {
+    const m = { ...models(), rewardReduction: 'answer_sum' as const };
+    const eos = makeExperience(m, prompts, masks, opts()).items[0]!.answer[3]!;
+    const { items } = makeExperience(m, prompts, masks, opts({ eosTokenId: eos, padTokenId: 7 }));
+    for (const it of items) {
+      // each rollout alone, unpadded: its per-token values, the prompt's left out
+      const seq = [...it.prompt, ...it.answer];
+      const v = tf.tidy(() => m.reward.values(tf.tensor2d([seq], undefined, 'int32'), tf.ones([1, seq.length], 'int32')).arraySync() as number[][])[0]!;
+      const expected = v.slice(it.prompt.length).reduce((a, x) => a + x, 0);
+      const withPrompt = v.reduce((a, x) => a + x, 0);
+      expect(Math.abs(it.score - expected)).toBeLessThan(1e-4 * Math.max(1, Math.abs(expected)));
+      expect(Math.abs(withPrompt - expected)).toBeGreaterThan(1e-3); // the prompt's values would have changed it
+    }
+    m.dispose();
+  });
+
   it('the training forward over a re-padded minibatch reproduces the rollout log-probs', () => {
     const m = models();
     const { items } = makeExperience(m, prompts, masks, opts());

@@ -11,6 +11,7 @@ import {
   pickSamples,
   readMetrics,
   reportCharts,
+  renderMetricChart,
   reportFinals,
   summarizeSeries,
   thinPoints,
@@ -146,6 +147,19 @@ describe('buildReport', () => {
     const file = path.join(tmp, 'metrics.jsonl');
     writeJsonl(file, [{ step: 1, 'train/loss': 3 }, { step: 2, 'train/loss': 2 }, { step: 2, 'train/loss': 1.5 }, { step: 3, 'train/loss': 1 }]);
     expect(readMetrics(file).get('train/loss')!.map((p) => p.value)).toEqual([3, 1.5, 1]);
+  });
+});
+
+describe('chart axes', () => {
+  it('value ticks never repeat a label nor print an exponent (0 … 0.00114 gave 0.001 twice under ~r)', async () => {
+    for (const values of [[0, 0.001138940453529358], [0, 4500], [4.8599, 4.8315], [-2.777, -3.004]]) {
+      const svg = await renderMetricChart('objective/kl_k3', values.map((value, i) => ({ step: i + 1, value })));
+      const labels = [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]!).filter((t) => /^[−-]?[\d,.]+$/.test(t));
+      const valueLabels = labels.filter((t) => t.includes('.') || Number(t.replace(/,/g, '')) > 2); // the step axis reads 1, 2
+      expect(valueLabels.length).toBeGreaterThan(2);
+      expect(new Set(valueLabels).size).toBe(valueLabels.length);
+      expect(labels.some((t) => /e\+/.test(t))).toBe(false);
+    }
   });
 });
 

@@ -17,6 +17,13 @@ afterEach(() => {
 });
 
 describe('headline from summary.json', () => {
+  it('scores keep 3 decimals (−1.995 is not rounded to −2)', () => {
+    const s = parseRunSummary(readJson('summary.json'), 'summary.json');
+    const t = text(renderHeadline({ ...s, judgeBefore: 0.133, judgeAfter: -1.995, ppoKl: 1.4419 }));
+    expect(t).toContain('0.133 → -1.995');
+    expect(t).toContain('to the SFT model: 1.442 nats');
+  });
+
   it('shows what ran, the three numbers per stage and wall times', () => {
     const s = parseRunSummary(readJson('summary.json'), 'summary.json');
     expect(s).toMatchObject({ data: 'sentiment', model: 'models/tiny-chat', sftLossBefore: 4.86, sftLossAfter: 3.9, rmAccuracy: 0.84, rmPairs: 300, ppoKl: 0.8, wallS: 540 });
@@ -29,10 +36,10 @@ describe('headline from summary.json', () => {
     expect(t).toContain('4.86 → 3.9');
     expect(t).toContain('eval loss before → after training (−0.96)');
     expect(t).toContain('held-out pairwise accuracy on 300 pairs; chance is 0.5');
-    expect(t).toContain('-0.667 → 4.83');
-    expect(t).toContain('greedy: +5.5 [95% CI +3.84, +7.16], effect size dz 2.65, 6 wins / 0 ties / 0 losses; reward model -0.215 → 1.5 (dz 1.90); over-optimization gap (RM dz − judge dz) −0.75');
+    expect(t).toContain('-0.667 → 4.833');
+    expect(t).toContain('greedy: +5.5 [95% CI +3.84, +7.16], effect size dz 2.65, 6 wins / 0 ties / 0 losses; reward model -0.215 → 1.499 (dz 1.90); over-optimization gap (RM dz − judge dz) −0.75');
     expect(t).toContain('trained on 2400 labelled pairs');
-    expect(t).toContain('sampled: 0.333 → 2.83: +2.5 [95% CI +0.556, +4.44]');
+    expect(t).toContain('sampled: 0.333 → 2.833: +2.5 [95% CI +0.556, +4.44]');
     expect(t).toContain('KL of the PPO model to the SFT model: 0.8 nats');
     expect(t).toContain('reward model1 min 30 s');
     expect(t).toContain('total9 min');
@@ -80,7 +87,7 @@ describe('answers side by side from judge.json', () => {
     const html = renderSideBySide(s);
     expect(html.match(/<table class="answers"/g)).toHaveLength(2);
     expect(html.match(/<tbody>[\s\S]*?<\/tbody>/)![0].match(/<tr>/g)).toHaveLength(6);
-    expect(text(html)).toContain('ppo vs sft: sentiment score -0.667 → 4.83, difference +5.5 [95% CI +3.84, +7.16], effect size dz 2.65, 6 wins');
+    expect(text(html)).toContain('ppo vs sft: sentiment score -0.667 → 4.833, difference +5.5 [95% CI +3.84, +7.16], effect size dz 2.65, 6 wins');
     expect(text(html)).toContain('It was fine.0');
     expect(html).toMatch(/<td class="text">It was wonderful, thank you!<\/td><td class="num win">4<\/td>/);
   });

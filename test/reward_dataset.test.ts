@@ -125,6 +125,26 @@ describe('BOS and batches', () => {
     expect(b.inputIds).toEqual([[5, 6, 7, 0], [9, 9, 0, 0], [8, 0, 0, 0], [4, 4, 4, 4]]);
     expect(b.attentionMask).toEqual([[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]);
     expect(b.tokens).toBe(10);
+    expect(b.answerMask).toBeUndefined(); // these pairs do not know where their prompts end
+  });
+
+  it('each side knows where its prompt ends (after fitting), and collatePairs marks the answer tokens', () => {
+    const question = 'Tell me something about the weather today please, and about tomorrow, and about the whole week ahead of us';
+    const prompt = tok.encode(ha.renderPrompt([{ role: 'user', content: question }]), { addSpecialTokens: false });
+    const p: PreferencePair = { prompt: [{ role: 'user', content: question }], chosen: 'Sunny and warm.', rejected: 'Rain.' };
+    const whole = tokenizePreferencePairs([p], ha, tok, { maxLen: 1000 }).pairs[0]!;
+    expect(whole.chosenPromptLen).toBe(prompt.length);
+    expect(whole.rejectedPromptLen).toBe(prompt.length);
+    expect(whole.chosen.slice(0, prompt.length)).toEqual(prompt);
+    // room for the answer and its last answerLen + 2 prompt tokens: the prompt loses its left part, and the answer
+    // keeps its place after it
+    const answerLen = whole.chosen.length - prompt.length;
+    expect(prompt.length).toBeGreaterThan(answerLen + 2);
+    const cut = tokenizePreferencePairs([p], ha, tok, { maxLen: 2 * answerLen + 2 }).pairs[0]!;
+    expect(cut.chosenPromptLen).toBe(answerLen + 2);
+    expect(cut.chosen.slice(cut.chosenPromptLen)).toEqual(whole.chosen.slice(prompt.length));
+    const b = collatePairs([{ chosen: [5, 6, 7], rejected: [8, 9], chosenPromptLen: 1, rejectedPromptLen: 1 }], 0);
+    expect(b.answerMask).toEqual([[0, 1, 1], [0, 1, 0]]);
   });
 });
 

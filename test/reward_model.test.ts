@@ -14,6 +14,8 @@ import { readSafetensors } from '../src/hub/safetensors.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { LoraAdapter, DEFAULT_LORA_TARGETS } from '../src/models/lora.js';
 import { ValueHead } from '../src/models/value_head.js';
+import { answerMaskRows } from '../src/models/value_model.js';
+import { readRewardReduction } from '../src/rewards/reward_model.js';
 import { saveCheckpoint } from '../src/trainer/stage_checkpoint.js';
 import { loadRewardModel, readRewardMeta, reduceValues, RewardModel, rewardConfigExtra } from '../src/reward/index.js';
 import { ARCHS, fixtureDir, type Arch } from './helpers/fixtures.js';
@@ -46,6 +48,25 @@ describe.each(['cpu', 'wasm'] as const)('reduceValues on %s', (backend) => {
   it('a one-position input (a one-token text) scores its only value', () => {
     const got = tf.tidy(() => Array.from(reduceValues(tf.tensor2d([[1.5], [-2]]), tf.tensor2d([[1], [1]], undefined, 'int32'), 'last').dataSync()));
     expect(got).toEqual([1.5, -2]);
+  });
+
+  it('answer_sum and answer_mean: over the positions where both the mask and the answer mask are 1', () => {
+    const values = [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12, 13, 14, 15]];
+    const mask = [[1, 1, 1, 1, 0], [0, 0, 1, 1, 1], [1, 1, 0, 0, 0]];
+    // row 0: right-padded, prompt 2 tokens; row 1: left-padded, answer = the last 2; row 2: no answer token at all
+    const answer = [[0, 0, 1, 1, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 0]];
+    const run = (r: 'answer_sum' | 'answer_mean') =>
+      tf.tidy(() => Array.from(reduceValues(tf.tensor2d(values), tf.tensor2d(mask, undefined, 'int32'), r, undefined, null, tf.tensor2d(answer, undefined, 'int32')).dataSync()));
+    expect(run('answer_sum')).toEqual([3 + 4, 9 + 10, 0]); // the padded 5 of row 0 is outside the mask
+    const mean = run('answer_mean');
+    [3.5, 9.5, 0].forEach((m, i) => expect(mean[i]!).toBeCloseTo(m, 6));
+    expect(() => tf.tidy(() => reduceValues(tf.tensor2d(values), tf.tensor2d(mask, undefined, 'int32'), 'answer_sum'))).toThrow(/answer mask/);
+  });
+});
+
+describe('answerMaskRows', () => {
+  it('1 from the prompt end to the sequence end of each right-padded row', () => {
+    expect(answerMaskRows([2, 0, 3], [4, 2, 3], 5)).toEqual([[0, 0, 1, 1, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]]);
   });
 });
 
@@ -142,6 +163,33 @@ describe('saved reward models load by path alone', () => {
     loaded.scoreArrays(ids, mask).forEach((r, i) => expect(r).toBeCloseTo(before[i]!, 5));
     rm.dispose();
     loaded.dispose();
+  });
+
+  it('answer_sum: recorded in config.json, read by both loaders, the prompt\'s values left out', async () => {
+    const rm = freshRewardModel('llama', 'last');
+    const dir = join(tmp, 'answer-sum');
+    await saveCheckpoint(dir, { model: rm.backbone, tokenizer: await Tokenizer.fromDir(fixtureDir('llama')), valueHead: rm.valueHead, configExtra: rewardConfigExtra('answer_sum') });
+    expect(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).rlhf).toEqual({ kind: 'reward_model', reward_reduction: 'answer_sum' });
+    expect(readRewardReduction(dir)).toBe('answer_sum'); // PPO's and GRPO's reader
+    const loaded = loadRewardModel(dir);
+    expect(loaded.reduction).toBe('answer_sum');
+    expect(loaded.needsAnswerMask).toBe(true);
+    const values = tf.tidy(() => loaded.values(tf.tensor2d(ids, undefined, 'int32'), tf.tensor2d(mask, undefined, 'int32')).arraySync() as number[][]);
+    const answer = [[0, 0, 0, 0, 1, 1], [0, 1, 1, 0, 0, 0]]; // prompts of 4 and 1 tokens
+    const expected = [values[0]![4]! + values[0]![5]!, values[1]![1]! + values[1]![2]!];
+    loaded.scoreArrays(ids, mask, answer).forEach((r, i) => expect(r).toBeCloseTo(expected[i]!, 5));
+    expect(() => loaded.scoreArrays(ids, mask)).toThrow(/answer_sum.*answer mask/);
+    rm.dispose();
+    loaded.dispose();
+  });
+
+  it('an unknown rlhf.reward_reduction is refused naming the file and field', async () => {
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    const dir = join(tmp, 'bad-reduction');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ rlhf: { kind: 'reward_model', reward_reduction: 'answer_max' } }));
+    expect(() => readRewardMeta(dir)).toThrow(/config\.json: field "rlhf\.reward_reduction" must be one of last, mean, sum, answer_sum, answer_mean, got "answer_max"/);
+    expect(() => readRewardReduction(dir)).toThrow(/config\.json: rlhf\.reward_reduction must be one of .*answer_sum/);
   });
 
   it('a directory without a value head is refused with a clear error', () => {

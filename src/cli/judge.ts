@@ -15,6 +15,7 @@ import { Rng } from '../engine/rng.js';
 import { getTemplate, TEMPLATE_NAMES } from '../data/templates/index.js';
 import { DEFAULT_PROMPT_TEMPLATE, preparePrompts, recordedTemplate } from '../ppo/data.js';
 import { loadRewardModel } from '../reward/load.js';
+import { answerMaskRows } from '../models/value_model.js';
 import { answerPrompts, checkAnswerBudget, type Answer } from '../rollout/answer_prompts.js';
 import { JUDGES, judgeScores, type JudgeName } from '../rewards/sentiment.js';
 import { pairedEffect, sampleStd, type PairedEffect } from '../report/effect_size.js';
@@ -123,10 +124,15 @@ async function main(): Promise<void> {
         if (rm) {
           entry.rm = [];
           for (let s = 0; s < ids.length; s += o.batch_size) {
-            const rows = ids.slice(s, s + o.batch_size).map((p, i) => [...p, ...answers[s + i]!.ids]);
+            const prompts = ids.slice(s, s + o.batch_size);
+            const rows = prompts.map((p, i) => [...p, ...answers[s + i]!.ids]);
             const T = Math.max(...rows.map((r) => r.length));
             const pad = tokenizer.padTokenId ?? 0;
-            entry.rm.push(...rm.scoreArrays(rows.map((r) => [...r, ...new Array<number>(T - r.length).fill(pad)]), rows.map((r) => [...r.map(() => 1), ...new Array<number>(T - r.length).fill(0)])));
+            entry.rm.push(...rm.scoreArrays(
+              rows.map((r) => [...r, ...new Array<number>(T - r.length).fill(pad)]),
+              rows.map((r) => [...r.map(() => 1), ...new Array<number>(T - r.length).fill(0)]),
+              answerMaskRows(prompts.map((p) => p.length), rows.map((r) => r.length), T),
+            ));
           }
           entry.rmMean = entry.rm.reduce((a, b) => a + b, 0) / entry.rm.length;
         }

@@ -14,7 +14,9 @@
  *   and tokenized as train_reward_model tokenizes its pairs;
  * - `--dataset FILE`: every record, in any SFT format (its conversation up to the last reply is the prompt, the reply
  *   the answer, rendered as above) or plain text (`text` records, .txt lines).
- * The reward is read where transformers reads it (the last token that is not pad_token_id).
+ * The reward is read where transformers reads it (the last token that is not pad_token_id), or as the reward model's
+ * directory records (`rlhf.reward_reduction`); for the answer-only reductions a text without a prompt (`--input`
+ * alone, `--input_ids`, plain-text records) is all answer.
  */
 import { Command, Option } from 'commander';
 import { int, runMain, setupRun, threadsOption } from './common.js';
@@ -28,6 +30,7 @@ import { resolvePretrained } from '../hub/hf_cache.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { encodeRewardSequence, loadRewardModel, REWARD_FALLBACK_TEMPLATE, tokenizerAddsBos, type RewardModel } from '../reward/index.js';
 import { FROZEN_DTYPES, frozenDtypeFromFlags, packFrozenModel } from '../models/frozen_dtype.js';
+import { answerMaskRows } from '../models/value_model.js';
 
 interface ScoreOptions {
   frozen_dtype?: string;
@@ -64,16 +67,22 @@ function splitReply(messages: ChatMessage[], location: RecordLocation | undefine
   return { prompt: messages.slice(0, -1), answer: last.content };
 }
 
+/** One sequence to score: its ids and how many of them are the prompt (0: all answer). */
+interface ScoredRow {
+  ids: number[];
+  promptLen: number;
+}
+
 /** The id rows to score, with a note on truncation. */
-async function sequences(o: ScoreOptions, tokenizer: Tokenizer, template: () => PromptTemplate, maxLen: number): Promise<number[][]> {
-  const encode = (prompt: ChatMessage[], answer: string, location?: RecordLocation): number[] =>
-    encodeRewardSequence(template(), { prompt, location }, answer, tokenizer, { maxLen, addBos: !template().ownsSpecialTokens && tokenizerAddsBos(tokenizer) }).ids;
-  const plain = (text: string): number[] => {
+async function sequences(o: ScoreOptions, tokenizer: Tokenizer, template: () => PromptTemplate, maxLen: number): Promise<ScoredRow[]> {
+  const encode = (prompt: ChatMessage[], answer: string, location?: RecordLocation): ScoredRow =>
+    encodeRewardSequence(template(), { prompt, location }, answer, tokenizer, { maxLen, addBos: !template().ownsSpecialTokens && tokenizerAddsBos(tokenizer) });
+  const plain = (text: string): ScoredRow => {
     const ids = tokenizer.encode(text);
     if (!ids.length) throw new Error('the text encodes to no tokens');
-    return ids.length > maxLen ? ids.slice(0, maxLen) : ids;
+    return { ids: ids.length > maxLen ? ids.slice(0, maxLen) : ids, promptLen: 0 };
   };
-  if (o.input_ids !== undefined) return [parseIds(o.input_ids, tokenizer.vocabSize)];
+  if (o.input_ids !== undefined) return [{ ids: parseIds(o.input_ids, tokenizer.vocabSize), promptLen: 0 }];
   if (o.input !== undefined) return [o.response === undefined ? plain(o.input) : encode([{ role: 'user', content: o.input }], o.response)];
   const { samples, skipped } = await loadSftSamples(o.dataset!, { maxRecords: o.max_datasets_size });
   if (skipped) console.error(`${o.dataset}: skipped ${skipped} bad record(s)`);
@@ -84,11 +93,13 @@ async function sequences(o: ScoreOptions, tokenizer: Tokenizer, template: () => 
   });
 }
 
-function scoreAll(rm: RewardModel, rows: number[][], padTokenId: number, batchSize: number): number[] {
+function scoreAll(rm: RewardModel, rows: ScoredRow[], padTokenId: number, batchSize: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < rows.length; i += batchSize) {
-    const batch = padBatch(rows.slice(i, i + batchSize).map((inputIds) => ({ inputIds })), { padTokenId, side: 'right' });
-    out.push(...rm.scoreArrays(batch.inputIds, batch.attentionMask));
+    const part = rows.slice(i, i + batchSize);
+    const batch = padBatch(part.map((r) => ({ inputIds: r.ids })), { padTokenId, side: 'right' });
+    const T = batch.inputIds[0]!.length;
+    out.push(...rm.scoreArrays(batch.inputIds, batch.attentionMask, answerMaskRows(part.map((r) => r.promptLen), part.map((r) => r.ids.length), T)));
   }
   return out;
 }

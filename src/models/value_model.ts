@@ -10,8 +10,18 @@ import type { DecoderModel } from './decoder.js';
 import type { ValueHead } from './value_head.js';
 import { positionsFromMask } from './ops/positions.js';
 
-/** How per-position values become one score per sequence: the value at the last real token, or their mean. */
-export type ValueReduction = 'last' | 'mean' | 'sum';
+/**
+ * How per-position values become one score per sequence: the value at the last real token, the mean or the sum over
+ * the real tokens, or the sum or mean over the ANSWER's tokens only (`answer_sum`, `answer_mean`: the prompt's
+ * positions, shared by both answers of a pair, add nothing then, neither a per-prompt offset nor a length confound).
+ */
+export const VALUE_REDUCTIONS = ['last', 'mean', 'sum', 'answer_sum', 'answer_mean'] as const;
+export type ValueReduction = (typeof VALUE_REDUCTIONS)[number];
+
+/** Whether a reduction reads only the answer's positions (its callers must then pass an answer mask). */
+export function readsAnswerOnly(reduction: ValueReduction): boolean {
+  return reduction === 'answer_sum' || reduction === 'answer_mean';
+}
 
 export class ValueModel {
   /**
@@ -48,8 +58,8 @@ export class ValueModel {
   }
 
   /** One score per sequence [B]. */
-  score(inputIds: Tensor, attentionMask: Tensor, reduction: ValueReduction = 'last'): Tensor {
-    return tf.tidy(() => reduceValues(this.values(inputIds, attentionMask), attentionMask, reduction, inputIds, this.padTokenId));
+  score(inputIds: Tensor, attentionMask: Tensor, reduction: ValueReduction = 'last', answerMask?: Tensor): Tensor {
+    return tf.tidy(() => reduceValues(this.values(inputIds, attentionMask), attentionMask, reduction, inputIds, this.padTokenId, answerMask));
   }
 }
 
@@ -72,21 +82,36 @@ export function scoreIndices(attentionMask: Tensor, inputIds?: Tensor, padTokenI
 /**
  * values [B, T] → one number per row [B]. 'last': the value at the scored position (`scoreIndices`). 'mean': the mean
  * over positions whose mask is 1. 'sum': their sum (a score that adds up per token, such as a lexicon's word
- * valences; in a causal model the prompt's positions are the same for both answers of a pair and cancel).
+ * valences). 'answer_sum' / 'answer_mean': the sum / mean over positions where both the mask and `answerMask` [B, T]
+ * (1 on the answer's tokens) are 1; a row with no answer token scores 0.
  */
 export function reduceValues(
-  values: Tensor, attentionMask: Tensor, reduction: ValueReduction, inputIds?: Tensor, padTokenId: number | null = null,
+  values: Tensor, attentionMask: Tensor, reduction: ValueReduction, inputIds?: Tensor, padTokenId: number | null = null, answerMask?: Tensor,
 ): Tensor {
   return tf.tidy(() => {
     const [, T] = values.shape as [number, number];
-    const mask = tf.cast(attentionMask, 'float32'); // (B, T)
-    if (reduction === 'mean') return tf.div(tf.sum(tf.mul(values, mask), 1), tf.maximum(tf.sum(mask, 1), 1));
-    if (reduction === 'sum') return tf.sum(tf.mul(values, mask), 1);
+    let mask = tf.cast(attentionMask, 'float32'); // (B, T)
+    if (readsAnswerOnly(reduction)) {
+      if (!answerMask) throw new Error(`reward reduction "${reduction}" reads the answer's tokens only, so it needs the answer's positions (an answer mask)`);
+      if (answerMask.shape.join() !== values.shape.join()) throw new Error(`reduceValues: answer mask [${answerMask.shape}] must be [${values.shape}] as the values`);
+      mask = tf.mul(mask, tf.cast(answerMask, 'float32'));
+    }
+    const total = () => tf.sum(tf.mul(values, mask), 1);
+    if (reduction === 'mean' || reduction === 'answer_mean') return tf.div(total(), tf.maximum(tf.sum(mask, 1), 1));
+    if (reduction === 'sum' || reduction === 'answer_sum') return total();
     const last = scoreIndices(attentionMask, inputIds, padTokenId); // (B)
     // A 0/1 mask of the scored position by comparison, not tf.oneHot, which refuses a depth of 1 (a one-token input).
     const at = tf.cast(tf.equal(tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]), tf.reshape(last, [-1, 1])), 'float32'); // (B, T)
     return tf.sum(tf.mul(values, at), 1);
   });
+}
+
+/**
+ * Answer masks [B][T] of right-padded rows: row b is 1 from its prompt's end `promptLens[b]` to its sequence's end
+ * `lengths[b]` (prompt + answer tokens), 0 elsewhere.
+ */
+export function answerMaskRows(promptLens: readonly number[], lengths: readonly number[], T: number): number[][] {
+  return promptLens.map((p, b) => Array.from({ length: T }, (_, t) => (t >= p && t < lengths[b]! ? 1 : 0)));
 }
 
 /** Index of the last 1 in each row of a 0/1 mask (−1 for an all-zero row). */

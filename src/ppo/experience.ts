@@ -2,7 +2,8 @@
  * Making experience from one batch of prompts, in numbered steps:
  *   1. rollout     the actor samples answers (KV cache, left-padded prompts, each row stops at its first EOS)
  *   2. score       one forward each over prompt + answer: log-probs of the answer tokens under the actor and the
- *                  initial model, the critic's values, the reward model's score at the last real token
+ *                  initial model, the critic's values, the reward model's score (at the last real token, or the
+ *                  reduction its directory records, e.g. the sum over the answer's tokens)
  *   3. rewards     per token −β·KL_t, plus the clipped score on the last answer token
  *   4. advantages  GAE (or ColossalChat's sequence-level R − V), then whitened over the batch
  *
@@ -108,8 +109,10 @@ export function makeExperience(m: ExperienceModels, promptIds: number[][], promp
     const logp = answerLogProbs(m.actor, ids, mask, answer, P);
     const refLogp = referenceLogProbs(m.actor, m.initial, ids, mask, answer, P);
     const values = answerValues(m.critic, ids, mask, P, N);
-    const score = reduceValues(m.reward.values(ids, mask), mask, m.rewardReduction, ids, m.reward.padTokenId);
     const action = tf.tensor2d(gen.actionMask, [B, N], 'float32');
+    // The answer's positions (the prompt's P, left-padded, come first), for the answer-only reward reductions.
+    const answerMask = tf.concat([tf.zeros([B, P]), action], 1); // (B, P + N)
+    const score = reduceValues(m.reward.values(ids, mask), mask, m.rewardReduction, ids, m.reward.padTokenId, answerMask);
     o.onMemory?.();
     return {
       logp, refLogp, values, score,

@@ -41,12 +41,12 @@ const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#b279a2
 
 /**
  * Tick label formats. The step axis shows integers with thousands separators (`12,500`, never `1.25e+4`), and
- * `tickMinStep: 1` keeps fractional steps off it. Values use `~r` without a precision: Vega then picks the digits
- * from the tick spacing, so neighbouring ticks never print the same label and no exponent appears. Learning rates
- * (1e-5 .. 1e-3) read best in exponent notation, again with the precision left to the tick spacing.
+ * `tickMinStep: 1` keeps fractional steps off it. Values take Vega's default: fixed decimals chosen from the tick
+ * spacing (`0.0010`, `0.0012`; `4.830`, `4.835`), so neighbouring ticks never print the same label and no exponent
+ * appears (`~r` dropped a digit on some domains: 0 … 0.00114 printed `0.001` for both 0.0010 and 0.0012). Learning
+ * rates (1e-5 .. 1e-3) read best in exponent notation, again with the precision left to the tick spacing.
  */
 export const STEP_FORMAT = ',d';
-export const VALUE_FORMAT = ',~r';
 export const LR_FORMAT = '~e';
 
 /** The finite points of a series, thinned for drawing, and the notes a reader needs about what was left out. */
@@ -76,7 +76,7 @@ export function groupChartSpec(group: ChartGroup, metrics: ReadonlyMap<string, r
     notes.push(...n);
     longest = Math.max(longest, drawn.length);
   }
-  const valueAxis = group.kind === 'lr' ? { labelExpr: `datum.value === 0 ? '0' : format(datum.value, '${LR_FORMAT}')` } : { format: VALUE_FORMAT };
+  const valueAxis = group.kind === 'lr' ? { labelExpr: `datum.value === 0 ? '0' : format(datum.value, '${LR_FORMAT}')` } : {};
   // Points only help to read short series; on long ones they hide the line.
   const mark = { type: 'line' as const, point: longest <= 40, strokeWidth: 1.5, clip: true };
   const x = { field: 'step', type: 'quantitative' as const, title: 'step', axis: { format: STEP_FORMAT, tickMinStep: 1, tickCount: 6 } };

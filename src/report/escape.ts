@@ -17,6 +17,15 @@ export function formatNumber(value: number | undefined | null, digits = 4): stri
   return String(Number(value.toPrecision(digits)));
 }
 
+/**
+ * A score with `decimals` places, trailing zeros dropped (−1.995 stays −1.995, where 3 significant digits would
+ * round it to −2): what the printed summary shows, so the report reads the same numbers.
+ */
+export function formatDecimals(value: number | undefined | null, decimals = 3): string {
+  if (value === undefined || value === null || !Number.isFinite(value)) return '–';
+  return String(Number(value.toFixed(decimals)));
+}
+
 /** A signed number (`+1.1`, `−0.3`) for differences. */
 export function formatSigned(value: number | undefined | null, digits = 3): string {
   if (value === undefined || value === null || !Number.isFinite(value)) return '–';

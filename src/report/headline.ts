@@ -5,7 +5,7 @@
  * missing shows as '–'; a key of the wrong type is an error naming the file and the field.
  */
 import fs from 'node:fs';
-import { escapeHtml, formatNumber, formatSeconds, formatSigned } from './escape.js';
+import { escapeHtml, formatDecimals, formatNumber, formatSeconds, formatSigned } from './escape.js';
 
 /** The judge's paired effect for one decoding, as summary.json carries it. */
 export interface DecodingEffect {
@@ -246,23 +246,23 @@ export function renderHeadline(s: RunSummary): string {
     const pairs = s.rmPairs !== undefined ? ` on ${formatNumber(s.rmPairs)} pairs` : '';
     const lines = [`held-out pairwise accuracy${pairs}; chance is ${formatNumber(s.rmChance)}`];
     if (s.rmTrainPairs !== undefined) lines.push(`trained on ${formatNumber(s.rmTrainPairs)} labelled pairs`);
-    cards.push(card('reward model', formatNumber(acc, 3), lines, verdict, wall('rm')));
+    cards.push(card('reward model', formatDecimals(acc), lines, verdict, wall('rm')));
   }
   {
     const judgeName = s.judgeName !== undefined ? `the ${escapeHtml(s.judgeName)} judge's` : 'the judge';
     const prompts = s.judgePrompts !== undefined ? ` on ${formatNumber(s.judgePrompts)} held-out prompts` : ' on held-out prompts';
     const lines = [`${judgeName} mean score${prompts}, SFT model → PPO model (greedy)`];
     for (const e of s.effects) {
-      const scores = e.decoding === 'greedy' ? '' : `${formatNumber(e.before, 3)} → ${formatNumber(e.after, 3)}: `;
-      let rm = e.rmBefore !== undefined || e.rmAfter !== undefined ? `; reward model ${formatNumber(e.rmBefore, 3)} → ${formatNumber(e.rmAfter, 3)}` : '';
+      const scores = e.decoding === 'greedy' ? '' : `${formatDecimals(e.before)} → ${formatDecimals(e.after)}: `;
+      let rm = e.rmBefore !== undefined || e.rmAfter !== undefined ? `; reward model ${formatDecimals(e.rmBefore)} → ${formatDecimals(e.rmAfter)}` : '';
       if (e.rmDZ !== undefined) rm += ` (d<sub>z</sub> ${e.rmDZ.toFixed(2).replace('-', '−')})`;
       if (e.gap !== undefined) rm += `; over-optimization gap (RM d<sub>z</sub> − judge d<sub>z</sub>) ${formatSigned(e.gap, 2)}`;
       lines.push(`<b>${escapeHtml(e.decoding)}</b>: ${scores}${effectLine(e)}${rm}`);
     }
-    const proxy = `${formatNumber(s.ppoRewardFirst, 3)} → ${formatNumber(s.ppoRewardLast, 3)}`;
+    const proxy = `${formatDecimals(s.ppoRewardFirst)} → ${formatDecimals(s.ppoRewardLast)}`;
     const judged = s.judgeBefore !== undefined || s.judgeAfter !== undefined || s.effects.length > 0;
     const hasProxy = s.ppoRewardFirst !== undefined || s.ppoRewardLast !== undefined;
-    lines.push(`KL of the PPO model to the SFT model: ${formatNumber(s.ppoKl, 3)} nats`);
+    lines.push(`KL of the PPO model to the SFT model: ${formatDecimals(s.ppoKl)} nats`);
     const greedy = s.effects.find((e) => e.decoding === 'greedy');
     const verdict = greedy ? { up: 'good', down: 'bad', unclear: 'neutral' }[effectVerdict(greedy)] : 'neutral';
     if (!judged && hasProxy) {
@@ -271,7 +271,7 @@ export function renderHeadline(s: RunSummary): string {
       cards.push(card('PPO', proxy, proxyLines, 'neutral', wall('ppo')));
     } else {
       if (hasProxy) lines.push(`reward-model score during PPO (the proxy it optimizes): ${proxy}`);
-      cards.push(card('PPO', `${formatNumber(s.judgeBefore, 3)} → ${formatNumber(s.judgeAfter, 3)}`, lines, verdict as 'good' | 'bad' | 'neutral', wall('ppo')));
+      cards.push(card('PPO', `${formatDecimals(s.judgeBefore)} → ${formatDecimals(s.judgeAfter)}`, lines, verdict as 'good' | 'bad' | 'neutral', wall('ppo')));
     }
   }
 

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { pairedEffect, type PairedEffect } from './effect_size.js';
-import { escapeHtml, formatNumber } from './escape.js';
+import { escapeHtml, formatDecimals } from './escape.js';
 import { effectLine, effectVerdict } from './headline.js';
 
 export interface ModelColumn {
@@ -89,7 +89,7 @@ export function readSideBySide(file: string): SideBySide {
   return parseSideBySide(raw, file);
 }
 
-const score = (v: number | undefined) => formatNumber(v, 3);
+const score = (v: number | undefined) => formatDecimals(v);
 
 function effectSummary(table: DecodingTable, judge: string | undefined): string {
   const base = table.models[0]!;

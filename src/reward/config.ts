@@ -12,11 +12,12 @@ import { PAIRWISE_LOSSES, type PairwiseLossName } from './losses.js';
 import type { LoopControlsConfig } from '../trainer/loop_controls.js';
 import type { ScheduleFields } from '../trainer/schedule_config.js';
 import { configChecks, definedFields } from '../trainer/config_checks.js';
+import { VALUE_REDUCTIONS, type ValueReduction } from '../models/value_model.js';
 import type { LoraFields, OptimizerFields, RunFields } from '../trainer/stage_fields.js';
 
-/** How a sequence's per-token values become one reward. */
-export const REWARD_REDUCTIONS = ['last', 'mean', 'sum'] as const;
-export type RewardReduction = (typeof REWARD_REDUCTIONS)[number];
+/** How a sequence's per-token values become one reward (src/models/value_model.ts defines each). */
+export const REWARD_REDUCTIONS = VALUE_REDUCTIONS;
+export type RewardReduction = ValueReduction;
 
 /** With the shared loop controls (--max_steps, --eval_steps, --save_best, ...) and schedule flags. */
 export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFiniteOptions, LoraFields, OptimizerFields, RunFields {
@@ -32,6 +33,7 @@ export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFin
   /**
    * 'last' (default): the value at the last real token (last 1 of the attention mask), i.e. after the EOS that ends
    * the answer, the one position that has read the whole prompt and answer. 'mean': mean over real tokens. 'sum': their sum.
+   * 'answer_sum' / 'answer_mean': the sum / mean over the answer's tokens only (the prompt's are left out).
    */
   rewardReduction: RewardReduction;
 

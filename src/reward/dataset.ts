@@ -13,12 +13,13 @@
  *      the last kept token.
  */
 import type { RecordLocation } from '../data/location.js';
-import { fitSequence, renderPairSide } from '../data/pair_tokens.js';
+import { fitPromptAnswer, renderPairSide } from '../data/pair_tokens.js';
 import type { PreferencePair } from '../data/preference.js';
 import { loadPreferencePairs } from '../data/preference.js';
 import { splitTrainVal } from '../data/split.js';
 import { heldOutSplit } from '../data/dataset_splits.js';
 import { padBatch } from '../data/batching.js';
+import { answerMaskRows } from '../models/value_model.js';
 import type { PromptTemplate } from '../data/templates/index.js';
 import type { TextEncoderLike } from '../data/sft_samples.js';
 import type { RewardConfig } from './config.js';
@@ -30,6 +31,9 @@ export { fitSequence, renderPairSide, tokenizerAddsBos } from '../data/pair_toke
 export interface TokenizedPair {
   chosen: number[];
   rejected: number[];
+  /** Tokens before each side's answer (BOS + prompt after fitting): what the answer-only reductions leave out. */
+  chosenPromptLen?: number;
+  rejectedPromptLen?: number;
   location?: RecordLocation;
 }
 
@@ -63,7 +67,7 @@ export function encodeRewardSequence(
   answerText: string,
   tokenizer: TextEncoderLike,
   opts: PairTokenizeOptions,
-): { ids: number[]; promptCut: boolean; answerCut: boolean } {
+): { ids: number[]; promptLen: number; promptCut: boolean; answerCut: boolean } {
   const side = renderPairSide(template, conversation, answerText);
   let prompt = tokenizer.encode(side.prompt, { addSpecialTokens: false });
   let answer: number[];
@@ -80,7 +84,8 @@ export function encodeRewardSequence(
     if (eos !== null && answer[answer.length - 1] !== eos) answer.push(eos);
     if (opts.addBos && tokenizer.bosTokenId !== null) bos = [tokenizer.bosTokenId];
   }
-  return fitSequence(bos, prompt, answer, opts.maxLen);
+  const fit = fitPromptAnswer(bos, prompt, answer, opts.maxLen);
+  return { ids: [...fit.prompt, ...fit.answer], promptLen: fit.prompt.length, promptCut: fit.promptCut, answerCut: fit.answerCut };
 }
 
 /** Renders and tokenizes pairs; errors name the pair's file and record. */
@@ -92,20 +97,20 @@ export function tokenizePreferencePairs(
 ): { pairs: TokenizedPair[]; stats: PairTokenizeStats } {
   const stats: PairTokenizeStats = { pairs: 0, promptTruncated: 0, answerTruncated: 0, droppedIdentical: 0, tokens: 0 };
   const out: TokenizedPair[] = [];
-  const encodeSide = (pair: PreferencePair, answerText: string): number[] => {
+  const encodeSide = (pair: PreferencePair, answerText: string) => {
     const fit = encodeRewardSequence(template, pair, answerText, tokenizer, opts);
     if (fit.promptCut) stats.promptTruncated++;
     if (fit.answerCut) stats.answerTruncated++;
-    return fit.ids;
+    return fit;
   };
   for (const pair of pairs) {
-    const chosen = encodeSide(pair, pair.chosen);
-    const rejected = encodeSide(pair, pair.rejected);
+    const { ids: chosen, promptLen: chosenPromptLen } = encodeSide(pair, pair.chosen);
+    const { ids: rejected, promptLen: rejectedPromptLen } = encodeSide(pair, pair.rejected);
     if (chosen.length === rejected.length && chosen.every((id, i) => id === rejected[i])) {
       stats.droppedIdentical++;
       continue;
     }
-    out.push({ chosen, rejected, location: pair.location });
+    out.push({ chosen, rejected, chosenPromptLen, rejectedPromptLen, location: pair.location });
     stats.pairs++;
     stats.tokens += chosen.length + rejected.length;
   }
@@ -116,6 +121,8 @@ export function tokenizePreferencePairs(
 export interface PairBatch {
   inputIds: number[][];
   attentionMask: number[][];
+  /** 1 on each row's answer tokens (for the answer-only reductions); absent when a pair does not know its prompt's length. */
+  answerMask?: number[][];
   /** Pairs in the batch (B). */
   pairs: number;
   /** Real (unpadded) tokens in the batch. */
@@ -125,7 +132,12 @@ export interface PairBatch {
 export function collatePairs(items: readonly TokenizedPair[], padTokenId: number): PairBatch {
   const seqs = [...items.map((p) => ({ inputIds: p.chosen })), ...items.map((p) => ({ inputIds: p.rejected }))];
   const b = padBatch(seqs, { padTokenId, side: 'right' });
-  return { inputIds: b.inputIds, attentionMask: b.attentionMask, pairs: items.length, tokens: seqs.reduce((s, x) => s + x.inputIds.length, 0) };
+  const batch: PairBatch = { inputIds: b.inputIds, attentionMask: b.attentionMask, pairs: items.length, tokens: seqs.reduce((s, x) => s + x.inputIds.length, 0) };
+  const promptLens = [...items.map((p) => p.chosenPromptLen), ...items.map((p) => p.rejectedPromptLen)];
+  if (promptLens.every((n) => n !== undefined)) {
+    batch.answerMask = answerMaskRows(promptLens as number[], seqs.map((x) => x.inputIds.length), b.inputIds[0]?.length ?? 0);
+  }
+  return batch;
 }
 
 export interface RewardData {

@@ -41,8 +41,8 @@ export function readRewardMeta(dir: string): Partial<RewardModelMeta> | null {
  * - the older layout of this project (`value_head.weight`/`value_head.bias` in model.safetensors or
  *   value_head.safetensors), or a PEFT LoRA adapter directory (its base named by adapter_config.json, the head in
  *   value_head.safetensors and `rlhf_config.json` beside it; the adapter stays applied).
- * The reward is read as transformers reads it (the last token that is not `pad_token_id`), or as the mean over the
- * tokens when the directory records `rlhf.reward_reduction: "mean"`; `opts.reduction` overrides that.
+ * The reward is read as transformers reads it (the last token that is not `pad_token_id`), or as the directory's
+ * `rlhf.reward_reduction` says (`mean`, `sum`, `answer_sum`, `answer_mean`); `opts.reduction` overrides that.
  * The caller owns the model (`dispose()`).
  */
 export function loadRewardModel(dir: string, opts: { reduction?: RewardReduction } = {}): RewardModel {

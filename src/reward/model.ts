@@ -5,14 +5,16 @@
  * The reward of a sequence is, by default, the value at its LAST REAL token: the index of the last 1 in the
  * attention mask. With right padding that is the EOS closing the answer, the one position whose causal context is
  * the whole prompt and answer (TRL and ColossalChat's later RewardModel read the same position); padding after it
- * cannot change it. `mean` (--reward_reduction mean) averages the values over the real tokens instead.
+ * cannot change it. `mean` (--reward_reduction mean) averages the values over the real tokens instead, `sum` adds
+ * them; `answer_sum` / `answer_mean` add / average the answer's tokens only, so the prompt's positions (the same for
+ * both answers of a pair) add no per-prompt offset: these need the answer's positions (`answerMask`).
  *
  * Legend: B batch, T time (padded length), C hidden width.
  */
 import { tf, type Tensor } from '../engine/tf.js';
 import type { DecoderModel } from '../models/decoder.js';
 import type { ValueHead } from '../models/value_head.js';
-import { reduceValues, ValueModel } from '../models/value_model.js';
+import { readsAnswerOnly, reduceValues, ValueModel } from '../models/value_model.js';
 import type { RewardReduction } from './config.js';
 
 /** The `rlhf.kind` a reward model's config.json carries (also `rlhf_config.json` beside a LoRA adapter). */
@@ -67,19 +69,32 @@ export class RewardModel {
     return tf.tidy(() => this.valueModel.values(inputIds, attentionMask, training));
   }
 
-  /** One reward per sequence [B] (differentiable: the trainer calls it under the gradient tape). */
-  score(inputIds: Tensor, attentionMask: Tensor, training = false): Tensor {
+  /**
+   * One reward per sequence [B] (differentiable: the trainer calls it under the gradient tape). `answerMask` [B, T]:
+   * 1 on the answer's tokens, needed by the answer-only reductions (ignored by the others).
+   */
+  score(inputIds: Tensor, attentionMask: Tensor, training = false, answerMask?: Tensor): Tensor {
     if (inputIds.rank !== 2 || attentionMask.shape.join() !== inputIds.shape.join()) {
       throw new Error(`RewardModel.score: ids [${inputIds.shape}] and attention mask [${attentionMask.shape}] must both be [B, T]`);
     }
     return tf.tidy(() =>
-      reduceValues(this.valueModel.values(inputIds, attentionMask, training), attentionMask, this.reduction, inputIds, this.padTokenId),
+      reduceValues(this.valueModel.values(inputIds, attentionMask, training), attentionMask, this.reduction, inputIds, this.padTokenId, answerMask),
     );
   }
 
+  /** Whether scoring needs the answer's positions (`answerMask`), i.e. the reduction reads the answer only. */
+  get needsAnswerMask(): boolean {
+    return readsAnswerOnly(this.reduction);
+  }
+
   /** Rewards of plain arrays (evaluation, scoring generations), as numbers. */
-  scoreArrays(inputIds: number[][], attentionMask: number[][]): number[] {
-    const r = tf.tidy(() => this.score(tf.tensor2d(inputIds, undefined, 'int32'), tf.tensor2d(attentionMask, undefined, 'int32')));
+  scoreArrays(inputIds: number[][], attentionMask: number[][], answerMask?: number[][]): number[] {
+    const r = tf.tidy(() =>
+      this.score(
+        tf.tensor2d(inputIds, undefined, 'int32'), tf.tensor2d(attentionMask, undefined, 'int32'), false,
+        answerMask && tf.tensor2d(answerMask, undefined, 'int32'),
+      ),
+    );
     const out = Array.from(r.dataSync());
     r.dispose();
     return out;

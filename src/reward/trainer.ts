@@ -116,7 +116,7 @@ export function scorePairs(model: RewardModel, pairs: readonly TokenizedPair[], 
   const rejected: number[] = [];
   for (let i = 0; i < pairs.length; i += batchSize) {
     const b = collatePairs(pairs.slice(i, i + batchSize), padTokenId);
-    const r = model.scoreArrays(b.inputIds, b.attentionMask);
+    const r = model.scoreArrays(b.inputIds, b.attentionMask, b.answerMask);
     chosen.push(...r.slice(0, b.pairs));
     rejected.push(...r.slice(b.pairs));
   }
@@ -152,7 +152,8 @@ export function pairBatchLoss(model: RewardModel, loss: PairwiseLoss, batch: Pai
   const B = batch.pairs;
   const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (2B, T)
   const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (2B, T)
-  const rewards = model.score(ids, mask, training); // (2B): chosen rows first
+  const answer = batch.answerMask && tf.tensor2d(batch.answerMask, undefined, 'int32'); // (2B, T)
+  const rewards = model.score(ids, mask, training, answer); // (2B): chosen rows first
   const chosen = tf.slice(rewards, [0], [B]);
   const rejected = tf.slice(rewards, [B], [B]);
   Object.assign(aux, pairMetrics(chosen, rejected));

@@ -5,6 +5,7 @@
 import { isBuiltinReward, builtinReward, type BuiltinOptions } from './builtins.js';
 import { loadUserRewards, looksLikeModulePath } from './user_module.js';
 import { RewardModelScorer } from './reward_model.js';
+import { answerMaskRows } from '../models/value_model.js';
 import type { Tokenizer } from '../hub/tokenizer.js';
 import type { RewardBatch, RewardSource } from './types.js';
 import type { FrozenDtype } from '../models/ops/frozen_dtypes.js';
@@ -88,9 +89,13 @@ export function nanStats(xs: (number | null)[]): { mean: number; std: number } {
   return { mean, std };
 }
 
-/** Right-padded prompt + completion rows and their masks, for a reward model. */
-function rowsOf(b: RewardBatch): [number[][], number[][]] {
+/** Right-padded prompt + completion rows, their masks and their completion masks, for a reward model. */
+function rowsOf(b: RewardBatch): [number[][], number[][], number[][]] {
   const seqs = b.promptIds.map((p, i) => [...p, ...b.completionIds[i]!]);
   const T = Math.max(...seqs.map((s) => s.length));
-  return [seqs.map((s) => [...s, ...new Array<number>(T - s.length).fill(0)]), seqs.map((s) => [...s.map(() => 1), ...new Array<number>(T - s.length).fill(0)])];
+  return [
+    seqs.map((s) => [...s, ...new Array<number>(T - s.length).fill(0)]),
+    seqs.map((s) => [...s.map(() => 1), ...new Array<number>(T - s.length).fill(0)]),
+    answerMaskRows(b.promptIds.map((p) => p.length), seqs.map((s) => s.length), T),
+  ];
 }

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../engine/tf.js';
 import { ValueHead } from '../models/value_head.js';
-import { ValueModel, reduceValues, type ValueReduction } from '../models/value_model.js';
+import { ValueModel, reduceValues, VALUE_REDUCTIONS, type ValueReduction } from '../models/value_model.js';
 import { Tokenizer } from '../hub/tokenizer.js';
 import { loadMerged } from '../rollout/policy.js';
 import type { FrozenDtype } from '../models/frozen_dtype.js';
@@ -24,8 +24,10 @@ export function readRewardReduction(dir: string): ValueReduction {
     const rlhf = (JSON.parse(readFileSync(file, 'utf8')) as { rlhf?: { reward_reduction?: unknown } }).rlhf;
     const r = rlhf?.reward_reduction;
     if (r === undefined) continue;
-    if (r !== 'last' && r !== 'mean' && r !== 'sum') throw new Error(`${file}: rlhf.reward_reduction must be "last", "mean" or "sum", got ${JSON.stringify(r)}`);
-    return r;
+    if (!(VALUE_REDUCTIONS as readonly unknown[]).includes(r)) {
+      throw new Error(`${file}: rlhf.reward_reduction must be one of ${VALUE_REDUCTIONS.join(', ')}, got ${JSON.stringify(r)}`);
+    }
+    return r as ValueReduction;
   }
   return 'last';
 }
@@ -67,12 +69,16 @@ export class RewardModelScorer {
     }
   }
 
-  /** One score per row of ids [B, T] with its 0/1 mask (any padding side). */
-  score(ids: number[][], mask: number[][]): number[] {
+  /**
+   * One score per row of ids [B, T] with its 0/1 mask (any padding side); `answerMask` [B, T] (1 on the completion's
+   * tokens) is what the answer-only reductions read.
+   */
+  score(ids: number[][], mask: number[][], answerMask?: number[][]): number[] {
     return tf.tidy(() => {
       const i = tf.tensor2d(ids, undefined, 'int32');
       const m = tf.tensor2d(mask, undefined, 'int32');
-      return Array.from(reduceValues(this.model.values(i, m), m, this.reduction, i, this.model.padTokenId).dataSync());
+      const a = answerMask && tf.tensor2d(answerMask, undefined, 'int32');
+      return Array.from(reduceValues(this.model.values(i, m), m, this.reduction, i, this.model.padTokenId, a).dataSync());
     });
   }
 
