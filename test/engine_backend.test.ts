@@ -17,7 +17,7 @@ describe('backend auto', () => {
     expect(r.stderr).not.toMatch(/Couldn't load|BackendVk|third_party\/dawn/);
   });
 
-  it('takes wasm before native (wasm still generates faster on small models); native by name, with its threads', () => {
+  it('takes native before wasm when its addons are built (else wasm); native by name, with its threads', () => {
     const run = (choice: string, env: Record<string, string>) => {
       const script = `import('./src/engine/backend.ts').then((m) => m.initBackend('${choice}'));`;
       const r = spawnSync('npx', ['tsx', '--eval', script], { encoding: 'utf8', env: { ...process.env, ...env } });
@@ -25,11 +25,12 @@ describe('backend auto', () => {
     };
     const auto = run('auto', {});
     expect(auto.status, auto.stderr).toBe(0);
-    expect(auto.line).toMatch(/^backend: (webgpu|wasm)/);
+    const built = existsSync(engineAddonPath()) && existsSync(blasAddonPath());
+    expect(auto.line).toMatch(built ? /^backend: (webgpu|native)/ : /^backend: (webgpu|wasm)/);
     const off = run('native', { RLHF_NATIVE_ENGINE: '0' });
     expect(off.status).not.toBe(0);
     expect(off.stderr).toMatch(/disabled by RLHF_NATIVE_ENGINE=0/);
-    if (existsSync(engineAddonPath()) && existsSync(blasAddonPath())) {
+    if (built) {
       const on = run('native', {});
       expect(on.status, on.stderr).toBe(0);
       expect(on.line).toMatch(/^backend: native — native \(\d+ threads?, OpenBLAS [^,]*, \S+, \d+ threads?\)/);

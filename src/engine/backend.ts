@@ -189,11 +189,10 @@ export async function initBackend(choice: string = process.env[BACKEND_ENV] ?? '
   }
   await tf.setBackend('cpu');
   const reference = selfTestValues();
-  // auto tries wasm before native: native now generates at least as fast (its decode kernel, native_decode.ts),
-  // but trains slower than wasm + OpenBLAS at the bench shapes (README, Speed), so the order flips once its training
-  // kernels catch up; native is the choice once a run outgrows wasm's 4 GiB heap (the out-of-memory note says so),
-  // or explicitly with --backend native.
-  const candidates: Exclude<BackendChoice, 'auto'>[] = choice === 'auto' ? ['tensorflow', 'webgpu', 'wasm', 'native', 'cpu'] : [choice as Exclude<BackendChoice, 'auto'>];
+  // auto tries native before wasm: with the fused training kernels (native_fused.ts) and the decode kernel
+  // (native_decode.ts) it trains and generates at least as fast as wasm + OpenBLAS at the bench shapes (README,
+  // Speed), and it has no 4 GiB heap. wasm stays the fallback that needs no build.
+  const candidates: Exclude<BackendChoice, 'auto'>[] = choice === 'auto' ? ['tensorflow', 'webgpu', 'native', 'wasm', 'cpu'] : [choice as Exclude<BackendChoice, 'auto'>];
   const register = { tensorflow: registerTensorflow, webgpu: registerWebgpu, native: registerNative, wasm: registerWasm, cpu: registerCpu };
   const skipped: string[] = [];
   for (const name of candidates) {
