@@ -6,6 +6,7 @@ import { benchConfig, describeConfig } from '../src/bench/shapes.js';
 import { foundationSuite, sftSuite, type SuiteOptions } from '../src/bench/suites.js';
 import { ppoSuite, rmSuite } from '../src/bench/rlhf_suites.js';
 import { formatTable } from '../src/bench/report.js';
+import { DecoderModel } from '../src/models/decoder.js';
 import { setUnbatchedMatmul } from '../src/models/ops/matmul.js';
 
 const toy = (preset: 'small' | 'tiny-chat') => benchConfig(preset, { layers: 1, width: 32, heads: 2, vocab: 97 });
@@ -100,6 +101,19 @@ describe('bench suites', () => {
     expect(tf.memory().numTensors).toBe(before);
     await expect(sftSuite(toy('small'), { ...opts, frozenDtype: 'bf16' })).rejects.toThrow(/full-weight SFT has no frozen weights/);
     await expect(rmSuite(benchConfig('opt-125m', { layers: 1, width: 32, heads: 2, vocab: 97 }), { ...opts, frozenDtype: 'int8' })).rejects.toThrow(/nothing is frozen/);
+  });
+
+  it('fromConfig packing as it draws gives the weights packFrozen gives the float32 model', () => {
+    const config = toy('tiny-chat');
+    const direct = DecoderModel.fromConfig(config, 3, 'bf16');
+    const later = DecoderModel.fromConfig(config, 3);
+    later.packFrozen('bf16');
+    expect([...direct.packed.keys()].sort()).toEqual([...later.packed.keys()].sort());
+    expect(direct.packed.size).toBeGreaterThan(0);
+    for (const [name, w] of direct.packed) expect(Array.from(w.data.dataSync()), name).toEqual(Array.from(later.packed.get(name)!.data.dataSync()));
+    expect(direct.namedParameters().map(([n]) => n)).toEqual(later.namedParameters().map(([n]) => n));
+    direct.dispose();
+    later.dispose();
   });
 
   it('a width the heads do not divide is refused naming the flags', () => {

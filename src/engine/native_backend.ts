@@ -92,7 +92,7 @@ export function engineThreads(env: NodeJS.ProcessEnv = process.env): number {
  * pass it, the buffers free the longest go first (to the garbage collector), so the list follows the sizes the
  * current phase uses (generation, scoring, a training step each have their own) instead of keeping the first ones.
  */
-class BufferPool {
+export class BufferPool {
   /** Tensors viewing each pooled buffer (weak: a buffer dropped on an error path is simply collected). */
   private readonly live = new WeakMap<ArrayBuffer, number>();
   private readonly free = new Map<number, ArrayBuffer[]>();
