@@ -45,6 +45,7 @@ describe('bench memory cases', () => {
       expect(c.fits, `${c.name}: ${c.note}`).toBe(true);
       expect(c.peakRssBytes!).toBeGreaterThan(2 ** 20);
       expect(c.tokensPerS!).toBeGreaterThan(0);
+      expect(c.stepCpuS!).toBeGreaterThan(0);
       expect(c.checkpointing).toBe(true);
     }
     expect(r.cases[1]!.note).toMatch(/within the 1\.6 GiB budget/);

@@ -39,6 +39,9 @@ export interface MemoryCase {
 
 const GiB = 2 ** 30;
 
+/** The child's CPU seconds (user + sys) of the timed step, by suite: a figure load on a shared machine distorts less than wall time. */
+const STEP_CPU_METRIC: Record<MemoryCase['suite'], string> = { sft: 'sft_step_cpu_s', rm: 'rm_step_cpu_s', ppo: 'ppo_update_cpu_s' };
+
 /** The frozen dtype of the memory cases unless --frozen-dtype is given. */
 export const MEMORY_FROZEN_DTYPE: FrozenDtype = 'bf16';
 
@@ -125,7 +128,10 @@ export interface MemoryOptions {
 export interface MemoryResult {
   rows: Row[];
   metrics: Record<string, number>;
-  cases: { name: string; fits: boolean; peakRssBytes: number | null; tokensPerS: number | null; checkpointing: boolean; frozenDtype: FrozenDtype | null; note: string }[];
+  cases: {
+    name: string; fits: boolean; peakRssBytes: number | null; tokensPerS: number | null; stepCpuS: number | null; checkpointing: boolean;
+    frozenDtype: FrozenDtype | null; note: string;
+  }[];
 }
 
 export function memorySuite(o: MemoryOptions): MemoryResult {
@@ -146,7 +152,7 @@ export function memorySuite(o: MemoryOptions): MemoryResult {
       const note = `does not fit on ${o.backend}: its weights and optimizer state alone take ${(need / GiB).toFixed(1)} GiB of at most ${(limit / GiB).toFixed(0)} (not run)`;
       o.log(`${c.name}: ${note}`);
       rows.push({ metric: `${c.name} peak RSS`, value: NaN, unit: 'GiB', note: `${c.what}${held}: ${note}` });
-      cases.push({ name: c.name, fits: false, peakRssBytes: null, tokensPerS: null, checkpointing: c.checkpointing, frozenDtype: frozen, note });
+      cases.push({ name: c.name, fits: false, peakRssBytes: null, tokensPerS: null, stepCpuS: null, checkpointing: c.checkpointing, frozenDtype: frozen, note });
       continue;
     }
     o.log(`${c.name}: ${c.what}${recompute}${held} …`);
@@ -158,19 +164,21 @@ export function memorySuite(o: MemoryOptions): MemoryResult {
     if (!r.ok) {
       const note = `did not run to the end on ${o.backend}: ${r.error}`;
       rows.push({ metric: `${c.name} peak RSS`, value: NaN, unit: 'GiB', note: `${c.what}${held}: ${note}` });
-      cases.push({ name: c.name, fits: false, peakRssBytes: null, tokensPerS: null, checkpointing: c.checkpointing, frozenDtype: frozen, note });
+      cases.push({ name: c.name, fits: false, peakRssBytes: null, tokensPerS: null, stepCpuS: null, checkpointing: c.checkpointing, frozenDtype: frozen, note });
       continue;
     }
     const peak = Number(r.json!.peak_rss_bytes);
     const tps = Number((r.json!.metrics as Record<string, number>)[c.metric]);
+    const cpu = Number((r.json!.metrics as Record<string, number>)[STEP_CPU_METRIC[c.suite]]);
     const budget = c.budgetBytes ? `; ${peak <= c.budgetBytes ? 'within' : 'OVER'} the ${(c.budgetBytes / GiB).toFixed(1)} GiB budget` : '';
     rows.push(
       { metric: `${c.name} peak RSS`, value: peak / GiB, unit: 'GiB', note: `${c.what}${held}${recompute}${budget}` },
-      { metric: `${c.name} tokens/s`, value: tps, unit: 'tok/s', note: c.metric },
+      { metric: `${c.name} tokens/s`, value: tps, unit: 'tok/s', note: `${c.metric}; CPU ${cpu.toFixed(1)} s per step` },
     );
     metrics[`${c.name}_peak_rss_bytes`] = peak;
     metrics[`${c.name}_tokens_per_s`] = tps;
-    cases.push({ name: c.name, fits: true, peakRssBytes: peak, tokensPerS: tps, checkpointing: c.checkpointing, frozenDtype: frozen, note: budget.replace(/^; /, '') });
+    metrics[`${c.name}_step_cpu_s`] = cpu;
+    cases.push({ name: c.name, fits: true, peakRssBytes: peak, tokensPerS: tps, stepCpuS: cpu, checkpointing: c.checkpointing, frozenDtype: frozen, note: budget.replace(/^; /, '') });
   }
   return { rows, metrics, cases };
 }
