@@ -176,8 +176,8 @@ function sizeClass(bytes: number): number {
 }
 
 /**
- * Free-list ceiling: `RLHF_POOL_MB` MiB, else 1/64 of the RAM, at most 256 MiB (the intermediates of a block or two
- * at GPT-2 124M's PPO shapes; 1 GiB added as much to the PPO + LoRA case's peak RSS and saved no measurable time).
+ * Free-list ceiling: `RLHF_POOL_MB` MiB, else 1/64 of the RAM, at most 256 MiB: about one block's intermediates at
+ * GPT-2 124M's PPO shapes. The former 1 GiB sat on top of every peak (PPO + LoRA on 124M: 1 of its 3 GiB RSS).
  */
 export const POOL_ENV = 'RLHF_POOL_MB';
 function poolBytes(): number {
