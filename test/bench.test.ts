@@ -6,6 +6,7 @@ import { benchConfig, describeConfig } from '../src/bench/shapes.js';
 import { foundationSuite, sftSuite, type SuiteOptions } from '../src/bench/suites.js';
 import { ppoSuite, rmSuite } from '../src/bench/rlhf_suites.js';
 import { formatTable } from '../src/bench/report.js';
+import { DecoderModel } from '../src/models/decoder.js';
 import { setUnbatchedMatmul } from '../src/models/ops/matmul.js';
 
 const toy = (preset: 'small' | 'tiny-chat') => benchConfig(preset, { layers: 1, width: 32, heads: 2, vocab: 97 });
@@ -80,5 +81,44 @@ describe('bench suites', () => {
       expect(r.rows.find((x) => x.metric === 'PPO train tokens/s')!.note).toMatch(/B=2 T=11/);
       expect(r.metrics.ppo_lora_rank).toBe(loraRank);
     }
+  });
+
+  it('--frozen-dtype bf16: the frozen models are built packed (half the bytes of their float32 twins), the suites still run', async () => {
+    const before = tf.memory().numTensors;
+    for (const loraRank of [0, 2]) {
+      const f32 = await ppoSuite(toy('small'), { ...opts, genBatch: 2, promptLen: 4, newTokens: 3, trainBatch: 2, loraRank });
+      const bf16 = await ppoSuite(toy('small'), { ...opts, genBatch: 2, promptLen: 4, newTokens: 3, trainBatch: 2, loraRank, frozenDtype: 'bf16' });
+      const note = (r: typeof f32) => r.rows.find((x) => x.metric === 'parameters per model')!.note!;
+      expect(note(f32)).toMatch(/frozen weights float32/);
+      expect(note(bf16)).toMatch(/frozen weights bf16/);
+      // the same parameter count, packed or not
+      expect(bf16.rows[0]!.value).toBeCloseTo(f32.rows[0]!.value, 6);
+      expect(bf16.metrics.ppo_peak_bytes).toBeLessThan(f32.metrics.ppo_peak_bytes!);
+      expect(bf16.metrics.ppo_train_tokens_per_s).toBeGreaterThan(0);
+    }
+    const sft = await sftSuite(toy('small'), { ...opts, loraRank: 2, frozenDtype: 'bf16' });
+    expect(sft.rows[0]!.note).toMatch(/frozen weights bf16: .*LoRA/);
+    expect(tf.memory().numTensors).toBe(before);
+    await expect(sftSuite(toy('small'), { ...opts, frozenDtype: 'bf16' })).rejects.toThrow(/full-weight SFT has no frozen weights/);
+    await expect(rmSuite(benchConfig('opt-125m', { layers: 1, width: 32, heads: 2, vocab: 97 }), { ...opts, frozenDtype: 'int8' })).rejects.toThrow(/nothing is frozen/);
+  });
+
+  it('fromConfig packing as it draws gives the weights packFrozen gives the float32 model', () => {
+    const config = toy('tiny-chat');
+    const direct = DecoderModel.fromConfig(config, 3, 'bf16');
+    const later = DecoderModel.fromConfig(config, 3);
+    later.packFrozen('bf16');
+    expect([...direct.packed.keys()].sort()).toEqual([...later.packed.keys()].sort());
+    expect(direct.packed.size).toBeGreaterThan(0);
+    for (const [name, w] of direct.packed) expect(Array.from(w.data.dataSync()), name).toEqual(Array.from(later.packed.get(name)!.data.dataSync()));
+    expect(direct.namedParameters().map(([n]) => n)).toEqual(later.namedParameters().map(([n]) => n));
+    direct.dispose();
+    later.dispose();
+  });
+
+  it('a width the heads do not divide is refused naming the flags', () => {
+    expect(() => benchConfig('gpt2-124m', { width: 32, heads: 3 })).toThrow(/--width 32 is not divisible by --heads 3/);
+    expect(() => benchConfig('gpt2-124m', { width: 100 })).toThrow(/--width 100 is not divisible by gpt2-124m's 12 heads/);
+    expect(benchConfig('gpt2-124m', { width: 36, heads: 3 }).headDim).toBe(12);
   });
 });

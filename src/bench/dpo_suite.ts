@@ -18,7 +18,7 @@ import { dpoObjective, referenceRowLogps, type ReferenceSource } from '../dpo/ob
 import { medianTiming, timeIt, type Timing } from './measure.js';
 import { formatProfile, profileCall } from './profile.js';
 import type { Row } from './report.js';
-import { heapRow, paramCount, type SuiteOptions, type SuiteResult } from './suites.js';
+import { frozenFormat, heapRow, paramCount, type SuiteOptions, type SuiteResult } from './suites.js';
 import { benchOptimization, randomIds } from './workloads.js';
 
 const MiB = 2 ** 20;
@@ -35,9 +35,10 @@ export async function dpoSuite(config: ModelConfig, o: SuiteOptions): Promise<Su
   const micro = Math.min(o.microBatch ?? o.batch, o.batch);
   if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch} pairs`);
   const lora = (o.loraRank ?? 0) > 0;
-  const policy = DecoderModel.fromConfig(config, 0);
+  // Frozen: the base under the adapter (LoRA), or the separate reference (full weights).
+  const policy = DecoderModel.fromConfig(config, 0, lora ? frozenFormat(o) : undefined);
   if (lora) policy.lora = LoraAdapter.create(policy.spec, { r: o.loraRank!, alpha: 16, dropout: 0, targetModules: DEFAULT_LORA_TARGETS[config.modelType] ?? 'all-linear' }, 1);
-  const refModel = lora ? null : DecoderModel.fromConfig(config, 0);
+  const refModel = lora ? null : DecoderModel.fromConfig(config, 0, frozenFormat(o));
   const opt = benchOptimization(policyParameters(policy), lora ? 5e-5 : 5e-7, { accumulationSteps: o.batch / micro });
   const pairs = Array.from({ length: o.batch }, () => randomPair(rng, o.seq, config.vocabSize));
   const batches = Array.from({ length: o.batch / micro }, (_, i) => collateDpoPairs(pairs.slice(i * micro, (i + 1) * micro), 0));

@@ -18,7 +18,7 @@ import { grpoUpdate, type ScoredBatch } from '../grpo/update.js';
 import { medianTiming, timeIt, type Timing } from './measure.js';
 import { formatProfile, profileCall } from './profile.js';
 import type { Row } from './report.js';
-import { heapRow, paramCount, type SuiteOptions, type SuiteResult } from './suites.js';
+import { frozenFormat, heapRow, paramCount, type SuiteOptions, type SuiteResult } from './suites.js';
 import { wasmHeapBytes } from '../engine/memory.js';
 import { benchOptimization, randomIds } from './workloads.js';
 
@@ -31,7 +31,8 @@ export async function grpoSuite(config: ModelConfig, o: SuiteOptions): Promise<S
   const nPrompts = Math.max(1, Math.floor(o.genBatch / G));
   const B = nPrompts * G;
   const loraRank = o.loraRank ?? 0;
-  const policy = DecoderModel.fromConfig(config, 0);
+  if (frozenFormat(o) && loraRank === 0) throw new Error(`--frozen-dtype ${o.frozenDtype}: the grpo suite holds no frozen model with full weights (give --lora-rank)`);
+  const policy = DecoderModel.fromConfig(config, 0, frozenFormat(o));
   if (loraRank > 0) policy.lora = LoraAdapter.create(policy.spec, { r: loraRank, alpha: 16, dropout: 0, targetModules: DEFAULT_LORA_TARGETS[config.modelType]! }, 1);
   const opt = benchOptimization(trainableParams(policy), 1e-6);
   const strategy = naiveStrategy();

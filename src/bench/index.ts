@@ -24,6 +24,7 @@ import { load1 } from './measure.js';
 import { emitJson, formatTable } from './report.js';
 import { foundationSuite, sftSuite, type SuiteOptions, type SuiteResult } from './suites.js';
 import { looksLikeOutOfMemory, outOfMemoryNote } from '../engine/memory.js';
+import { FROZEN_DTYPES, type FrozenDtype } from '../models/frozen_dtype.js';
 import { nativeBlasStatus, nativeMatmulInstalled } from '../engine/native_blas.js';
 import { ppoSuite, rmSuite } from './rlhf_suites.js';
 import { grpoSuite } from './grpo_suite.js';
@@ -76,6 +77,7 @@ interface Flags {
   batch?: number; seq?: number; steps?: number; genBatch: number; promptLen: number; newTokens?: number;
   skipGeneration?: boolean; profile?: number; threads?: string; json?: string;
   microBatch?: number; loraRank?: number; trainBatch: number; gradientCheckpointing?: boolean; cases?: string; vsTorch?: boolean;
+  frozenDtype?: FrozenDtype;
 }
 
 async function main(): Promise<void> {
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
     .option('--skip-generation', 'time the training step only')
     .option('--profile [n]', 'print the top-n kernels of the profiled warm-up step (default 15)', (v) => positiveInt('--profile')(v))
     .option('--threads <n[,m…]>', 'threads of every CPU kernel (sets RLHF_THREADS, RLHF_BLAS_THREADS and RLHF_WASM_THREADS); a number or all (the cores); several (1,all) run the suite once per count, each in its own process, and compare them (default: each engine\'s own)')
+    .addOption(new Option('--frozen-dtype <dtype>', 'precision of the frozen weights: sft/grpo/dpo with --lora-rank the base, ppo the bases (LoRA) or the initial and reward models, dpo with full weights the reference (default float32; memory: bf16 for every case that has frozen weights)').choices([...FROZEN_DTYPES]))
     .option('--gradient-checkpointing', 'recompute each block\'s forward in the backward pass (as --gradient_checkpointing of the training commands)')
     .option('--vs-torch', `foundation, sft: also run scripts/bench_vs_torch.py at the same shapes and threads (python from env ${TORCH_PYTHON_ENV}, else python3; needs torch and transformers) and print the ratios`)
     .option('--cases <names>', `memory: the cases to run, comma-separated (${MEMORY_CASES.map((c) => c.name).join(', ')}; default all)`)
@@ -126,7 +129,7 @@ async function main(): Promise<void> {
     batch: f.batch ?? ref.batch, seq: f.seq ?? ref.seq, steps: f.steps ?? (f.quick ? 1 : 2),
     genBatch: f.genBatch, promptLen: f.promptLen, newTokens: f.newTokens ?? (f.quick ? 16 : 128), decodeSteps: f.quick ? 3 : 5,
     // dpo: full weights unless --lora-rank is given (then the reference is the policy with its adapter off)
-    microBatch: f.microBatch, loraRank: suite === 'dpo' ? (f.loraRank ?? 0) : loraRank, trainBatch: f.trainBatch,
+    microBatch: f.microBatch, loraRank: suite === 'dpo' ? (f.loraRank ?? 0) : loraRank, trainBatch: f.trainBatch, frozenDtype: f.frozenDtype,
     skipGeneration: !!f.skipGeneration, profileTop: f.profile === undefined ? 0 : typeof f.profile === 'number' ? f.profile : 15, log,
   };
   const notes: string[] = [];
@@ -157,6 +160,7 @@ async function main(): Promise<void> {
   const peak = peakRssBytes();
   result.rows.push({ metric: 'peak RSS', value: peak / GiB, unit: 'GiB', note: 'of this process, whole run' });
   if (f.gradientCheckpointing) notes.push('--gradient-checkpointing: each block recomputed in the backward pass');
+  if (f.frozenDtype && f.frozenDtype !== 'float32') notes.push(`--frozen-dtype ${f.frozenDtype}: the frozen weights packed, expanded inside the products`);
   const header = [
     `bench ${suite} — backend ${backend}${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}${blas ? ` + ${nativeBlasStatus()}` : ''}, ${cpus().length} cores, load ${loadBefore.toFixed(1)} → ${load1().toFixed(1)}`,
     `model ${preset}: ${describeConfig(config)}`,
@@ -165,7 +169,7 @@ async function main(): Promise<void> {
   if (f.vsTorch) result.rows.push(...vsTorch(suite, config, o, threadCounts[0], result.metrics, log));
   process.stdout.write(formatTable(header, result.rows) + '\n');
   emitJson({
-    suite, backend, threads, env_threads: threadCounts[0] ?? null, gradient_checkpointing: !!f.gradientCheckpointing, peak_rss_bytes: peak, openblas: blas ? nativeBlasStatus() : null, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
+    suite, backend, threads, env_threads: threadCounts[0] ?? null, gradient_checkpointing: !!f.gradientCheckpointing, frozen_dtype: f.frozenDtype ?? 'float32', peak_rss_bytes: peak, openblas: blas ? nativeBlasStatus() : null, cores: cpus().length, load: [loadBefore, load1()], quick: !!f.quick,
     model: { preset, type: config.modelType, layers: config.numLayers, width: config.hiddenSize, heads: config.numHeads, kvHeads: config.numKvHeads, vocab: config.vocabSize },
     shape: { batch: o.batch, seq: o.seq, microBatch: o.microBatch ?? null, genBatch: o.genBatch, promptLen: o.promptLen, newTokens: o.newTokens, trainBatch: o.trainBatch, loraRank: suite === 'ppo' || suite === 'grpo' ? loraRank : null },
     metrics: result.metrics,
@@ -217,8 +221,8 @@ function memoryMain(backend: string, f: Flags, log: (m: string) => void): void {
   // Other flags (shape overrides such as --layers, --seq) go to every case.
   const rest = process.argv.slice(2);
   rest.splice(rest.indexOf('memory'), 1);
-  const extraArgs = withoutFlags(rest, ['--cases', '--json', '--backend', '--threads']);
-  const r = memorySuite({ backend, cases: f.cases?.split(',').map((c) => c.trim()).filter(Boolean), threads, log, extraArgs });
+  const extraArgs = withoutFlags(rest, ['--cases', '--json', '--backend', '--threads', '--frozen-dtype']);
+  const r = memorySuite({ backend, cases: f.cases?.split(',').map((c) => c.trim()).filter(Boolean), threads, log, extraArgs, frozenDtype: f.frozenDtype });
   const header = `bench memory — backend ${backend}${threads ? `, ${threads} thread(s)` : ''}, ${cpus().length} cores, load ${loadBefore.toFixed(1)} → ${load1().toFixed(1)}; weights random from config shapes; each case one process`;
   process.stdout.write(formatTable(header, r.rows) + '\n');
   emitJson({ suite: 'memory', backend, cores: cpus().length, load: [loadBefore, load1()], metrics: r.metrics, cases: r.cases }, f.json);

@@ -2,7 +2,9 @@
  * `npm run bench -- memory`: the large cases of issue 16, each in its own process (children.ts) so its peak RSS is
  * its own, with its throughput. Weights are random from the config shapes (shapes.ts), no download. A case whose
  * weights and optimizer state alone exceed the backend's memory (wasm: the 4 GiB wasm32 heap) is reported as not
- * fitting without being run; one that runs out of memory anyway is reported with the child's error.
+ * fitting without being run; one that runs out of memory anyway is reported with the child's error. Frozen weights (the
+ * base under LoRA, PPO's initial and reward models) are held in bf16 unless `--frozen-dtype` says otherwise, as a
+ * run on this much memory would hold them; each case states its format.
  */
 import { benchConfig, type PresetName } from './shapes.js';
 import { buildSpec, parameterShapes } from '../models/architectures.js';
@@ -10,6 +12,7 @@ import { linearsOf } from '../models/architectures.js';
 import { DEFAULT_LORA_TARGETS, matchesTarget } from '../models/lora.js';
 import type { Row } from './report.js';
 import { runBenchChild, threadEnv } from './children.js';
+import type { FrozenDtype } from '../models/frozen_dtype.js';
 
 export interface MemoryCase {
   name: string;
@@ -18,7 +21,10 @@ export interface MemoryCase {
   /** The bench suite and its flags (shape, LoRA, steps) the child runs. */
   suite: 'sft' | 'rm' | 'ppo';
   args: string[];
-  /** Copies of the base weights held, and how many of them are trained in full (AdamW: weights, gradient, 2 moments). */
+  /**
+   * Copies of the base weights held, and how many of them are trained in full (AdamW: weights, gradient, 2 moments);
+   * the others are frozen (held in the case's frozen dtype).
+   */
   copies: number;
   fullyTrained: number;
   loraRank: number;
@@ -32,6 +38,20 @@ export interface MemoryCase {
 }
 
 const GiB = 2 ** 30;
+
+/** The child's CPU seconds (user + sys) of the timed step, by suite: a figure load on a shared machine distorts less than wall time. */
+const STEP_CPU_METRIC: Record<MemoryCase['suite'], string> = { sft: 'sft_step_cpu_s', rm: 'rm_step_cpu_s', ppo: 'ppo_update_cpu_s' };
+
+/** The frozen dtype of the memory cases unless --frozen-dtype is given. */
+export const MEMORY_FROZEN_DTYPE: FrozenDtype = 'bf16';
+
+/** Bytes per frozen weight (packed bits; int8's and nf4's scales left out: a lower bound). */
+const FROZEN_BYTES: Record<FrozenDtype, number> = { float32: 4, bf16: 2, int8: 1, nf4: 0.5 };
+
+/** The case's frozen dtype: null when it trains every weight it holds. */
+export function caseFrozenDtype(c: MemoryCase, asked?: FrozenDtype): FrozenDtype | null {
+  return c.copies > c.fullyTrained ? (asked ?? MEMORY_FROZEN_DTYPE) : null;
+}
 
 export const MEMORY_CASES: MemoryCase[] = [
   {
@@ -65,8 +85,11 @@ export const MEMORY_CASES: MemoryCase[] = [
 /** Toy shapes for tests: every case's code path at a few thousand parameters. */
 export const TINY_ARGS = ['--layers', '1', '--width', '32', '--heads', '2', '--vocab', '97', '--batch', '2', '--seq', '16', '--gen-batch', '2', '--prompt-len', '4', '--new-tokens', '3', '--train-batch', '2'];
 
-/** The least memory a case needs whatever the activations: float32 weights, and gradient and AdamW moments of what trains. */
-export function minimumBytes(c: MemoryCase, overrides: string[] = []): number {
+/**
+ * The least memory a case needs whatever the activations: trained weights in float32 with their gradient and AdamW
+ * moments, frozen ones in `frozen` (default the case's own), adapters with theirs.
+ */
+export function minimumBytes(c: MemoryCase, overrides: string[] = [], frozen: FrozenDtype | null = caseFrozenDtype(c)): number {
   const flag = (name: string) => {
     const i = overrides.lastIndexOf(name);
     return i >= 0 ? Number(overrides[i + 1]) : undefined;
@@ -80,7 +103,7 @@ export function minimumBytes(c: MemoryCase, overrides: string[] = []): number {
     for (const l of spec.layers.flatMap(linearsOf)) if (matchesTarget(l.module, targets)) lora += c.loraRank * (l.inDim + l.outDim);
   }
   const trainedLoras = c.suite === 'ppo' ? 2 : 1;
-  return 4 * params * c.copies + 12 * params * c.fullyTrained + (c.loraRank ? 16 * lora * trainedLoras : 0);
+  return 16 * params * c.fullyTrained + FROZEN_BYTES[frozen ?? 'float32'] * params * (c.copies - c.fullyTrained) + (c.loraRank ? 16 * lora * trainedLoras : 0);
 }
 
 /** Memory a backend can give one process, when it has a hard limit. */
@@ -95,6 +118,8 @@ export interface MemoryOptions {
   /** Extra flags for every child (tests: TINY_ARGS). */
   extraArgs?: string[];
   threads?: number;
+  /** Frozen weights' dtype for the cases that hold any (default MEMORY_FROZEN_DTYPE). */
+  frozenDtype?: FrozenDtype;
   /** How to start the bench in a child (default: this node and entry point). */
   command?: string[];
   log: (m: string) => void;
@@ -103,7 +128,10 @@ export interface MemoryOptions {
 export interface MemoryResult {
   rows: Row[];
   metrics: Record<string, number>;
-  cases: { name: string; fits: boolean; peakRssBytes: number | null; tokensPerS: number | null; checkpointing: boolean; note: string }[];
+  cases: {
+    name: string; fits: boolean; peakRssBytes: number | null; tokensPerS: number | null; stepCpuS: number | null; checkpointing: boolean;
+    frozenDtype: FrozenDtype | null; note: string;
+  }[];
 }
 
 export function memorySuite(o: MemoryOptions): MemoryResult {
@@ -116,34 +144,41 @@ export function memorySuite(o: MemoryOptions): MemoryResult {
   const limit = backendLimitBytes(o.backend);
   for (const c of chosen) {
     const extra = o.extraArgs ?? [];
-    const need = minimumBytes(c, extra);
+    const frozen = caseFrozenDtype(c, o.frozenDtype);
+    const need = minimumBytes(c, extra, frozen);
     const recompute = c.checkpointing ? `; with --gradient_checkpointing${c.why ? ` (${c.why})` : ''}` : '';
+    const held = frozen ? `; frozen weights ${frozen}` : '; no frozen weights';
     if (limit !== null && need > limit) {
       const note = `does not fit on ${o.backend}: its weights and optimizer state alone take ${(need / GiB).toFixed(1)} GiB of at most ${(limit / GiB).toFixed(0)} (not run)`;
       o.log(`${c.name}: ${note}`);
-      rows.push({ metric: `${c.name} peak RSS`, value: NaN, unit: 'GiB', note: `${c.what}: ${note}` });
-      cases.push({ name: c.name, fits: false, peakRssBytes: null, tokensPerS: null, checkpointing: c.checkpointing, note });
+      rows.push({ metric: `${c.name} peak RSS`, value: NaN, unit: 'GiB', note: `${c.what}${held}: ${note}` });
+      cases.push({ name: c.name, fits: false, peakRssBytes: null, tokensPerS: null, stepCpuS: null, checkpointing: c.checkpointing, frozenDtype: frozen, note });
       continue;
     }
-    o.log(`${c.name}: ${c.what}${recompute} …`);
-    const argv = [c.suite, '--model', c.preset, '--backend', o.backend, '--steps', '1', ...c.args, ...(c.checkpointing ? ['--gradient-checkpointing'] : []), ...extra];
+    o.log(`${c.name}: ${c.what}${recompute}${held} …`);
+    const argv = [
+      c.suite, '--model', c.preset, '--backend', o.backend, '--steps', '1', ...c.args, ...(c.checkpointing ? ['--gradient-checkpointing'] : []),
+      ...(frozen ? ['--frozen-dtype', frozen] : []), ...extra,
+    ];
     const r = runBenchChild(argv, { env: o.threads ? threadEnv(o.threads) : undefined, command: o.command, log: o.log });
     if (!r.ok) {
       const note = `did not run to the end on ${o.backend}: ${r.error}`;
-      rows.push({ metric: `${c.name} peak RSS`, value: NaN, unit: 'GiB', note: `${c.what}: ${note}` });
-      cases.push({ name: c.name, fits: false, peakRssBytes: null, tokensPerS: null, checkpointing: c.checkpointing, note });
+      rows.push({ metric: `${c.name} peak RSS`, value: NaN, unit: 'GiB', note: `${c.what}${held}: ${note}` });
+      cases.push({ name: c.name, fits: false, peakRssBytes: null, tokensPerS: null, stepCpuS: null, checkpointing: c.checkpointing, frozenDtype: frozen, note });
       continue;
     }
     const peak = Number(r.json!.peak_rss_bytes);
     const tps = Number((r.json!.metrics as Record<string, number>)[c.metric]);
+    const cpu = Number((r.json!.metrics as Record<string, number>)[STEP_CPU_METRIC[c.suite]]);
     const budget = c.budgetBytes ? `; ${peak <= c.budgetBytes ? 'within' : 'OVER'} the ${(c.budgetBytes / GiB).toFixed(1)} GiB budget` : '';
     rows.push(
-      { metric: `${c.name} peak RSS`, value: peak / GiB, unit: 'GiB', note: `${c.what}${recompute}${budget}` },
-      { metric: `${c.name} tokens/s`, value: tps, unit: 'tok/s', note: c.metric },
+      { metric: `${c.name} peak RSS`, value: peak / GiB, unit: 'GiB', note: `${c.what}${held}${recompute}${budget}` },
+      { metric: `${c.name} tokens/s`, value: tps, unit: 'tok/s', note: `${c.metric}; CPU ${cpu.toFixed(1)} s per step` },
     );
     metrics[`${c.name}_peak_rss_bytes`] = peak;
     metrics[`${c.name}_tokens_per_s`] = tps;
-    cases.push({ name: c.name, fits: true, peakRssBytes: peak, tokensPerS: tps, checkpointing: c.checkpointing, note: budget.replace(/^; /, '') });
+    metrics[`${c.name}_step_cpu_s`] = cpu;
+    cases.push({ name: c.name, fits: true, peakRssBytes: peak, tokensPerS: tps, stepCpuS: cpu, checkpointing: c.checkpointing, frozenDtype: frozen, note: budget.replace(/^; /, '') });
   }
   return { rows, metrics, cases };
 }

@@ -24,7 +24,8 @@ import { PPO_DEFAULTS } from '../ppo/config.js';
 import { medianTiming, timeIt, type Timing } from './measure.js';
 import { formatProfile, profileCall } from './profile.js';
 import type { Row } from './report.js';
-import { heapRow, paramCount, type SuiteOptions, type SuiteResult } from './suites.js';
+import { frozenFormat, frozenNote, heapRow, paramCount, type SuiteOptions, type SuiteResult } from './suites.js';
+import type { PackedFormat } from '../models/ops/packed_weight.js';
 import { wasmHeapBytes } from '../engine/memory.js';
 import { benchOptimization, randomIds } from './workloads.js';
 
@@ -40,6 +41,7 @@ function randomPair(rng: Rng, T: number, V: number): TokenizedPair {
 /** `rm`: o.batch pairs per optimizer step (o.microBatch pairs per forward), sequences up to o.seq tokens. */
 export async function rmSuite(config: ModelConfig, o: SuiteOptions): Promise<SuiteResult> {
   const rng = new Rng(3);
+  if (frozenFormat(o)) throw new Error(`--frozen-dtype ${o.frozenDtype}: the rm suite trains every weight, so nothing is frozen`);
   const micro = Math.min(o.microBatch ?? o.batch, o.batch);
   if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch} pairs`);
   const model = new RewardModel(DecoderModel.fromConfig(config, 0), ValueHead.create(config.wordEmbedDim, 1));
@@ -90,11 +92,12 @@ export async function rmSuite(config: ModelConfig, o: SuiteOptions): Promise<Sui
  * as after SFT and RM). LoRA: the actor's adapter on a base the initial model reads with the adapter off, and the
  * critic's adapter on a base the reward model reads the same way, as `train_prompts --lora_rank` shares them.
  */
-function ppoModels(config: ModelConfig, loraRank: number): { m: ExperienceModels; dispose: () => void } {
+function ppoModels(config: ModelConfig, loraRank: number, frozen: PackedFormat | undefined): { m: ExperienceModels; dispose: () => void } {
   const owned: { dispose(): void }[] = [];
   const own = <T extends { dispose(): void }>(x: T): T => (owned.push(x), x);
-  const actor = own(DecoderModel.fromConfig(config, 0));
-  const criticBase = own(DecoderModel.fromConfig(config, 1));
+  // With LoRA both bases are frozen (packed in `frozen`); with full weights only the initial and reward models.
+  const actor = own(DecoderModel.fromConfig(config, 0, loraRank > 0 ? frozen : undefined));
+  const criticBase = own(DecoderModel.fromConfig(config, 1, loraRank > 0 ? frozen : undefined));
   const criticHead = own(ValueHead.create(config.wordEmbedDim, 2));
   const rewardHead = own(ValueHead.create(config.wordEmbedDim, 3));
   let m: ExperienceModels;
@@ -109,8 +112,8 @@ function ppoModels(config: ModelConfig, loraRank: number): { m: ExperienceModels
     };
   } else {
     m = {
-      actor, initial: own(DecoderModel.fromConfig(config, 0)), critic: new ValueModel(criticBase, criticHead),
-      reward: new ValueModel(own(DecoderModel.fromConfig(config, 1)), rewardHead), rewardReduction: 'last',
+      actor, initial: own(DecoderModel.fromConfig(config, 0, frozen)), critic: new ValueModel(criticBase, criticHead),
+      reward: new ValueModel(own(DecoderModel.fromConfig(config, 1, frozen)), rewardHead), rewardReduction: 'last',
     };
   }
   return { m, dispose: () => owned.forEach((x) => x.dispose()) };
@@ -123,11 +126,11 @@ function ppoModels(config: ModelConfig, loraRank: number): { m: ExperienceModels
 export async function ppoSuite(config: ModelConfig, o: SuiteOptions): Promise<SuiteResult> {
   const rng = new Rng(4);
   const loraRank = o.loraRank ?? 0;
-  const { m, dispose } = ppoModels(config, loraRank);
+  const { m, dispose } = ppoModels(config, loraRank, frozenFormat(o));
   const actorOpt = benchOptimization(trainableParams(m.actor), PPO_DEFAULTS.lr);
   const criticOpt = benchOptimization(criticParams(m.critic), PPO_DEFAULTS.criticLr);
   const trainBatch = Math.min(o.trainBatch ?? PPO_DEFAULTS.trainBatchSize, o.genBatch);
-  const modelsNote = loraRank > 0 ? `LoRA r=${loraRank} (initial and reward models share the bases)` : 'full weights, four models';
+  const modelsNote = (loraRank > 0 ? `LoRA r=${loraRank} (initial and reward models share the bases)` : 'full weights, four models') + `; ${frozenNote(m.initial)} per frozen model`;
   try {
     const prompts = randomIds(rng, o.genBatch, o.promptLen, config.vocabSize);
     const mask = prompts.map((r) => r.map(() => 1));

@@ -65,7 +65,14 @@ export function benchConfig(preset: PresetName, o: ShapeOverrides = {}): ModelCo
     if (!gpt2) raw.num_key_value_heads = o.heads;
   }
   if (o.vocab) raw.vocab_size = o.vocab;
-  return normalizeConfig(raw, `--model ${preset}`);
+  const config = normalizeConfig(raw, `--model ${preset}`);
+  // The head size is width / heads (no preset gives head_dim): a width the heads do not divide is no model.
+  if ((o.width || o.heads) && !('head_dim' in raw) && config.hiddenSize % config.numHeads !== 0) {
+    const width = o.width ? `--width ${o.width}` : `${preset}'s width ${config.hiddenSize}`;
+    const heads = o.heads ? `--heads ${o.heads}` : `${preset}'s ${config.numHeads} heads`;
+    throw new Error(`${width} is not divisible by ${heads}: each head gets width / heads channels (choose --heads dividing --width)`);
+  }
+  return config;
 }
 
 export function describeConfig(c: ModelConfig): string {

@@ -9,6 +9,8 @@ import { Rng } from '../engine/rng.js';
 import { DecoderModel } from '../models/decoder.js';
 import { DEFAULT_LORA_TARGETS, LoraAdapter } from '../models/lora.js';
 import type { ModelConfig } from '../models/config.js';
+import type { FrozenDtype } from '../models/frozen_dtype.js';
+import type { PackedFormat } from '../models/ops/packed_weight.js';
 import { medianTiming, timeIt, type Timing } from './measure.js';
 import { formatProfile, profileCall, type ProfileSummary } from './profile.js';
 import type { Row } from './report.js';
@@ -31,6 +33,12 @@ export interface SuiteOptions {
   loraRank?: number;
   /** ppo: rollouts per PPO minibatch update. */
   trainBatch?: number;
+  /**
+   * Precision of the frozen weights (`--frozen-dtype`): sft, grpo and dpo with a LoRA rank, the base under the
+   * adapter; ppo, the bases under both adapters (LoRA) or the initial and reward models (full weights); dpo with full
+   * weights, the reference. Default float32.
+   */
+  frozenDtype?: FrozenDtype;
   /** Print the top-N kernels of the profiled step (0: do not print). */
   profileTop: number;
   log: (msg: string) => void;
@@ -49,8 +57,21 @@ export function heapRow(): Row[] {
   return h === null ? [] : [{ metric: 'wasm heap high-water', value: h / MiB, unit: 'MiB', note: 'of at most 4096 (wasm32)' }];
 }
 
+/** Parameters of the model, float32 and packed (adapters not counted). */
 export function paramCount(model: DecoderModel): number {
-  return model.namedParameters().reduce((s, [, v]) => s + v.size, 0);
+  let n = model.namedParameters().reduce((s, [, v]) => s + v.size, 0);
+  for (const w of model.packed.values()) n += w.shape[0] * w.shape[1];
+  return n;
+}
+
+/** The packed format of the suite's frozen weights, or undefined for float32. */
+export function frozenFormat(o: SuiteOptions): PackedFormat | undefined {
+  return o.frozenDtype && o.frozenDtype !== 'float32' ? o.frozenDtype : undefined;
+}
+
+/** "frozen bf16: 238 MiB of weights" for a model's note. */
+export function frozenNote(model: DecoderModel): string {
+  return `frozen weights ${model.frozenDtype}: ${(model.weightBytes() / MiB).toFixed(0)} MiB`;
 }
 
 function paramBytes(model: DecoderModel): number {
@@ -126,14 +147,15 @@ export async function foundationSuite(config: ModelConfig, o: SuiteOptions): Pro
 
 export async function sftSuite(config: ModelConfig, o: SuiteOptions): Promise<SuiteResult> {
   const rng = new Rng(2);
-  const model = DecoderModel.fromConfig(config, 0);
+  const r = o.loraRank ?? 0;
+  if (frozenFormat(o) && r === 0) throw new Error(`--frozen-dtype ${o.frozenDtype}: full-weight SFT has no frozen weights (give --lora-rank)`);
+  const model = DecoderModel.fromConfig(config, 0, frozenFormat(o));
   const micro = Math.min(o.microBatch ?? o.batch, o.batch);
   if (o.batch % micro !== 0) throw new Error(`--micro-batch ${micro} must divide the batch of ${o.batch}`);
-  const r = o.loraRank ?? 0;
   if (r > 0) model.lora = LoraAdapter.create(model.spec, { r, alpha: 2 * r, dropout: 0, targetModules: DEFAULT_LORA_TARGETS[config.modelType]! }, 1);
   const opt = sftOptimization(model, o.batch / micro);
   const shape = `B=${o.batch} T=${o.seq}${micro < o.batch ? `, ${micro} row${micro > 1 ? 's' : ''} per micro-batch` : ''}${r > 0 ? `, LoRA r=${r}` : ''}`;
-  const rows: Row[] = [{ metric: 'parameters', value: paramBytes(model) / 4 / 1e6, unit: 'M', note: r > 0 ? `frozen; LoRA ${(model.lora!.trainableVariables().reduce((a, v) => a + v.size, 0) / 1e6).toFixed(2)} M trained` : undefined }];
+  const rows: Row[] = [{ metric: 'parameters', value: paramBytes(model) / 4 / 1e6, unit: 'M', note: r > 0 ? `${frozenNote(model)}; LoRA ${(model.lora!.trainableVariables().reduce((a, v) => a + v.size, 0) / 1e6).toFixed(2)} M trained` : undefined }];
   const batches: { ids: tf.Tensor; labels: tf.Tensor }[] = [];
   try {
     for (let i = 0; i < o.batch / micro; i++) {

@@ -89,12 +89,16 @@ export function engineThreads(env: NodeJS.ProcessEnv = process.env): number {
  * ~0.3 s for the external memory alone (tiny-chat, B8×T128), and each fresh buffer's pages faulted in again. Buffers
  * are counted per ArrayBuffer (views and aliases from the cpu kernels included, through `write`/`move`) and go back
  * to a free list, by size class, when the count drops to zero; reads hand out copies, so nothing outside the
- * backend keeps a view into a buffer that is reused. The free list holds at most POOL_BYTES.
+ * backend keeps a view into a buffer that is reused. The free list holds at most POOL_BYTES; when a release would
+ * pass it, the buffers free the longest go first (to the garbage collector), so the list follows the sizes the
+ * current phase uses (generation, scoring, a training step each have their own) instead of keeping the first ones.
  */
-class BufferPool {
+export class BufferPool {
   /** Tensors viewing each pooled buffer (weak: a buffer dropped on an error path is simply collected). */
   private readonly live = new WeakMap<ArrayBuffer, number>();
   private readonly free = new Map<number, ArrayBuffer[]>();
+  /** The free buffers in the order they were released (oldest first), for eviction. */
+  private readonly order = new Set<ArrayBuffer>();
   private freeBytes = 0;
   constructor(private readonly capBytes: number) {}
 
@@ -107,6 +111,7 @@ class BufferPool {
     const list = this.free.get(size);
     const reused = list?.pop();
     if (reused) {
+      this.order.delete(reused);
       this.freeBytes -= size;
       this.live.set(reused, 0);
       return reused;
@@ -135,11 +140,22 @@ class BufferPool {
       return;
     }
     this.live.delete(b);
-    if (this.freeBytes + b.byteLength > this.capBytes) return; // left to the garbage collector
+    if (b.byteLength > this.capBytes) return; // left to the garbage collector
+    while (this.freeBytes + b.byteLength > this.capBytes) this.evictOldest();
     const list = this.free.get(b.byteLength) ?? [];
     list.push(b);
     this.free.set(b.byteLength, list);
+    this.order.add(b);
     this.freeBytes += b.byteLength;
+  }
+
+  private evictOldest(): void {
+    const old = this.order.values().next().value as ArrayBuffer;
+    this.order.delete(old);
+    const list = this.free.get(old.byteLength)!;
+    list.splice(list.indexOf(old), 1);
+    if (!list.length) this.free.delete(old.byteLength);
+    this.freeBytes -= old.byteLength;
   }
 
   /** Buffers kept for reuse, in bytes. */
@@ -149,6 +165,7 @@ class BufferPool {
 
   clear(): void {
     this.free.clear();
+    this.order.clear();
     this.freeBytes = 0;
   }
 }
@@ -159,8 +176,21 @@ function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
-/** Free-list ceiling: 1/16 of the RAM, at most 1 GiB. */
-const POOL_BYTES = Math.min(2 ** 30, Math.floor(os.totalmem() / 16));
+/**
+ * Free-list ceiling: `RLHF_POOL_MB` MiB, else 1/64 of the RAM, at most 256 MiB: about one block's intermediates at
+ * GPT-2 124M's PPO shapes. The former 1 GiB sat on top of every peak (PPO + LoRA on 124M: 1 of its 3 GiB RSS).
+ */
+export const POOL_ENV = 'RLHF_POOL_MB';
+function poolBytes(): number {
+  const raw = process.env[POOL_ENV];
+  if (raw !== undefined && raw !== '') {
+    const mb = Number(raw);
+    if (!Number.isFinite(mb) || mb < 0) throw new Error(`${POOL_ENV} must be a number of MiB ≥ 0 (got "${raw}")`);
+    return mb * 2 ** 20;
+  }
+  return Math.min(256 * 2 ** 20, Math.floor(os.totalmem() / 64));
+}
+const POOL_BYTES = poolBytes();
 const pool = new BufferPool(POOL_BYTES);
 
 type DataIdLike = object;

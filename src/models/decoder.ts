@@ -24,8 +24,9 @@ import { installKernelOverrides } from './ops/kernel_overrides.js';
 import * as lean from './ops/lean.js';
 import { recomputed } from './ops/recompute.js';
 import { gradientsRecording } from './ops/tidy_grad.js';
-import { isPackedWeight, packTensor, type PackedFormat, type PackedWeight } from './ops/packed_weight.js';
+import { isPackedWeight, packTensor, packWeight, type PackedFormat, type PackedWeight } from './ops/packed_weight.js';
 import { packedEmbedding, packedHeadLogits, packedLinear } from './ops/packed_linear.js';
+import { ensurePackedKernels } from './ops/packed_kernels.js';
 import type { HeadWeight } from './ops/lm_head_loss.js';
 import type { LoraAdapter } from './lora.js';
 import { withVirtualTokens, type VirtualTokenAdapter } from './virtual_tokens.js';
@@ -128,11 +129,18 @@ export class DecoderModel {
   }
 
   /** Fresh weights initialised as HF does for a new model (normal(0, initializer_range), norms at 1, biases 0). */
-  static fromConfig(config: ModelConfig, seed = 0): DecoderModel {
+  /**
+   * `packAs` (bf16/int8/nf4): a frozen model, each weight matrix packed as soon as it is drawn (as `packFrozen` would
+   * pack it, with the same values), so no float32 copy of the whole model ever exists.
+   */
+  static fromConfig(config: ModelConfig, seed = 0, packAs?: PackedFormat): DecoderModel {
     const spec = buildSpec(config);
     const rng = new Rng(seed);
     const std = typeof config.raw.initializer_range === 'number' ? config.raw.initializer_range : typeof config.raw.init_std === 'number' ? config.raw.init_std : 0.02;
     const weights = new Map<string, Tensor>();
+    const packed = new Map<string, PackedWeight>();
+    if (packAs) ensurePackedKernels();
+    const packable = packAs ? packableWeights(spec) : new Map<string, 0 | 1>();
     for (const [name, info] of parameterShapes(config, spec)) {
       const n = info.shape.reduce((a, b) => a * b, 1);
       const data = new Float32Array(n);
@@ -142,9 +150,11 @@ export class DecoderModel {
         const s = info.init === 'scaled_normal' && config.modelType === 'gpt2' ? std / Math.sqrt(2 * config.numLayers) : std;
         for (let i = 0; i < n; i++) data[i] = rng.normal() * s;
       }
-      weights.set(name, tf.tensor(data, info.shape));
+      const axis = packable.get(name);
+      if (packAs && axis !== undefined && info.shape.length === 2) packed.set(name, packWeight(data, info.shape as [number, number], packAs, axis));
+      else weights.set(name, tf.tensor(data, info.shape));
     }
-    const m = new DecoderModel(config, weights);
+    const m = new DecoderModel(config, weights, packed);
     for (const t of weights.values()) t.dispose();
     return m;
   }
