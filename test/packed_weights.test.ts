@@ -252,8 +252,9 @@ describe('trained model, LoRA on a packed base, memory (wasm)', () => {
       const agree = r.top.filter((t, i) => t === base.top[i]).length / r.top.length;
       row.push(`${format} ${err.toExponential(2)} (argmax agrees ${(100 * agree).toFixed(0)}%)`);
       expect(err, format).toBeLessThan(TRAINED_BOUNDS[format]);
-      // The checkpoint is stored in bf16, so packing it in bf16 loses nothing.
-      if (format === 'bf16') expect(err).toBe(0);
+      // The checkpoint is stored in bf16, so packing it in bf16 loses nothing: what is left is float32 rounding, as
+      // the packed kernel sums in another order than OpenBLAS's sgemm (which depends on the CPU's kernel).
+      if (format === 'bf16') expect(err).toBeLessThan(1e-6);
     }
     console.log(row.join(' | '));
   });
