@@ -89,6 +89,80 @@ describe.skipIf(!built)('native decode kernel', () => {
     }
   });
 
+  it.each([
+    { hs: 20, window: 9 as number | null, rotary: true },
+    { hs: 64, window: null as number | null, rotary: false },
+  ])('many queries per call (prefill, then 5 more) match attention written out in plain loops (head size $hs, window $window, rotary $rotary)', ({ hs, window, rotary }) => {
+    // Long enough that the kernel scores whole 16-key blocks and groups of query rows; grouped kv heads, a padded row.
+    const [B, H, G, cap] = [2, 4, 2, 48];
+    const calls = [37, 5];
+    const rng = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+    const rand = rng(7);
+    const cache = new NativeKVCache(B, 1, G, hs, cap);
+    for (let j = 0; j < cap; j++) cache.mask[j] = 1;
+    for (let j = 0; j < cap; j++) cache.mask[cap + j] = j < 3 ? 0 : 1;
+    const invFreq = Float32Array.from({ length: hs / 2 }, (_, i) => 10000 ** (-2 * i / hs));
+    const p = { heads: H, kvHeads: G, headDim: hs, scale: 0.3, softcap: null, window, rotary: rotary ? { invFreq, scaling: 1 } : null, layout: { qOffset: 0, qRow: H * hs, kOffset: 0, kRow: G * hs, vOffset: 0, vRow: G * hs, headStride: hs } };
+    const keys: number[][][] = [[], []]; // [b][slot] → G·hs
+    const vals: number[][][] = [[], []];
+    let past = 0;
+    for (const T of calls) {
+      const q = Array.from({ length: B * T * H * hs }, rand), k = Array.from({ length: B * T * G * hs }, rand), v = Array.from({ length: B * T * G * hs }, rand);
+      // Position ids as generation gives them: the padded row counts from its first real token.
+      const pos = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => Math.max(0, past + t - (b ? 3 : 0))));
+      // HF's halves rotation of each head (float32 angle, as the kernel), applied here to copies for the reference.
+      const rope = (x: number[], at: number, heads: number, position: number) => {
+        if (!rotary) return;
+        for (let h = 0; h < heads; h++) {
+          for (let i = 0; i < hs / 2; i++) {
+            const f = Math.fround(position * invFreq[i]!);
+            const [a, c] = [x[at + h * hs + i]!, x[at + h * hs + i + hs / 2]!];
+            x[at + h * hs + i] = a * Math.cos(f) - c * Math.sin(f);
+            x[at + h * hs + i + hs / 2] = c * Math.cos(f) + a * Math.sin(f);
+          }
+        }
+      };
+      const qr0 = [...q], kr0 = [...k];
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          rope(qr0, (b * T + t) * H * hs, H, pos[b]![t]!);
+          rope(kr0, (b * T + t) * G * hs, G, pos[b]![t]!);
+        }
+      }
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          keys[b]!.push(kr0.slice((b * T + t) * G * hs, (b * T + t + 1) * G * hs));
+          vals[b]!.push(v.slice((b * T + t) * G * hs, (b * T + t + 1) * G * hs));
+        }
+      }
+      const got = tf.tidy(() => decodeAttention(tf.tensor3d(q, [B, T, H * hs]), tf.tensor3d(k, [B, T, G * hs]), tf.tensor3d(v, [B, T, G * hs]), tf.tensor2d(pos, [B, T], 'int32'), cache, 0, p).dataSync() as Float32Array);
+      const want = new Float32Array(got.length);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          const last = past + t;
+          const first = window ? Math.max(0, last - window + 1) : 0;
+          for (let h = 0; h < H; h++) {
+            const g = Math.floor(h / (H / G));
+            const qr = qr0.slice(((b * T + t) * H + h) * hs, ((b * T + t) * H + h + 1) * hs);
+            const js: number[] = [];
+            for (let j = first; j <= last; j++) if (cache.mask[b * cap + j]) js.push(j);
+            // A query that sees no key averages every value fed so far (as the tensor path's finite mask bias does).
+            if (!js.length) for (let j = 0; j < past + T; j++) js.push(j);
+            const seen = js.some((j) => j >= first && j <= last && cache.mask[b * cap + j]);
+            const sc = js.map((j) => (seen ? p.scale * qr.reduce((s, x, i) => s + x * keys[b]![j]![g * hs + i]!, 0) : 0));
+            const max = Math.max(...sc);
+            const e = sc.map((x) => Math.exp(x - max));
+            const sum = e.reduce((a, x) => a + x, 0);
+            for (let i = 0; i < hs; i++) want[((b * T + t) * H + h) * hs + i] = js.reduce((s, j, n) => s + (e[n]! / sum) * vals[b]![j]![g * hs + i]!, 0);
+          }
+        }
+      }
+      expect(relErr(got, want), `past ${past}`).toBeLessThan(1e-5);
+      past += T;
+      cache.length = past;
+    }
+  });
+
   it('refuses positions beyond the cache, a wrong batch, and short arrays', () => {
     const cache = new NativeKVCache(1, 1, 1, 4, 2);
     const p = { heads: 1, kvHeads: 1, headDim: 4, scale: 0.5, softcap: null, window: null, rotary: null, layout: { qOffset: 0, qRow: 4, kOffset: 0, kRow: 4, vOffset: 0, vRow: 4, headStride: 4 } };

@@ -99,31 +99,68 @@ void Rotate(float* __restrict x, int64_t half, const float* __restrict cos, cons
 #define RLHF_VECTOR_CLONES
 #endif
 
-// sc[j] = q · kt[:, j] for j < n (kt: hs rows of `stride` floats): 16 keys at a time held in registers while the
-// hs products are summed, in order, so each key value is loaded once.
-RLHF_VECTOR_CLONES void Scores(const float* __restrict q, const float* __restrict kt, int64_t stride, int64_t hs, int64_t n, float* __restrict sc) {
+// sc[r][j] = q[r] · kt[:, j] for j < n and NQ query rows (kt: hs rows of `stride` floats): 16 keys at a time held
+// in registers for every row while the hs products are summed, in order, so each key value is loaded once for NQ
+// rows and the NQ·2 independent sums hide the FMA latency that one row's two would wait on. `room` (≥ n): keys
+// readable from kt (up to the cache's capacity); a last partial block is computed whole when it fits, its extra
+// scores (slots no query sees) written to sc and ignored, rather than key by key with strided loads.
+template <int NQ>
+inline __attribute__((always_inline)) void ScoresBody(const float* const* q, const float* __restrict kt, int64_t stride, int64_t hs, int64_t n, int64_t room, float* const* sc) {
   constexpr int kBlock = 16;
+  const int64_t blocked = std::min(room, (n + kBlock - 1) / kBlock * kBlock);
   int64_t j = 0;
-  for (; j + kBlock <= n; j += kBlock) {
-    float acc[kBlock] = {};
+  for (; j + kBlock <= blocked; j += kBlock) {
+    float acc[NQ][kBlock] = {};
     for (int64_t i = 0; i < hs; i++) {
-      const float qi = q[i];
       const float* kr = kt + i * stride + j;
-      for (int b = 0; b < kBlock; b++) acc[b] += qi * kr[b];
+      for (int r = 0; r < NQ; r++) {
+        const float qi = q[r][i];
+        for (int b = 0; b < kBlock; b++) acc[r][b] += qi * kr[b];
+      }
     }
-    for (int b = 0; b < kBlock; b++) sc[j + b] = acc[b];
+    for (int r = 0; r < NQ; r++) {
+      for (int b = 0; b < kBlock; b++) sc[r][j + b] = acc[r][b];
+    }
   }
   for (; j < n; j++) {
-    float a = 0.f;
-    for (int64_t i = 0; i < hs; i++) a += q[i] * kt[i * stride + j];
-    sc[j] = a;
+    for (int r = 0; r < NQ; r++) {
+      float a = 0.f;
+      for (int64_t i = 0; i < hs; i++) a += q[r][i] * kt[i * stride + j];
+      sc[r][j] = a;
+    }
   }
 }
 
-// out[d] = Σ_j w[j]·v[j, d] for d < hs (v: n rows of hs floats), 16 dimensions at a time in registers.
+constexpr int kQueryGroup = 4;  // query rows scored together (Scores1 … Scores4)
+RLHF_VECTOR_CLONES void Scores1(const float* const* q, const float* kt, int64_t stride, int64_t hs, int64_t n, int64_t room, float* const* sc) { ScoresBody<1>(q, kt, stride, hs, n, room, sc); }
+RLHF_VECTOR_CLONES void Scores2(const float* const* q, const float* kt, int64_t stride, int64_t hs, int64_t n, int64_t room, float* const* sc) { ScoresBody<2>(q, kt, stride, hs, n, room, sc); }
+RLHF_VECTOR_CLONES void Scores3(const float* const* q, const float* kt, int64_t stride, int64_t hs, int64_t n, int64_t room, float* const* sc) { ScoresBody<3>(q, kt, stride, hs, n, room, sc); }
+RLHF_VECTOR_CLONES void Scores4(const float* const* q, const float* kt, int64_t stride, int64_t hs, int64_t n, int64_t room, float* const* sc) { ScoresBody<4>(q, kt, stride, hs, n, room, sc); }
+
+void Scores(int nq, const float* const* q, const float* kt, int64_t stride, int64_t hs, int64_t n, int64_t room, float* const* sc) {
+  switch (nq) {
+    case 1: return Scores1(q, kt, stride, hs, n, room, sc);
+    case 2: return Scores2(q, kt, stride, hs, n, room, sc);
+    case 3: return Scores3(q, kt, stride, hs, n, room, sc);
+    default: return Scores4(q, kt, stride, hs, n, room, sc);
+  }
+}
+
+// out[d] = Σ_j w[j]·v[j, d] for d < hs (v: n rows of hs floats), 64 or 16 dimensions at a time in registers.
+// A 64-wide block first: its eight vector sums are independent, where a 16-wide block's two wait on the FMA latency.
 RLHF_VECTOR_CLONES void Mix(const float* __restrict w, const float* __restrict v, int64_t hs, int64_t n, float* __restrict out) {
-  constexpr int kBlock = 16;
+  constexpr int kWide = 64;
   int64_t d = 0;
+  for (; d + kWide <= hs; d += kWide) {
+    float acc[kWide] = {};
+    for (int64_t j = 0; j < n; j++) {
+      const float wj = w[j];
+      const float* vr = v + j * hs + d;
+      for (int b = 0; b < kWide; b++) acc[b] += wj * vr[b];
+    }
+    for (int b = 0; b < kWide; b++) out[d + b] = acc[b];
+  }
+  constexpr int kBlock = 16;
   for (; d + kBlock <= hs; d += kBlock) {
     float acc[kBlock] = {};
     for (int64_t j = 0; j < n; j++) {
@@ -174,19 +211,51 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
 
   const int64_t rep = H / G;
   // 1. rotary q into `out` (the attention below reads each query row before writing it back), k and v into the caches.
+  // With many rows (a prefill) cos/sin come from one table per distinct position id, which the rows share, not one
+  // per row: the same function of the position, so the same values, for a fraction of the cos/sin calls.
+  const int64_t half = rot / 2;
+  std::vector<int32_t> tableRow;  // position id → its row in the tables, −1 when absent
+  std::vector<float> tableCos, tableSin;
+  if (rot && B * T > 1) {
+    int32_t maxPos = -1;
+    bool nonNegative = true;
+    for (int64_t i = 0; i < B * T; i++) {
+      nonNegative = nonNegative && positions.data[i] >= 0;
+      maxPos = std::max(maxPos, positions.data[i]);
+    }
+    if (nonNegative && maxPos < 4 * B * T) {
+      tableRow.assign(maxPos + 1, -1);
+      int32_t n = 0;
+      for (int64_t i = 0; i < B * T; i++) {
+        if (tableRow[positions.data[i]] < 0) tableRow[positions.data[i]] = n++;
+      }
+      tableCos.resize(n * half);
+      tableSin.resize(n * half);
+      for (int32_t p = 0; p <= maxPos; p++) {
+        if (tableRow[p] >= 0) RotaryTable(p, invFreq.data, half, ropeScaling, tableCos.data() + tableRow[p] * half, tableSin.data() + tableRow[p] * half);
+      }
+    }
+  }
   rlhf_engine::ParallelFor(B * T, 16, [&](int64_t s, int64_t e) {
-    std::vector<float> row(hs), cos(rot / 2), sin(rot / 2);
+    std::vector<float> row(hs), cosRow(half), sinRow(half);
     for (int64_t bt = s; bt < e; bt++) {
       const int64_t b = bt / T, t = bt % T, slot = past + t;
-      if (rot) RotaryTable(positions.data[bt], invFreq.data, rot / 2, ropeScaling, cos.data(), sin.data());
+      const float* cos = cosRow.data();
+      const float* sin = sinRow.data();
+      if (rot && !tableRow.empty()) {
+        cos = tableCos.data() + tableRow[positions.data[bt]] * half;
+        sin = tableSin.data() + tableRow[positions.data[bt]] * half;
+      } else if (rot) {
+        RotaryTable(positions.data[bt], invFreq.data, half, ropeScaling, cosRow.data(), sinRow.data());
+      }
       for (int64_t h = 0; h < H; h++) {
         float* o = out.data + (bt * H + h) * hs;
         std::copy_n(q.data + qOff + bt * qRow + h * headStride, hs, o);
-        if (rot) Rotate(o, rot / 2, cos.data(), sin.data());
+        if (rot) Rotate(o, half, cos, sin);
       }
       for (int64_t g = 0; g < G; g++) {
         std::copy_n(k.data + kOff + bt * kRow + g * headStride, hs, row.data());
-        if (rot) Rotate(row.data(), rot / 2, cos.data(), sin.data());
+        if (rot) Rotate(row.data(), half, cos, sin);
         float* kc = keys.data + (b * G + g) * hs * cap;
         for (int64_t i = 0; i < hs; i++) kc[i * cap + slot] = row[i];
         std::copy_n(v.data + vOff + bt * vRow + g * headStride, hs, values.data + ((b * G + g) * cap + slot) * hs);
@@ -194,30 +263,45 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
     }
   });
 
-  // 2. per (b, kv head): its rep·T query rows against the keys 0 … past + t.
+  // 2. per (b, kv head): its rep·T query rows (row t·rep + hr) against the keys first … past + t, scored kQueryGroup
+  // rows at a time over the slots any of them sees (each row then reads its own range; every score is the same sum
+  // in the same order as alone).
   const int64_t S = past + T;
+  const int64_t rows = rep * T;
   rlhf_engine::ParallelFor(B * G, 1, [&](int64_t s, int64_t e) {
-    std::vector<float> p(S), qrow(hs), acc(hs);
+    std::vector<float> pbuf(kQueryGroup * cap), qbuf(kQueryGroup * hs), acc(hs);
+    const float* qs[kQueryGroup];
+    float* ps[kQueryGroup];
+    for (int r = 0; r < kQueryGroup; r++) {
+      qs[r] = qbuf.data() + r * hs;
+      ps[r] = pbuf.data() + r * cap;  // indexed by slot
+    }
+    auto firstOf = [&](int64_t last) { return window > 0 ? std::max<int64_t>(0, last - window + 1) : int64_t{0}; };
     for (int64_t bg = s; bg < e; bg++) {
       const int64_t b = bg / G, g = bg % G;
       const float* kc = keys.data + bg * hs * cap;
       const float* vc = values.data + bg * cap * hs;
       const int32_t* m = mask.data + b * cap;
-      for (int64_t t = 0; t < T; t++) {
-        const int64_t last = past + t;  // the query's own slot
-        const int64_t first = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
-        for (int64_t hr = 0; hr < rep; hr++) {
-          float* o = out.data + ((b * T + t) * H + g * rep + hr) * hs;
-          std::copy_n(o, hs, qrow.data());
-          // scores over the visible slots [first, last]
-          float* sc = p.data() + first;
+      auto outRow = [&](int64_t row) { return out.data + ((b * T + row / rep) * H + g * rep + row % rep) * hs; };
+      for (int64_t r0 = 0; r0 < rows; r0 += kQueryGroup) {
+        const int nq = static_cast<int>(std::min<int64_t>(kQueryGroup, rows - r0));
+        const int64_t lo = firstOf(past + r0 / rep), hi = past + (r0 + nq - 1) / rep;
+        float* sc[kQueryGroup];
+        for (int r = 0; r < nq; r++) {
+          std::copy_n(outRow(r0 + r), hs, qbuf.data() + r * hs);
+          sc[r] = ps[r] + lo;
+        }
+        Scores(nq, qs, kc + lo, cap, hs, hi - lo + 1, cap - lo, sc);
+        for (int r = 0; r < nq; r++) {
+          const int64_t last = past + (r0 + r) / rep;  // the query's own slot
+          const int64_t first = firstOf(last);
+          float* p = ps[r] + first;
           const int64_t n = last - first + 1;
-          Scores(qrow.data(), kc + first, cap, hs, n, sc);
           float max = -INFINITY;
           bool any = false;
           for (int64_t j = 0; j < n; j++) {
-            const float x = softcap > 0 ? std::tanh(sc[j] * scale) * softcap : sc[j] * scale;
-            sc[j] = x;
+            const float x = softcap > 0 ? std::tanh(p[j] * scale) * softcap : p[j] * scale;
+            p[j] = x;
             if (m[first + j] != 0) {
               any = true;
               if (x > max) max = x;
@@ -225,16 +309,16 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
           }
           if (any) {
             // As the engine's softmax: exponentials, their sum in double, one reciprocal.
-            for (int64_t j = 0; j < n; j++) sc[j] = m[first + j] != 0 ? rlhf_engine::FastExp(sc[j] - max) : 0.f;
-            const double sum = rlhf_engine::SumToDouble(sc, n);
+            for (int64_t j = 0; j < n; j++) p[j] = m[first + j] != 0 ? rlhf_engine::FastExp(p[j] - max) : 0.f;
+            const double sum = rlhf_engine::SumToDouble(p, n);
             const float inv = static_cast<float>(1.0 / sum);
-            for (int64_t j = 0; j < n; j++) sc[j] *= inv;
-            Mix(sc, vc + first * hs, hs, n, acc.data());
+            for (int64_t j = 0; j < n; j++) p[j] *= inv;
+            Mix(p, vc + first * hs, hs, n, acc.data());
           } else {
-            std::fill_n(p.data(), S, 1.f / static_cast<float>(S));
-            Mix(p.data(), vc, hs, S, acc.data());
+            std::fill_n(ps[r], S, 1.f / static_cast<float>(S));
+            Mix(ps[r], vc, hs, S, acc.data());
           }
-          std::copy_n(acc.data(), hs, o);
+          std::copy_n(acc.data(), hs, outRow(r0 + r));
         }
       }
     }
