@@ -17,21 +17,12 @@ import { attention, causalBias, causalMaskBias } from '../src/models/ops/attenti
 import { applyRotary, rotaryTables } from '../src/models/ops/positions.js';
 import { dropoutMask } from '../src/models/ops/dropout_mask.js';
 import { relErr } from './helpers/fixtures.js';
+import { seededValues as values } from './helpers/seeded_values.js';
 
 const why = nativeBackendUnavailable() || (nativeBlasAvailable() ? '' : 'the OpenBLAS addon (native/blas) is not built');
 describe.runIf(why !== '')('native fused kernels', () => {
   it.skip(`skipped: ${why} (npm run build:engine)`, () => {});
 });
-
-function values(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    out[i] = lo + ((hi - lo) * s) / 2 ** 32;
-  }
-  return out;
-}
 
 type Inputs = { shape: number[]; lo?: number; hi?: number }[];
 

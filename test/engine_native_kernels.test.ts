@@ -11,6 +11,7 @@ import { nativeBlasAvailable } from '../src/engine/native_blas.js';
 import { FUSED } from '../src/engine/native_fused.js';
 import { relativeError, selfTestValues } from '../src/engine/self_test.js';
 import { relErr } from './helpers/fixtures.js';
+import { seededValues as values } from './helpers/seeded_values.js';
 
 const REQUIRE_ENV = 'RLHF_REQUIRE_NATIVE';
 const why = nativeBackendUnavailable() || (nativeBlasAvailable() ? '' : 'the OpenBLAS addon (native/blas) is not built');
@@ -21,17 +22,6 @@ if (why) {
 describe.runIf(why !== '')('native kernels', () => {
   it.skip(`skipped: ${why} (npm run build:engine; ${REQUIRE_ENV}=1 makes this a failure)`, () => {});
 });
-
-/** Deterministic values in [lo, hi) (the same on both backends). */
-function values(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    out[i] = lo + ((hi - lo) * s) / 2 ** 32;
-  }
-  return out;
-}
 
 type Spec = { shape: number[]; seed?: number; lo?: number; hi?: number; dtype?: 'float32' | 'int32' | 'bool' };
 type Fn = (...xs: Tensor[]) => Tensor | Tensor[];

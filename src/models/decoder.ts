@@ -128,8 +128,8 @@ export class DecoderModel {
     }
   }
 
-  /** Fresh weights initialised as HF does for a new model (normal(0, initializer_range), norms at 1, biases 0). */
   /**
+   * Fresh weights initialised as HF does for a new model (normal(0, initializer_range), norms at 1, biases 0).
    * `packAs` (bf16/int8/nf4): a frozen model, each weight matrix packed as soon as it is drawn (as `packFrozen` would
    * pack it, with the same values), so no float32 copy of the whole model ever exists.
    */

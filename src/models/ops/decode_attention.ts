@@ -5,9 +5,9 @@
  */
 import type { ModelConfig } from '../config.js';
 import type { LayerSpec } from '../architectures.js';
+import { nativeDecodeUnavailable, type HeadLayout } from '../../engine/native_decode.js';
 
 type AttentionSpec = LayerSpec['attn'];
-import { nativeDecodeUnavailable, type HeadLayout } from '../../engine/native_decode.js';
 
 /** Why `model` cannot decode through the native kernel ('' when it can). */
 export function nativeDecodeUnsupported(config: ModelConfig, attns: AttentionSpec[], hasVirtualTokens: boolean): string {

@@ -22,6 +22,32 @@ import { FUSED, fusedKernel } from '../../engine/native_fused.js';
 /** An LM head [V, C]: a float32 tensor, or frozen and packed (then only dh flows back, never dW). */
 export type HeadWeight = Tensor | PackedWeight;
 
+/** Rows r0 … r0 + R of a [N] or [N, C] tensor. */
+function rowsOf(t: Tensor, r0: number, R: number): Tensor {
+  return t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, -1]);
+}
+
+/**
+ * The scalar loss `forward` returns with its gradients (one per input, computed in the same pass): the backward pass
+ * only scales them by the incoming dy, and frees them.
+ */
+function lossWithPrecomputedGrads(inputs: Tensor[], forward: (...xs: Tensor[]) => { value: Tensor; grads: Tensor[] }): Tensor {
+  const op = tf.customGrad((...args: unknown[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const { value, grads } = forward(...(args as Tensor[]));
+    save(grads);
+    return {
+      value,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const scaled = tf.tidy(() => saved.map((g) => tf.mul(g, dy)));
+        for (const t of saved) t.dispose();
+        return scaled;
+      },
+    };
+  }) as unknown as (...xs: Tensor[]) => Tensor;
+  return op(...inputs);
+}
+
 /** Raw logits of a chunk of rows hc [R, C] against the head's transposed vocabulary pieces [C, vc]. */
 export function piecesLogits(hc: Tensor, WTj: Tensor[]): Tensor {
   return WTj.length === 1 ? tf.matMul(hc, WTj[0]!) : tf.concat(WTj.map((wt) => tf.matMul(hc, wt)), 1); // (R, V)
@@ -123,7 +149,6 @@ export function lmHeadCrossEntropy(h: Tensor, head: HeadWeight, labels: Tensor, 
     const mask = tf.cast(valid, 'float32');
     return { targets: tf.where(valid, lb, tf.zerosLike(lb)), weights: tf.div(mask, tf.maximum(tf.sum(mask), 1)) };
   });
-  const rowsOf = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, C]));
 
   try {
     if (isPackedWeight(head)) return packedHeadCrossEntropy(h, head, rowSizes, targets, weights, softcap);
@@ -147,9 +172,8 @@ export function lmHeadCrossEntropy(h: Tensor, head: HeadWeight, labels: Tensor, 
         return total;
       });
     }
-    const op = tf.customGrad((hh, ww, save) => {
-      const x = hh as Tensor;
-      const { Wj, WTj } = headPieces(ww as Tensor, vocabSizes);
+    return lossWithPrecomputedGrads([h, head], (x, w) => {
+      const { Wj, WTj } = headPieces(w, vocabSizes);
       let total: Tensor = tf.scalar(0);
       const dhParts: Tensor[] = [];
       let dWT: (Tensor | null)[] = vocabSizes.map(() => null); // Σ hᵀ·G_j, [C, vc] per vocabulary piece
@@ -169,17 +193,8 @@ export function lmHeadCrossEntropy(h: Tensor, head: HeadWeight, labels: Tensor, 
       }
       const dh = dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0);
       const dW = tf.concat(dWT.map((t) => tf.transpose(t!, [1, 0])), 0); // (V, C)
-      (save as tf.GradSaveFunc)([dh, dW]);
-      return {
-        value: total,
-        gradFunc: (dy: Tensor, saved: Tensor[]) => {
-          const grads = tf.tidy(() => [tf.mul(saved[0]!, dy), tf.mul(saved[1]!, dy)]);
-          for (const t of saved) t.dispose();
-          return grads;
-        },
-      };
-    }) as unknown as (h: Tensor, w: Tensor) => Tensor;
-    return op(h, head);
+      return { value: total, grads: [dh, dW] };
+    });
   } finally {
     tf.dispose([targets, weights]);
   }
@@ -191,8 +206,6 @@ export function lmHeadCrossEntropy(h: Tensor, head: HeadWeight, labels: Tensor, 
  * then dh = G·W and dW += Gᵀ·hc, with no transposed or vocabulary-split copy of W.
  */
 function fusedHeadCrossEntropy(h: Tensor, head: Tensor, rowSizes: number[], targets: Tensor, weights: Tensor): Tensor {
-  const C = h.shape[1]!;
-  const rowsOf = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, C]));
   const withGrad = gradientsRecording();
   const run = (x: Tensor, W: Tensor): { total: Tensor; dh: Tensor | null; dW: Tensor | null } => {
     let total: Tensor = tf.scalar(0);
@@ -217,19 +230,10 @@ function fusedHeadCrossEntropy(h: Tensor, head: Tensor, rowSizes: number[], targ
     return { total, dh: withGrad ? (dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0)) : null, dW };
   };
   if (!withGrad) return tf.tidy(() => run(h, head).total);
-  const op = tf.customGrad((hh, ww, save) => {
-    const { total, dh, dW } = run(hh as Tensor, ww as Tensor);
-    (save as tf.GradSaveFunc)([dh!, dW!]);
-    return {
-      value: total,
-      gradFunc: (dy: Tensor, saved: Tensor[]) => {
-        const grads = tf.tidy(() => [tf.mul(saved[0]!, dy), tf.mul(saved[1]!, dy)]);
-        for (const t of saved) t.dispose();
-        return grads;
-      },
-    };
-  }) as unknown as (h: Tensor, w: Tensor) => Tensor;
-  return op(h, head);
+  return lossWithPrecomputedGrads([h, head], (x, W) => {
+    const { total, dh, dW } = run(x, W);
+    return { value: total, grads: [dh!, dW!] };
+  });
 }
 
 /**
@@ -237,8 +241,6 @@ function fusedHeadCrossEntropy(h: Tensor, head: Tensor, rowSizes: number[], targ
  * accumulated (the head takes no gradient).
  */
 function packedHeadCrossEntropy(h: Tensor, head: PackedWeight, rowSizes: number[], targets: Tensor, weights: Tensor, softcap: number | null): Tensor {
-  const C = h.shape[1]!;
-  const rowsOf = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, C]));
   const logitsOf = (hc: Tensor) => packedMatMul(hc, head, true);
   const withGrad = gradientsRecording();
   const run = (x: Tensor): { total: Tensor; dh: Tensor | null } => {
@@ -258,17 +260,8 @@ function packedHeadCrossEntropy(h: Tensor, head: PackedWeight, rowSizes: number[
     return { total, dh: withGrad ? (dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0)) : null };
   };
   if (!withGrad) return run(h).total;
-  const op = tf.customGrad((hh, save) => {
-    const { total, dh } = run(hh as Tensor);
-    (save as tf.GradSaveFunc)([dh!]);
-    return {
-      value: total,
-      gradFunc: (dy: Tensor, saved: Tensor[]) => {
-        const g = tf.mul(saved[0]!, dy);
-        saved[0]!.dispose();
-        return g;
-      },
-    };
-  }) as unknown as (h: Tensor) => Tensor;
-  return op(h);
+  return lossWithPrecomputedGrads([h], (x) => {
+    const { total, dh } = run(x);
+    return { value: total, grads: [dh!] };
+  });
 }
