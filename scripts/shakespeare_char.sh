@@ -32,11 +32,11 @@ cli prepare "$ROOT/datasets/full/tinyshakespeare.txt" --tokenizer char --output_
 
 # 2. train (nanoGPT: train.py config/train_shakespeare_char.py [CPU overrides])
 if [ $CPU = 1 ]; then
-  MODEL="n_layer=4,n_head=4,n_embd=128,resid_pdrop=0,embd_pdrop=0,attn_pdrop=0,rlhf_bias=false"
+  MODEL="n_layer=4,n_head=4,n_embd=128,resid_pdrop=0,embd_pdrop=0,attn_pdrop=0,rlhf_bias=false,activation_function=gelu"
   SHAPE=(--max_len 64 --batch_size 12 --max_steps ${MAX_STEPS:-2000} --decay_steps ${MAX_STEPS:-2000} --eval_iters 20)
   SAMPLE_TOKENS=63
 else
-  MODEL="n_layer=6,n_head=6,n_embd=384,resid_pdrop=0.2,embd_pdrop=0.2,attn_pdrop=0.2,rlhf_bias=false"
+  MODEL="n_layer=6,n_head=6,n_embd=384,resid_pdrop=0.2,embd_pdrop=0.2,attn_pdrop=0.2,rlhf_bias=false,activation_function=gelu"
   SHAPE=(--max_len 256 --batch_size 64 --max_steps ${MAX_STEPS:-5000} --decay_steps ${MAX_STEPS:-5000} --eval_iters 200)
   SAMPLE_TOKENS=255
 fi

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BatchLoader, IGNORE_INDEX, padBatch } from '../src/data/index.js';
+import { groupedOrder } from '../src/data/batching.js';
 
 const M = IGNORE_INDEX;
 
@@ -78,6 +79,23 @@ describe('BatchLoader', () => {
     const partial = make();
     partial.restore({ epoch: 0, index: 2 });
     expect([...partial.epochBatches()]).toEqual(expected.slice(2, 4).map((x) => x.batch));
+  });
+
+  it('groupOf keeps each group together in a seeded, per-epoch shuffle of the groups', () => {
+    const items = Array.from({ length: 12 }, (_, i) => i);
+    const group = (i: number) => String(i % 4); // groups {0,4,8} {1,5,9} {2,6,10} {3,7,11}
+    const loader = new BatchLoader(items, { batchSize: 3, seed: 7, groupOf: group, collate: (xs) => xs });
+    const epochs = [0, 1].map(() => [...loader.epochBatches()].flat());
+    for (const order of epochs) {
+      expect([...order].sort((a, b) => a - b)).toEqual(items);
+      // every group is one run of consecutive positions
+      for (let g = 0; g < 4; g++) {
+        const at = order.map((x, k) => (x % 4 === g ? k : -1)).filter((k) => k >= 0);
+        expect(at[2]! - at[0]!).toBe(2);
+      }
+    }
+    expect(epochs[0]).not.toEqual(epochs[1]);
+    expect(groupedOrder([5, 0, 1, 4], items, group, null)).toEqual([5, 1, 0, 4]); // no rng: first appearance
   });
 
   it('dropLast, no shuffle, and invalid settings', () => {

@@ -125,7 +125,25 @@ describe('BOS and batches', () => {
     expect(b.inputIds).toEqual([[5, 6, 7, 0], [9, 9, 0, 0], [8, 0, 0, 0], [4, 4, 4, 4]]);
     expect(b.attentionMask).toEqual([[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]);
     expect(b.tokens).toBe(10);
+    expect([b.chosenRows, b.rejectedRows]).toEqual([[0, 1], [2, 3]]);
     expect(b.answerMask).toBeUndefined(); // these pairs do not know where their prompts end
+  });
+
+  it('collatePairs scores each distinct sequence once: pairs sharing answers share rows', () => {
+    // three ranked answers a > b > c of one prompt: three pairs, three rows
+    const [a, bb, c] = [[1, 2, 3], [1, 2, 4, 4], [1, 2, 5]];
+    const b = collatePairs([
+      { chosen: a, rejected: bb, chosenPromptLen: 2, rejectedPromptLen: 2 },
+      { chosen: a, rejected: c, chosenPromptLen: 2, rejectedPromptLen: 2 },
+      { chosen: bb, rejected: c, chosenPromptLen: 2, rejectedPromptLen: 2 },
+      { chosen: a, rejected: c, chosenPromptLen: 1, rejectedPromptLen: 2 }, // same ids, another answer mask: a row of its own
+    ], 0);
+    expect(b.pairs).toBe(4);
+    expect(b.inputIds).toEqual([[1, 2, 3, 0], [1, 2, 4, 4], [1, 2, 3, 0], [1, 2, 5, 0]]);
+    expect(b.chosenRows).toEqual([0, 0, 1, 2]);
+    expect(b.rejectedRows).toEqual([1, 3, 3, 3]);
+    expect(b.answerMask).toEqual([[0, 0, 1, 0], [0, 0, 1, 1], [0, 1, 1, 0], [0, 0, 1, 0]]);
+    expect(b.tokens).toBe(13);
   });
 
   it('each side knows where its prompt ends (after fitting), and collatePairs marks the answer tokens', () => {

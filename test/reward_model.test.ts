@@ -17,12 +17,12 @@ import { ValueHead } from '../src/models/value_head.js';
 import { answerMaskRows } from '../src/models/value_model.js';
 import { readRewardReduction } from '../src/rewards/reward_model.js';
 import { saveCheckpoint } from '../src/trainer/stage_checkpoint.js';
-import { loadRewardModel, readRewardMeta, reduceValues, RewardModel, rewardConfigExtra } from '../src/reward/index.js';
+import { collatePairs, loadRewardModel, logSigLoss, pairBatchLoss, readRewardMeta, reduceValues, RewardModel, rewardConfigExtra, type PairBatch } from '../src/reward/index.js';
 import { ARCHS, fixtureDir, type Arch } from './helpers/fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'reward-model-'));
 
-function freshRewardModel(arch: Arch, reduction: 'last' | 'mean' = 'last'): RewardModel {
+function freshRewardModel(arch: Arch, reduction: 'last' | 'mean' | 'answer_sum' = 'last'): RewardModel {
   const { model } = loadPretrained(fixtureDir(arch));
   return new RewardModel(model, ValueHead.create(model.config.hiddenSize, 7), reduction);
 }
@@ -97,6 +97,42 @@ describe.each(ARCHS)('%s reward model', (arch) => {
     const expected = values.reduce((a, b) => a + b, 0) / values.length;
     const [padded] = rm.scoreArrays([[...seq, 0, 0]], [[1, 1, 1, 1, 1, 0, 0]]);
     expect(padded!).toBeCloseTo(expected, 5);
+    rm.dispose();
+  });
+});
+
+describe('pairs sharing answers', () => {
+  beforeAll(async () => {
+    await useTestBackend('cpu');
+  });
+
+  it('a batch scoring each distinct answer once has the loss and gradients of one scoring each pair\'s two sides', () => {
+    const rm = freshRewardModel('llama', 'answer_sum');
+    // one prompt [7, 8], three ranked answers: every pair of them
+    const [a, b, c] = [[7, 8, 21, 22, 2], [7, 8, 31, 2], [7, 8, 41, 42, 43, 2]];
+    const side = (x: number[]) => x;
+    const pairs = [[a, b], [a, c], [b, c]].map(([ch, rj]) => ({ chosen: side(ch!), rejected: side(rj!), chosenPromptLen: 2, rejectedPromptLen: 2 }));
+    const shared = collatePairs(pairs, 0);
+    expect(shared.inputIds.length).toBe(3);
+    // the same pairs as six rows: each pair's two sides scored separately
+    const rows = [...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)];
+    const width = Math.max(...rows.map((r) => r.length));
+    const full: PairBatch = {
+      inputIds: rows.map((r) => [...r, ...new Array<number>(width - r.length).fill(0)]),
+      attentionMask: rows.map((r) => [...r.map(() => 1), ...new Array<number>(width - r.length).fill(0)]),
+      answerMask: rows.map((r) => [0, 0, ...r.slice(2).map(() => 1), ...new Array<number>(width - r.length).fill(0)]),
+      chosenRows: [0, 1, 2], rejectedRows: [3, 4, 5], pairs: 3, tokens: rows.reduce((n, r) => n + r.length, 0),
+    };
+    const params = rm.trainableParameters().map(([, v]) => v);
+    const run = (batch: PairBatch) => tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => pairBatchLoss(rm, logSigLoss, batch, {}, false), params);
+      return { loss: value.dataSync()[0]!, grads: Object.values(grads).map((g) => Float32Array.from(g.dataSync())) };
+    });
+    const [x, y] = [run(shared), run(full)];
+    expect(Math.abs(x.loss - y.loss) / Math.abs(y.loss)).toBeLessThan(1e-6);
+    const norm = (vs: Float32Array[]) => Math.sqrt(vs.reduce((s, v) => s + v.reduce((t, e) => t + e * e, 0), 0));
+    const diff = norm(x.grads.map((g, i) => g.map((e, k) => e - y.grads[i]![k]!)));
+    expect(diff / norm(y.grads)).toBeLessThan(1e-6);
     rm.dispose();
   });
 });

@@ -7,7 +7,7 @@
 //   rmsNormGrad(dy, x, w, rstd, rows, C, dx, dw)              dx, and dw = Σ_rows dy·x·rstd
 //   layerNorm(x, w, b | null, rows, C, eps, y, mean, rstd)    y = (x − mean)·rstd·w (+ b)
 //   layerNormGrad(dy, x, w, mean, rstd, rows, C, dx, dw, db | null)
-//   activation(kind, x, out)                                  kind 0: silu x·σ(x); 1: gelu_tanh x·σ(2u)
+//   activation(kind, x, out)                                  kind 0: silu x·σ(x); 1: gelu_tanh x·σ(2u); 2: gelu x·Φ(x)
 //   activationGrad(kind, x, dy, dx)
 //   gatedActivation(kind, gate, up, out)                      act(gate)·up
 //   gatedActivationGrad(kind, gate, up, dy, dgate, dup)
@@ -229,18 +229,23 @@ Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
 constexpr float kTwoSqrt2OverPi = 1.5957691216057308f;  // 2·√(2/π)
 constexpr float kGeluA = 0.044715f;
 
-enum ActKind { kSilu = 0, kGeluTanh = 1, kActKinds };
+constexpr float kSqrtHalf = 0.70710678118654752f;       // 1/√2
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;     // 1/√(2π)
 
-// f(v) = v·σ(k(v)): silu k = v, gelu_tanh k = 2·√(2/π)·(v + a·v³).
+enum ActKind { kSilu = 0, kGeluTanh = 1, kGeluErf = 2, kActKinds };
+
+// f(v) = v·σ(k(v)): silu k = v, gelu_tanh k = 2·√(2/π)·(v + a·v³); exact gelu f(v) = v·Φ(v).
 template <int K>
 inline float ActValue(float v) {
   if (K == kSilu) return v * Sigmoid(v);
+  if (K == kGeluErf) return 0.5f * v * (1.0f + std::erf(v * kSqrtHalf));
   return v * Sigmoid(v * (v * v * kGeluA + 1.0f) * kTwoSqrt2OverPi);
 }
 
-// f'(v) = s + v·s·(1 − s)·k'(v).
+// f'(v) = s + v·s·(1 − s)·k'(v); exact gelu Φ(v) + v·φ(v).
 template <int K>
 inline float ActSlope(float v) {
+  if (K == kGeluErf) return 0.5f * (1.0f + std::erf(v * kSqrtHalf)) + v * kInvSqrt2Pi * std::exp(-0.5f * v * v);
   if (K == kSilu) {
     const float s = Sigmoid(v);
     return s * (1.0f + v * (1.0f - s));
@@ -292,6 +297,7 @@ Napi::Value Activation(const Napi::CallbackInfo& info) {
   const float* x = Floats(info, 1, "activation", "x", n);
   float* o = Floats(info, 2, "activation", "out", n);
   if (kind == kSilu) ActForward<kSilu>(x, nullptr, o, n);
+  else if (kind == kGeluErf) ActForward<kGeluErf>(x, nullptr, o, n);
   else ActForward<kGeluTanh>(x, nullptr, o, n);
   return info.Env().Undefined();
 }
@@ -304,6 +310,7 @@ Napi::Value ActivationGrad(const Napi::CallbackInfo& info) {
   const float* dy = Floats(info, 2, "activationGrad", "dy", n);
   float* dx = Floats(info, 3, "activationGrad", "dx", n);
   if (kind == kSilu) ActBackward<kSilu>(x, nullptr, dy, dx, nullptr, n);
+  else if (kind == kGeluErf) ActBackward<kGeluErf>(x, nullptr, dy, dx, nullptr, n);
   else ActBackward<kGeluTanh>(x, nullptr, dy, dx, nullptr, n);
   return info.Env().Undefined();
 }
@@ -316,6 +323,7 @@ Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
   const float* u = Floats(info, 2, "gatedActivation", "up", n);
   float* o = Floats(info, 3, "gatedActivation", "out", n);
   if (kind == kSilu) ActForward<kSilu>(g, u, o, n);
+  else if (kind == kGeluErf) ActForward<kGeluErf>(g, u, o, n);
   else ActForward<kGeluTanh>(g, u, o, n);
   return info.Env().Undefined();
 }
@@ -330,6 +338,7 @@ Napi::Value GatedActivationGrad(const Napi::CallbackInfo& info) {
   float* dg = Floats(info, 4, "gatedActivationGrad", "dgate", n);
   float* du = Floats(info, 5, "gatedActivationGrad", "dup", n);
   if (kind == kSilu) ActBackward<kSilu>(g, u, dy, dg, du, n);
+  else if (kind == kGeluErf) ActBackward<kGeluErf>(g, u, dy, dg, du, n);
   else ActBackward<kGeluTanh>(g, u, dy, dg, du, n);
   return info.Env().Undefined();
 }

@@ -33,6 +33,7 @@ export function buildRewardCommand(): Command {
     .addOption(new Option('--prompt_template <name>', 'how a prompt is rendered before the answer: a built-in template, chat_template (the model\'s own), or auto (the one --pretrain was trained with, else its chat_template, else human_assistant)').choices([...PROMPT_TEMPLATE_CHOICES]).default(d.promptTemplate))
     .option('--skip_bad_records [bool]', 'skip and count malformed records instead of stopping', bool, false)
     .addOption(new Option('--loss_fn <name>', 'log_sig: −log σ(r_chosen − r_rejected); log_exp: log(1 + exp(r_rejected − r_chosen))').choices([...PAIRWISE_LOSSES]).default(d.lossFn))
+    .option('--group_by_prompt [bool]', 'shuffle prompts, not pairs: a prompt\'s pairs share batches and each distinct answer in a batch is scored once (for ranked answers, e.g. label_pairs output)', bool, d.groupByPrompt)
     .addOption(new Option('--reward_reduction <how>', 'reward of a sequence: the value at its last real token, the mean or the sum over its tokens, or the sum or the mean over its answer\'s tokens only (answer_sum, answer_mean)').choices([...REWARD_REDUCTIONS]).default(d.rewardReduction))
     .addOption(new Option('--log_steps <n>', 'old name of --logging_steps').argParser(int('--log_steps', 1)).hideHelp());
   addLoraOptions(cmd);
@@ -66,6 +67,7 @@ export function rewardConfigFromOptions(o: Record<string, unknown>): RewardConfi
     test: o.test as boolean,
     promptTemplate: o.prompt_template as string,
     lossFn: o.loss_fn as RewardConfig['lossFn'],
+    groupByPrompt: o.group_by_prompt as boolean,
     ...optimConfigFromOptions(o),
     ...loopControlsFromOptions(o),
     loggingSteps: (o.log_steps as number | undefined) ?? (o.logging_steps as number),

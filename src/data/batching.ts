@@ -67,13 +67,36 @@ export interface LoaderOptions<T, B> {
   seed?: number;
   /** Drop the last, smaller batch of an epoch (default false). */
   dropLast?: boolean;
+  /**
+   * Items with the same key stay next to each other in every epoch's order (the groups shuffled, and the items
+   * within each group), so a batch holds few groups: e.g. the comparisons of one prompt, whose shared answers are
+   * then scored once per batch. Undefined: items shuffle independently.
+   */
+  groupOf?: (item: T) => string;
   /** Items -> batch, e.g. `(xs) => padBatch(xs, {padTokenId})`. */
   collate: (items: T[]) => B;
 }
 
+/**
+ * `order` with each group's items brought together: groups in a shuffled order (rng) or in order of first appearance
+ * (no rng), each group's items in the order `order` visits them.
+ */
+export function groupedOrder<T>(order: readonly number[], items: readonly T[], groupOf: (item: T) => string, rng: Rng | null): number[] {
+  const groups = new Map<string, number[]>();
+  for (const i of order) {
+    const key = groupOf(items[i]!);
+    const g = groups.get(key);
+    if (g) g.push(i);
+    else groups.set(key, [i]);
+  }
+  const lists = [...groups.values()];
+  const visit = rng ? rng.permutation(lists.length) : lists.map((_, i) => i);
+  return visit.flatMap((g) => lists[g]!);
+}
+
 export class BatchLoader<T, B> {
   private readonly items: readonly T[];
-  private readonly opts: Required<LoaderOptions<T, B>>;
+  private readonly opts: Required<Omit<LoaderOptions<T, B>, 'groupOf'>> & Pick<LoaderOptions<T, B>, 'groupOf'>;
   private pos: LoaderPosition = { epoch: 0, index: 0 };
   private cachedOrder: { epoch: number; order: number[] } | undefined;
 
@@ -112,9 +135,9 @@ export class BatchLoader<T, B> {
     if (this.cachedOrder?.epoch === epoch) return this.cachedOrder.order;
     const n = this.items.length;
     // A distinct, reproducible stream per epoch, so resuming needs only (epoch, index).
-    const order = this.opts.shuffle
-      ? new Rng((this.opts.seed + Math.imul(epoch + 1, 0x9e3779b1)) >>> 0).permutation(n)
-      : Array.from({ length: n }, (_, i) => i);
+    const rng = new Rng((this.opts.seed + Math.imul(epoch + 1, 0x9e3779b1)) >>> 0);
+    let order = this.opts.shuffle ? rng.permutation(n) : Array.from({ length: n }, (_, i) => i);
+    if (this.opts.groupOf) order = groupedOrder(order, this.items, this.opts.groupOf, this.opts.shuffle ? rng : null);
     this.cachedOrder = { epoch, order };
     return order;
   }

@@ -60,6 +60,11 @@ export interface RewardConfig extends LoopControlsConfig, ScheduleFields, NonFin
 
   // --- training ---
   lossFn: PairwiseLossName;
+  /**
+   * Keep each prompt's pairs together in the shuffled order (InstructGPT's batching of a prompt's ranked answers):
+   * a batch scores each distinct answer once, so k ranked answers cost k sequences, not two per pair.
+   */
+  groupByPrompt: boolean;
   /** Pairs per micro-batch (each pair is two sequences). */
   batchSize: number;
   maxEpochs: number;
@@ -86,6 +91,7 @@ export const REWARD_DEFAULTS: Omit<RewardConfig, 'pretrain' | 'dataset' | 'saveP
   promptTemplate: AUTO_TEMPLATE,
   skipBadRecords: false,
   lossFn: 'log_sig',
+  groupByPrompt: false,
   batchSize: 1,
   maxEpochs: 1,
   lr: 5e-6,

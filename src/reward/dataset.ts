@@ -117,23 +117,51 @@ export function tokenizePreferencePairs(
   return { pairs: out, stats };
 }
 
-/** B pairs as one right-padded batch of 2B rows: rows 0..B−1 the chosen sequences, rows B..2B−1 the rejected. */
+/**
+ * B pairs as one right-padded batch: each distinct sequence once (pairs of one prompt share answers: k ranked answers
+ * give up to k(k−1)/2 pairs from k rows), chosenRows[i] / rejectedRows[i] the rows of pair i's two sides. Without
+ * repeats that is 2B rows, the chosen sequences first, then the rejected.
+ */
 export interface PairBatch {
   inputIds: number[][];
+  chosenRows: number[];
+  rejectedRows: number[];
   attentionMask: number[][];
   /** 1 on each row's answer tokens (for the answer-only reductions); absent when a pair does not know its prompt's length. */
   answerMask?: number[][];
   /** Pairs in the batch (B). */
   pairs: number;
-  /** Real (unpadded) tokens in the batch. */
+  /** Real (unpadded) tokens in the batch's rows. */
   tokens: number;
 }
 
+/** The key pairs are grouped by (`--group_by_prompt`): the chosen side's prompt tokens, when the pair knows them. */
+export function pairPromptKey(p: TokenizedPair): string {
+  return p.chosenPromptLen === undefined ? p.chosen.join(',') : p.chosen.slice(0, p.chosenPromptLen).join(',');
+}
+
 export function collatePairs(items: readonly TokenizedPair[], padTokenId: number): PairBatch {
-  const seqs = [...items.map((p) => ({ inputIds: p.chosen })), ...items.map((p) => ({ inputIds: p.rejected }))];
+  const seqs: { inputIds: number[] }[] = [];
+  const promptLens: (number | undefined)[] = [];
+  const rowOf = new Map<string, number>();
+  // A repeated sequence is the same row only when its prompt length (the answer mask) is the same too.
+  const row = (ids: number[], promptLen: number | undefined): number => {
+    const key = `${promptLen ?? ''}|${ids.join(',')}`;
+    let r = rowOf.get(key);
+    if (r === undefined) {
+      rowOf.set(key, (r = seqs.length));
+      seqs.push({ inputIds: ids });
+      promptLens.push(promptLen);
+    }
+    return r;
+  };
+  const chosenRows = items.map((p) => row(p.chosen, p.chosenPromptLen));
+  const rejectedRows = items.map((p) => row(p.rejected, p.rejectedPromptLen));
   const b = padBatch(seqs, { padTokenId, side: 'right' });
-  const batch: PairBatch = { inputIds: b.inputIds, attentionMask: b.attentionMask, pairs: items.length, tokens: seqs.reduce((s, x) => s + x.inputIds.length, 0) };
-  const promptLens = [...items.map((p) => p.chosenPromptLen), ...items.map((p) => p.rejectedPromptLen)];
+  const batch: PairBatch = {
+    inputIds: b.inputIds, attentionMask: b.attentionMask, chosenRows, rejectedRows,
+    pairs: items.length, tokens: seqs.reduce((s, x) => s + x.inputIds.length, 0),
+  };
   if (promptLens.every((n) => n !== undefined)) {
     batch.answerMask = answerMaskRows(promptLens as number[], seqs.map((x) => x.inputIds.length), b.inputIds[0]?.length ?? 0);
   }

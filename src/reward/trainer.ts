@@ -38,7 +38,7 @@ import { deriveBatch } from '../trainer/batch_size.js';
 import { resolveRewardConfig, type RewardConfig, type RewardConfigInput } from './config.js';
 import { pairMetrics, pairwiseLoss, type PairwiseLoss } from './losses.js';
 import { RewardModel, rewardConfigExtra } from './model.js';
-import { collatePairs, loadRewardData, tokenizePreferencePairs, tokenizerAddsBos, type PairBatch, type TokenizedPair } from './dataset.js';
+import { collatePairs, loadRewardData, pairPromptKey, tokenizePreferencePairs, tokenizerAddsBos, type PairBatch, type TokenizedPair } from './dataset.js';
 import { adapterBase } from '../models/adapter_dir.js';
 import { packFrozenModel } from '../models/frozen_dtype.js';
 
@@ -117,8 +117,8 @@ export function scorePairs(model: RewardModel, pairs: readonly TokenizedPair[], 
   for (let i = 0; i < pairs.length; i += batchSize) {
     const b = collatePairs(pairs.slice(i, i + batchSize), padTokenId);
     const r = model.scoreArrays(b.inputIds, b.attentionMask, b.answerMask);
-    chosen.push(...r.slice(0, b.pairs));
-    rejected.push(...r.slice(b.pairs));
+    chosen.push(...b.chosenRows.map((k) => r[k]!));
+    rejected.push(...b.rejectedRows.map((k) => r[k]!));
   }
   return { chosen, rejected };
 }
@@ -150,12 +150,13 @@ export function evaluatePairs(
  */
 export function pairBatchLoss(model: RewardModel, loss: PairwiseLoss, batch: PairBatch, aux: Record<string, tf.Tensor>, training: boolean): tf.Scalar {
   const B = batch.pairs;
-  const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (2B, T)
-  const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32'); // (2B, T)
-  const answer = batch.answerMask && tf.tensor2d(batch.answerMask, undefined, 'int32'); // (2B, T)
-  const rewards = model.score(ids, mask, training, answer); // (2B): chosen rows first
-  const chosen = tf.slice(rewards, [0], [B]);
-  const rejected = tf.slice(rewards, [B], [B]);
+  const ids = tf.tensor2d(batch.inputIds, undefined, 'int32'); // (R, T): each distinct sequence once
+  const mask = tf.tensor2d(batch.attentionMask, undefined, 'int32');
+  const answer = batch.answerMask && tf.tensor2d(batch.answerMask, undefined, 'int32');
+  const rewards = model.score(ids, mask, training, answer); // (R)
+  const plain = batch.inputIds.length === 2 * B && batch.chosenRows.every((r, i) => r === i);
+  const chosen = plain ? tf.slice(rewards, [0], [B]) : tf.gather(rewards, tf.tensor1d(batch.chosenRows, 'int32'));
+  const rejected = plain ? tf.slice(rewards, [B], [B]) : tf.gather(rewards, tf.tensor1d(batch.rejectedRows, 'int32'));
   Object.assign(aux, pairMetrics(chosen, rejected));
   return loss(chosen, rejected);
 }
@@ -196,6 +197,7 @@ export class RewardTrainer {
     this.loss = pairwiseLoss(config.lossFn);
     this.loader = parts.strategy.createLoader(parts.train, {
       batchSize: config.batchSize, seed: config.seed, shuffle: true, collate: (items) => collatePairs(items, pad),
+      ...(config.groupByPrompt ? { groupOf: pairPromptKey } : {}),
     });
     // An epoch ends with an optimizer step even when its last accumulation window is short.
     this.stepsPerEpoch = Math.ceil(this.loader.batchesPerEpoch / config.accumulationSteps);
