@@ -9,11 +9,11 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/pipeline}
 PROMPTS=${LABEL_PROMPTS_FILE:-$ROOT/datasets/full/alpaca_en_demo.json}
-TRAIN_N=${LABEL_PROMPTS:-512}
+TRAIN_N=${LABEL_PROMPTS:-743}
 EVAL_N=${LABEL_EVAL_PROMPTS:-128}
 label() {
   cli label_pairs --pretrain "${SFT_OUT:-$OUT/sft}" --prompts "$PROMPTS" \
-    --num_samples "${LABEL_SAMPLES:-6}" --pairs "${LABEL_PAIRS:-all}" --min_gap "${LABEL_MIN_GAP:-2}" \
+    --num_samples "${LABEL_SAMPLES:-8}" --pairs "${LABEL_PAIRS:-all}" --min_gap "${LABEL_MIN_GAP:-2}" \
     --max_input_len "${LABEL_INPUT_LEN:-96}" --max_new_tokens "${LABEL_NEW_TOKENS:-20}" --batch_size "${LABEL_BATCH:-48}" \
     --backend "${BACKEND:-auto}" "$@"
 }

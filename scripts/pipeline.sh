@@ -30,12 +30,17 @@ if [ -n "$TINY" ]; then
   : "${SFT_SAMPLES:=24}" "${SFT_EPOCHS:=1}" "${SFT_MAX_LEN:=128}" "${RM_SAMPLES:=24}" "${RM_EPOCHS:=1}"
   : "${LABEL_PROMPTS:=16}" "${LABEL_EVAL_PROMPTS:=8}" "${LABEL_SAMPLES:=3}" "${LABEL_NEW_TOKENS:=8}" "${LABEL_MIN_GAP:=0}"
   : "${PPO_EPISODES:=2}" "${PPO_COLLECT:=1}" "${PPO_UPDATES:=1}" "${PPO_EXP_BATCH:=4}" "${PPO_TRAIN_BATCH:=4}"
-  : "${PPO_NEW_TOKENS:=8}" "${PPO_PROMPTS:=16}" "${JUDGE_PROMPTS:=8}" "${JUDGE_NEW_TOKENS:=8}"
+  : "${PPO_NEW_TOKENS:=8}" "${PPO_PROMPTS:=16}" "${JUDGE_PROMPTS:=8}" "${JUDGE_NEW_TOKENS:=8}" "${RELABEL_PROMPTS:=8}"
   export SFT_SAMPLES SFT_EPOCHS SFT_MAX_LEN RM_SAMPLES RM_EPOCHS LABEL_PROMPTS LABEL_EVAL_PROMPTS LABEL_SAMPLES \
     LABEL_NEW_TOKENS LABEL_MIN_GAP PPO_EPISODES PPO_COLLECT PPO_UPDATES PPO_EXP_BATCH PPO_TRAIN_BATCH PPO_NEW_TOKENS \
-    PPO_PROMPTS JUDGE_PROMPTS JUDGE_NEW_TOKENS
+    PPO_PROMPTS JUDGE_PROMPTS JUDGE_NEW_TOKENS RELABEL_PROMPTS
 fi
-export DATA
+# ROUNDS=2 (the default with the labeler): label → reward model → PPO, then the labeler ranks the round-1 policy's
+# answers, the reward model trains on them, and PPO runs again from the SFT model. ROUNDS=1: one round.
+ROUNDS=${ROUNDS:-$([ "$DATA" = sentiment ] && echo 2 || echo 1)}
+case $ROUNDS in 1|2) ;; *) echo "ROUNDS: 1 or 2, got \"$ROUNDS\"" >&2; exit 2 ;; esac
+[ "$DATA" = sentiment ] || ROUNDS=1
+export DATA ROUNDS
 rm -rf "$OUT"
 mkdir -p "$OUT"
 # CPU seconds (user + sys) of this shell's finished child processes so far: bash's `times`, second line. Called
@@ -56,9 +61,21 @@ stage() {
   echo "$name $((SECONDS - t0)) $(awk -v a="$c0" -v b="$CHILD_CPU" 'BEGIN { printf "%.1f", b - a }')" >> "$OUT/times.txt"
 }
 stage sft bash "$ROOT/scripts/train_sft.sh"
-[ "$DATA" = sentiment ] && stage label bash "$ROOT/scripts/label_pairs.sh"
-stage rm bash "$ROOT/scripts/train_rm.sh"
-stage ppo bash "$ROOT/scripts/train_prompts.sh"
+if [ "$DATA" = sentiment ] && [ "$ROUNDS" = 2 ]; then
+  # Iterated RLHF: round 1's PPO policy shows what the reward model over-rates; the labeler ranks its answers, the
+  # reward model learns from them (round 2), and PPO continues from the round-1 policy against the round-2 reward
+  # model, its KL penalty still measured from the SFT model.
+  stage label bash "$ROOT/scripts/label_pairs.sh"
+  stage rm1 bash "$ROOT/scripts/train_rm.sh" --save_path "$OUT/round1/rm"
+  RM_OUT="$OUT/round1/rm" stage ppo1 bash "$ROOT/scripts/train_prompts.sh" --save_path "$OUT/round1/ppo"
+  stage relabel bash "$ROOT/scripts/relabel.sh"
+  RM_ROUND=2 stage rm bash "$ROOT/scripts/train_rm.sh"
+  stage ppo bash "$ROOT/scripts/train_prompts.sh" --pretrain "$OUT/round1/ppo" --ref_pretrain "${SFT_OUT:-$OUT/sft}"
+else
+  [ "$DATA" = sentiment ] && stage label bash "$ROOT/scripts/label_pairs.sh"
+  stage rm bash "$ROOT/scripts/train_rm.sh"
+  stage ppo bash "$ROOT/scripts/train_prompts.sh"
+fi
 [ "$DATA" = sentiment ] && stage judge bash "$ROOT/scripts/judge.sh"
 if [ -n "$TINY" ]; then
   # Every stage's output must load in a later stage / inference with no extra flags.

@@ -53,6 +53,16 @@ export function buildSummary(out, { data = 'sentiment', model = 'models/tiny-cha
   const kl = series(ppoRows, 'objective/kl');
   const prompts = readJson(join(out, 'ppo', 'logs', 'prompts.json'));
   const labelStats = ['train', 'eval'].map((s) => readJson(join(out, 'pairs', `${s}.stats.json`)));
+  // ROUNDS=2: round 1's reward model and PPO run, and the pairs ranked from that policy's answers
+  const rm1Acc = series(jsonLines(join(out, 'round1', 'rm', 'logs', 'metrics.jsonl')), 'eval/reward/accuracy');
+  const ppo1Rows = jsonLines(join(out, 'round1', 'ppo', 'logs', 'metrics.jsonl'));
+  const relabel = readJson(join(out, 'pairs', 'round2.stats.json'));
+  const round1 = rm1Acc.length || ppo1Rows.length ? {
+    rm_eval_accuracy: num(rm1Acc.at(-1)),
+    ppo_reward_first: num(series(ppo1Rows, 'reward/mean')[0]), ppo_reward_last: num(series(ppo1Rows, 'reward/mean').at(-1)),
+    ppo_kl: num(series(ppo1Rows, 'objective/kl').at(-1)),
+    relabeled: relabel,
+  } : null;
   const report = readJson(join(out, 'judge.json'));
   const greedy = report ? decodingSummary(report, 'greedy') : null;
   const sampled = report ? decodingSummary(report, 'sampled') : null;
@@ -86,6 +96,8 @@ export function buildSummary(out, { data = 'sentiment', model = 'models/tiny-cha
     stages,
     judge,
     labeling: labelStats[0] ? { train: labelStats[0], eval: labelStats[1] } : null,
+    rounds: round1 ? 2 : 1,
+    round1,
     prompts_cut: prompts?.prompts_cut ?? null,
     prompts_total: prompts?.prompts_total ?? null,
     // older nested keys, kept for scripts that read them
@@ -109,8 +121,14 @@ export function summaryLines(s, out) {
     const t = s.labeling.train, e = s.labeling.eval;
     line('labelled pairs (train / held out)', `${t.pairs} / ${e?.pairs ?? 'n/a'} from ${t.prompts} / ${e?.prompts ?? 'n/a'} prompts × ${t.num_samples} answers; ${(t.near_ties ?? 0) + (e?.near_ties ?? 0)} near-ties (gap < ${t.min_gap}) skipped   ${secs(s, 'label')}`);
   }
-  line('reward model held-out accuracy', `${fmt(s.rm_eval_accuracy)} on ${s.rm_eval_pairs ?? 'the held-out'} pairs (chance ${s.rm_chance})   ${secs(s, 'rm')}`);
-  line('PPO reward-model score (first → last)', `${fmt(s.ppo_reward_first)} → ${fmt(s.ppo_reward_last)}, KL to SFT ${fmt(s.ppo_kl)}   ${secs(s, 'ppo')}`);
+  const r1 = s.round1;
+  if (r1) {
+    line('round 1: reward model held-out accuracy', `${fmt(r1.rm_eval_accuracy)} on ${s.rm_eval_pairs ?? 'the held-out'} pairs (chance ${s.rm_chance})   ${secs(s, 'rm1')}`);
+    line('round 1: PPO reward-model score', `${fmt(r1.ppo_reward_first)} → ${fmt(r1.ppo_reward_last)}, KL to SFT ${fmt(r1.ppo_kl)}   ${secs(s, 'ppo1')}`);
+    if (r1.relabeled) line('round 2: pairs from the round-1 policy', `${r1.relabeled.pairs} from ${r1.relabeled.prompts} prompts × ${r1.relabeled.num_samples} answers   ${secs(s, 'relabel')}`);
+  }
+  line(`${r1 ? 'round 2: ' : ''}reward model held-out accuracy`, `${fmt(s.rm_eval_accuracy)} on ${s.rm_eval_pairs ?? 'the held-out'} pairs (chance ${s.rm_chance})   ${secs(s, 'rm')}`);
+  line(`${r1 ? 'round 2: ' : ''}PPO reward-model score`, `${fmt(s.ppo_reward_first)} → ${fmt(s.ppo_reward_last)}, KL to SFT ${fmt(s.ppo_kl)}   ${secs(s, 'ppo')}`);
   if (s.prompts_total !== null) line('PPO prompts shortened to fit', `${s.prompts_cut} of ${s.prompts_total}`);
   if (s.judge) {
     line(`judge (${s.judge.name}) on ${s.judge.prompts} held-out prompts`, `SFT → PPO model, paired difference [95% CI], d_z, wins/ties/losses   ${secs(s, 'judge')}`);

@@ -6,7 +6,7 @@
 #                as nanoGPT counts them (--warmup_start one: lr·(it+1)/(warmup+1)),
 #                AdamW beta2 0.99, weight decay 0.1 (not on norms), grad clip 1.0, eval every 250 steps, best checkpoint
 #                kept; no biases in Linear/LayerNorm (rlhf_bias=false: nanoGPT's bias=False; the saved model still
-#                loads in transformers as GPT-2, with zero biases)
+#                loads in transformers as GPT-2, with zero biases); nanoGPT's exact GELU (activation_function=gelu)
 #   3. sample    from the best checkpoint, starting from a newline (nanoGPT's sample.py settings); one block's worth
 #                of characters, since generation here does not slide the context past the position table
 # Usage: bash scripts/shakespeare_char.sh [--cpu] [OUT_DIR]
@@ -16,7 +16,8 @@
 #            eval on 20 batches (eval_iters 20)
 # The last line printed is `best val loss <x> at step <n>`. MAX_STEPS=N shortens the run (a smoke test); SEED=N
 # changes the seed (default 1337, as nanoGPT).
-# scripts/nanogpt_reference.py trains the same model and loop in PyTorch on the same files, for a side-by-side.
+# scripts/nanogpt_reference.py trains the same model and loop in PyTorch on the same files, for a side-by-side
+# (--replay: from this project's initial weights on the blocks train_sft draws, the same run step for step).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 CPU=0

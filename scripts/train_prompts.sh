@@ -11,7 +11,7 @@ if [ "${DATA:-sentiment}" = hh-rlhf ]; then
 else
   : "${PROMPTS:=$ROOT/datasets/full/alpaca_en_demo.json}" "${PPO_PROMPTS:=512}" "${PPO_EPISODES:=20}" "${PPO_COLLECT:=1}"
   : "${PPO_UPDATES:=2}" "${PPO_EXP_BATCH:=16}" "${PPO_TRAIN_BATCH:=8}" "${PPO_NEW_TOKENS:=20}" "${PPO_LR:=3e-5}"
-  : "${PPO_CRITIC_LR:=2e-4}" "${PPO_KL:=0.05}"
+  : "${PPO_CRITIC_LR:=2e-4}" "${PPO_KL:=0.2}"
 fi
 cli train_prompts "$PROMPTS" \
   --pretrain "${SFT_OUT:-$OUT/sft}" --rm_path "${RM_OUT:-$OUT/rm}" \

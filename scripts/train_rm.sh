@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Stage 2: a reward model from the SFT output. DATA=sentiment (the default pipeline): on the pairs scripts/label_pairs.sh
-# ranked, held-out pairs from other prompts, the reward the mean of the values over the tokens, 1 epoch (the run the
-# README shows). RM_REDUCTION=answer_sum RM_EPOCHS=2 RM_LR=1e-3: the sum over the answer's tokens only, which ranks
-# the held-out pairs better (README, demo section). DATA=hh-rlhf: on hh-rlhf's human preference pairs. Extra
-# arguments go to train_reward_model.
+# ranked, held-out pairs from other prompts; the reward is the sum of the values over the answer's tokens only
+# (answer_sum: the lexicon's score is a sum over the answer's words), 2 epochs, a prompt's pairs batched together
+# (--group_by_prompt: each of its 8 answers scored once per batch). RM_ROUND=2: the round-1 reward model trained on
+# the pairs scripts/relabel.sh ranked from the round-1 PPO policy's answers. DATA=hh-rlhf: on hh-rlhf's human
+# preference pairs. Extra arguments go to train_reward_model.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/pipeline}
@@ -16,13 +17,23 @@ if [ "${DATA:-sentiment}" = hh-rlhf ]; then
     ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-3e-4}" --eval_ratio 0.2 \
     --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
     --save_path "$OUT/rm" "$@"
+elif [ "${RM_ROUND:-1}" = 2 ]; then
+  # round 2: the round-1 reward model (its value head too) trained one epoch more on the round-2 pairs only
+  cli train_reward_model \
+    --pretrain "${RM1_OUT:-$OUT/round1/rm}" \
+    --dataset "${RM_DATA:-$OUT/pairs/round2.jsonl}" --eval_dataset "${RM_EVAL_DATA:-$OUT/pairs/eval.jsonl}" \
+    --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction "${RM_REDUCTION:-answer_sum}" --group_by_prompt \
+    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM2_EPOCHS:-1}" \
+    ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM2_LR:-5e-4}" --weight_decay 0.1 --warmup_ratio 0.1 \
+    --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
+    --save_path "$OUT/rm" "$@"
 else
   cli train_reward_model \
     --pretrain "${SFT_OUT:-$OUT/sft}" \
     --dataset "${RM_DATA:-$OUT/pairs/train.jsonl}" --eval_dataset "${RM_EVAL_DATA:-$OUT/pairs/eval.jsonl}" \
-    --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction "${RM_REDUCTION:-mean}" \
-    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM_EPOCHS:-1}" \
-    ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-2e-3}" --weight_decay 0.1 --warmup_ratio 0.1 \
+    --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction "${RM_REDUCTION:-answer_sum}" --group_by_prompt \
+    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM_EPOCHS:-2}" \
+    ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-1e-3}" --weight_decay 0.1 --warmup_ratio 0.1 \
     ${RM_LORA:+--lora_rank "$RM_LORA" --lora_target all-linear --merge_lora_weights} \
     --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
     --save_path "$OUT/rm" "$@"

@@ -60,6 +60,26 @@ describe('pipeline_summary.mjs', () => {
     expect(printed).toContain('105 s (CPU time, user + sys: 187 s)');
   });
 
+  it('ROUNDS=2: round 1\'s reward model and PPO run, the relabelled pairs, and the round-2 numbers as the main keys', () => {
+    const out = fakeRun(true);
+    const metrics = (stage: string, rows: Record<string, number>[]) => {
+      mkdirSync(join(out, stage, 'logs'), { recursive: true });
+      writeFileSync(join(out, stage, 'logs', 'metrics.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    };
+    metrics(join('round1', 'rm'), [{ step: 20, 'eval/reward/accuracy': 0.8 }]);
+    metrics(join('round1', 'ppo'), [{ step: 1, 'reward/mean': 2, 'objective/kl': 0 }, { step: 2, 'reward/mean': 4, 'objective/kl': 1.3 }]);
+    writeFileSync(join(out, 'pairs', 'round2.stats.json'), JSON.stringify({ prompts: 32, num_samples: 8, pairs: 250, ties: 3, min_gap: 2 }));
+    writeFileSync(join(out, 'times.txt'), 'sft 10 18\nlabel 20 40\nrm1 30 50\nppo1 40 70\nrelabel 5 8\nrm 6 9\nppo 40 70\njudge 5 9\n');
+    const printed = execFileSync('node', [script, out], { encoding: 'utf8' });
+    const s = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
+    expect(s.rounds).toBe(2);
+    expect(s.round1).toMatchObject({ rm_eval_accuracy: 0.8, ppo_reward_first: 2, ppo_reward_last: 4, ppo_kl: 1.3, relabeled: { pairs: 250, prompts: 32 } });
+    expect(s).toMatchObject({ rm_eval_accuracy: 0.85, ppo_kl: 0.8, wall_s: 156 });
+    expect(printed).toContain('round 1: reward model held-out accuracy');
+    expect(printed).toContain('round 2: pairs from the round-1 policy   250 from 32 prompts × 8 answers');
+    expect(printed).toContain('round 2: reward model held-out accuracy');
+  });
+
   it('null for what did not run (the hh-rlhf route has no labelling or judge)', () => {
     const out = fakeRun(false);
     execFileSync('node', [script, out, '--data', 'hh-rlhf'], { encoding: 'utf8' });
@@ -73,6 +93,7 @@ describe('pipeline_summary.mjs', () => {
     expect(s.stages.sft).toEqual({ wall_s: 10 }); // an older times.txt, without CPU seconds
     expect(s.cpu_s).toBeNull();
     expect(s.wall_s).toBe(100);
+    expect([s.rounds, s.round1]).toEqual([1, null]);
     for (const k of ['sft_eval_loss_before', 'sft_eval_loss_after', 'rm_eval_accuracy', 'judge_score_before', 'judge_score_after', 'ppo_kl', 'wall_s']) {
       expect(s).toHaveProperty(k);
     }

@@ -4,11 +4,12 @@
  * KL coefficient and samples of an uninterrupted run.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/engine/tf.js';
 import { initBackend } from '../src/engine/backend.js';
-import { loadPretrained } from '../src/models/pretrained.js';
+import { loadPretrained, savePretrained } from '../src/models/pretrained.js';
+import { DecoderModel } from '../src/models/decoder.js';
 import type { InterruptFlag } from '../src/trainer/interrupt.js';
 import { PpoTrainer, type PpoResult } from '../src/ppo/trainer.js';
 import { trainableParams, criticParams } from '../src/ppo/models.js';
@@ -125,5 +126,26 @@ describe('PPO with LoRA, ptx and adaptive KL', () => {
     expect(critic.valueHead).not.toBeNull();
     critic.model.dispose();
     critic.valueHead!.dispose();
+  }, 300_000);
+});
+
+describe('--ref_pretrain', () => {
+  it('the actor starts from --pretrain and the KL reference is the other model; not with LoRA', async () => {
+    // another model of the same family and vocabulary: the fixture's config with fresh weights
+    const fixture = loadPretrained(fixtureDir('gpt2')).model;
+    const other = DecoderModel.fromConfig(fixture.config, 99);
+    const refDir = join(dir, 'ref');
+    savePretrained(other, refDir);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(fixtureDir('gpt2'), f))) cpSync(join(fixtureDir('gpt2'), f), join(refDir, f));
+    const name = 'transformer.h.0.attn.c_attn.weight';
+    const base = { ...toyConfig(rmDir, prompts, join(dir, 'ref-run')), numEpisodes: 1 };
+    const t = await PpoTrainer.create({ ...base, refPretrain: refDir }, { log: () => {}, progressBar: false });
+    const m = t.modelSet;
+    expect(relErr(m.initial.params.get(name)!.dataSync(), other.params.get(name)!.dataSync())).toBe(0);
+    expect(relErr(m.actor.params.get(name)!.dataSync(), fixture.params.get(name)!.dataSync())).toBe(0);
+    t.dispose();
+    fixture.dispose();
+    other.dispose();
+    await expect(PpoTrainer.create({ ...base, refPretrain: refDir, loraRank: 4 }, { log: () => {}, progressBar: false })).rejects.toThrow(/--ref_pretrain: with --lora_rank/);
   }, 300_000);
 });

@@ -47,6 +47,18 @@ describe('headline from summary.json', () => {
     expect(renderHeadline(s).match(/class="card good"/g)).toHaveLength(3);
   });
 
+  it('ROUNDS=2: the reward model card names round 1\'s accuracy and the relabelled pairs; the stages have titles', () => {
+    const raw = readJson('summary.json') as Record<string, unknown>;
+    const two = { ...raw, round1: { rm_eval_accuracy: 0.831, relabeled: { pairs: 2710, prompts: 256 } }, stages: { sft: { wall_s: 8 }, rm1: { wall_s: 90 }, ppo1: { wall_s: 60 }, relabel: { wall_s: 20 }, rm: { wall_s: 30 }, ppo: { wall_s: 60 } } };
+    const s = parseRunSummary(two, 'summary.json');
+    expect([s.rm1Accuracy, s.relabeledPairs]).toEqual([0.831, 2710]);
+    const t = text(renderHeadline(s));
+    expect(t).toContain("round 1: 0.831, then on 2710 pairs ranked from the round-1 PPO policy's answers");
+    expect(t).toContain('reward model, round 11 min 30 s');
+    expect(t).toContain('labelling the round-1 policy20 s');
+    expect(text(renderHeadline(parseRunSummary(raw, 'summary.json')))).not.toContain('round 1');
+  });
+
   it('degrades gracefully: missing keys show as –, older nested keys are read', () => {
     const empty = parseRunSummary({}, 'summary.json');
     const t = text(renderHeadline(empty));

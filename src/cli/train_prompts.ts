@@ -28,6 +28,7 @@ export function buildPromptsCommand(): Command {
     .option('--rm_path <dir>', 'reward model directory (train_reward_model output); also where the critic starts')
     .addOption(new Option('--rm_model <type>', 'reward model family; read from config.json when omitted').choices([...SUPPORTED_MODEL_TYPES]))
     .option('--rm_pretrain <dir>', 'where the critic starts instead of --rm_path (a fresh value head unless it has one)')
+    .option('--ref_pretrain <dir>', 'the frozen reference model of the KL penalty, when it is not --pretrain (e.g. the SFT model while --pretrain is an earlier PPO policy); full weights only')
     // data
     .option('--prompt_dataset <path>', 'prompts file (or give it as the first argument)')
     .addOption(new Option('--prompt_path <path>', 'old name of --prompt_dataset').hideHelp())
@@ -98,6 +99,7 @@ export function ppoConfigFromOptions(o: Record<string, unknown>, positional?: st
     rmPath: o.rm_path as string,
     rmModel: o.rm_model as string | undefined,
     rmPretrain: o.rm_pretrain as string | undefined,
+    refPretrain: o.ref_pretrain as string | undefined,
     promptDataset: prompts,
     promptColumn: o.prompt_column as string | undefined,
     promptTemplate: o.prompt_template as string | undefined,

@@ -38,6 +38,12 @@ export interface PpoConfig extends LoopControlsConfig, ScheduleFields, NonFinite
   rmModel?: string;
   /** Where the critic starts (default: --rm_path, head included). Another directory gets a fresh value head unless it has one. */
   rmPretrain?: string;
+  /**
+   * The frozen reference (initial) model of the KL penalty when it is not --pretrain: the SFT model when the actor
+   * starts from an earlier PPO policy (a second round of iterated RLHF), so the KL stays measured from the SFT model.
+   * Full-weight actors only: under LoRA the reference is the actor's own base.
+   */
+  refPretrain?: string;
 
   // --- LoRA (PEFT meanings); with a rank, actor and initial model share one frozen base, and so do critic and RM ---
   loraRank: number;
@@ -240,6 +246,7 @@ export function resolvePpoConfig(input: PpoConfigInput): PpoConfig {
   const posInt = (flag: string, v: number) => (Number.isInteger(v) && v >= 1) || fail(flag, `must be an integer ≥ 1, got ${v}`);
   const nonNegInt = (flag: string, v: number) => (Number.isInteger(v) && v >= 0) || fail(flag, `must be an integer ≥ 0, got ${v}`);
   const inRange = (flag: string, v: number, lo: number, hi: number) => (Number.isFinite(v) && v >= lo && v <= hi) || fail(flag, `must be in [${lo}, ${hi}], got ${v}`);
+  if (c.refPretrain && c.loraRank > 0) fail('--ref_pretrain', 'with --lora_rank the reference model is the actor\'s base with the adapter off; give the policy to start from as a merged (full-weight) --pretrain and drop --lora_rank, or drop --ref_pretrain');
   posInt('--num_episodes', c.numEpisodes);
   posInt('--num_collect_steps', c.numCollectSteps);
   posInt('--num_update_steps', c.numUpdateSteps);

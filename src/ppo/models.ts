@@ -56,6 +56,8 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
   try {
     const pretrain = await resolvePretrained(c.pretrain);
     refuseScoringModel(pretrain, '--pretrain', 'The actor and the initial model start from the SFT model (train_sft output); the reward model goes to --rm_path.');
+    const ref = c.refPretrain ? await resolvePretrained(c.refPretrain) : null;
+    if (ref) refuseScoringModel(ref, '--ref_pretrain', 'The reference model is a language model (the SFT model); the reward model goes to --rm_path.');
     const rm = await resolvePretrained(c.rmPath);
     const criticInit = c.rmPretrain ? await resolvePretrained(c.rmPretrain) : rm;
     const lora = c.loraRank > 0;
@@ -84,12 +86,15 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
       frozen(actor);
     } else if (resumeDir) {
       actor = track(loadMerged(resumeDir, c.model, '--model').model);
-      initial = base;
+      initial = ref ? track(loadMerged(ref, c.model, '--model', c.frozenDtype).model) : base;
       frozen(initial);
     } else {
       actor = base;
-      initial = track(loadMerged(pretrain, c.model, '--model', c.frozenDtype).model);
+      initial = track(loadMerged(ref ?? pretrain, c.model, '--model', c.frozenDtype).model);
       frozen(initial);
+    }
+    if (ref && initial.config.vocabSize !== actor.config.vocabSize) {
+      throw new Error(`--ref_pretrain ${ref}: its vocabulary has ${initial.config.vocabSize} tokens, the actor's (${pretrain}) ${actor.config.vocabSize}; the KL penalty compares the two token by token`);
     }
 
     // 2. reward model

@@ -94,6 +94,7 @@ const RESUME_NOTED: readonly ResumeNotedField[] = [
   { field: 'klCoef', effect: 'the KL coefficient continues from the checkpoint\'s value' },
   { field: 'pretrain', path: true, effect: 'the actor comes from the checkpoint; the initial (reference) model is the new --pretrain' },
   { field: 'rmPath', path: true, effect: 'the critic comes from the checkpoint; rewards come from the new --rm_path' },
+  { field: 'refPretrain', path: true, effect: 'the reference model is the new --ref_pretrain' },
 ];
 
 export class PpoTrainer {

@@ -35,6 +35,9 @@ export interface RunSummary {
   rmPairs?: number;
   rmTrainPairs?: number;
   rmChance: number;
+  /** ROUNDS=2: round 1's reward model's held-out accuracy, and the pairs ranked from the round-1 policy's answers. */
+  rm1Accuracy?: number;
+  relabeledPairs?: number;
   judgeBefore?: number;
   judgeAfter?: number;
   ppoKl?: number;
@@ -162,6 +165,8 @@ export function parseRunSummary(raw: unknown, file: string): RunSummary {
     rmPairs: f.number(obj, 'rm_eval_pairs'),
     rmTrainPairs: f.number(obj, 'rm_train_pairs'),
     rmChance: f.number(obj, 'rm_chance') ?? 0.5,
+    rm1Accuracy: f.number(obj, 'round1.rm_eval_accuracy'),
+    relabeledPairs: f.number(obj, 'round1.relabeled.pairs'),
     judgeBefore: f.number(obj, 'judge_score_before') ?? greedy?.before,
     judgeAfter: f.number(obj, 'judge_score_after') ?? greedy?.after,
     ppoKl: f.number(obj, 'ppo_kl', 'ppo.kl_last'),
@@ -192,7 +197,9 @@ export function readRunSummary(file: string): RunSummary {
   return parseRunSummary(raw, file);
 }
 
-const STAGE_TITLES: Record<string, string> = { sft: 'SFT', label: 'labelling pairs', rm: 'reward model', ppo: 'PPO', grpo: 'GRPO', dpo: 'DPO', judge: 'judging answers' };
+const STAGE_TITLES: Record<string, string> = {
+  sft: 'SFT', label: 'labelling pairs', rm1: 'reward model, round 1', ppo1: 'PPO, round 1', relabel: 'labelling the round-1 policy', rm: 'reward model', ppo: 'PPO', grpo: 'GRPO', dpo: 'DPO', judge: 'judging answers',
+};
 
 /** `+1.1 [0.8, 1.4], d_z 0.9, 40 wins / 10 ties / 14 losses`: a paired effect in one line. */
 export function effectLine(e: DecodingEffect): string {
@@ -246,6 +253,10 @@ export function renderHeadline(s: RunSummary): string {
     const pairs = s.rmPairs !== undefined ? ` on ${formatNumber(s.rmPairs)} pairs` : '';
     const lines = [`held-out pairwise accuracy${pairs}; chance is ${formatNumber(s.rmChance)}`];
     if (s.rmTrainPairs !== undefined) lines.push(`trained on ${formatNumber(s.rmTrainPairs)} labelled pairs`);
+    if (s.rm1Accuracy !== undefined) {
+      const more = s.relabeledPairs !== undefined ? `, then on ${formatNumber(s.relabeledPairs)} pairs ranked from the round-1 PPO policy's answers` : '';
+      lines.push(`round 1: ${formatDecimals(s.rm1Accuracy)}${more}`);
+    }
     cards.push(card('reward model', formatDecimals(acc), lines, verdict, wall('rm')));
   }
   {
