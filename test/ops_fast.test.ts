@@ -187,6 +187,13 @@ describe.each(['cpu', 'wasm'] as const)('%s backend: fast ops match plain tfjs',
     const onlyLogp = (a: Tensor, b: Tensor) => tf.slice(headLogProbsAndEntropy(a, b, targets, 6), [0, 0], [N, 1]);
     const onlyLogpPlain = (a: Tensor, b: Tensor) => tf.slice(plain(a, b), [0, 0], [N, 1]);
     expectClose(valueAndGrads(onlyLogp, [h, W]), valueAndGrads(onlyLogpPlain, [h, W]), tol);
+    // A frozen head (an adapter trains): the same value and dh, and no gradient for the head at all.
+    const frozen = (a: Tensor) => headLogProbsAndEntropy(a, W, targets, 6, null, true);
+    const got = valueAndGrads(frozen, [h]);
+    const want = valueAndGrads(plain, [h, W]);
+    expect(relErr(got.value, want.value)).toBeLessThan(1e-5);
+    expect(relErr(got.grads[0]!, want.grads[0]!)).toBeLessThan(tol);
+    expect(() => tf.tidy(() => tf.grads((a: Tensor, b: Tensor) => tf.sum(headLogProbsAndEntropy(a, b, targets, 6, null, true)))([h, W]))).toThrow();
     tf.dispose([h, W, targets, free]);
   });
 

@@ -556,6 +556,11 @@ export class DecoderModel {
     });
   }
 
+  /** Whether training leaves the LM head as it is: an adapter (LoRA, prefix or prompt tuning) trains instead. */
+  headFrozen(): boolean {
+    return this.lora !== null || this.virtualTokens !== null;
+  }
+
   /** The LM head weight [V, C] (the tied embedding where the head is tied), float32 or packed; owned by the model. */
   lmHeadWeight(): HeadWeight {
     return this.weightOf(this.spec.lmHead);

@@ -74,7 +74,7 @@ export function completionLogProbs(model: DecoderModel, batch: CompletionBatch, 
     const C = hidden.shape[2]!;
     const h = embedding(tf.reshape(hidden, [R * T, C]), tf.tensor1d(pos.rows, 'int32')); // (N, C)
     const head = model.lmHeadWeight(); // (V, C)
-    const logp = tf.slice(headLogProbsAndEntropy(h, head, tf.tensor1d(pos.targets, 'int32')), [0, 0], [N, 1]); // (N, 1)
+    const logp = tf.slice(headLogProbsAndEntropy(h, head, tf.tensor1d(pos.targets, 'int32'), undefined, model.config.finalSoftcap, model.headFrozen()), [0, 0], [N, 1]); // (N, 1)
     const assign = new Float32Array(R * N);
     pos.owner.forEach((r, n) => (assign[r * N + n] = 1));
     const sums = tf.reshape(tf.matMul(tf.tensor2d(assign, [R, N]), logp), [R]); // (R)

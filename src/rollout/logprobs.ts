@@ -24,7 +24,7 @@ export function answerHidden(model: DecoderModel, ids: Tensor, mask: Tensor, P: 
 export function answerLogProbsAndEntropy(model: DecoderModel, ids: Tensor, mask: Tensor, answer: Tensor, P: number): { logp: Tensor; entropy: Tensor } {
   const [B, N] = answer.shape as [number, number];
   const h = answerHidden(model, ids, mask, P, N);
-  const both = headLogProbsAndEntropy(tf.reshape(h, [B * N, h.shape[2]!]), model.lmHeadWeight(), tf.reshape(answer, [B * N]), undefined, model.config.finalSoftcap); // (B·N, 2)
+  const both = headLogProbsAndEntropy(tf.reshape(h, [B * N, h.shape[2]!]), model.lmHeadWeight(), tf.reshape(answer, [B * N]), undefined, model.config.finalSoftcap, model.headFrozen()); // (B·N, 2)
   return {
     logp: tf.reshape(tf.slice(both, [0, 0], [B * N, 1]), [B, N]),
     entropy: tf.reshape(tf.slice(both, [0, 1], [B * N, 1]), [B, N]),

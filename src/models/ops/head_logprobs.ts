@@ -57,9 +57,14 @@ function logitsGrad(s: ChunkStats, d: Tensor): Tensor {
 
 /**
  * h [N, C], head [V, C], targets [N] (int) → [N, 2]: column 0 log p(target), column 1 the entropy (nats).
- * Differentiable in h and head. `softcap`: the logits soft-capped first (Gemma 2's final_logit_softcapping).
+ * Differentiable in h and head; `frozenHead` (an adapter trains, the head does not, as with a packed head):
+ * differentiable in h only, so the backward pass never forms the [V, C] head gradient (at GPT-2's vocabulary about
+ * 0.5 GiB of accumulators and copies per minibatch). `softcap`: the logits soft-capped first (Gemma 2's
+ * final_logit_softcapping).
  */
-export function headLogProbsAndEntropy(h: Tensor, head: HeadWeight, targets: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK, softcap: number | null = null): Tensor {
+export function headLogProbsAndEntropy(
+  h: Tensor, head: HeadWeight, targets: Tensor, rowsPerChunk = LOSS_ROWS_PER_CHUNK, softcap: number | null = null, frozenHead = false,
+): Tensor {
   const [N, C] = h.shape as [number, number];
   if (head.shape[1] !== C) throw new Error(`headLogProbsAndEntropy: head [${head.shape}] does not match hidden width ${C}`);
   if (targets.size !== N) throw new Error(`headLogProbsAndEntropy: ${targets.size} targets for ${N} rows`);
@@ -83,26 +88,29 @@ export function headLogProbsAndEntropy(h: Tensor, head: HeadWeight, targets: Ten
     });
   try {
     if (!gradientsRecording()) return forward(h, head);
-    if (isPackedWeight(head)) {
+    if (isPackedWeight(head) || frozenHead) {
       // Frozen head: only dh = dz · W, from the recomputed chunk logits.
-      const packedOp = tf.customGrad((hh, save) => {
+      const frozenOp = tf.customGrad((hh, save) => {
         (save as tf.GradSaveFunc)([hh as Tensor, tf.clone(tg)]);
         return {
           value: forward(hh as Tensor, head),
           gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
             const [x, t] = saved as [Tensor, Tensor];
-            const logitsOf = (hc: Tensor) => packedMatMul(hc, head, true);
+            const packed = isPackedWeight(head);
+            const WTj = packed ? null : headPieces(head, vocabSizes).WTj;
+            const logitsOf = (hc: Tensor) => (packed ? packedMatMul(hc, head, true) : piecesLogits(hc, WTj!));
+            const back = (dz: Tensor) => (packed ? packedMatMul(dz, head, false) : tf.matMul(dz, head as Tensor)); // (R, C)
             const parts: Tensor[] = [];
             let r0 = 0;
             for (const R of rowSizes) {
-              parts.push(tf.tidy(() => packedMatMul(logitsGrad(chunkStats(rows(x, r0, R), logitsOf, rows(t, r0, R), softcap), rows(dy, r0, R)), head, false)));
+              parts.push(tf.tidy(() => back(logitsGrad(chunkStats(rows(x, r0, R), logitsOf, rows(t, r0, R), softcap), rows(dy, r0, R)))));
               r0 += R;
             }
             return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
           }),
         };
       }) as unknown as (h: Tensor) => Tensor;
-      return packedOp(h);
+      return frozenOp(h);
     }
     const op = tf.customGrad((hh, ww, save) => {
       (save as tf.GradSaveFunc)([hh as Tensor, ww as Tensor, tf.clone(tg)]);
