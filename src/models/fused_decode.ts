@@ -1,0 +1,163 @@
+/**
+ * Decode steps of a `DecoderModel` through the whole-layer native calls (engine/native_decode_layer.ts): which models
+ * they cover, the weights each layer's call reads (gathered once per generation session), and a step: embeddings on
+ * the host, one call per layer, one for the final norm and the head of each row's last position.
+ *
+ * Covered: pre-norm decoders whose weights are float32 tensors on the native backend, without a LoRA adapter (the
+ * LLaMA layout with Qwen2, Mistral, Phi-3, Gemma 2; GPT-2; GPT-NeoX; pre-LN OPT without project_in/out). Everything
+ * else, packed (bf16/int8/nf4) weights included, keeps the per-op path, decided once per session.
+ */
+import type { DecoderModel } from './decoder.js';
+import type { LayerSpec, LinearSpec, NormSpec } from './architectures.js';
+import { ropeFrequencies } from './ops/rope.js';
+import type { NativeKVCache } from '../engine/native_decode.js';
+import {
+  decodeHead, decodeLayer, fusedDecodeUnavailable, LAYER_SLOTS, valuesInPlace,
+  type DecodeLayerPlan, type DecodeModelDims, type LayerSlot,
+} from '../engine/native_decode_layer.js';
+
+/**
+ * Rows (B·T) up to which a call goes through the whole-layer kernels; longer prefills keep the per-op path, whose
+ * BLAS products win once the weight re-packing is spread over enough rows.
+ */
+export const FUSED_DECODE_MAX_ROWS = 64;
+
+/** Why `model`'s decode steps cannot take the whole-layer calls ('' when they can); native decode is assumed. */
+export function fusedDecodeUnsupported(model: DecoderModel): string {
+  const why = fusedDecodeUnavailable();
+  if (why) return why;
+  const c = model.config;
+  const s = model.spec;
+  if (model.packed.size) return `packed frozen weights (${model.frozenDtype})`;
+  if (model.lora && model.loraEnabled && model.lora.modules.size) return 'a LoRA adapter';
+  if (!c.preNorm) return 'post-norm layers';
+  if (s.projectIn || s.projectOut || s.embedNorm) return 'an embedding projection or norm';
+  if (s.layers.some((l) => l.attn.qNorm || l.attn.kNorm)) return 'per-head q/k norms';
+  if (c.positions === 'alibi') return 'ALiBi position bias';
+  for (const v of model.params.values()) if (!valuesInPlace(v)) return 'weights outside the native backend';
+  return '';
+}
+
+/** A float32 parameter's values in place (fusedDecodeUnsupported has checked that every one has them). */
+function values(model: DecoderModel, name: string): Float32Array {
+  const v = model.params.get(name);
+  const a = v ? valuesInPlace(v) : null;
+  if (!a) throw new Error(`fused decode: no float32 values for ${name}`);
+  return a;
+}
+
+function layerPlan(model: DecoderModel, layer: LayerSpec): DecodeLayerPlan {
+  const weights: (Float32Array | null)[] = LAYER_SLOTS.map(() => null);
+  const inOut = new Set<LayerSlot>();
+  const put = (slot: string, l: LinearSpec) => {
+    weights[LAYER_SLOTS.indexOf(`${slot}.w` as LayerSlot)] = values(model, `${l.module}.weight`);
+    if (l.bias) weights[LAYER_SLOTS.indexOf(`${slot}.b` as LayerSlot)] = values(model, `${l.module}.bias`);
+    if (l.layout === 'in_out') inOut.add(`${slot}.w` as LayerSlot);
+  };
+  const norm = (slot: string, n: NormSpec | null) => {
+    if (!n) return;
+    weights[LAYER_SLOTS.indexOf(`${slot}.w` as LayerSlot)] = values(model, n.weight);
+    if (n.bias) weights[LAYER_SLOTS.indexOf(`${slot}.b` as LayerSlot)] = values(model, n.bias);
+  };
+  norm('ln1', layer.ln1);
+  norm('ln2', layer.ln2);
+  norm('postAttn', layer.postAttnNorm);
+  norm('postMlp', layer.postMlpNorm);
+  const a = layer.attn;
+  if (a.kind === 'separate') {
+    put('q', a.q);
+    put('k', a.k);
+    put('v', a.v);
+  } else put('q', a.qkv);
+  put('o', a.o);
+  const m = layer.mlp;
+  if (m.kind === 'plain') {
+    put('in', m.fcIn);
+    put('down', m.fcOut);
+  } else if (m.kind === 'gated') {
+    put('in', m.gate);
+    put('up', m.up);
+    put('down', m.down);
+  } else {
+    put('in', m.gateUp);
+    put('down', m.down);
+  }
+  return { weights, inOut, attn: a.kind, mlp: m.kind, window: layer.window };
+}
+
+export class FusedDecodeStep {
+  private readonly layers: DecodeLayerPlan[];
+  private readonly dims: DecodeModelDims;
+  private readonly tokens: Float32Array;
+  private readonly positionTable: Float32Array | null;
+  private readonly finalNorm: { weight: Float32Array; bias: Float32Array | null } | null;
+  private readonly head: Float32Array;
+  /** Rotary frequencies when they do not depend on the positions (all but dynamic NTK). */
+  private readonly fixedRotary: { invFreq: Float32Array; scaling: number } | null;
+  /** Calls made (a test checks that the kernels ran). */
+  calls = 0;
+
+  /** Only for a model `fusedDecodeUnsupported` accepts. */
+  constructor(private readonly model: DecoderModel) {
+    const c = model.config;
+    const s = model.spec;
+    this.layers = s.layers.map((l) => layerPlan(model, l));
+    this.dims = {
+      C: c.hiddenSize, H: c.numHeads, Hkv: c.numKvHeads, hs: c.headDim, I: c.intermediateSize, act: c.activation, norm: c.norm,
+      parallelResidual: c.parallelResidual, eps: c.normEps, normOffset: c.norm === 'rmsnorm' ? c.normWeightOffset : 0,
+      attnScale: c.attnScale, attnSoftcap: c.attnSoftcap,
+    };
+    this.tokens = values(model, s.embedTokens);
+    this.positionTable = s.embedPositions ? values(model, s.embedPositions) : null;
+    this.finalNorm = s.finalNorm ? { weight: values(model, s.finalNorm.weight), bias: s.finalNorm.bias ? values(model, s.finalNorm.bias) : null } : null;
+    this.head = values(model, s.lmHead);
+    this.fixedRotary = c.rope && c.rope.type !== 'dynamic' ? this.rotary(0) : null;
+  }
+
+  private rotary(maxPosition: number): { invFreq: Float32Array; scaling: number } | null {
+    const rope = this.model.config.rope;
+    if (!rope) return null;
+    const f = ropeFrequencies(rope, maxPosition);
+    return { invFreq: Float32Array.from(f.invFreq), scaling: f.scaling };
+  }
+
+  /**
+   * Logits [B, V] of the last of the T new positions of each row: `ids` [B][T] the new tokens, `positions` [B·T]
+   * their position ids. Writes every layer's keys and values into `cache` and advances its length by T.
+   */
+  logits(ids: number[][], positions: Int32Array, cache: NativeKVCache): Float32Array {
+    const c = this.model.config;
+    const { C } = this.dims;
+    const B = ids.length;
+    const T = ids[0]!.length;
+    const V = c.vocabSize;
+    // 1. embeddings, as the tensor path's ops compute them in float32: table row · scale (+ position row)
+    const x = new Float32Array(B * T * C);
+    const scale = Math.fround(c.embedScale);
+    const offset = c.positions === 'learned_offset2' ? 2 : 0;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const id = ids[b]![t]!;
+        if (!(id >= 0 && id < V)) throw new Error(`fused decode: token id ${id} outside the vocabulary of ${V}`);
+        const r = (b * T + t) * C;
+        x.set(this.tokens.subarray(id * C, (id + 1) * C), r);
+        if (scale !== 1) for (let i = 0; i < C; i++) x[r + i] = x[r + i]! * scale;
+        if (this.positionTable) {
+          const p = positions[b * T + t]! + offset;
+          if (!(p >= 0 && (p + 1) * C <= this.positionTable.length)) throw new Error(`fused decode: position ${p} outside the position table`);
+          for (let i = 0; i < C; i++) x[r + i] = x[r + i]! + this.positionTable[p * C + i]!;
+        }
+      }
+    }
+    // 2. the layers, in place on x
+    let rotary = this.fixedRotary;
+    if (c.rope?.type === 'dynamic') rotary = this.rotary(positions.reduce((m, p) => Math.max(m, p), 0));
+    this.layers.forEach((plan, l) => decodeLayer(x, B, T, positions, rotary, cache, l, plan, this.dims));
+    cache.length += T;
+    // 3. final norm and head on each row's last position
+    const last = T === 1 ? x : new Float32Array(B * C);
+    if (T > 1) for (let b = 0; b < B; b++) last.set(x.subarray(((b + 1) * T - 1) * C, (b + 1) * T * C), b * C);
+    this.calls++;
+    return decodeHead(last, B, this.finalNorm, this.head, V, this.dims, c.finalSoftcap);
+  }
+}
