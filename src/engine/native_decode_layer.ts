@@ -117,14 +117,17 @@ export function decodeLayer(
   );
 }
 
-/** logits [R, V] = head(norm(x)) for x [R, C]; head [V, C]; `norm` null: none; softcap c: c·tanh(z / c). */
+/**
+ * logits [R, V] = norm(x) · headᵀ for x [R, C]; head [V, C] (or [C, V] with `headInOut`, which the tests use to check
+ * the layers' other product layout); `norm` null: none; softcap c: c·tanh(z / c).
+ */
 export function decodeHead(
   x: Float32Array, R: number, norm: { weight: Float32Array; bias: Float32Array | null } | null, head: Float32Array, V: number,
-  m: Pick<DecodeModelDims, 'C' | 'norm' | 'eps' | 'normOffset'>, softcap: number | null,
+  m: Pick<DecodeModelDims, 'C' | 'norm' | 'eps' | 'normOffset'>, softcap: number | null, headInOut = false,
 ): Float32Array {
   const a = layerAddon();
   if (!a) throw new Error(`decodeHead: ${fusedDecodeUnavailable()}`);
   const logits = new Float32Array(R * V);
-  a.decodeHead(x, norm?.weight ?? null, norm?.bias ?? null, head, logits, [R, m.C, V, NORM_KIND[m.norm], 0], [m.eps, m.normOffset, softcap ?? 0]);
+  a.decodeHead(x, norm?.weight ?? null, norm?.bias ?? null, head, logits, [R, m.C, V, NORM_KIND[m.norm], headInOut ? 1 : 0], [m.eps, m.normOffset, softcap ?? 0]);
   return logits;
 }

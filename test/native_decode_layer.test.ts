@@ -1,0 +1,180 @@
+/**
+ * The whole-layer decode calls (engine/native_decode_layer.ts, native/engine/decode_layer.cc; models/fused_decode.ts)
+ * beyond the per-family parity of test/native_decode.test.ts: the small-row products and the head against plain
+ * loops, a long prefill on the per-op path followed by whole-layer steps, the switch, packed weights and LoRA
+ * falling back, thread counts, and no tensors left behind.
+ */
+import { describe, it, expect, beforeAll, afterEach } from 'vitest';
+import { tf } from '../src/engine/tf.js';
+import { initBackend } from '../src/engine/backend.js';
+import { engineThreads, nativeBackendUnavailable, setEngineThreads } from '../src/engine/native_backend.js';
+import { nativeBlasAvailable } from '../src/engine/native_blas.js';
+import { NATIVE_DECODE_ENV } from '../src/engine/native_decode.js';
+import { decodeHead, FUSED_DECODE_ENV, fusedDecodeUnavailable } from '../src/engine/native_decode_layer.js';
+import { loadPretrained } from '../src/models/pretrained.js';
+import { DecodingSession, generate } from '../src/models/generation.js';
+import { FUSED_DECODE_MAX_ROWS, fusedDecodeUnsupported } from '../src/models/fused_decode.js';
+import { LoraAdapter } from '../src/models/lora.js';
+import type { DecoderModel } from '../src/models/decoder.js';
+import { fixtureDir, relErr } from './helpers/fixtures.js';
+import { seededValues } from './helpers/seeded_values.js';
+
+const built = nativeBlasAvailable() && !nativeBackendUnavailable();
+
+/** logits [R, V] = norm(x) · head as plain float64 loops; head [V, C] or (inOut) [C, V]. */
+function headReference(x: Float32Array, R: number, C: number, V: number, head: Float32Array, inOut: boolean, norm: { w: Float32Array; b: Float32Array | null; kind: 'rmsnorm' | 'layernorm' } | null, eps: number, cap: number): Float64Array {
+  const out = new Float64Array(R * V);
+  for (let r = 0; r < R; r++) {
+    const row = Array.from(x.subarray(r * C, (r + 1) * C));
+    let h = row;
+    if (norm) {
+      const mu = norm.kind === 'layernorm' ? row.reduce((a, v) => a + v, 0) / C : 0;
+      const ms = row.reduce((a, v) => a + (v - mu) ** 2, 0) / C;
+      h = row.map((v, c) => ((v - mu) / Math.sqrt(ms + eps)) * norm.w[c]! + (norm.b ? norm.b[c]! : 0));
+    }
+    for (let v = 0; v < V; v++) {
+      let s = 0;
+      for (let c = 0; c < C; c++) s += h[c]! * head[inOut ? c * V + v : v * C + c]!;
+      out[r * V + v] = cap ? Math.tanh(s / cap) * cap : s;
+    }
+  }
+  return out;
+}
+
+/** Last-position logits at the prefill and at each of `steps` fixed next tokens, and how many calls were whole-layer. */
+function stepLogits(model: DecoderModel, prompts: number[][], masks: number[][], steps: number): { logits: Float32Array[]; fusedCalls: number } {
+  const session = new DecodingSession(model, prompts.length, prompts[0]!.length + steps);
+  const seqs = prompts.map((r) => [...r]);
+  const m = masks.map((r) => [...r]);
+  const out: Float32Array[] = [];
+  try {
+    for (let s = 0; s <= steps; s++) {
+      const l = session.nextLogits(seqs, m);
+      out.push(l.dataSync() as Float32Array);
+      l.dispose();
+      seqs.forEach((r, b) => r.push((5 * s + 3 * b + 2) % 40));
+      m.forEach((r) => r.push(1));
+    }
+    return { logits: out, fusedCalls: session.fusedCalls };
+  } finally {
+    session.dispose();
+  }
+}
+
+function withEnv<T>(name: string, value: string, f: () => T): T {
+  const before = process.env[name];
+  process.env[name] = value;
+  try {
+    return f();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
+
+describe.skipIf(!built)('whole-layer decode calls', () => {
+  beforeAll(async () => {
+    await initBackend('native', () => {});
+  });
+  afterEach(() => {
+    delete process.env[FUSED_DECODE_ENV];
+  });
+
+  it.each([
+    { R: 1, C: 37, V: 53 },
+    { R: 5, C: 64, V: 48 },
+    { R: 16, C: 40, V: 70 },
+    { R: 17, C: 9, V: 19 },
+  ])('small-row products in both weight layouts, with and without a norm and soft-capping, match plain loops (R $R, C $C, V $V)', ({ R, C, V }) => {
+    const x = seededValues(R * C, 1);
+    const head = seededValues(V * C, 2);
+    const w = seededValues(C, 3, 0.5, 1.5);
+    const b = seededValues(C, 4);
+    const m = { C, eps: 1e-5, normOffset: 0 };
+    for (const inOut of [false, true]) {
+      for (const norm of [null, { w, b: null, kind: 'rmsnorm' as const }, { w, b, kind: 'layernorm' as const }]) {
+        for (const cap of [0, 3]) {
+          const want = headReference(x, R, C, V, head, inOut, norm, 1e-5, cap);
+          const got = decodeHeadLayout(x, R, norm, head, V, { ...m, norm: norm?.kind ?? 'rmsnorm' }, cap || null, inOut);
+          expect(relErr(got, want), `inOut ${inOut}, norm ${norm?.kind ?? 'none'}, cap ${cap}`).toBeLessThan(1e-6);
+        }
+      }
+    }
+  });
+
+  it('the products give the same bits at 1 and 2 threads (work split over output columns)', () => {
+    const [R, C, V] = [16, 256, 4096];
+    const x = seededValues(R * C, 5);
+    const head = seededValues(V * C, 6);
+    const m = { C, eps: 1e-5, normOffset: 0, norm: 'rmsnorm' as const };
+    try {
+      setEngineThreads(1);
+      const one = [decodeHeadLayout(x, R, null, head, V, m, null, false), decodeHeadLayout(x, R, null, head, V, m, null, true)];
+      setEngineThreads(2);
+      const two = [decodeHeadLayout(x, R, null, head, V, m, null, false), decodeHeadLayout(x, R, null, head, V, m, null, true)];
+      expect(two[0]).toEqual(one[0]);
+      expect(two[1]).toEqual(one[1]);
+    } finally {
+      setEngineThreads(engineThreads());
+    }
+  });
+
+  it.each(['llama', 'gpt2'] as const)('%s: a prefill past FUSED_DECODE_MAX_ROWS on the per-op path, then whole-layer steps, match the tensor path', (arch) => {
+    const { model } = loadPretrained(fixtureDir(arch));
+    const T = Math.floor(FUSED_DECODE_MAX_ROWS / 2) + 3; // 2 rows: more than the limit
+    const prompts = [Array.from({ length: T }, (_, j) => (j * 7 + 1) % 45), Array.from({ length: T }, (_, j) => (j < 5 ? 1 : (j * 3 + 2) % 45))];
+    const masks = [prompts[0]!.map(() => 1), prompts[1]!.map((_, j) => (j < 5 ? 0 : 1))];
+    const ref = withEnv(NATIVE_DECODE_ENV, '0', () => stepLogits(model, prompts, masks, 5));
+    const got = stepLogits(model, prompts, masks, 5);
+    expect(got.fusedCalls).toBe(5); // the 5 steps, not the prefill
+    for (let s = 0; s < ref.logits.length; s++) expect(relErr(got.logits[s]!, ref.logits[s]!), `step ${s}`).toBeLessThan(1e-5);
+    model.dispose();
+  });
+
+  it(`${FUSED_DECODE_ENV}=0 keeps the per-op path, with the same logits; generation leaves no tensor behind`, () => {
+    const { model } = loadPretrained(fixtureDir('qwen2'));
+    const prompts = [[5, 9, 2, 7], [1, 1, 6, 3]];
+    const masks = [[1, 1, 1, 1], [0, 0, 1, 1]];
+    const off = withEnv(FUSED_DECODE_ENV, '0', () => {
+      expect(fusedDecodeUnavailable()).toMatch(/RLHF_FUSED_DECODE=0/);
+      return stepLogits(model, prompts, masks, 4);
+    });
+    const on = stepLogits(model, prompts, masks, 4);
+    expect(off.fusedCalls).toBe(0);
+    expect(on.fusedCalls).toBe(5);
+    for (let s = 0; s < on.logits.length; s++) expect(relErr(on.logits[s]!, off.logits[s]!), `step ${s}`).toBeLessThan(1e-5);
+    const before = tf.memory().numTensors;
+    generate(model, prompts, masks, { maxNewTokens: 6, eosTokenId: null });
+    generate(model, prompts, masks, { maxNewTokens: 6, eosTokenId: null, doSample: true, topK: 5, returnLogProbs: true });
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+
+  it('packed (bf16) weights and an attached LoRA adapter keep the per-op path and generate as the tensor path does', () => {
+    const { model } = loadPretrained(fixtureDir('llama'));
+    const prompts = [[5, 9, 2, 7], [1, 1, 6, 3]];
+    const masks = [[1, 1, 1, 1], [0, 0, 1, 1]];
+    model.lora = LoraAdapter.create(model.spec, { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj'] }, 1);
+    expect(fusedDecodeUnsupported(model)).toMatch(/LoRA/);
+    expect(stepLogits(model, prompts, masks, 2).fusedCalls).toBe(0);
+    model.loraEnabled = false;
+    expect(fusedDecodeUnsupported(model)).toBe('');
+    model.lora.dispose();
+    model.lora = null;
+    model.packFrozen('bf16');
+    expect(fusedDecodeUnsupported(model)).toMatch(/packed frozen weights \(bf16\)/);
+    const got = stepLogits(model, prompts, masks, 3);
+    const ref = withEnv(NATIVE_DECODE_ENV, '0', () => stepLogits(model, prompts, masks, 3));
+    expect(got.fusedCalls).toBe(0);
+    for (let s = 0; s < ref.logits.length; s++) expect(relErr(got.logits[s]!, ref.logits[s]!), `step ${s}`).toBeLessThan(1e-5);
+    model.dispose();
+  });
+});
+
+/** decodeHead with the head's layout chosen (generation always passes [V, C]; the layers' [C, V] weights take the other). */
+function decodeHeadLayout(
+  x: Float32Array, R: number, norm: { w: Float32Array; b: Float32Array | null } | null, head: Float32Array, V: number,
+  m: { C: number; eps: number; normOffset: number; norm: 'rmsnorm' | 'layernorm' }, cap: number | null, inOut: boolean,
+): Float32Array {
+  return decodeHead(x, R, norm ? { weight: norm.w, bias: norm.b } : null, head, V, m, cap, inOut);
+}
