@@ -78,14 +78,19 @@ void InOutPanel(const float* x, int64_t K, const float* W, int64_t N, int64_t n0
   }
 }
 
-// MR rows of x dotted with the NR rows n0 … of W [N, K]: y[r, n0 + j].
+// MR rows of x dotted with the NR rows n0 … of W [N, K]: y[r, n0 + j]. `ahead`: rows of W to prefetch from
+// n0 + NR on while these are read (the first group of x rows only; the others find these rows in cache).
 template <int MR, int NR>
-void OutInBlock(const float* x, int64_t K, const float* W, int64_t n0, float* y, int64_t N) {
+void OutInBlock(const float* x, int64_t K, const float* W, int64_t n0, float* y, int64_t N, int64_t ahead) {
   __m256 acc[MR][NR];
   for (int r = 0; r < MR; r++)
     for (int j = 0; j < NR; j++) acc[r][j] = _mm256_setzero_ps();
   int64_t k = 0;
+  const float* next = W + (n0 + NR) * K;
   for (; k + 8 <= K; k += 8) {
+    if (ahead && (k & 15) == 0) {
+      for (int64_t j = 0; j < ahead; j++) _mm_prefetch(reinterpret_cast<const char*>(next + j * K + k), _MM_HINT_T0);
+    }
     __m256 w[NR];
     for (int j = 0; j < NR; j++) w[j] = _mm256_loadu_ps(W + (n0 + j) * K + k);
     for (int r = 0; r < MR; r++) {
@@ -103,10 +108,10 @@ void OutInBlock(const float* x, int64_t K, const float* W, int64_t n0, float* y,
 }
 
 template <int MR>
-void OutInRows(const float* x, int64_t K, const float* W, int64_t n0, int64_t n1, float* y, int64_t N) {
+void OutInRows(const float* x, int64_t K, const float* W, int64_t n0, int64_t n1, float* y, int64_t N, int64_t ahead) {
   int64_t n = n0;
-  for (; n + 3 <= n1; n += 3) OutInBlock<MR, 3>(x, K, W, n, y, N);
-  for (; n < n1; n++) OutInBlock<MR, 1>(x, K, W, n, y, N);
+  for (; n + 3 <= n1; n += 3) OutInBlock<MR, 3>(x, K, W, n, y, N, ahead);
+  for (; n < n1; n++) OutInBlock<MR, 1>(x, K, W, n, y, N, 0);
 }
 #endif
 
@@ -151,13 +156,13 @@ void SmallProduct(const float* x, int64_t M, int64_t K, const float* W, int64_t 
     } else {
       // Each group of 3 weight rows is read from memory once and then from cache for every 4 rows of x.
       for (int64_t n = n0; n < n1; n += 3) {
-        const int64_t nb = std::min<int64_t>(n + 3, n1);
+        const int64_t nb = std::min<int64_t>(n + 3, n1), ahead = std::min<int64_t>(3, n1 - nb);
         int64_t m = 0;
-        for (; m + 4 <= M; m += 4) OutInRows<4>(x + m * K, K, W, n, nb, y + m * N, N);
+        for (; m + 4 <= M; m += 4) OutInRows<4>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0);
         switch (M - m) {
-          case 3: OutInRows<3>(x + m * K, K, W, n, nb, y + m * N, N); break;
-          case 2: OutInRows<2>(x + m * K, K, W, n, nb, y + m * N, N); break;
-          case 1: OutInRows<1>(x + m * K, K, W, n, nb, y + m * N, N); break;
+          case 3: OutInRows<3>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
+          case 2: OutInRows<2>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
+          case 1: OutInRows<1>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
           default: break;
         }
       }
