@@ -54,11 +54,13 @@ inline float HSum(__m256 v) {
 
 constexpr int64_t kAhead = 24;
 
-// MR rows of x against the 16 columns n0 … n0 + 15 of W [K, N].
+// MR rows of x against the 16 columns n0 … n0 + 15 of W [K, N]. The sums are two 1-D arrays with every loop over
+// them unrolled, so they stay in registers (a 2-D array of vectors was kept in memory, stored on every step).
 template <int MR>
-void InOutPanel(const float* x, int64_t K, const float* W, int64_t N, int64_t n0, float* y) {
-  __m256 acc[MR][2];
-  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+__attribute__((noinline)) void InOutPanel(const float* x, int64_t K, const float* W, int64_t N, int64_t n0, float* y) {
+  __m256 a0[MR], a1[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++) a0[r] = a1[r] = _mm256_setzero_ps();
   const float* w = W + n0;
   for (int64_t k = 0; k < K; k++, w += N) {
     // Rows N floats apart defeat the hardware prefetcher once N·4 bytes exceeds a page: ask for the panel's row
@@ -66,15 +68,17 @@ void InOutPanel(const float* x, int64_t K, const float* W, int64_t N, int64_t n0
     _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N + 15), _MM_HINT_T0);
     const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
+#pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
       const __m256 xr = _mm256_broadcast_ss(x + r * K + k);
-      acc[r][0] = _mm256_fmadd_ps(xr, w0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(xr, w1, acc[r][1]);
+      a0[r] = _mm256_fmadd_ps(xr, w0, a0[r]);
+      a1[r] = _mm256_fmadd_ps(xr, w1, a1[r]);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < MR; r++) {
-    _mm256_storeu_ps(y + r * N + n0, acc[r][0]);
-    _mm256_storeu_ps(y + r * N + n0 + 8, acc[r][1]);
+    _mm256_storeu_ps(y + r * N + n0, a0[r]);
+    _mm256_storeu_ps(y + r * N + n0 + 8, a1[r]);
   }
 }
 
