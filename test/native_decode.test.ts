@@ -58,8 +58,8 @@ describe.skipIf(!built)('native decode kernel', () => {
     const got = stepLogits(model, prompts, masks, 6, true);
     expect(ref.native).toBe(false);
     expect(got.native, model.nativeDecodeUnsupported()).toBe(arch !== 'bloom'); // BLOOM's ALiBi stays on the tensor path
-    // Every step (prefill of 2 × 7 rows included) through the whole-layer calls, but for Qwen3's per-head norms.
-    expect(got.fusedCalls, arch).toBe(arch === 'bloom' || arch === 'qwen3' ? 0 : 7);
+    // Every step (prefill of 2 × 7 rows included) through the whole-layer calls.
+    expect(got.fusedCalls, arch).toBe(arch === 'bloom' ? 0 : 7);
     for (let s = 0; s < ref.logits.length; s++) expect(relErr(got.logits[s]!, ref.logits[s]!), `step ${s}`).toBeLessThan(1e-5);
     model.dispose();
   });

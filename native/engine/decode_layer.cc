@@ -1,13 +1,13 @@
 // A whole decoder layer of a decode step in one call, and the vocabulary head (src/engine/native_decode_layer.ts):
 //
 //   decodeLayer(weights, x, positions, invFreq, mask, keyCache, valueCache, dims, reals)
-//     weights: 22 Float32Arrays or nulls, by slot (kSlot* below), each as the checkpoint stores it
+//     weights: 24 Float32Arrays or nulls, by slot (Slot below), each as the checkpoint stores it
 //     x [M = B·T, C]: the layer's input, overwritten with its output
 //     dims  = [B, T, C, H, Hkv, hs, past, capacity, rotaryDim, window, attnKind, mlpKind, I, act, norm, inOutMask, parallel]
 //     reals = [normEps, normWeightOffset, attnScale, attnSoftcap (0: none), rotaryScaling]
 //   decodeHead(x, normWeight, normBias, head, logits, dims = [R, C, V, norm, headInOut], reals = [eps, offset, softcap])
 //
-// A layer: pre-norm → q/k/v products → attention over the cache (decode_attention.cc: rotary, cache write, mask,
+// A layer: pre-norm → q/k/v products (→ Qwen3's per-head q/k norms) → attention over the cache (decode_attention.cc: rotary, cache write, mask,
 // window, soft-capping) → o product → (sandwich norm) → residual → norm → MLP (plain, gated, or gate|up fused) →
 // (sandwich norm) → residual; or GPT-NeoX's parallel residual x + attn(ln1 x) + mlp(ln2 x). The norms and
 // activations are the fused training kernels' formulas (fused_kernels.cc), so the results match the tensor path
@@ -269,7 +269,7 @@ std::vector<double> Numbers(Napi::Env env, const char* fn, Napi::Value v, size_t
 // Weight slots of decodeLayer (a bias or an optional norm may be null).
 enum Slot {
   kLn1W, kLn1B, kQW, kQB, kKW, kKB, kVW, kVB, kOW, kOB, kLn2W, kLn2B, kInW, kInB, kUpW, kUpB, kDownW, kDownB,
-  kPostAttnW, kPostAttnB, kPostMlpW, kPostMlpB, kSlots
+  kPostAttnW, kPostAttnB, kPostMlpW, kPostMlpB, kQNormW, kKNormW, kSlots
 };
 enum AttnKind { kSeparate = 0, kFusedConcat = 1, kFusedPerHead = 2 };
 enum MlpKind { kPlain = 0, kGated = 1, kGatedFused = 2 };
@@ -311,6 +311,8 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
     kw = need(kKW, C * kvDim), kb = maybe(kKB, kvDim), vw = need(kVW, C * kvDim), vb = maybe(kVB, kvDim);
   }
   const float *ow = need(kOW, qDim * C), *ob = maybe(kOB, C);
+  const float *qnw = maybe(kQNormW, hs), *knw = maybe(kKNormW, hs);
+  if ((qnw || knw) && attnKind != kSeparate) Fail(env, fn, "per-head q/k norms need separate q, k, v products");
   const int64_t inDim = mlpKind == kGatedFused ? 2 * I : I;
   const float *inw = need(kInW, C * inDim), *inb = maybe(kInB, inDim), *upw = nullptr, *upb = nullptr;
   if (mlpKind == kGated) upw = need(kUpW, C * I), upb = maybe(kUpB, I);
@@ -334,6 +336,9 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
     SmallProduct(h.data(), M, C, kw, kvDim, inOut(kKW), kb, kk.data());
     SmallProduct(h.data(), M, C, vw, kvDim, inOut(kVW), vb, vv.data());
     args.k = kk.data(), args.v = vv.data(), args.kRow = args.vRow = kvDim;
+    // Qwen3: RMSNorm over each head of q and k, before the rotary embedding.
+    if (qnw) NormRows(qkv.data(), M * H, hs, norm, qnw, nullptr, eps, offset, qkv.data());
+    if (knw) NormRows(kk.data(), M * G, hs, norm, knw, nullptr, eps, offset, kk.data());
   } else if (attnKind == kFusedConcat) {
     args.kOff = qDim, args.vOff = qDim + kvDim;
   } else {

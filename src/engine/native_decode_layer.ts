@@ -57,7 +57,7 @@ export function valuesInPlace(t: Tensor): Float32Array | null {
 /** Weight slots of `decodeLayer`, in its order (null: absent bias or norm). */
 export const LAYER_SLOTS = [
   'ln1.w', 'ln1.b', 'q.w', 'q.b', 'k.w', 'k.b', 'v.w', 'v.b', 'o.w', 'o.b', 'ln2.w', 'ln2.b',
-  'in.w', 'in.b', 'up.w', 'up.b', 'down.w', 'down.b', 'postAttn.w', 'postAttn.b', 'postMlp.w', 'postMlp.b',
+  'in.w', 'in.b', 'up.w', 'up.b', 'down.w', 'down.b', 'postAttn.w', 'postAttn.b', 'postMlp.w', 'postMlp.b', 'qNorm.w', 'kNorm.w',
 ] as const;
 export type LayerSlot = (typeof LAYER_SLOTS)[number];
 

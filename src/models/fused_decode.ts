@@ -4,7 +4,7 @@
  * the host, one call per layer, one for the final norm and the head of each row's last position.
  *
  * Covered: pre-norm decoders whose weights are float32 tensors on the native backend, without a LoRA adapter (the
- * LLaMA layout with Qwen2, Mistral, Phi-3, Gemma 2; GPT-2; GPT-NeoX; pre-LN OPT without project_in/out). Everything
+ * LLaMA layout with Qwen2/3, Mistral, Phi-3, Gemma 2; GPT-2; GPT-NeoX; pre-LN OPT without project_in/out). Everything
  * else, packed (bf16/int8/nf4) weights included, keeps the per-op path, decided once per session.
  */
 import type { DecoderModel } from './decoder.js';
@@ -32,7 +32,7 @@ export function fusedDecodeUnsupported(model: DecoderModel): string {
   if (model.lora && model.loraEnabled && model.lora.modules.size) return 'a LoRA adapter';
   if (!c.preNorm) return 'post-norm layers';
   if (s.projectIn || s.projectOut || s.embedNorm) return 'an embedding projection or norm';
-  if (s.layers.some((l) => l.attn.qNorm || l.attn.kNorm)) return 'per-head q/k norms';
+  if (s.layers.some((l) => (l.attn.qNorm || l.attn.kNorm) && l.attn.kind !== 'separate')) return 'per-head q/k norms on a fused projection';
   if (c.positions === 'alibi') return 'ALiBi position bias';
   for (const v of model.params.values()) if (!valuesInPlace(v)) return 'weights outside the native backend';
   return '';
@@ -64,6 +64,8 @@ function layerPlan(model: DecoderModel, layer: LayerSpec): DecodeLayerPlan {
   norm('postAttn', layer.postAttnNorm);
   norm('postMlp', layer.postMlpNorm);
   const a = layer.attn;
+  norm('qNorm', a.qNorm);
+  norm('kNorm', a.kNorm);
   if (a.kind === 'separate') {
     put('q', a.q);
     put('k', a.k);
