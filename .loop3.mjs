@@ -23,3 +23,8 @@ for (let r = 0; r < 10; r++) {
 }
 ts.sort((a, b) => a - b);
 console.log(name, 'B', B, 'pos', pos, 'CPU ms/step min', ts[0].toFixed(3), 'median', ts[5].toFixed(3));
+{
+  const t0 = performance.now();
+  for (let i = 0; i < n / 2; i++) run();
+  console.log('wall ms/step', ((performance.now() - t0) / (n / 2)).toFixed(2));
+}

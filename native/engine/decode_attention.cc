@@ -309,16 +309,21 @@ void rlhf_engine::RunDecodeAttention(const DecodeAttentionArgs& a) {
           const int64_t first = firstOf(last);
           float* p = ps[r] + first;
           const int64_t n = last - first + 1;
-          float max = -INFINITY;
-          bool any = false;
-          for (int64_t j = 0; j < n; j++) {
-            const float x = softcap > 0 ? std::tanh(p[j] * scale) * softcap : p[j] * scale;
-            p[j] = x;
-            if (m[first + j] != 0) {
-              any = true;
-              if (x > max) max = x;
-            }
+          // Scaled (and capped) scores, then the largest visible one, in separate loops: without the tanh call in
+          // it the scaling loop and the masked maximum vectorise.
+          if (softcap > 0) {
+            for (int64_t j = 0; j < n; j++) p[j] = std::tanh(p[j] * scale) * softcap;
+          } else {
+            for (int64_t j = 0; j < n; j++) p[j] = p[j] * scale;
           }
+          float max = -INFINITY;
+          int32_t visible = 0;
+          for (int64_t j = 0; j < n; j++) {
+            const bool on = m[first + j] != 0;
+            visible |= on;
+            max = on && p[j] > max ? p[j] : max;
+          }
+          const bool any = visible != 0;
           if (any) {
             // As the engine's softmax: exponentials, their sum in double, one reciprocal.
             for (int64_t j = 0; j < n; j++) p[j] = m[first + j] != 0 ? rlhf_engine::FastExp(p[j] - max) : 0.f;
