@@ -1,8 +1,8 @@
 /**
  * The whole-layer decode calls (engine/native_decode_layer.ts, native/engine/decode_layer.cc; models/fused_decode.ts)
  * beyond the per-family parity of test/native_decode.test.ts: the small-row products and the head against plain
- * loops, a long prefill on the per-op path followed by whole-layer steps, the switch, packed weights and LoRA
- * falling back, thread counts, and no tensors left behind.
+ * loops, a long prefill on the per-op path followed by whole-layer steps, the switch, LoRA adapters inside the
+ * layer calls, packed weights falling back, thread counts, and no tensors left behind.
  */
 import { describe, it, expect, beforeAll, afterEach } from 'vitest';
 import { tf } from '../src/engine/tf.js';
@@ -150,17 +150,29 @@ describe.skipIf(!built)('whole-layer decode calls', () => {
     model.dispose();
   });
 
-  it('packed (bf16) weights and an attached LoRA adapter keep the per-op path and generate as the tensor path does', () => {
+  it.each(['llama', 'gpt2', 'phi3'] as const)('%s: a LoRA adapter on every projection runs inside the layer calls and matches the tensor path; disabled, it is left out', (arch) => {
+    const { model } = loadPretrained(fixtureDir(arch));
+    const prompts = [[5, 9, 2, 7], [1, 1, 6, 3]];
+    const masks = [[1, 1, 1, 1], [0, 0, 1, 1]];
+    model.lora = LoraAdapter.create(model.spec, { r: 2, alpha: 4, dropout: 0, targetModules: 'all-linear' }, 1);
+    // B starts at zero (PEFT's init), which would hide the term: give it values.
+    let seed = 10;
+    for (const m of model.lora.modules.values()) m.B.assign(tf.tensor(seededValues(m.B.size, seed++, -0.5, 0.5), m.B.shape));
+    expect(fusedDecodeUnsupported(model)).toBe('');
+    for (const enabled of [true, false]) {
+      model.loraEnabled = enabled;
+      const got = stepLogits(model, prompts, masks, 3);
+      const ref = withEnv(NATIVE_DECODE_ENV, '0', () => stepLogits(model, prompts, masks, 3));
+      expect(got.fusedCalls).toBe(4);
+      for (let s = 0; s < ref.logits.length; s++) expect(relErr(got.logits[s]!, ref.logits[s]!), `adapter ${enabled ? 'on' : 'off'}, step ${s}`).toBeLessThan(1e-5);
+    }
+    model.dispose();
+  });
+
+  it('packed (bf16) weights keep the per-op path and generate as the tensor path does', () => {
     const { model } = loadPretrained(fixtureDir('llama'));
     const prompts = [[5, 9, 2, 7], [1, 1, 6, 3]];
     const masks = [[1, 1, 1, 1], [0, 0, 1, 1]];
-    model.lora = LoraAdapter.create(model.spec, { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj'] }, 1);
-    expect(fusedDecodeUnsupported(model)).toMatch(/LoRA/);
-    expect(stepLogits(model, prompts, masks, 2).fusedCalls).toBe(0);
-    model.loraEnabled = false;
-    expect(fusedDecodeUnsupported(model)).toBe('');
-    model.lora.dispose();
-    model.lora = null;
     model.packFrozen('bf16');
     expect(fusedDecodeUnsupported(model)).toMatch(/packed frozen weights \(bf16\)/);
     const got = stepLogits(model, prompts, masks, 3);

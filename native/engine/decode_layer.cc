@@ -1,7 +1,9 @@
 // A whole decoder layer of a decode step in one call, and the vocabulary head (src/engine/native_decode_layer.ts):
 //
-//   decodeLayer(weights, x, positions, invFreq, mask, keyCache, valueCache, dims, reals)
+//   decodeLayer(weights, x, positions, invFreq, mask, keyCache, valueCache, dims, reals, lora)
 //     weights: 24 Float32Arrays or nulls, by slot (Slot below), each as the checkpoint stores it
+//     lora: null, or per slot null or [A [r, in], B [out, r], scaling]: a LoRA adapter's term scaling·(x·Aᵀ)·Bᵀ added
+//       to that projection's output
 //     x [M = B·T, C]: the layer's input, overwritten with its output
 //     dims  = [B, T, C, H, Hkv, hs, past, capacity, rotaryDim, window, attnKind, mlpKind, I, act, norm, inOutMask, parallel]
 //     reals = [normEps, normWeightOffset, attnScale, attnSoftcap (0: none), rotaryScaling]
@@ -277,7 +279,7 @@ enum MlpKind { kPlain = 0, kGated = 1, kGatedFused = 2 };
 Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   const char* fn = "decodeLayer";
   Napi::Env env = info.Env();
-  if (info.Length() != 9) Fail(env, fn, "expects 9 arguments");
+  if (info.Length() != 10) Fail(env, fn, "expects 10 arguments");
   const std::vector<double> d = Numbers(env, fn, info[7], 17, "dims", true);
   const std::vector<double> re = Numbers(env, fn, info[8], 5, "reals", false);
   const int64_t B = d[0], T = d[1], C = d[2], H = d[3], G = d[4], hs = d[5], past = d[6], cap = d[7], rot = d[8], window = d[9];
@@ -318,6 +320,43 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   if (mlpKind == kGated) upw = need(kUpW, C * I), upb = maybe(kUpB, I);
   const float *downw = need(kDownW, I * C), *downb = maybe(kDownB, C);
 
+  // LoRA terms of the projections (inference: no dropout).
+  struct Lora {
+    const float *A = nullptr, *B = nullptr;
+    int64_t r = 0;
+    float scaling = 0.f;
+  };
+  std::vector<Lora> lora(kSlots);
+  if (!info[9].IsNull() && !info[9].IsUndefined()) {
+    if (!info[9].IsArray() || info[9].As<Napi::Array>().Length() != kSlots) Fail(env, fn, "lora must be null or an array of " + std::to_string(kSlots));
+    auto la = info[9].As<Napi::Array>();
+    const int64_t attnOut = attnKind == kSeparate ? qDim : qkvDim;
+    const std::vector<std::pair<int, std::pair<int64_t, int64_t>>> shapes = {
+      {kQW, {C, attnOut}}, {kKW, {C, kvDim}}, {kVW, {C, kvDim}}, {kOW, {qDim, C}}, {kInW, {C, inDim}}, {kUpW, {C, I}}, {kDownW, {I, C}}};
+    for (const auto& [slot, io] : shapes) {
+      Napi::Value e = la.Get(slot);
+      if (e.IsNull() || e.IsUndefined()) continue;
+      const std::string name = "lora slot " + std::to_string(slot);
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 3) Fail(env, fn, name + " must be [A, B, scaling]");
+      auto t = e.As<Napi::Array>();
+      Span A = FloatsOrNull(env, fn, t.Get(0u), name + " A"), Bm = FloatsOrNull(env, fn, t.Get(1u), name + " B");
+      if (!A.data || !Bm.data || !t.Get(2u).IsNumber()) Fail(env, fn, name + " must be [A, B, scaling]");
+      const int64_t r = static_cast<int64_t>(A.n) / io.first;
+      if (r == 0 || A.n != static_cast<size_t>(r * io.first) || Bm.n != static_cast<size_t>(io.second * r)) Fail(env, fn, name + ": A must be [r, in] and B [out, r]");
+      lora[slot] = {A.data, Bm.data, r, static_cast<float>(t.Get(2u).As<Napi::Number>().DoubleValue())};
+    }
+  }
+  // y [M, N] = in · W (+ bias) (+ the LoRA term, added as the tensor path adds it: scaling·((in·Aᵀ)·Bᵀ), then the sum).
+  auto linear = [&](const float* in, int64_t K, int slot, const float* w, const float* b, int64_t N, float* y) {
+    SmallProduct(in, M, K, w, N, inOut(slot), b, y);
+    const Lora& l = lora[slot];
+    if (!l.A) return;
+    std::vector<float> t(M * l.r), dl(M * N);
+    SmallProduct(in, M, K, l.A, l.r, false, nullptr, t.data());
+    SmallProduct(t.data(), M, l.r, l.B, N, false, nullptr, dl.data());
+    for (int64_t i = 0; i < M * N; i++) y[i] = y[i] + dl[i] * l.scaling;
+  };
+
   Span x = NeedFloats(env, fn, info[1], "x", M * C);
   auto positions = NeedInts(env, fn, info[2], "positions", M);
   Span invFreq = FloatsOrNull(env, fn, info[3], "invFreq");
@@ -329,12 +368,12 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   // 1. attention branch: h = ln1(x); q, k, v; attention over the cache; o product (+ sandwich norm)
   std::vector<float> h(M * C), qkv(M * qkvDim), kk(attnKind == kSeparate ? M * kvDim : 0), vv(kk.size()), att(M * qDim), a(M * C);
   NormRows(x.data, M, C, norm, ln1w, ln1b, eps, offset, h.data());
-  SmallProduct(h.data(), M, C, qw, qkvDim, inOut(kQW), qb, qkv.data());
+  linear(h.data(), C, kQW, qw, qb, qkvDim, qkv.data());
   rlhf_engine::DecodeAttentionArgs args{qkv.data(), qkv.data(), qkv.data(), positions.Data(), invFreq.data, mask.Data(), keys.data, values.data, att.data(),
                                         B, T, H, G, hs, past, cap, rot, window, 0, qkvDim, 0, qkvDim, 0, qkvDim, hs, re[2], re[3], re[4]};
   if (attnKind == kSeparate) {
-    SmallProduct(h.data(), M, C, kw, kvDim, inOut(kKW), kb, kk.data());
-    SmallProduct(h.data(), M, C, vw, kvDim, inOut(kVW), vb, vv.data());
+    linear(h.data(), C, kKW, kw, kb, kvDim, kk.data());
+    linear(h.data(), C, kVW, vw, vb, kvDim, vv.data());
     args.k = kk.data(), args.v = vv.data(), args.kRow = args.vRow = kvDim;
     // Qwen3: RMSNorm over each head of q and k, before the rotary embedding.
     if (qnw) NormRows(qkv.data(), M * H, hs, norm, qnw, nullptr, eps, offset, qkv.data());
@@ -345,7 +384,7 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
     args.kOff = hs, args.vOff = 2 * hs, args.headStride = 3 * hs;
   }
   rlhf_engine::RunDecodeAttention(args);
-  SmallProduct(att.data(), M, qDim, ow, C, inOut(kOW), ob, a.data());
+  linear(att.data(), qDim, kOW, ow, ob, C, a.data());
   if (paw) NormRows(a.data(), M, C, norm, paw, pab, eps, offset, a.data());
 
   // 2. residual, then the MLP on ln2 of the new x (parallel residual: ln2 of the block's input)
@@ -354,19 +393,19 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
     for (int64_t i = 0; i < M * C; i++) x.data[i] += a[i];
   }
   NormRows(x.data, M, C, norm, ln2w, ln2b, eps, offset, h.data());
-  SmallProduct(h.data(), M, C, inw, inDim, inOut(kInW), inb, mid.data());
+  linear(h.data(), C, kInW, inw, inb, inDim, mid.data());
   const float* down = mid.data();
   if (mlpKind == kPlain) {
     for (int64_t i = 0; i < M * I; i++) mid[i] = Act(act, mid[i]);
   } else if (mlpKind == kGated) {
-    SmallProduct(h.data(), M, C, upw, I, inOut(kUpW), upb, up.data());
+    linear(h.data(), C, kUpW, upw, upb, I, up.data());
     for (int64_t i = 0; i < M * I; i++) mid[i] = Act(act, mid[i]) * up[i];
   } else {
     for (int64_t r = 0; r < M; r++)
       for (int64_t j = 0; j < I; j++) gate[r * I + j] = Act(act, mid[r * 2 * I + j]) * mid[r * 2 * I + I + j];
     down = gate.data();
   }
-  SmallProduct(down, M, I, downw, C, inOut(kDownW), downb, m.data());
+  linear(down, I, kDownW, downw, downb, C, m.data());
   if (pmw) NormRows(m.data(), M, C, norm, pmw, pmb, eps, offset, m.data());
   if (parallel) {
     for (int64_t i = 0; i < M * C; i++) x.data[i] = (x.data[i] + a[i]) + m[i];

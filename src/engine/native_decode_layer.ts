@@ -16,7 +16,7 @@ import type { NativeKVCache } from './native_decode.js';
 interface DecodeLayerAddon {
   decodeLayer(
     weights: (Float32Array | null)[], x: Float32Array, positions: Int32Array, invFreq: Float32Array | null, mask: Int32Array,
-    keyCache: Float32Array, valueCache: Float32Array, dims: number[], reals: number[],
+    keyCache: Float32Array, valueCache: Float32Array, dims: number[], reals: number[], lora: (LoraTerm | null)[] | null,
   ): void;
   decodeHead(x: Float32Array, normWeight: Float32Array | null, normBias: Float32Array | null, head: Float32Array, logits: Float32Array, dims: number[], reals: number[]): void;
 }
@@ -66,9 +66,14 @@ export const MLP_KIND = { plain: 0, gated: 1, gated_fused: 2 } as const;
 export const ACT_KIND = { silu: 0, gelu_new: 1, gelu: 2, relu: 3 } as const;
 export const NORM_KIND = { rmsnorm: 0, layernorm: 1 } as const;
 
+/** A LoRA adapter's term on one projection: scaling·(x·Aᵀ)·Bᵀ, A [r, in], B [out, r]. */
+export type LoraTerm = [A: Float32Array, B: Float32Array, scaling: number];
+
 /** What one layer's call needs besides the step's inputs. */
 export interface DecodeLayerPlan {
   weights: (Float32Array | null)[];
+  /** Per weight slot, the LoRA term added to that projection (null: none); null when no adapter is on. */
+  lora: (LoraTerm | null)[] | null;
   /** Slots whose weight is stored [in, out] (GPT-2's Conv1D); the others are [out, in]. */
   inOut: Set<LayerSlot>;
   attn: keyof typeof ATTN_KIND;
@@ -113,7 +118,7 @@ export function decodeLayer(
     plan.weights, x, positions, rotary?.invFreq ?? null, cache.mask, cache.keys[layer]!, cache.values[layer]!,
     [B, T, m.C, m.H, m.Hkv, m.hs, cache.length, cache.capacity, rotary ? 2 * rotary.invFreq.length : 0, plan.window ?? 0,
       ATTN_KIND[plan.attn], MLP_KIND[plan.mlp], m.I, ACT_KIND[m.act], NORM_KIND[m.norm], mask, m.parallelResidual ? 1 : 0],
-    [m.eps, m.normOffset, m.attnScale, m.attnSoftcap ?? 0, rotary?.scaling ?? 1],
+    [m.eps, m.normOffset, m.attnScale, m.attnSoftcap ?? 0, rotary?.scaling ?? 1], plan.lora,
   );
 }
 

@@ -3,7 +3,7 @@
  * they cover, the weights each layer's call reads (gathered once per generation session), and a step: embeddings on
  * the host, one call per layer, one for the final norm and the head of each row's last position.
  *
- * Covered: pre-norm decoders whose weights are float32 tensors on the native backend, without a LoRA adapter (the
+ * Covered: pre-norm decoders whose weights are float32 tensors on the native backend, LoRA adapters included (the
  * LLaMA layout with Qwen2/3, Mistral, Phi-3, Gemma 2; GPT-2; GPT-NeoX; pre-LN OPT without project_in/out). Everything
  * else, packed (bf16/int8/nf4) weights included, keeps the per-op path, decided once per session.
  */
@@ -13,8 +13,9 @@ import { ropeFrequencies } from './ops/rope.js';
 import type { NativeKVCache } from '../engine/native_decode.js';
 import {
   decodeHead, decodeLayer, fusedDecodeUnavailable, LAYER_SLOTS, valuesInPlace,
-  type DecodeLayerPlan, type DecodeModelDims, type LayerSlot,
+  type DecodeLayerPlan, type DecodeModelDims, type LayerSlot, type LoraTerm,
 } from '../engine/native_decode_layer.js';
+import type { Tensor } from '../engine/tf.js';
 
 /**
  * Rows (B·T) up to which a call goes through the whole-layer kernels; longer prefills keep the per-op path, whose
@@ -29,28 +30,37 @@ export function fusedDecodeUnsupported(model: DecoderModel): string {
   const c = model.config;
   const s = model.spec;
   if (model.packed.size) return `packed frozen weights (${model.frozenDtype})`;
-  if (model.lora && model.loraEnabled && model.lora.modules.size) return 'a LoRA adapter';
   if (!c.preNorm) return 'post-norm layers';
   if (s.projectIn || s.projectOut || s.embedNorm) return 'an embedding projection or norm';
   if (s.layers.some((l) => (l.attn.qNorm || l.attn.kNorm) && l.attn.kind !== 'separate')) return 'per-head q/k norms on a fused projection';
   if (c.positions === 'alibi') return 'ALiBi position bias';
-  for (const v of model.params.values()) if (!valuesInPlace(v)) return 'weights outside the native backend';
+  const adapter = model.lora && model.loraEnabled ? model.lora.trainableVariables() : [];
+  for (const v of [...model.params.values(), ...adapter]) if (!valuesInPlace(v)) return 'weights outside the native backend';
   return '';
 }
 
 /** A float32 parameter's values in place (fusedDecodeUnsupported has checked that every one has them). */
 function values(model: DecoderModel, name: string): Float32Array {
   const v = model.params.get(name);
-  const a = v ? valuesInPlace(v) : null;
-  if (!a) throw new Error(`fused decode: no float32 values for ${name}`);
+  if (!v) throw new Error(`fused decode: no float32 parameter ${name}`);
+  return valuesOf(v);
+}
+
+function valuesOf(t: Tensor): Float32Array {
+  const a = valuesInPlace(t);
+  if (!a) throw new Error('fused decode: a weight has no float32 values on the native backend');
   return a;
 }
 
 function layerPlan(model: DecoderModel, layer: LayerSpec): DecodeLayerPlan {
   const weights: (Float32Array | null)[] = LAYER_SLOTS.map(() => null);
+  const adapter = model.lora && model.loraEnabled ? model.lora : null;
+  const lora: (LoraTerm | null)[] | null = adapter ? LAYER_SLOTS.map(() => null) : null;
   const inOut = new Set<LayerSlot>();
   const put = (slot: string, l: LinearSpec) => {
     weights[LAYER_SLOTS.indexOf(`${slot}.w` as LayerSlot)] = values(model, `${l.module}.weight`);
+    const m = adapter?.modules.get(l.module);
+    if (m) lora![LAYER_SLOTS.indexOf(`${slot}.w` as LayerSlot)] = [valuesOf(m.A), valuesOf(m.B), adapter!.scaling];
     if (l.bias) weights[LAYER_SLOTS.indexOf(`${slot}.b` as LayerSlot)] = values(model, `${l.module}.bias`);
     if (l.layout === 'in_out') inOut.add(`${slot}.w` as LayerSlot);
   };
@@ -84,7 +94,7 @@ function layerPlan(model: DecoderModel, layer: LayerSpec): DecodeLayerPlan {
     put('in', m.gateUp);
     put('down', m.down);
   }
-  return { weights, inOut, attn: a.kind, mlp: m.kind, window: layer.window };
+  return { weights, lora, inOut, attn: a.kind, mlp: m.kind, window: layer.window };
 }
 
 export class FusedDecodeStep {
