@@ -2,7 +2,7 @@
  * The whole-layer decode calls (engine/native_decode_layer.ts, native/engine/decode_layer.cc; models/fused_decode.ts)
  * beyond the per-family parity of test/native_decode.test.ts: the small-row products and the head against plain
  * loops, a long prefill on the per-op path followed by whole-layer steps, the switch, LoRA adapters inside the
- * layer calls, packed weights falling back, thread counts, and no tensors left behind.
+ * layer calls, bf16 weights read as packed (int8 falling back), thread counts, and no tensors left behind.
  */
 import { describe, it, expect, beforeAll, afterEach } from 'vitest';
 import { tf } from '../src/engine/tf.js';
@@ -15,6 +15,7 @@ import { loadPretrained } from '../src/models/pretrained.js';
 import { DecodingSession, generate } from '../src/models/generation.js';
 import { FUSED_DECODE_MAX_ROWS, fusedDecodeUnsupported } from '../src/models/fused_decode.js';
 import { LoraAdapter } from '../src/models/lora.js';
+import { dequantize, packWeight } from '../src/models/ops/packed_weight.js';
 import type { DecoderModel } from '../src/models/decoder.js';
 import { fixtureDir, relErr } from './helpers/fixtures.js';
 import { seededValues } from './helpers/seeded_values.js';
@@ -85,7 +86,7 @@ describe.skipIf(!built)('whole-layer decode calls', () => {
     { R: 5, C: 64, V: 48 },
     { R: 16, C: 40, V: 70 },
     { R: 17, C: 9, V: 19 },
-  ])('small-row products in both weight layouts, with and without a norm and soft-capping, match plain loops (R $R, C $C, V $V)', ({ R, C, V }) => {
+  ])('small-row products in both weight layouts, float32 and bf16, with and without a norm and soft-capping, match plain loops (R $R, C $C, V $V)', ({ R, C, V }) => {
     const x = seededValues(R * C, 1);
     const head = seededValues(V * C, 2);
     const w = seededValues(C, 3, 0.5, 1.5);
@@ -97,6 +98,13 @@ describe.skipIf(!built)('whole-layer decode calls', () => {
           const want = headReference(x, R, C, V, head, inOut, norm, 1e-5, cap);
           const got = decodeHeadLayout(x, R, norm, head, V, { ...m, norm: norm?.kind ?? 'rmsnorm' }, cap || null, inOut);
           expect(relErr(got, want), `inOut ${inOut}, norm ${norm?.kind ?? 'none'}, cap ${cap}`).toBeLessThan(1e-6);
+          // The same head in bf16 (pairs in int32 words) against the loops on its float32 expansion.
+          const words = packWeight(head, [V, C], 'bf16');
+          const bits = words.data.dataSync() as Int32Array;
+          const expanded = dequantize(words).dataSync() as Float32Array;
+          words.dispose();
+          const gotBf16 = decodeHeadLayout(x, R, norm, bits, V, { ...m, norm: norm?.kind ?? 'rmsnorm' }, cap || null, inOut);
+          expect(relErr(gotBf16, headReference(x, R, C, V, expanded, inOut, norm, 1e-5, cap)), `bf16, inOut ${inOut}`).toBeLessThan(1e-6);
         }
       }
     }
@@ -169,23 +177,25 @@ describe.skipIf(!built)('whole-layer decode calls', () => {
     model.dispose();
   });
 
-  it('packed (bf16) weights keep the per-op path and generate as the tensor path does', () => {
-    const { model } = loadPretrained(fixtureDir('llama'));
+  it.each(['llama', 'gpt2'] as const)('%s: bf16-packed weights run inside the layer calls and match the tensor path; int8 keeps the per-op path', (arch) => {
     const prompts = [[5, 9, 2, 7], [1, 1, 6, 3]];
     const masks = [[1, 1, 1, 1], [0, 0, 1, 1]];
-    model.packFrozen('bf16');
-    expect(fusedDecodeUnsupported(model)).toMatch(/packed frozen weights \(bf16\)/);
-    const got = stepLogits(model, prompts, masks, 3);
-    const ref = withEnv(NATIVE_DECODE_ENV, '0', () => stepLogits(model, prompts, masks, 3));
-    expect(got.fusedCalls).toBe(0);
-    for (let s = 0; s < ref.logits.length; s++) expect(relErr(got.logits[s]!, ref.logits[s]!), `step ${s}`).toBeLessThan(1e-5);
-    model.dispose();
+    for (const format of ['bf16', 'int8'] as const) {
+      const { model } = loadPretrained(fixtureDir(arch));
+      model.packFrozen(format);
+      expect(fusedDecodeUnsupported(model)).toBe(format === 'bf16' ? '' : 'packed frozen weights (int8)');
+      const got = stepLogits(model, prompts, masks, 3);
+      const ref = withEnv(NATIVE_DECODE_ENV, '0', () => stepLogits(model, prompts, masks, 3));
+      expect(got.fusedCalls).toBe(format === 'bf16' ? 4 : 0);
+      for (let s = 0; s < ref.logits.length; s++) expect(relErr(got.logits[s]!, ref.logits[s]!), `${format}, step ${s}`).toBeLessThan(1e-5);
+      model.dispose();
+    }
   });
 });
 
 /** decodeHead with the head's layout chosen (generation always passes [V, C]; the layers' [C, V] weights take the other). */
 function decodeHeadLayout(
-  x: Float32Array, R: number, norm: { w: Float32Array; b: Float32Array | null } | null, head: Float32Array, V: number,
+  x: Float32Array, R: number, norm: { w: Float32Array; b: Float32Array | null } | null, head: Float32Array | Int32Array, V: number,
   m: { C: number; eps: number; normOffset: number; norm: 'rmsnorm' | 'layernorm' }, cap: number | null, inOut: boolean,
 ): Float32Array {
   return decodeHead(x, R, norm ? { weight: norm.w, bias: norm.b } : null, head, V, m, cap, inOut);

@@ -1,7 +1,8 @@
 // A whole decoder layer of a decode step in one call, and the vocabulary head (src/engine/native_decode_layer.ts):
 //
 //   decodeLayer(weights, x, positions, invFreq, mask, keyCache, valueCache, dims, reals, lora)
-//     weights: 24 Float32Arrays or nulls, by slot (Slot below), each as the checkpoint stores it
+//     weights: 24 arrays or nulls, by slot (Slot below), each as the checkpoint stores it; a matrix may be bf16
+//       (an Int32Array of pairs, as src/models/ops/packed_weight.ts packs it), norms and biases are float32
 //     lora: null, or per slot null or [A [r, in], B [out, r], scaling]: a LoRA adapter's term scaling·(x·Aᵀ)·Bᵀ added
 //       to that projection's output
 //     x [M = B·T, C]: the layer's input, overwritten with its output
@@ -25,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -46,7 +48,30 @@ using rlhf_engine::ParallelFor;
 
 // ---- small-M products ----
 
+// A weight matrix as stored: float32, or bf16 (the upper 16 bits of each float32, as src/models/ops/packed_weight.ts
+// packs them), expanded to float32 as it is loaded.
+struct Weight {
+  const float* f = nullptr;
+  const uint16_t* h = nullptr;
+  explicit operator bool() const { return f || h; }
+};
+
+inline float Bf16(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float v;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+inline float Get(const float* p, int64_t i) { return p[i]; }
+inline float Get(const uint16_t* p, int64_t i) { return Bf16(p[i]); }
+
 #ifdef RLHF_DECODE_AVX2
+inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 Load8(const uint16_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+}
+
 inline float HSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -58,18 +83,18 @@ constexpr int64_t kAhead = 24;
 
 // MR rows of x against the 16 columns n0 … n0 + 15 of W [K, N]. The sums are two 1-D arrays with every loop over
 // them unrolled, so they stay in registers (a 2-D array of vectors was kept in memory, stored on every step).
-template <int MR>
-__attribute__((noinline)) void InOutPanel(const float* x, int64_t K, const float* W, int64_t N, int64_t n0, float* y) {
+template <int MR, class T>
+__attribute__((noinline)) void InOutPanel(const float* x, int64_t K, const T* W, int64_t N, int64_t n0, float* y) {
   __m256 a0[MR], a1[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) a0[r] = a1[r] = _mm256_setzero_ps();
-  const float* w = W + n0;
+  const T* w = W + n0;
   for (int64_t k = 0; k < K; k++, w += N) {
-    // Rows N floats apart defeat the hardware prefetcher once N·4 bytes exceeds a page: ask for the panel's row
-    // kAhead rows on (from memory on the first group of rows, from cache on the others).
+    // Rows N values apart defeat the hardware prefetcher once a row exceeds a page: ask for the panel's row kAhead
+    // rows on (from memory on the first group of rows, from cache on the others).
     _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N + 15), _MM_HINT_T0);
-    const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
+    const __m256 w0 = Load8(w), w1 = Load8(w + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
       const __m256 xr = _mm256_broadcast_ss(x + r * K + k);
@@ -86,19 +111,19 @@ __attribute__((noinline)) void InOutPanel(const float* x, int64_t K, const float
 
 // MR rows of x dotted with the NR rows n0 … of W [N, K]: y[r, n0 + j]. `ahead`: rows of W to prefetch from
 // n0 + NR on while these are read (the first group of x rows only; the others find these rows in cache).
-template <int MR, int NR>
-void OutInBlock(const float* x, int64_t K, const float* W, int64_t n0, float* y, int64_t N, int64_t ahead) {
+template <int MR, int NR, class T>
+void OutInBlock(const float* x, int64_t K, const T* W, int64_t n0, float* y, int64_t N, int64_t ahead) {
   __m256 acc[MR][NR];
   for (int r = 0; r < MR; r++)
     for (int j = 0; j < NR; j++) acc[r][j] = _mm256_setzero_ps();
   int64_t k = 0;
-  const float* next = W + (n0 + NR) * K;
+  const T* next = W + (n0 + NR) * K;
   for (; k + 8 <= K; k += 8) {
     if (ahead && (k & 15) == 0) {
       for (int64_t j = 0; j < ahead; j++) _mm_prefetch(reinterpret_cast<const char*>(next + j * K + k), _MM_HINT_T0);
     }
     __m256 w[NR];
-    for (int j = 0; j < NR; j++) w[j] = _mm256_loadu_ps(W + (n0 + j) * K + k);
+    for (int j = 0; j < NR; j++) w[j] = Load8(W + (n0 + j) * K + k);
     for (int r = 0; r < MR; r++) {
       const __m256 xr = _mm256_loadu_ps(x + r * K + k);
       for (int j = 0; j < NR; j++) acc[r][j] = _mm256_fmadd_ps(xr, w[j], acc[r][j]);
@@ -107,14 +132,14 @@ void OutInBlock(const float* x, int64_t K, const float* W, int64_t n0, float* y,
   for (int r = 0; r < MR; r++) {
     for (int j = 0; j < NR; j++) {
       float s = HSum(acc[r][j]);
-      for (int64_t kk = k; kk < K; kk++) s += x[r * K + kk] * W[(n0 + j) * K + kk];
+      for (int64_t kk = k; kk < K; kk++) s += x[r * K + kk] * Get(W, (n0 + j) * K + kk);
       y[r * N + n0 + j] = s;
     }
   }
 }
 
-template <int MR>
-void OutInRows(const float* x, int64_t K, const float* W, int64_t n0, int64_t n1, float* y, int64_t N, int64_t ahead) {
+template <int MR, class T>
+void OutInRows(const float* x, int64_t K, const T* W, int64_t n0, int64_t n1, float* y, int64_t N, int64_t ahead) {
   int64_t n = n0;
   for (; n + 3 <= n1; n += 3) OutInBlock<MR, 3>(x, K, W, n, y, N, ahead);
   for (; n < n1; n++) OutInBlock<MR, 1>(x, K, W, n, y, N, 0);
@@ -123,12 +148,13 @@ void OutInRows(const float* x, int64_t K, const float* W, int64_t n0, int64_t n1
 
 // Columns n0 … n1 − 1 of y [M, N] = x [M, K] · W, one plain sum per output (the tails the vector blocks leave, and
 // the build without AVX2).
-void ScalarColumns(const float* x, int64_t M, int64_t K, const float* W, int64_t N, bool inOut, int64_t n0, int64_t n1, float* y) {
+template <class T>
+void ScalarColumns(const float* x, int64_t M, int64_t K, const T* W, int64_t N, bool inOut, int64_t n0, int64_t n1, float* y) {
   for (int64_t m = 0; m < M; m++) {
     for (int64_t n = n0; n < n1; n++) {
       float s = 0.f;
-      if (inOut) for (int64_t k = 0; k < K; k++) s += x[m * K + k] * W[k * N + n];
-      else for (int64_t k = 0; k < K; k++) s += x[m * K + k] * W[n * K + k];
+      if (inOut) for (int64_t k = 0; k < K; k++) s += x[m * K + k] * Get(W, k * N + n);
+      else for (int64_t k = 0; k < K; k++) s += x[m * K + k] * Get(W, n * K + k);
       y[m * N + n] = s;
     }
   }
@@ -136,46 +162,53 @@ void ScalarColumns(const float* x, int64_t M, int64_t K, const float* W, int64_t
 
 constexpr int64_t kPanel = 16;  // output columns per unit of work
 
+// Columns n0 … n1 − 1 of y [M, N] = x [M, K] · W; W is [K, N] when inOut, else [N, K].
+template <class T>
+void ProductColumns(const float* x, int64_t M, int64_t K, const T* W, int64_t N, bool inOut, int64_t n0, int64_t n1, float* y) {
+#ifdef RLHF_DECODE_AVX2
+  if (inOut) {
+    const int64_t full = n0 + (n1 - n0) / kPanel * kPanel;
+    for (int64_t n = n0; n < full; n += kPanel) {
+      int64_t m = 0;
+      for (; m + 6 <= M; m += 6) InOutPanel<6>(x + m * K, K, W, N, n, y + m * N);
+      switch (M - m) {
+        case 5: InOutPanel<5>(x + m * K, K, W, N, n, y + m * N); break;
+        case 4: InOutPanel<4>(x + m * K, K, W, N, n, y + m * N); break;
+        case 3: InOutPanel<3>(x + m * K, K, W, N, n, y + m * N); break;
+        case 2: InOutPanel<2>(x + m * K, K, W, N, n, y + m * N); break;
+        case 1: InOutPanel<1>(x + m * K, K, W, N, n, y + m * N); break;
+        default: break;
+      }
+    }
+    ScalarColumns(x, M, K, W, N, true, full, n1, y);
+  } else {
+    // Each group of 3 weight rows is read from memory once and then from cache for every 4 rows of x.
+    for (int64_t n = n0; n < n1; n += 3) {
+      const int64_t nb = std::min<int64_t>(n + 3, n1), ahead = std::min<int64_t>(3, n1 - nb);
+      int64_t m = 0;
+      for (; m + 4 <= M; m += 4) OutInRows<4>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0);
+      switch (M - m) {
+        case 3: OutInRows<3>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
+        case 2: OutInRows<2>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
+        case 1: OutInRows<1>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
+        default: break;
+      }
+    }
+  }
+#else
+  ScalarColumns(x, M, K, W, N, inOut, n0, n1, y);
+#endif
+}
+
 // y [M, N] = x [M, K] · W (+ bias [N]); W is [K, N] when inOut, else [N, K].
-void SmallProduct(const float* x, int64_t M, int64_t K, const float* W, int64_t N, bool inOut, const float* bias, float* y) {
+void SmallProduct(const float* x, int64_t M, int64_t K, Weight W, int64_t N, bool inOut, const float* bias, float* y) {
   const int64_t panels = (N + kPanel - 1) / kPanel;
   // At least ~64k multiply-adds per task, so a thread's share outweighs waking it.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, M * K * kPanel));
   ParallelFor(panels, grain, [&](int64_t s, int64_t e) {
     const int64_t n0 = s * kPanel, n1 = std::min(N, e * kPanel);
-#ifdef RLHF_DECODE_AVX2
-    if (inOut) {
-      const int64_t full = n0 + (n1 - n0) / kPanel * kPanel;
-      for (int64_t n = n0; n < full; n += kPanel) {
-        int64_t m = 0;
-        for (; m + 6 <= M; m += 6) InOutPanel<6>(x + m * K, K, W, N, n, y + m * N);
-        switch (M - m) {
-          case 5: InOutPanel<5>(x + m * K, K, W, N, n, y + m * N); break;
-          case 4: InOutPanel<4>(x + m * K, K, W, N, n, y + m * N); break;
-          case 3: InOutPanel<3>(x + m * K, K, W, N, n, y + m * N); break;
-          case 2: InOutPanel<2>(x + m * K, K, W, N, n, y + m * N); break;
-          case 1: InOutPanel<1>(x + m * K, K, W, N, n, y + m * N); break;
-          default: break;
-        }
-      }
-      ScalarColumns(x, M, K, W, N, true, full, n1, y);
-    } else {
-      // Each group of 3 weight rows is read from memory once and then from cache for every 4 rows of x.
-      for (int64_t n = n0; n < n1; n += 3) {
-        const int64_t nb = std::min<int64_t>(n + 3, n1), ahead = std::min<int64_t>(3, n1 - nb);
-        int64_t m = 0;
-        for (; m + 4 <= M; m += 4) OutInRows<4>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0);
-        switch (M - m) {
-          case 3: OutInRows<3>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
-          case 2: OutInRows<2>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
-          case 1: OutInRows<1>(x + m * K, K, W, n, nb, y + m * N, N, m == 0 ? ahead : 0); break;
-          default: break;
-        }
-      }
-    }
-#else
-    ScalarColumns(x, M, K, W, N, inOut, n0, n1, y);
-#endif
+    if (W.h) ProductColumns(x, M, K, W.h, N, inOut, n0, n1, y);
+    else ProductColumns(x, M, K, W.f, N, inOut, n0, n1, y);
     if (bias) {
       for (int64_t m = 0; m < M; m++)
         for (int64_t n = n0; n < n1; n++) y[m * N + n] += bias[n];
@@ -244,6 +277,27 @@ Span NeedFloats(Napi::Env env, const char* fn, Napi::Value v, const std::string&
   return s;
 }
 
+// A weight matrix of n values: a Float32Array of n, or an Int32Array of ⌈n / 2⌉ words holding bf16 pairs.
+Weight MatrixOrNull(Napi::Env env, const char* fn, Napi::Value v, const std::string& name, int64_t n) {
+  if (v.IsNull() || v.IsUndefined()) return {};
+  if (v.IsTypedArray()) {
+    auto t = v.As<Napi::TypedArray>();
+    if (t.TypedArrayType() == napi_float32_array) {
+      if (t.ElementLength() != static_cast<size_t>(n)) Fail(env, fn, name + " has " + std::to_string(t.ElementLength()) + " values, expected " + std::to_string(n));
+      Weight w;
+      w.f = v.As<Napi::Float32Array>().Data();
+      return w;
+    }
+    if (t.TypedArrayType() == napi_int32_array) {
+      if (t.ElementLength() != static_cast<size_t>((n + 1) / 2)) Fail(env, fn, name + " (bf16) has " + std::to_string(t.ElementLength()) + " words, expected " + std::to_string((n + 1) / 2));
+      Weight w;
+      w.h = reinterpret_cast<const uint16_t*>(v.As<Napi::Int32Array>().Data());
+      return w;
+    }
+  }
+  throw Napi::TypeError::New(env, std::string("engine.") + fn + ": " + name + " must be a Float32Array, an Int32Array of bf16 pairs, or null");
+}
+
 Napi::Int32Array NeedInts(Napi::Env env, const char* fn, Napi::Value v, const char* name, int64_t atLeast) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
     throw Napi::TypeError::New(env, std::string("engine.") + fn + ": " + name + " must be an Int32Array");
@@ -303,22 +357,33 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
     if (s.data && s.n != static_cast<size_t>(n)) Fail(env, fn, "weight slot " + std::to_string(slot) + " has " + std::to_string(s.n) + " values, expected " + std::to_string(n));
     return s.data;
   };
+  auto needW = [&](int slot, int64_t n) {
+    Weight w = MatrixOrNull(env, fn, wa.Get(slot), "weight slot " + std::to_string(slot), n);
+    if (!w) Fail(env, fn, "weight slot " + std::to_string(slot) + " is required");
+    return w;
+  };
   auto inOut = [&](int slot) { return ((inOutMask >> slot) & 1) != 0; };
   const float *ln1w = need(kLn1W, C), *ln1b = maybe(kLn1B, C), *ln2w = need(kLn2W, C), *ln2b = maybe(kLn2B, C);
   const float *paw = maybe(kPostAttnW, C), *pab = maybe(kPostAttnB, C), *pmw = maybe(kPostMlpW, C), *pmb = maybe(kPostMlpB, C);
   const int64_t qkvDim = attnKind == kSeparate ? qDim : attnKind == kFusedConcat ? qDim + 2 * kvDim : 3 * qDim;
-  const float *qw = need(kQW, C * qkvDim), *qb = maybe(kQB, qkvDim);
-  const float *kw = nullptr, *kb = nullptr, *vw = nullptr, *vb = nullptr;
+  const Weight qw = needW(kQW, C * qkvDim);
+  const float* qb = maybe(kQB, qkvDim);
+  Weight kw, vw;
+  const float *kb = nullptr, *vb = nullptr;
   if (attnKind == kSeparate) {
-    kw = need(kKW, C * kvDim), kb = maybe(kKB, kvDim), vw = need(kVW, C * kvDim), vb = maybe(kVB, kvDim);
+    kw = needW(kKW, C * kvDim), kb = maybe(kKB, kvDim), vw = needW(kVW, C * kvDim), vb = maybe(kVB, kvDim);
   }
-  const float *ow = need(kOW, qDim * C), *ob = maybe(kOB, C);
+  const Weight ow = needW(kOW, qDim * C);
+  const float* ob = maybe(kOB, C);
   const float *qnw = maybe(kQNormW, hs), *knw = maybe(kKNormW, hs);
   if ((qnw || knw) && attnKind != kSeparate) Fail(env, fn, "per-head q/k norms need separate q, k, v products");
   const int64_t inDim = mlpKind == kGatedFused ? 2 * I : I;
-  const float *inw = need(kInW, C * inDim), *inb = maybe(kInB, inDim), *upw = nullptr, *upb = nullptr;
-  if (mlpKind == kGated) upw = need(kUpW, C * I), upb = maybe(kUpB, I);
-  const float *downw = need(kDownW, I * C), *downb = maybe(kDownB, C);
+  const Weight inw = needW(kInW, C * inDim);
+  const float *inb = maybe(kInB, inDim), *upb = nullptr;
+  Weight upw;
+  if (mlpKind == kGated) upw = needW(kUpW, C * I), upb = maybe(kUpB, I);
+  const Weight downw = needW(kDownW, I * C);
+  const float* downb = maybe(kDownB, C);
 
   // LoRA terms of the projections (inference: no dropout).
   struct Lora {
@@ -347,13 +412,15 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
     }
   }
   // y [M, N] = in · W (+ bias) (+ the LoRA term, added as the tensor path adds it: scaling·((in·Aᵀ)·Bᵀ), then the sum).
-  auto linear = [&](const float* in, int64_t K, int slot, const float* w, const float* b, int64_t N, float* y) {
+  auto linear = [&](const float* in, int64_t K, int slot, Weight w, const float* b, int64_t N, float* y) {
     SmallProduct(in, M, K, w, N, inOut(slot), b, y);
     const Lora& l = lora[slot];
     if (!l.A) return;
     std::vector<float> t(M * l.r), dl(M * N);
-    SmallProduct(in, M, K, l.A, l.r, false, nullptr, t.data());
-    SmallProduct(t.data(), M, l.r, l.B, N, false, nullptr, dl.data());
+    Weight A, Bw;
+    A.f = l.A, Bw.f = l.B;
+    SmallProduct(in, M, K, A, l.r, false, nullptr, t.data());
+    SmallProduct(t.data(), M, l.r, Bw, N, false, nullptr, dl.data());
     for (int64_t i = 0; i < M * N; i++) y[i] = y[i] + dl[i] * l.scaling;
   };
 
@@ -428,11 +495,12 @@ Napi::Value DecodeHead(const Napi::CallbackInfo& info) {
   Span x = NeedFloats(env, fn, info[0], "x", R * C);
   Span nw = FloatsOrNull(env, fn, info[1], "normWeight"), nb = FloatsOrNull(env, fn, info[2], "normBias");
   if ((nw.data && nw.n != static_cast<size_t>(C)) || (nb.data && nb.n != static_cast<size_t>(C))) Fail(env, fn, "the norm's weight and bias need C values");
-  Span head = NeedFloats(env, fn, info[3], "head", V * C);
+  const Weight head = MatrixOrNull(env, fn, info[3], "head", V * C);
+  if (!head) Fail(env, fn, "head is required");
   Span logits = NeedFloats(env, fn, info[4], "logits", R * V);
   std::vector<float> h(x.data, x.data + R * C);
   if (nw.data) NormRows(x.data, R, C, norm, nw.data, nb.data, static_cast<float>(re[0]), static_cast<float>(re[1]), h.data());
-  SmallProduct(h.data(), R, C, head.data, V, headInOut, nullptr, logits.data);
+  SmallProduct(h.data(), R, C, head, V, headInOut, nullptr, logits.data);
   const double cap = re[2];
   if (cap > 0) {
     // As softcapLogits: c·tanh(z / c) in float32.

@@ -13,12 +13,15 @@ import { tf, type Tensor } from './tf.js';
 import { engineAddonPath, NATIVE_ENGINE_ENV } from './native_backend.js';
 import type { NativeKVCache } from './native_decode.js';
 
+/** A weight matrix's values: float32, or bf16 as an Int32Array of pairs (ops/packed_weight.ts's layout). */
+export type WeightValues = Float32Array | Int32Array;
+
 interface DecodeLayerAddon {
   decodeLayer(
-    weights: (Float32Array | null)[], x: Float32Array, positions: Int32Array, invFreq: Float32Array | null, mask: Int32Array,
+    weights: (WeightValues | null)[], x: Float32Array, positions: Int32Array, invFreq: Float32Array | null, mask: Int32Array,
     keyCache: Float32Array, valueCache: Float32Array, dims: number[], reals: number[], lora: (LoraTerm | null)[] | null,
   ): void;
-  decodeHead(x: Float32Array, normWeight: Float32Array | null, normBias: Float32Array | null, head: Float32Array, logits: Float32Array, dims: number[], reals: number[]): void;
+  decodeHead(x: Float32Array, normWeight: Float32Array | null, normBias: Float32Array | null, head: WeightValues, logits: Float32Array, dims: number[], reals: number[]): void;
 }
 
 let addon: DecodeLayerAddon | null | undefined;
@@ -54,6 +57,13 @@ export function valuesInPlace(t: Tensor): Float32Array | null {
   return v instanceof Float32Array && v.length === t.size ? v : null;
 }
 
+/** The int32 words a tensor holds on the native backend (a packed weight's bits), in place; null otherwise. */
+export function wordsInPlace(t: Tensor): Int32Array | null {
+  const be = tf.backend() as unknown as { data?: { get(id: object): { values?: unknown } | undefined } };
+  const v = be.data?.get(t.dataId)?.values;
+  return v instanceof Int32Array && v.length === t.size ? v : null;
+}
+
 /** Weight slots of `decodeLayer`, in its order (null: absent bias or norm). */
 export const LAYER_SLOTS = [
   'ln1.w', 'ln1.b', 'q.w', 'q.b', 'k.w', 'k.b', 'v.w', 'v.b', 'o.w', 'o.b', 'ln2.w', 'ln2.b',
@@ -71,7 +81,7 @@ export type LoraTerm = [A: Float32Array, B: Float32Array, scaling: number];
 
 /** What one layer's call needs besides the step's inputs. */
 export interface DecodeLayerPlan {
-  weights: (Float32Array | null)[];
+  weights: (WeightValues | null)[];
   /** Per weight slot, the LoRA term added to that projection (null: none); null when no adapter is on. */
   lora: (LoraTerm | null)[] | null;
   /** Slots whose weight is stored [in, out] (GPT-2's Conv1D); the others are [out, in]. */
@@ -123,11 +133,11 @@ export function decodeLayer(
 }
 
 /**
- * logits [R, V] = norm(x) · headᵀ for x [R, C]; head [V, C] (or [C, V] with `headInOut`, which the tests use to check
+ * logits [R, V] = norm(x) · headᵀ for x [R, C]; head [V, C], float32 or bf16 (or [C, V] with `headInOut`, which the tests use to check
  * the layers' other product layout); `norm` null: none; softcap c: c·tanh(z / c).
  */
 export function decodeHead(
-  x: Float32Array, R: number, norm: { weight: Float32Array; bias: Float32Array | null } | null, head: Float32Array, V: number,
+  x: Float32Array, R: number, norm: { weight: Float32Array; bias: Float32Array | null } | null, head: WeightValues, V: number,
   m: Pick<DecodeModelDims, 'C' | 'norm' | 'eps' | 'normOffset'>, softcap: number | null, headInOut = false,
 ): Float32Array {
   const a = layerAddon();

@@ -3,17 +3,17 @@
  * they cover, the weights each layer's call reads (gathered once per generation session), and a step: embeddings on
  * the host, one call per layer, one for the final norm and the head of each row's last position.
  *
- * Covered: pre-norm decoders whose weights are float32 tensors on the native backend, LoRA adapters included (the
- * LLaMA layout with Qwen2/3, Mistral, Phi-3, Gemma 2; GPT-2; GPT-NeoX; pre-LN OPT without project_in/out). Everything
- * else, packed (bf16/int8/nf4) weights included, keeps the per-op path, decided once per session.
+ * Covered: pre-norm decoders whose weights are float32 or bf16-packed tensors on the native backend, LoRA adapters
+ * included (the LLaMA layout with Qwen2/3, Mistral, Phi-3, Gemma 2; GPT-2; GPT-NeoX; pre-LN OPT without
+ * project_in/out). Everything else, int8/nf4 weights included, keeps the per-op path, decided once per session.
  */
 import type { DecoderModel } from './decoder.js';
 import type { LayerSpec, LinearSpec, NormSpec } from './architectures.js';
 import { ropeFrequencies } from './ops/rope.js';
 import type { NativeKVCache } from '../engine/native_decode.js';
 import {
-  decodeHead, decodeLayer, fusedDecodeUnavailable, LAYER_SLOTS, valuesInPlace,
-  type DecodeLayerPlan, type DecodeModelDims, type LayerSlot, type LoraTerm,
+  decodeHead, decodeLayer, fusedDecodeUnavailable, LAYER_SLOTS, valuesInPlace, wordsInPlace,
+  type DecodeLayerPlan, type DecodeModelDims, type LayerSlot, type LoraTerm, type WeightValues,
 } from '../engine/native_decode_layer.js';
 import type { Tensor } from '../engine/tf.js';
 
@@ -29,13 +29,14 @@ export function fusedDecodeUnsupported(model: DecoderModel): string {
   if (why) return why;
   const c = model.config;
   const s = model.spec;
-  if (model.packed.size) return `packed frozen weights (${model.frozenDtype})`;
+  if (model.frozenDtype !== 'float32' && model.frozenDtype !== 'bf16') return `packed frozen weights (${model.frozenDtype})`;
   if (!c.preNorm) return 'post-norm layers';
   if (s.projectIn || s.projectOut || s.embedNorm) return 'an embedding projection or norm';
   if (s.layers.some((l) => (l.attn.qNorm || l.attn.kNorm) && l.attn.kind !== 'separate')) return 'per-head q/k norms on a fused projection';
   if (c.positions === 'alibi') return 'ALiBi position bias';
   const adapter = model.lora && model.loraEnabled ? model.lora.trainableVariables() : [];
   for (const v of [...model.params.values(), ...adapter]) if (!valuesInPlace(v)) return 'weights outside the native backend';
+  for (const w of model.packed.values()) if (!wordsInPlace(w.data)) return 'weights outside the native backend';
   return '';
 }
 
@@ -46,6 +47,26 @@ function values(model: DecoderModel, name: string): Float32Array {
   return valuesOf(v);
 }
 
+/** A weight matrix as stored: its float32 values, or a bf16-packed matrix's words (both in place). */
+function matrix(model: DecoderModel, name: string): WeightValues {
+  const p = model.packed.get(name);
+  if (!p) return values(model, name);
+  const w = p.format === 'bf16' ? wordsInPlace(p.data) : null;
+  if (!w) throw new Error(`fused decode: ${name} is packed as ${p.format}, which the layer calls do not read`);
+  return w;
+}
+
+/** Row `row` of a [rows, C] table (float32 or bf16 words) into out[at …], as float32. */
+function copyRow(table: WeightValues, row: number, C: number, out: Float32Array, at: number): void {
+  if (table instanceof Float32Array) {
+    out.set(table.subarray(row * C, (row + 1) * C), at);
+    return;
+  }
+  const h = new Uint16Array(table.buffer, table.byteOffset, table.length * 2);
+  const o = new Uint32Array(out.buffer, out.byteOffset + 4 * at, C);
+  for (let i = 0; i < C; i++) o[i] = h[row * C + i]! << 16; // bf16: the upper half of the float32
+}
+
 function valuesOf(t: Tensor): Float32Array {
   const a = valuesInPlace(t);
   if (!a) throw new Error('fused decode: a weight has no float32 values on the native backend');
@@ -53,12 +74,12 @@ function valuesOf(t: Tensor): Float32Array {
 }
 
 function layerPlan(model: DecoderModel, layer: LayerSpec): DecodeLayerPlan {
-  const weights: (Float32Array | null)[] = LAYER_SLOTS.map(() => null);
+  const weights: (WeightValues | null)[] = LAYER_SLOTS.map(() => null);
   const adapter = model.lora && model.loraEnabled ? model.lora : null;
   const lora: (LoraTerm | null)[] | null = adapter ? LAYER_SLOTS.map(() => null) : null;
   const inOut = new Set<LayerSlot>();
   const put = (slot: string, l: LinearSpec) => {
-    weights[LAYER_SLOTS.indexOf(`${slot}.w` as LayerSlot)] = values(model, `${l.module}.weight`);
+    weights[LAYER_SLOTS.indexOf(`${slot}.w` as LayerSlot)] = matrix(model, `${l.module}.weight`);
     const m = adapter?.modules.get(l.module);
     if (m) lora![LAYER_SLOTS.indexOf(`${slot}.w` as LayerSlot)] = [valuesOf(m.A), valuesOf(m.B), adapter!.scaling];
     if (l.bias) weights[LAYER_SLOTS.indexOf(`${slot}.b` as LayerSlot)] = values(model, `${l.module}.bias`);
@@ -100,10 +121,10 @@ function layerPlan(model: DecoderModel, layer: LayerSpec): DecodeLayerPlan {
 export class FusedDecodeStep {
   private readonly layers: DecodeLayerPlan[];
   private readonly dims: DecodeModelDims;
-  private readonly tokens: Float32Array;
-  private readonly positionTable: Float32Array | null;
+  private readonly tokens: WeightValues;
+  private readonly positionTable: WeightValues | null;
   private readonly finalNorm: { weight: Float32Array; bias: Float32Array | null } | null;
-  private readonly head: Float32Array;
+  private readonly head: WeightValues;
   /** Rotary frequencies when they do not depend on the positions (all but dynamic NTK). */
   private readonly fixedRotary: { invFreq: Float32Array; scaling: number } | null;
   /** Calls made (a test checks that the kernels ran). */
@@ -119,10 +140,10 @@ export class FusedDecodeStep {
       parallelResidual: c.parallelResidual, eps: c.normEps, normOffset: c.norm === 'rmsnorm' ? c.normWeightOffset : 0,
       attnScale: c.attnScale, attnSoftcap: c.attnSoftcap,
     };
-    this.tokens = values(model, s.embedTokens);
-    this.positionTable = s.embedPositions ? values(model, s.embedPositions) : null;
+    this.tokens = matrix(model, s.embedTokens);
+    this.positionTable = s.embedPositions ? matrix(model, s.embedPositions) : null;
     this.finalNorm = s.finalNorm ? { weight: values(model, s.finalNorm.weight), bias: s.finalNorm.bias ? values(model, s.finalNorm.bias) : null } : null;
-    this.head = values(model, s.lmHead);
+    this.head = matrix(model, s.lmHead);
     this.fixedRotary = c.rope && c.rope.type !== 'dynamic' ? this.rotary(0) : null;
   }
 
@@ -145,19 +166,22 @@ export class FusedDecodeStep {
     const V = c.vocabSize;
     // 1. embeddings, as the tensor path's ops compute them in float32: table row · scale (+ position row)
     const x = new Float32Array(B * T * C);
+    const pe = this.positionTable ? new Float32Array(C) : null;
     const scale = Math.fround(c.embedScale);
     const offset = c.positions === 'learned_offset2' ? 2 : 0;
+    const rows = this.positionTable ? this.positionTable.length * (this.positionTable instanceof Float32Array ? 1 : 2) / C : 0;
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         const id = ids[b]![t]!;
         if (!(id >= 0 && id < V)) throw new Error(`fused decode: token id ${id} outside the vocabulary of ${V}`);
         const r = (b * T + t) * C;
-        x.set(this.tokens.subarray(id * C, (id + 1) * C), r);
+        copyRow(this.tokens, id, C, x, r);
         if (scale !== 1) for (let i = 0; i < C; i++) x[r + i] = x[r + i]! * scale;
-        if (this.positionTable) {
+        if (this.positionTable && pe) {
           const p = positions[b * T + t]! + offset;
-          if (!(p >= 0 && (p + 1) * C <= this.positionTable.length)) throw new Error(`fused decode: position ${p} outside the position table`);
-          for (let i = 0; i < C; i++) x[r + i] = x[r + i]! + this.positionTable[p * C + i]!;
+          if (!(p >= 0 && p < rows)) throw new Error(`fused decode: position ${p} outside the position table`);
+          copyRow(this.positionTable, p, C, pe, 0);
+          for (let i = 0; i < C; i++) x[r + i] = x[r + i]! + pe[i]!;
         }
       }
     }
