@@ -5,7 +5,7 @@ import { benchConfig } from '/work/wt/gen/dist/bench/shapes.js';
 await initBackend('native', () => {});
 const [name, rounds, newTokens] = [process.argv[2] ?? 'tiny-chat', Number(process.argv[3] ?? 5), Number(process.argv[4] ?? 16)];
 const c = benchConfig(name);
-const model = DecoderModel.fromConfig(c, 0);
+const model = DecoderModel.fromConfig(c, 0, process.env.PACK || undefined);
 const B = 16, P = 64;
 let s = 1;
 const prompts = Array.from({ length: B }, () => Array.from({ length: P }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) % c.vocabSize));

@@ -6,7 +6,7 @@ import { benchConfig } from '/work/wt/gen/dist/bench/shapes.js';
 await initBackend('native', () => {});
 const [name, B, pos, n] = [process.argv[2] ?? 'tiny-chat', Number(process.argv[3] ?? 16), Number(process.argv[4] ?? 72), Number(process.argv[5] ?? 500)];
 const c = benchConfig(name);
-const model = DecoderModel.fromConfig(c, 0);
+const model = DecoderModel.fromConfig(c, 0, process.env.PACK || undefined);
 const cache = new NativeKVCache(B, c.numLayers, c.numKvHeads, c.headDim, pos + 1);
 cache.mask.fill(1);
 const f = new FusedDecodeStep(model);
