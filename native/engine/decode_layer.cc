@@ -245,12 +245,27 @@ enum ActKind { kSilu = 0, kGeluTanh = 1, kGeluErf = 2, kRelu = 3, kActKinds };
 
 inline float Sigmoid(float v) { return 1.0f / (1.0f + rlhf_engine::FastExp(-v)); }
 
-inline float Act(int kind, float v) {
+template <int K>
+inline float ActOf(float v) {
+  if (K == kSilu) return v * Sigmoid(v);
+  if (K == kGeluTanh) return v * Sigmoid(v * (v * v * 0.044715f + 1.0f) * 1.5957691216057308f);  // 2·√(2/π)
+  if (K == kGeluErf) return v * 0.5f * (static_cast<float>(std::erf(static_cast<double>(v * 0.70710678118654752f))) + 1.0f);
+  return v > 0.f ? v : 0.f;
+}
+
+// out[i] = act(g[i]) (· up[i]) for n values: one loop per kind, so each vectorises (but erf's library call).
+template <int K>
+void ActRows(const float* g, const float* up, int64_t n, float* out) {
+  if (up) for (int64_t i = 0; i < n; i++) out[i] = ActOf<K>(g[i]) * up[i];
+  else for (int64_t i = 0; i < n; i++) out[i] = ActOf<K>(g[i]);
+}
+
+void Activate(int kind, const float* g, const float* up, int64_t n, float* out) {
   switch (kind) {
-    case kSilu: return v * Sigmoid(v);
-    case kGeluTanh: return v * Sigmoid(v * (v * v * 0.044715f + 1.0f) * 1.5957691216057308f);  // 2·√(2/π)
-    case kGeluErf: return v * 0.5f * (static_cast<float>(std::erf(static_cast<double>(v * 0.70710678118654752f))) + 1.0f);
-    default: return v > 0.f ? v : 0.f;
+    case kSilu: return ActRows<kSilu>(g, up, n, out);
+    case kGeluTanh: return ActRows<kGeluTanh>(g, up, n, out);
+    case kGeluErf: return ActRows<kGeluErf>(g, up, n, out);
+    default: return ActRows<kRelu>(g, up, n, out);
   }
 }
 
@@ -463,13 +478,13 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   linear(h.data(), C, kInW, inw, inb, inDim, mid.data());
   const float* down = mid.data();
   if (mlpKind == kPlain) {
-    for (int64_t i = 0; i < M * I; i++) mid[i] = Act(act, mid[i]);
+    Activate(act, mid.data(), nullptr, M * I, mid.data());
   } else if (mlpKind == kGated) {
     linear(h.data(), C, kUpW, upw, upb, I, up.data());
-    for (int64_t i = 0; i < M * I; i++) mid[i] = Act(act, mid[i]) * up[i];
+    Activate(act, mid.data(), up.data(), M * I, mid.data());
   } else {
     for (int64_t r = 0; r < M; r++)
-      for (int64_t j = 0; j < I; j++) gate[r * I + j] = Act(act, mid[r * 2 * I + j]) * mid[r * 2 * I + I + j];
+      Activate(act, mid.data() + r * 2 * I, mid.data() + r * 2 * I + I, I, gate.data() + r * I);
     down = gate.data();
   }
   linear(down, I, kDownW, downw, downb, C, m.data());
