@@ -92,8 +92,10 @@ __attribute__((noinline)) void InOutPanel(const float* x, int64_t K, const T* W,
   for (int64_t k = 0; k < K; k++, w += N) {
     // Rows N values apart defeat the hardware prefetcher once a row exceeds a page: ask for the panel's row kAhead
     // rows on (from memory on the first group of rows, from cache on the others).
-    _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N + 15), _MM_HINT_T0);
+    if (k + kAhead < K) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N + 15), _MM_HINT_T0);
+    }
     const __m256 w0 = Load8(w), w1 = Load8(w + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
@@ -117,7 +119,7 @@ void OutInBlock(const float* x, int64_t K, const T* W, int64_t n0, float* y, int
   for (int r = 0; r < MR; r++)
     for (int j = 0; j < NR; j++) acc[r][j] = _mm256_setzero_ps();
   int64_t k = 0;
-  const T* next = W + (n0 + NR) * K;
+  const T* next = ahead ? W + (n0 + NR) * K : W;
   for (; k + 8 <= K; k += 8) {
     if (ahead && (k & 15) == 0) {
       for (int64_t j = 0; j < ahead; j++) _mm_prefetch(reinterpret_cast<const char*>(next + j * K + k), _MM_HINT_T0);
