@@ -86,6 +86,7 @@ describe.skipIf(!built)('whole-layer decode calls', () => {
     { R: 5, C: 64, V: 48 },
     { R: 16, C: 40, V: 70 },
     { R: 17, C: 9, V: 19 },
+    { R: 7, C: 100, V: 9000 }, // [C, V] weights in blocks of 16 rows, the last one partial
   ])('small-row products in both weight layouts, float32 and bf16, with and without a norm and soft-capping, match plain loops (R $R, C $C, V $V)', ({ R, C, V }) => {
     const x = seededValues(R * C, 1);
     const head = seededValues(V * C, 2);

@@ -81,18 +81,22 @@ inline float HSum(__m256 v) {
 
 constexpr int64_t kAhead = 24;
 
-// MR rows of x against the 16 columns n0 … n0 + 15 of W [K, N]. The sums are two 1-D arrays with every loop over
-// them unrolled, so they stay in registers (a 2-D array of vectors was kept in memory, stored on every step).
+// MR rows of x (rows K apart) against the 16 columns n0 … n0 + 15 of rows 0 … kc − 1 of W [·, N], added to y's
+// sums unless `first`. The sums are two 1-D arrays with every loop over them unrolled, so they stay in registers (a
+// 2-D array of vectors was kept in memory, stored on every step).
 template <int MR, class T>
-__attribute__((noinline)) void InOutPanel(const float* x, int64_t K, const T* W, int64_t N, int64_t n0, float* y) {
+__attribute__((noinline)) void InOutPanel(const float* x, int64_t K, const T* W, int64_t N, int64_t n0, int64_t kc, bool first, float* y) {
   __m256 a0[MR], a1[MR];
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; r++) a0[r] = a1[r] = _mm256_setzero_ps();
+  for (int r = 0; r < MR; r++) {
+    a0[r] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + r * N + n0);
+    a1[r] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + r * N + n0 + 8);
+  }
   const T* w = W + n0;
-  for (int64_t k = 0; k < K; k++, w += N) {
+  for (int64_t k = 0; k < kc; k++, w += N) {
     // Rows N values apart defeat the hardware prefetcher once a row exceeds a page: ask for the panel's row kAhead
     // rows on (from memory on the first group of rows, from cache on the others).
-    if (k + kAhead < K) {
+    if (k + kAhead < kc) {
       _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * N + 15), _MM_HINT_T0);
     }
@@ -169,17 +173,24 @@ template <class T>
 void ProductColumns(const float* x, int64_t M, int64_t K, const T* W, int64_t N, bool inOut, int64_t n0, int64_t n1, float* y) {
 #ifdef RLHF_DECODE_AVX2
   if (inOut) {
+    // Blocks of kc rows of W (about 512 KiB), each swept panel by panel for every group of x rows: a block stays in
+    // cache while it is read, its rows in few pages, where whole columns of a [K, N] matrix span K pages each.
     const int64_t full = n0 + (n1 - n0) / kPanel * kPanel;
-    for (int64_t n = n0; n < full; n += kPanel) {
-      int64_t m = 0;
-      for (; m + 6 <= M; m += 6) InOutPanel<6>(x + m * K, K, W, N, n, y + m * N);
-      switch (M - m) {
-        case 5: InOutPanel<5>(x + m * K, K, W, N, n, y + m * N); break;
-        case 4: InOutPanel<4>(x + m * K, K, W, N, n, y + m * N); break;
-        case 3: InOutPanel<3>(x + m * K, K, W, N, n, y + m * N); break;
-        case 2: InOutPanel<2>(x + m * K, K, W, N, n, y + m * N); break;
-        case 1: InOutPanel<1>(x + m * K, K, W, N, n, y + m * N); break;
-        default: break;
+    const int64_t kc = std::max<int64_t>(16, (int64_t{1} << 19) / (4 * N));
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t rows = std::min(kc, K - k0);
+      const T* Wk = W + k0 * N;
+      for (int64_t n = n0; n < full; n += kPanel) {
+        int64_t m = 0;
+        for (; m + 6 <= M; m += 6) InOutPanel<6>(x + m * K + k0, K, Wk, N, n, rows, k0 == 0, y + m * N);
+        switch (M - m) {
+          case 5: InOutPanel<5>(x + m * K + k0, K, Wk, N, n, rows, k0 == 0, y + m * N); break;
+          case 4: InOutPanel<4>(x + m * K + k0, K, Wk, N, n, rows, k0 == 0, y + m * N); break;
+          case 3: InOutPanel<3>(x + m * K + k0, K, Wk, N, n, rows, k0 == 0, y + m * N); break;
+          case 2: InOutPanel<2>(x + m * K + k0, K, Wk, N, n, rows, k0 == 0, y + m * N); break;
+          case 1: InOutPanel<1>(x + m * K + k0, K, Wk, N, n, rows, k0 == 0, y + m * N); break;
+          default: break;
+        }
       }
     }
     ScalarColumns(x, M, K, W, N, true, full, n1, y);
