@@ -10,17 +10,18 @@
 //     reals = [normEps, normWeightOffset, attnScale, attnSoftcap (0: none), rotaryScaling]
 //   decodeHead(x, normWeight, normBias, head, logits, dims = [R, C, V, norm, headInOut], reals = [eps, offset, softcap])
 //
-// A layer: pre-norm → q/k/v products (→ Qwen3's per-head q/k norms) → attention over the cache (decode_attention.cc: rotary, cache write, mask,
-// window, soft-capping) → o product → (sandwich norm) → residual → norm → MLP (plain, gated, or gate|up fused) →
-// (sandwich norm) → residual; or GPT-NeoX's parallel residual x + attn(ln1 x) + mlp(ln2 x). The norms and
-// activations are the fused training kernels' formulas (fused_kernels.cc), so the results match the tensor path
-// within float32 rounding of the products' summation order.
+// A layer: pre-norm → q/k/v products (→ Qwen3's per-head q/k norms) → attention over the cache (decode_attention.cc:
+// rotary, cache write, mask, window, soft-capping) → o product → (sandwich norm) → residual → norm → MLP (plain,
+// gated, or gate|up fused) → (sandwich norm) → residual; or GPT-NeoX's parallel residual x + attn(ln1 x) + mlp(ln2 x).
+// The norms and activations are the fused training kernels' formulas (fused_kernels.cc), so the results match the
+// tensor path within float32 rounding of the products' summation order.
 //
 // The products have few rows (M ≤ a few dozen: B rows of one new position): a BLAS sgemm would copy ("pack") the
 // whole weight into its own layout on every call, which at M = 16 costs about as much as the product. These read
 // each weight once, in its stored layout, and keep all M rows of x in cache: [K, N] weights (GPT-2's Conv1D) by
-// broadcasting x values against 16 columns at a time; [N, K] weights (nn.Linear) as dot products of 3 weight rows
-// with 4 x rows at a time. Split over output columns on the engine's threads.
+// broadcasting x values against 16 columns at a time, in blocks of rows; [N, K] weights (nn.Linear) as dot products
+// of 3 weight rows with 4 x rows at a time. AVX2 + FMA where the build has them (the baseline: plain sums), split
+// over output columns on the engine's threads (the same sums whatever the thread count).
 #include <napi.h>
 
 #include <algorithm>

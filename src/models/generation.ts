@@ -56,7 +56,7 @@ function logSoftmaxAt(logits: Float32Array, token: number): number {
 export class DecodingSession {
   private cache: KVCache | undefined;
   private readonly native: NativeKVCache | null;
-  /** With the native cache, for models the whole-layer calls cover: the path of calls of at most FUSED_DECODE_MAX_ROWS rows. */
+  /** With the native cache and a model the whole-layer calls cover: what runs each call of at most FUSED_DECODE_MAX_ROWS rows. */
   private readonly fused: FusedDecodeStep | null;
   /** Real tokens per row among the positions fed (native cache: position ids from the mask, on the host). */
   private readonly seen: number[];
