@@ -13,7 +13,7 @@ import { NATIVE_DECODE_ENV } from '../src/engine/native_decode.js';
 import { decodeHead, FUSED_DECODE_ENV, fusedDecodeUnavailable } from '../src/engine/native_decode_layer.js';
 import { loadPretrained } from '../src/models/pretrained.js';
 import { DecodingSession, generate } from '../src/models/generation.js';
-import { FUSED_DECODE_MAX_ROWS, fusedDecodeUnsupported } from '../src/models/fused_decode.js';
+import { FUSED_DECODE_MAX_MACS, FUSED_DECODE_MAX_ROWS, FusedDecodeStep, fusedDecodeUnsupported } from '../src/models/fused_decode.js';
 import { LoraAdapter } from '../src/models/lora.js';
 import { dequantize, packWeight } from '../src/models/ops/packed_weight.js';
 import type { DecoderModel } from '../src/models/decoder.js';
@@ -130,12 +130,18 @@ describe.skipIf(!built)('whole-layer decode calls', () => {
 
   it.each(['llama', 'gpt2'] as const)('%s: a prefill past FUSED_DECODE_MAX_ROWS on the per-op path, then whole-layer steps, match the tensor path', (arch) => {
     const { model } = loadPretrained(fixtureDir(arch));
-    const T = Math.floor(FUSED_DECODE_MAX_ROWS / 2) + 3; // 2 rows: more than the limit
-    const prompts = [Array.from({ length: T }, (_, j) => (j * 7 + 1) % 45), Array.from({ length: T }, (_, j) => (j < 5 ? 1 : (j * 3 + 2) % 45))];
-    const masks = [prompts[0]!.map(() => 1), prompts[1]!.map((_, j) => (j < 5 ? 0 : 1))];
+    const B = 6;
+    const T = Math.floor(FUSED_DECODE_MAX_ROWS / B) + 3; // more rows than the limit, within the fixtures' 64 positions
+    const pad = (b: number) => (b % 3 === 1 ? 5 : 0); // rows 1 and 4 left-padded by 5
+    const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, j) => (j < pad(b) ? 1 : (j * (b + 3) + 2 * b + 1) % 45)));
+    const masks = prompts.map((r, b) => r.map((_, j) => (j < pad(b) ? 0 : 1)));
     const ref = withEnv(NATIVE_DECODE_ENV, '0', () => stepLogits(model, prompts, masks, 5));
     const got = stepLogits(model, prompts, masks, 5);
     expect(got.fusedCalls).toBe(5); // the 5 steps, not the prefill
+    const step = new FusedDecodeStep(model);
+    expect([step.covers(FUSED_DECODE_MAX_ROWS), step.covers(FUSED_DECODE_MAX_ROWS + 1)]).toEqual([true, false]);
+    // A call whose products exceed FUSED_DECODE_MAX_MACS stays on the per-op path whatever its rows (GPT-2 124M past B = 32).
+    expect(Object.assign(Object.create(step) as FusedDecodeStep, { macsPerRow: FUSED_DECODE_MAX_MACS / 32 }).covers(33)).toBe(false);
     for (let s = 0; s < ref.logits.length; s++) expect(relErr(got.logits[s]!, ref.logits[s]!), `step ${s}`).toBeLessThan(1e-5);
     model.dispose();
   });

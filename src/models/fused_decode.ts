@@ -8,7 +8,7 @@
  * project_in/out). Everything else, int8/nf4 weights included, keeps the per-op path, decided once per session.
  */
 import type { DecoderModel } from './decoder.js';
-import type { LayerSpec, LinearSpec, NormSpec } from './architectures.js';
+import { linearsOf, type LayerSpec, type LinearSpec, type NormSpec } from './architectures.js';
 import { ropeFrequencies } from './ops/rope.js';
 import type { NativeKVCache } from '../engine/native_decode.js';
 import {
@@ -18,10 +18,13 @@ import {
 import type { Tensor } from '../engine/tf.js';
 
 /**
- * Rows (B·T) up to which a call goes through the whole-layer kernels; longer prefills keep the per-op path, whose
- * BLAS products win once the weight re-packing is spread over enough rows.
+ * Which calls take the whole-layer kernels: at most FUSED_DECODE_MAX_ROWS rows (B·T) and FUSED_DECODE_MAX_MACS
+ * multiply-adds in the products; past them the per-op path's BLAS products win, the weight re-packing being spread
+ * over enough rows. Measured at 1 thread (CPU time): the demo model's steps are faster this way up to B = 256 and
+ * its 1,024-row prefill slower; GPT-2 124M's steps faster up to B = 32 (4.0e9 multiply-adds), slower at B = 64.
  */
-export const FUSED_DECODE_MAX_ROWS = 64;
+export const FUSED_DECODE_MAX_ROWS = 256;
+export const FUSED_DECODE_MAX_MACS = 4.2e9;
 
 /** Why `model`'s decode steps cannot take the whole-layer calls ('' when they can); native decode is assumed. */
 export function fusedDecodeUnsupported(model: DecoderModel): string {
@@ -127,6 +130,8 @@ export class FusedDecodeStep {
   private readonly head: WeightValues;
   /** Rotary frequencies when they do not depend on the positions (all but dynamic NTK). */
   private readonly fixedRotary: { invFreq: Float32Array; scaling: number } | null;
+  /** Multiply-adds of one row through every product (the layers' weights and the head). */
+  readonly macsPerRow: number;
   /** Calls made (a test checks that the kernels ran). */
   calls = 0;
 
@@ -145,6 +150,12 @@ export class FusedDecodeStep {
     this.finalNorm = s.finalNorm ? { weight: values(model, s.finalNorm.weight), bias: s.finalNorm.bias ? values(model, s.finalNorm.bias) : null } : null;
     this.head = matrix(model, s.lmHead);
     this.fixedRotary = c.rope && c.rope.type !== 'dynamic' ? this.rotary(0) : null;
+    this.macsPerRow = s.layers.flatMap((l) => linearsOf(l)).reduce((n, l) => n + l.inDim * l.outDim, 0) + c.vocabSize * c.hiddenSize;
+  }
+
+  /** Whether a call of `rows` rows (B·T) should run here (see FUSED_DECODE_MAX_ROWS). */
+  covers(rows: number): boolean {
+    return rows <= FUSED_DECODE_MAX_ROWS && rows * this.macsPerRow <= FUSED_DECODE_MAX_MACS;
   }
 
   private rotary(maxPosition: number): { invFreq: Float32Array; scaling: number } | null {

@@ -7,7 +7,7 @@ import { tf, type Tensor } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
 import type { DecoderModel, KVCache } from './decoder.js';
 import { NativeKVCache } from '../engine/native_decode.js';
-import { FUSED_DECODE_MAX_ROWS, FusedDecodeStep, fusedDecodeUnsupported } from './fused_decode.js';
+import { FusedDecodeStep, fusedDecodeUnsupported } from './fused_decode.js';
 import { positionsFromMask } from './ops/positions.js';
 import { applyRepetitionPenalty, chooseToken, type SamplingOptions } from './sampling.js';
 import { configEosTokenIds } from './config.js';
@@ -56,7 +56,7 @@ function logSoftmaxAt(logits: Float32Array, token: number): number {
 export class DecodingSession {
   private cache: KVCache | undefined;
   private readonly native: NativeKVCache | null;
-  /** With the native cache and a model the whole-layer calls cover: what runs each call of at most FUSED_DECODE_MAX_ROWS rows. */
+  /** With the native cache and a model the whole-layer calls cover: what runs the calls it `covers` (decode steps). */
   private readonly fused: FusedDecodeStep | null;
   /** Real tokens per row among the positions fed (native cache: position ids from the mask, on the host). */
   private readonly seen: number[];
@@ -103,7 +103,7 @@ export class DecodingSession {
       }
       const from = this.fed;
       this.fed = S;
-      if (this.fused && B * (S - from) <= FUSED_DECODE_MAX_ROWS) {
+      if (this.fused?.covers(B * (S - from))) {
         const logits = this.fused.logits(seqs.map((r) => r.slice(from)), Int32Array.from(positions.flat()), cache);
         return tf.tensor2d(logits, [B, logits.length / B]);
       }
