@@ -18,7 +18,7 @@ import { ARCHS, fixtureDir, relErr } from './helpers/fixtures.js';
 const built = nativeBlasAvailable() && !nativeBackendUnavailable();
 
 /** Last-position logits of each step: the prompt, then `steps` fixed tokens, through one session. */
-function stepLogits(model: DecoderModel, prompts: number[][], masks: number[][], steps: number, kernel: boolean): { logits: Float32Array[]; native: boolean } {
+function stepLogits(model: DecoderModel, prompts: number[][], masks: number[][], steps: number, kernel: boolean): { logits: Float32Array[]; native: boolean; fusedCalls: number } {
   const before = process.env[NATIVE_DECODE_ENV];
   if (!kernel) process.env[NATIVE_DECODE_ENV] = '0';
   const session = new DecodingSession(model, prompts.length, prompts[0]!.length + steps);
@@ -35,7 +35,7 @@ function stepLogits(model: DecoderModel, prompts: number[][], masks: number[][],
       seqs.forEach((r, b) => r.push((7 * s + 3 * b + 1) % 50));
       m.forEach((r) => r.push(1));
     }
-    return { logits: out, native: session.nativeKernel };
+    return { logits: out, native: session.nativeKernel, fusedCalls: session.fusedCalls };
   } finally {
     session.dispose();
   }
@@ -58,6 +58,8 @@ describe.skipIf(!built)('native decode kernel', () => {
     const got = stepLogits(model, prompts, masks, 6, true);
     expect(ref.native).toBe(false);
     expect(got.native, model.nativeDecodeUnsupported()).toBe(arch !== 'bloom'); // BLOOM's ALiBi stays on the tensor path
+    // Every step (prefill of 2 × 7 rows included) through the whole-layer calls.
+    expect(got.fusedCalls, arch).toBe(arch === 'bloom' ? 0 : 7);
     for (let s = 0; s < ref.logits.length; s++) expect(relErr(got.logits[s]!, ref.logits[s]!), `step ${s}`).toBeLessThan(1e-5);
     model.dispose();
   });

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "decode_shared.h"
 #include "engine_shared.h"
 
 namespace {
@@ -192,9 +193,6 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   }
   const int64_t B = d[0], T = d[1], H = d[2], G = d[3], hs = d[4], past = d[5], cap = d[6], rot = d[7], window = d[8];
   const int64_t qOff = d[9], qRow = d[10], kOff = d[11], kRow = d[12], vOff = d[13], vRow = d[14], headStride = d[15];
-  const float softcap = static_cast<float>(r[1]), ropeScaling = static_cast<float>(r[2]);
-  // As the reference path: one float32 factor scale / c inside the tanh, or scale alone.
-  const float scale = static_cast<float>(r[1] > 0 ? r[0] / r[1] : r[0]);
   if (G == 0 || H % G != 0) Fail(env, "query heads must be a multiple of kv heads");
   if (past + T > cap) Fail(env, "past + T = " + std::to_string(past + T) + " exceeds the cache capacity " + std::to_string(cap));
   if (rot > hs || rot % 2 != 0 || invFreq.n < static_cast<size_t>(rot / 2)) Fail(env, "rotary dims must be even, at most hs, with rotaryDim / 2 frequencies");
@@ -209,6 +207,20 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   if (keys.n < static_cast<size_t>(B * G * hs * cap) || values.n < static_cast<size_t>(B * G * cap * hs)) Fail(env, "a cache is smaller than B·Hkv·hs·capacity");
   if (out.n < static_cast<size_t>(B * T * H * hs)) Fail(env, "out needs B·T·H·hs entries");
 
+  rlhf_engine::RunDecodeAttention({q.data, k.data, v.data, positions.data, invFreq.data, mask.data, keys.data, values.data, out.data,
+                                   B, T, H, G, hs, past, cap, rot, window, qOff, qRow, kOff, kRow, vOff, vRow, headStride, r[0], r[1], r[2]});
+  return env.Undefined();
+}
+
+}  // namespace
+
+void rlhf_engine::RunDecodeAttention(const DecodeAttentionArgs& a) {
+  const int64_t B = a.B, T = a.T, H = a.H, G = a.G, hs = a.hs, past = a.past, cap = a.cap, rot = a.rot, window = a.window;
+  const int64_t qOff = a.qOff, qRow = a.qRow, kOff = a.kOff, kRow = a.kRow, vOff = a.vOff, vRow = a.vRow, headStride = a.headStride;
+  // As the reference path: one float32 factor scale / c inside the tanh, or scale alone.
+  const float scale = static_cast<float>(a.softcap > 0 ? a.scale / a.softcap : a.scale);
+  const float softcap = static_cast<float>(a.softcap), ropeScaling = static_cast<float>(a.ropeScaling);
+  if (B * T == 0) return;
   const int64_t rep = H / G;
   // 1. rotary q into `out` (the attention below reads each query row before writing it back), k and v into the caches.
   // With many rows (a prefill) cos/sin come from one table per distinct position id, which the rows share, not one
@@ -220,19 +232,19 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
     int32_t maxPos = -1;
     bool nonNegative = true;
     for (int64_t i = 0; i < B * T; i++) {
-      nonNegative = nonNegative && positions.data[i] >= 0;
-      maxPos = std::max(maxPos, positions.data[i]);
+      nonNegative = nonNegative && a.positions[i] >= 0;
+      maxPos = std::max(maxPos, a.positions[i]);
     }
     if (nonNegative && maxPos < 4 * B * T) {
       tableRow.assign(maxPos + 1, -1);
       int32_t n = 0;
       for (int64_t i = 0; i < B * T; i++) {
-        if (tableRow[positions.data[i]] < 0) tableRow[positions.data[i]] = n++;
+        if (tableRow[a.positions[i]] < 0) tableRow[a.positions[i]] = n++;
       }
       tableCos.resize(n * half);
       tableSin.resize(n * half);
       for (int32_t p = 0; p <= maxPos; p++) {
-        if (tableRow[p] >= 0) RotaryTable(p, invFreq.data, half, ropeScaling, tableCos.data() + tableRow[p] * half, tableSin.data() + tableRow[p] * half);
+        if (tableRow[p] >= 0) RotaryTable(p, a.invFreq, half, ropeScaling, tableCos.data() + tableRow[p] * half, tableSin.data() + tableRow[p] * half);
       }
     }
   }
@@ -243,22 +255,22 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
       const float* cos = cosRow.data();
       const float* sin = sinRow.data();
       if (rot && !tableRow.empty()) {
-        cos = tableCos.data() + tableRow[positions.data[bt]] * half;
-        sin = tableSin.data() + tableRow[positions.data[bt]] * half;
+        cos = tableCos.data() + tableRow[a.positions[bt]] * half;
+        sin = tableSin.data() + tableRow[a.positions[bt]] * half;
       } else if (rot) {
-        RotaryTable(positions.data[bt], invFreq.data, half, ropeScaling, cosRow.data(), sinRow.data());
+        RotaryTable(a.positions[bt], a.invFreq, half, ropeScaling, cosRow.data(), sinRow.data());
       }
       for (int64_t h = 0; h < H; h++) {
-        float* o = out.data + (bt * H + h) * hs;
-        std::copy_n(q.data + qOff + bt * qRow + h * headStride, hs, o);
+        float* o = a.out + (bt * H + h) * hs;
+        std::copy_n(a.q + qOff + bt * qRow + h * headStride, hs, o);
         if (rot) Rotate(o, half, cos, sin);
       }
       for (int64_t g = 0; g < G; g++) {
-        std::copy_n(k.data + kOff + bt * kRow + g * headStride, hs, row.data());
+        std::copy_n(a.k + kOff + bt * kRow + g * headStride, hs, row.data());
         if (rot) Rotate(row.data(), half, cos, sin);
-        float* kc = keys.data + (b * G + g) * hs * cap;
+        float* kc = a.keys + (b * G + g) * hs * cap;
         for (int64_t i = 0; i < hs; i++) kc[i * cap + slot] = row[i];
-        std::copy_n(v.data + vOff + bt * vRow + g * headStride, hs, values.data + ((b * G + g) * cap + slot) * hs);
+        std::copy_n(a.v + vOff + bt * vRow + g * headStride, hs, a.values + ((b * G + g) * cap + slot) * hs);
       }
     }
   });
@@ -279,10 +291,10 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
     auto firstOf = [&](int64_t last) { return window > 0 ? std::max<int64_t>(0, last - window + 1) : int64_t{0}; };
     for (int64_t bg = s; bg < e; bg++) {
       const int64_t b = bg / G, g = bg % G;
-      const float* kc = keys.data + bg * hs * cap;
-      const float* vc = values.data + bg * cap * hs;
-      const int32_t* m = mask.data + b * cap;
-      auto outRow = [&](int64_t row) { return out.data + ((b * T + row / rep) * H + g * rep + row % rep) * hs; };
+      const float* kc = a.keys + bg * hs * cap;
+      const float* vc = a.values + bg * cap * hs;
+      const int32_t* m = a.mask + b * cap;
+      auto outRow = [&](int64_t row) { return a.out + ((b * T + row / rep) * H + g * rep + row % rep) * hs; };
       for (int64_t r0 = 0; r0 < rows; r0 += kQueryGroup) {
         const int nq = static_cast<int>(std::min<int64_t>(kQueryGroup, rows - r0));
         const int64_t lo = firstOf(past + r0 / rep), hi = past + (r0 + nq - 1) / rep;
@@ -297,16 +309,21 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
           const int64_t first = firstOf(last);
           float* p = ps[r] + first;
           const int64_t n = last - first + 1;
-          float max = -INFINITY;
-          bool any = false;
-          for (int64_t j = 0; j < n; j++) {
-            const float x = softcap > 0 ? std::tanh(p[j] * scale) * softcap : p[j] * scale;
-            p[j] = x;
-            if (m[first + j] != 0) {
-              any = true;
-              if (x > max) max = x;
-            }
+          // Scaled (and capped) scores, then the largest visible one, in separate loops: without the tanh call in
+          // it the scaling loop and the masked maximum vectorise.
+          if (softcap > 0) {
+            for (int64_t j = 0; j < n; j++) p[j] = std::tanh(p[j] * scale) * softcap;
+          } else {
+            for (int64_t j = 0; j < n; j++) p[j] = p[j] * scale;
           }
+          float max = -INFINITY;
+          int32_t visible = 0;
+          for (int64_t j = 0; j < n; j++) {
+            const bool on = m[first + j] != 0;
+            visible |= on;
+            max = on && p[j] > max ? p[j] : max;
+          }
+          const bool any = visible != 0;
           if (any) {
             // As the engine's softmax: exponentials, their sum in double, one reciprocal.
             for (int64_t j = 0; j < n; j++) p[j] = m[first + j] != 0 ? rlhf_engine::FastExp(p[j] - max) : 0.f;
@@ -323,11 +340,9 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
       }
     }
   });
-  return env.Undefined();
 }
-
-}  // namespace
 
 void rlhf_engine::AddDecodeKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeAttention", Napi::Function::New(env, DecodeAttention));
+  AddDecodeLayerKernels(env, exports);
 }

@@ -7,6 +7,7 @@ import { tf, type Tensor } from '../engine/tf.js';
 import { Rng } from '../engine/rng.js';
 import type { DecoderModel, KVCache } from './decoder.js';
 import { NativeKVCache } from '../engine/native_decode.js';
+import { FusedDecodeStep, fusedDecodeUnsupported } from './fused_decode.js';
 import { positionsFromMask } from './ops/positions.js';
 import { applyRepetitionPenalty, chooseToken, type SamplingOptions } from './sampling.js';
 import { configEosTokenIds } from './config.js';
@@ -55,6 +56,8 @@ function logSoftmaxAt(logits: Float32Array, token: number): number {
 export class DecodingSession {
   private cache: KVCache | undefined;
   private readonly native: NativeKVCache | null;
+  /** With the native cache and a model the whole-layer calls cover: what runs the calls it `covers` (decode steps). */
+  private readonly fused: FusedDecodeStep | null;
   /** Real tokens per row among the positions fed (native cache: position ids from the mask, on the host). */
   private readonly seen: number[];
   private fed = 0;
@@ -64,6 +67,7 @@ export class DecodingSession {
   constructor(private readonly model: DecoderModel, readonly batch: number, capacity: number, private readonly useCache = true) {
     const c = model.config;
     this.native = useCache && model.nativeDecodeUnsupported() === '' ? new NativeKVCache(batch, c.numLayers, c.numKvHeads, c.headDim, capacity) : null;
+    this.fused = this.native && fusedDecodeUnsupported(model) === '' ? new FusedDecodeStep(model) : null;
     this.seen = new Array<number>(batch).fill(0);
     this.headT = model.lmHeadTransposed();
     this.releaseWeights = model.holdTransposedWeights(); // once per session, not once per token
@@ -72,6 +76,11 @@ export class DecodingSession {
   /** Whether the native in-place cache and kernel run this session. */
   get nativeKernel(): boolean {
     return this.native !== null;
+  }
+
+  /** Calls that ran through the whole-layer decode kernels (engine/native_decode_layer.ts). */
+  get fusedCalls(): number {
+    return this.fused?.calls ?? 0;
   }
 
   /** Logits [B, V] of the last position of `seqs` ([B, S], mask `masks`); the caller disposes them. */
@@ -94,6 +103,10 @@ export class DecodingSession {
       }
       const from = this.fed;
       this.fed = S;
+      if (this.fused?.covers(B * (S - from))) {
+        const logits = this.fused.logits(seqs.map((r) => r.slice(from)), Int32Array.from(positions.flat()), cache);
+        return tf.tensor2d(logits, [B, logits.length / B]);
+      }
       return tf.tidy(() => {
         const ids = tf.tensor2d(seqs.map((r) => r.slice(from)), [B, S - from], 'int32');
         const out = model.forward(ids, { decodeCache: cache, positionIds: tf.tensor2d(positions, [B, S - from], 'int32') });
