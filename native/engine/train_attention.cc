@@ -3,7 +3,7 @@
 // passes of the op-by-op path cost more in calls and memory traffic than in arithmetic.
 //
 //   trainAttention(q, k, v, dims, layouts, bias, biasStrides, reals, mask | null, out, probs)
-//   trainAttentionGrad(dy, q, k, v, dims, layouts, probs, mask | null, reals, dq, dk, dv)
+//   trainAttentionGrad(dy, q, k, v, dims, layouts, bias, biasStrides, probs, mask | null, reals, dq, dk, dv)
 //     dims    = [B, T, S, H, Hkv, hs]
 //     layouts = [qOffset, qBatch, qRow, qHead, kOffset, kBatch, kRow, kHead, vOffset, vBatch, vRow, vHead]: head h of
 //               position t of row b starts at offset + b·batch + t·row + h·head (its hs values contiguous), so q, k
@@ -25,6 +25,10 @@
 #include <vector>
 
 #include "engine_shared.h"
+
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 
 namespace rlhf_engine {
 namespace {
@@ -95,7 +99,21 @@ Args ParseArgs(const Napi::CallbackInfo& info, size_t dimsAt, size_t layoutsAt, 
 
 bool Empty(const Shape& d) { return d.B == 0 || d.T == 0 || d.H == 0 || d.hs == 0; }
 
-// a·b + c, fused where the CPU has FMA (the build passes -ffp-contract=off, so only written ones are fused).
+// Eight floats as one value (GCC/Clang vector extensions: one AVX register, or two SSE ones), loaded and stored
+// unaligned; Fma(a, b, c) = a·b + c, fused where the CPU has FMA (the build passes -ffp-contract=off, so only
+// written ones are fused).
+typedef float V8 __attribute__((vector_size(32)));
+typedef float V8u __attribute__((vector_size(32), aligned(4)));
+inline V8 Load(const float* p) { return *reinterpret_cast<const V8u*>(p); }
+inline void Store(float* p, V8 v) { *reinterpret_cast<V8u*>(p) = v; }
+inline V8 Splat(float x) { return V8{x, x, x, x, x, x, x, x}; }
+inline V8 Fma(V8 a, V8 b, V8 c) {
+#ifdef __FMA__
+  return reinterpret_cast<V8>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b), reinterpret_cast<__m256>(c)));
+#else
+  return a * b + c;
+#endif
+}
 inline float Madd(float a, float b, float c) {
 #ifdef __FMA__
   return __builtin_fmaf(a, b, c);
@@ -113,48 +131,73 @@ void Transposed(const float* x, const Layout& l, const Shape& d, int64_t b, int6
   }
 }
 
-// row[j] = Σ_c a[c]·bt[c, j] for j in [j0, j1), 16 keys at a time held in registers.
-void RowTimes(const float* a, const float* bt, int64_t hs, int64_t S, int64_t j0, int64_t j1, float* row) {
-  constexpr int64_t kBlock = 16;
+// rows[r][j] = Σ_c a[r][c]·bt[c, j] for R rows and j in [j0, j1): R rows × 16 keys of sums held in registers, each
+// load of bt serving R rows (with R = 4 there are 8 independent chains of multiply-adds, enough to hide their latency).
+template <int R>
+void Scores(const float* const* a, const float* bt, int64_t hs, int64_t S, int64_t j0, int64_t j1, float* const* rows) {
   int64_t jb = j0;
-  for (; jb + kBlock <= j1; jb += kBlock) {
-    float acc[kBlock] = {};
+  for (; jb + 16 <= j1; jb += 16) {
+    V8 lo[R], hi[R];
+    for (int r = 0; r < R; r++) lo[r] = hi[r] = Splat(0.0f);
     for (int64_t c = 0; c < hs; c++) {
-      const float ac = a[c];
-      const float* bc = bt + c * S + jb;
-      for (int64_t u = 0; u < kBlock; u++) acc[u] = Madd(ac, bc[u], acc[u]);
+      const V8 b0 = Load(bt + c * S + jb), b1 = Load(bt + c * S + jb + 8);
+      for (int r = 0; r < R; r++) {
+        const V8 ar = Splat(a[r][c]);
+        lo[r] = Fma(ar, b0, lo[r]);
+        hi[r] = Fma(ar, b1, hi[r]);
+      }
     }
-    for (int64_t u = 0; u < kBlock; u++) row[jb + u] = acc[u];
+    for (int r = 0; r < R; r++) {
+      Store(rows[r] + jb, lo[r]);
+      Store(rows[r] + jb + 8, hi[r]);
+    }
   }
-  if (jb < j1) {
+  for (int r = 0; r < R && jb < j1; r++) {
+    float* row = rows[r];
     std::fill(row + jb, row + j1, 0.0f);
     for (int64_t c = 0; c < hs; c++) {
-      const float ac = a[c];
+      const float ar = a[r][c];
       const float* bc = bt + c * S;
-      for (int64_t j = jb; j < j1; j++) row[j] = Madd(ac, bc[j], row[j]);
+      for (int64_t j = jb; j < j1; j++) row[j] = Madd(ar, bc[j], row[j]);
     }
   }
 }
 
-// out[0, hs) (+)= Σ_{n in [n0, n1)} w[n·ws]·x[n·xs + (0, hs)], zero weights skipped; the sum stays in registers for
-// the usual head sizes (HS > 0), else runs over `hs` through memory.
+// Scores of `count` rows (any number), four at a time.
+void ScoreRows(const float* const* a, int64_t count, const float* bt, int64_t hs, int64_t S, int64_t j0, int64_t j1, float* const* rows) {
+  int64_t r = 0;
+  for (; r + 4 <= count; r += 4) Scores<4>(a + r, bt, hs, S, j0, j1, rows + r);
+  for (; r < count; r++) Scores<1>(a + r, bt, hs, S, j0, j1, rows + r);
+}
+
+// out[0, hs) (+)= Σ_{n in [n0, n1)} w[n·ws]·x[n·xs + (0, hs)]; for head sizes that are multiples of 8 up to 128
+// (HS > 0) the sum stays in registers, as two interleaved sums (even and odd n) so that consecutive multiply-adds
+// do not wait on each other.
 template <int HS>
 void Mix(const float* w, int64_t ws, int64_t n0, int64_t n1, const float* x, int64_t xs, int64_t hs, float* out, bool accumulate) {
   if constexpr (HS > 0) {
-    float acc[HS] = {};
-    for (int64_t n = n0; n < n1; n++) {
-      const float wn = w[n * ws];
-      if (wn == 0.0f) continue;
-      const float* xn = x + n * xs;
-      for (int c = 0; c < HS; c++) acc[c] = Madd(wn, xn[c], acc[c]);
+    constexpr int L = HS / 8;
+    V8 even[L], odd[L];
+    for (int c = 0; c < L; c++) even[c] = odd[c] = Splat(0.0f);
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2) {
+      const V8 w0 = Splat(w[n * ws]), w1 = Splat(w[(n + 1) * ws]);
+      const float *x0 = x + n * xs, *x1 = x0 + xs;
+      for (int c = 0; c < L; c++) {
+        even[c] = Fma(w0, Load(x0 + 8 * c), even[c]);
+        odd[c] = Fma(w1, Load(x1 + 8 * c), odd[c]);
+      }
     }
-    if (accumulate) for (int c = 0; c < HS; c++) out[c] += acc[c];
-    else for (int c = 0; c < HS; c++) out[c] = acc[c];
+    if (n < n1) {
+      const V8 w0 = Splat(w[n * ws]);
+      const float* x0 = x + n * xs;
+      for (int c = 0; c < L; c++) even[c] = Fma(w0, Load(x0 + 8 * c), even[c]);
+    }
+    for (int c = 0; c < L; c++) Store(out + 8 * c, accumulate ? Load(out + 8 * c) + (even[c] + odd[c]) : even[c] + odd[c]);
   } else {
     if (!accumulate) std::fill(out, out + hs, 0.0f);
     for (int64_t n = n0; n < n1; n++) {
       const float wn = w[n * ws];
-      if (wn == 0.0f) continue;
       const float* xn = x + n * xs;
       for (int64_t c = 0; c < hs; c++) out[c] = Madd(wn, xn[c], out[c]);
     }
@@ -176,6 +219,39 @@ MixFn MixFor(int64_t hs) {
 // key's probability is exactly 0 in float32 (exp of about −1e9), so its scores need not be computed.
 constexpr float kHidden = -1e8f;
 
+// Query rows whose scores are computed together (Scores<4>).
+constexpr int64_t kRows = 4;
+
+// Which keys each query row sees, from the bias of one (b, h): row t's visible keys lie in [lo[t], hi[t]) (all S
+// keys when none is visible: the dense softmax then averages them all), and key j is seen by rows in
+// [first[j], last[j]) (empty when first ≥ last). Heads that share a bias (the usual [B | 1, 1, T, S]) share it.
+struct Visibility {
+  std::vector<int64_t> lo, hi, first, last;
+  const float* of = nullptr;
+
+  void For(const float* bh, const std::vector<int64_t>& bst, int64_t T, int64_t S) {
+    if (bh == of) return;
+    of = bh;
+    lo.resize(static_cast<size_t>(T));
+    hi.resize(static_cast<size_t>(T));
+    first.assign(static_cast<size_t>(S), T);
+    last.assign(static_cast<size_t>(S), 0);
+    for (int64_t t = 0; t < T; t++) {
+      const float* br = bh + t * bst[2];
+      int64_t a0 = 0, a1 = S;
+      while (a0 < S && br[a0 * bst[3]] <= kHidden) a0++;
+      if (a0 == S) a0 = 0;
+      else while (br[(a1 - 1) * bst[3]] <= kHidden) a1--;
+      lo[t] = a0;
+      hi[t] = a1;
+      for (int64_t j = a0; j < a1; j++) {
+        first[j] = std::min(first[j], t);
+        last[j] = t + 1;
+      }
+    }
+  }
+};
+
 Napi::Value TrainAttention(const Napi::CallbackInfo& info) {
   const char* fn = "trainAttention";
   if (info.Length() != 11) throw Napi::TypeError::New(info.Env(), "engine.trainAttention takes 11 arguments");
@@ -195,41 +271,53 @@ Napi::Value TrainAttention(const Napi::CallbackInfo& info) {
   const MixFn mix = MixFor(d.hs);
   ParallelFor(d.B * d.G, 1, [&](int64_t s, int64_t e) {
     std::vector<float> kt(static_cast<size_t>(d.hs * d.S)), dropped(static_cast<size_t>(d.S));
+    Visibility vis;
     for (int64_t task = s; task < e; task++) {
       const int64_t b = task / d.G, g = task % d.G;
       Transposed(k, a.lk, d, b, g, kt.data());
       for (int64_t h = g * rep; h < (g + 1) * rep; h++) {
-        for (int64_t t = 0; t < d.T; t++) {
-          float* p = probs + ((b * d.H + h) * d.T + t) * d.S;
-          const float* br = bias + b * bst[0] + h * bst[1] + t * bst[2];
-          // The visible keys lie in [j0, j1) (all of them when none is visible, as the dense softmax averages them).
-          int64_t j0 = 0, j1 = d.S;
-          while (j0 < d.S && br[j0 * bst[3]] <= kHidden) j0++;
-          if (j0 == d.S) j0 = 0;
-          else while (br[(j1 - 1) * bst[3]] <= kHidden) j1--;
-          std::fill(p, p + j0, 0.0f);
-          std::fill(p + j1, p + d.S, 0.0f);
-          RowTimes(q + a.lq.At(b, t, h), kt.data(), d.hs, d.S, j0, j1, p);
-          if (a.softcap > 0) {
-            const float inner = a.scale / a.softcap;
-            for (int64_t j = j0; j < j1; j++) p[j] = std::tanh(p[j] * inner) * a.softcap + br[j * bst[3]];
-          } else if (bst[3] == 1) {
-            for (int64_t j = j0; j < j1; j++) p[j] = p[j] * a.scale + br[j];
-          } else {
-            for (int64_t j = j0; j < j1; j++) p[j] = p[j] * a.scale + br[j * bst[3]];
+        vis.For(bias + b * bst[0] + h * bst[1], bst, d.T, d.S);
+        for (int64_t t0 = 0; t0 < d.T; t0 += kRows) {
+          const int64_t count = std::min(kRows, d.T - t0);
+          // The scores of the block's rows are computed over the union of their visible ranges.
+          int64_t j0 = d.S, j1 = 0;
+          const float* qs[kRows];
+          float* ps[kRows];
+          for (int64_t r = 0; r < count; r++) {
+            const int64_t t = t0 + r;
+            j0 = std::min(j0, vis.lo[t]);
+            j1 = std::max(j1, vis.hi[t]);
+            qs[r] = q + a.lq.At(b, t, h);
+            ps[r] = probs + ((b * d.H + h) * d.T + t) * d.S;
           }
-          const float m = MaxOf(p + j0, j1 - j0);
-          for (int64_t j = j0; j < j1; j++) p[j] = FastExp(p[j] - m);
-          const float inv = static_cast<float>(1.0 / SumToDouble(p + j0, j1 - j0));
-          for (int64_t j = j0; j < j1; j++) p[j] *= inv;
-          const float* w = p;
-          if (mask) {
-            const float* mr = mask + (p - probs);
-            for (int64_t j = j0; j < j1; j++) dropped[j] = p[j] * mr[j];
-            w = dropped.data();
+          ScoreRows(qs, count, kt.data(), d.hs, d.S, j0, j1, ps);
+          for (int64_t r = 0; r < count; r++) {
+            const int64_t t = t0 + r;
+            float* p = ps[r];
+            const float* br = bias + b * bst[0] + h * bst[1] + t * bst[2];
+            const int64_t r0 = vis.lo[t], r1 = vis.hi[t];
+            std::fill(p, p + r0, 0.0f);
+            std::fill(p + r1, p + d.S, 0.0f);
+            if (a.softcap > 0) {
+              const float inner = a.scale / a.softcap;
+              for (int64_t j = r0; j < r1; j++) p[j] = std::tanh(p[j] * inner) * a.softcap + br[j * bst[3]];
+            } else if (bst[3] == 1) {
+              for (int64_t j = r0; j < r1; j++) p[j] = p[j] * a.scale + br[j];
+            } else {
+              for (int64_t j = r0; j < r1; j++) p[j] = p[j] * a.scale + br[j * bst[3]];
+            }
+            const float m = MaxOf(p + r0, r1 - r0);
+            for (int64_t j = r0; j < r1; j++) p[j] = FastExp(p[j] - m);
+            const float inv = static_cast<float>(1.0 / SumToDouble(p + r0, r1 - r0));
+            for (int64_t j = r0; j < r1; j++) p[j] *= inv;
+            const float* w = p;
+            if (mask) {
+              const float* mr = mask + (p - probs);
+              for (int64_t j = r0; j < r1; j++) dropped[j] = p[j] * mr[j];
+              w = dropped.data();
+            }
+            mix(w, 1, r0, r1, v + a.lv.At(b, 0, g), a.lv.row, d.hs, out + ((b * d.T + t) * d.H + h) * d.hs, false);
           }
-          const Layout& lv = a.lv;
-          mix(w, 1, j0, j1, v + lv.At(b, 0, g), lv.row, d.hs, out + ((b * d.T + t) * d.H + h) * d.hs, false);
         }
       }
     }
@@ -239,8 +327,8 @@ Napi::Value TrainAttention(const Napi::CallbackInfo& info) {
 
 Napi::Value TrainAttentionGrad(const Napi::CallbackInfo& info) {
   const char* fn = "trainAttentionGrad";
-  if (info.Length() != 12) throw Napi::TypeError::New(info.Env(), "engine.trainAttentionGrad takes 12 arguments");
-  const Args a = ParseArgs(info, 4, 5, 8, fn);
+  if (info.Length() != 14) throw Napi::TypeError::New(info.Env(), "engine.trainAttentionGrad takes 14 arguments");
+  const Args a = ParseArgs(info, 4, 5, 10, fn);
   const Shape d = a.d;
   if (Empty(d)) return info.Env().Undefined();
   const int64_t cells = d.B * d.H * d.T * d.S;
@@ -248,11 +336,13 @@ Napi::Value TrainAttentionGrad(const Napi::CallbackInfo& info) {
   const float* q = FloatArray(info, 1, fn, "q", a.lq.Last(d.B, d.T, d.H, d.hs));
   const float* k = FloatArray(info, 2, fn, "k", a.lk.Last(d.B, d.S, d.G, d.hs));
   const float* v = FloatArray(info, 3, fn, "v", a.lv.Last(d.B, d.S, d.G, d.hs));
-  const float* probs = FloatArray(info, 6, fn, "probs", cells);
-  const float* mask = FloatArray(info, 7, fn, "mask", cells, true);
-  float* dq = FloatArray(info, 9, fn, "dq", a.lq.Last(d.B, d.T, d.H, d.hs));
-  float* dk = FloatArray(info, 10, fn, "dk", a.lk.Last(d.B, d.S, d.G, d.hs));
-  float* dv = FloatArray(info, 11, fn, "dv", a.lv.Last(d.B, d.S, d.G, d.hs));
+  const auto bst = Ints(info, 7, fn, "biasStrides", 4);
+  const float* bias = FloatArray(info, 6, fn, "bias", (d.B - 1) * bst[0] + (d.H - 1) * bst[1] + (d.T - 1) * bst[2] + (d.S - 1) * bst[3] + 1);
+  const float* probs = FloatArray(info, 8, fn, "probs", cells);
+  const float* mask = FloatArray(info, 9, fn, "mask", cells, true);
+  float* dq = FloatArray(info, 11, fn, "dq", a.lq.Last(d.B, d.T, d.H, d.hs));
+  float* dk = FloatArray(info, 12, fn, "dk", a.lk.Last(d.B, d.S, d.G, d.hs));
+  float* dv = FloatArray(info, 13, fn, "dv", a.lv.Last(d.B, d.S, d.G, d.hs));
   const int64_t rep = d.H / d.G;
   const MixFn mix = MixFor(d.hs);
   const int64_t dyRow = d.H * d.hs;
@@ -260,7 +350,7 @@ Napi::Value TrainAttentionGrad(const Napi::CallbackInfo& info) {
     const size_t tile = static_cast<size_t>(d.T * d.S);
     std::vector<float> vt(static_cast<size_t>(d.hs * d.S)), kt(a.softcap > 0 ? static_cast<size_t>(d.hs * d.S) : 0);
     std::vector<float> ds(tile), kept(mask ? tile : 0), pdp(static_cast<size_t>(d.S)), scores(a.softcap > 0 ? static_cast<size_t>(d.S) : 0);
-    std::vector<int64_t> lo(static_cast<size_t>(d.T)), hi(static_cast<size_t>(d.T));
+    Visibility vis;
     for (int64_t task = s; task < e; task++) {
       const int64_t b = task / d.G, g = task % d.G;
       Transposed(v, a.lv, d, b, g, vt.data());
@@ -269,47 +359,60 @@ Napi::Value TrainAttentionGrad(const Napi::CallbackInfo& info) {
         const float* ph = probs + (b * d.H + h) * d.T * d.S;
         const float* mh = mask ? mask + (ph - probs) : nullptr;
         const float* dyh = dy + b * d.T * dyRow + h * d.hs;
-        // 1. per query t: dP = (dy_t·vᵀ) ⊙ mask, dS = p ⊙ (dP − Σ dP ⊙ p)·scale over the keys where p ≠ 0 (zero
-        // elsewhere, exactly), then dq_t = dS_t·k
-        for (int64_t t = 0; t < d.T; t++) {
-          const float* p = ph + t * d.S;
-          float* dst = ds.data() + t * d.S;
-          int64_t j0 = 0, j1 = d.S;
-          while (j0 < d.S && p[j0] == 0.0f) j0++;
-          while (j1 > j0 && p[j1 - 1] == 0.0f) j1--;
-          lo[t] = j0;
-          hi[t] = j1;
-          std::fill(dst, dst + d.S, 0.0f);
-          if (mh) for (int64_t j = 0; j < d.S; j++) kept[t * d.S + j] = p[j] * mh[t * d.S + j];
-          if (j0 == j1) {
-            std::fill(dq + a.lq.At(b, t, h), dq + a.lq.At(b, t, h) + d.hs, 0.0f);
-            continue;
-          }
-          RowTimes(dyh + t * dyRow, vt.data(), d.hs, d.S, j0, j1, dst);
-          if (mh) for (int64_t j = j0; j < j1; j++) dst[j] *= mh[t * d.S + j];
-          for (int64_t j = j0; j < j1; j++) pdp[j] = p[j] * dst[j];
-          const float dot = static_cast<float>(SumToDouble(pdp.data() + j0, j1 - j0));
-          for (int64_t j = j0; j < j1; j++) dst[j] = p[j] * (dst[j] - dot) * a.scale;
-          const float* qr = q + a.lq.At(b, t, h);
-          if (a.softcap > 0) {
-            RowTimes(qr, kt.data(), d.hs, d.S, j0, j1, scores.data());
-            const float inner = a.scale / a.softcap;
-            for (int64_t j = j0; j < j1; j++) {
-              const float th = std::tanh(scores[j] * inner);
-              dst[j] *= 1.0f - th * th;
+        // 1. per query t: dP = (dy_t·vᵀ) ⊙ mask, dS = p ⊙ (dP − Σ dP ⊙ p)·scale over its visible keys (p, hence dS,
+        // is 0 elsewhere), then dq_t = dS_t·k
+        vis.For(bias + b * bst[0] + h * bst[1], bst, d.T, d.S);
+        const std::vector<int64_t>& lo = vis.lo;
+        const std::vector<int64_t>& hi = vis.hi;
+        if (mh) for (int64_t i = 0; i < d.T * d.S; i++) kept[i] = ph[i] * mh[i];
+        for (int64_t t0 = 0; t0 < d.T; t0 += kRows) {
+          const int64_t count = std::min(kRows, d.T - t0);
+          const float* dys[kRows];
+          float* dss[kRows];
+          int64_t j0 = d.S, j1 = 0;
+          for (int64_t r = 0; r < count; r++) {
+            dys[r] = dyh + (t0 + r) * dyRow;
+            dss[r] = ds.data() + (t0 + r) * d.S;
+            if (lo[t0 + r] < hi[t0 + r]) {
+              j0 = std::min(j0, lo[t0 + r]);
+              j1 = std::max(j1, hi[t0 + r]);
             }
           }
-          mix(dst, 1, j0, j1, k + a.lk.At(b, 0, g), a.lk.row, d.hs, dq + a.lq.At(b, t, h), false);
+          if (j0 < j1) ScoreRows(dys, count, vt.data(), d.hs, d.S, j0, j1, dss);
+          for (int64_t r = 0; r < count; r++) {
+            const int64_t t = t0 + r, r0 = lo[t], r1 = hi[t];
+            const float* p = ph + t * d.S;
+            float* dst = dss[r];
+            std::fill(dst, dst + r0, 0.0f);
+            std::fill(dst + std::max(r0, r1), dst + d.S, 0.0f);
+            float* dqr = dq + a.lq.At(b, t, h);
+            if (r0 == r1) {
+              std::fill(dqr, dqr + d.hs, 0.0f);
+              continue;
+            }
+            if (mh) for (int64_t j = r0; j < r1; j++) dst[j] *= mh[t * d.S + j];
+            for (int64_t j = r0; j < r1; j++) pdp[j] = p[j] * dst[j];
+            const float dot = static_cast<float>(SumToDouble(pdp.data() + r0, r1 - r0));
+            for (int64_t j = r0; j < r1; j++) dst[j] = p[j] * (dst[j] - dot) * a.scale;
+            if (a.softcap > 0) {
+              const float* qr = q + a.lq.At(b, t, h);
+              float* sr = scores.data();
+              ScoreRows(&qr, 1, kt.data(), d.hs, d.S, r0, r1, &sr);
+              const float inner = a.scale / a.softcap;
+              for (int64_t j = r0; j < r1; j++) {
+                const float th = std::tanh(scores[j] * inner);
+                dst[j] *= 1.0f - th * th;
+              }
+            }
+            mix(dst, 1, r0, r1, k + a.lk.At(b, 0, g), a.lk.row, d.hs, dqr, false);
+          }
         }
         // 2. per key j: dv_j (+)= Σ_t (p ⊙ mask)_tj·dy_t, dk_j (+)= Σ_t dS_tj·q_t (the first query head of the group
         // writes, the others add)
         const float* pm = mh ? kept.data() : ph;
         const bool add = h > g * rep;
         for (int64_t j = 0; j < d.S; j++) {
-          int64_t t0 = 0;  // queries that see key j start at the first t with lo ≤ j < hi; causal rows: t ≥ j
-          while (t0 < d.T && !(lo[t0] <= j && j < hi[t0])) t0++;
-          int64_t t1 = d.T;
-          while (t1 > t0 && !(lo[t1 - 1] <= j && j < hi[t1 - 1])) t1--;
+          const int64_t t0 = vis.first[j], t1 = std::max(t0, vis.last[j]);  // the rows that see key j
           mix(pm + j, d.S, t0, t1, dyh, dyRow, d.hs, dv + a.lv.At(b, j, g), add);
           mix(ds.data() + j, d.S, t0, t1, q + a.lq.At(b, 0, h), a.lq.row, d.hs, dk + a.lk.At(b, j, g), add);
         }

@@ -42,7 +42,7 @@ export const FUSED = {
    * (train_attention.cc); bias broadcastable to [B, H, T, S]; mask the dropout mask [B, H, T, S]
    */
   trainAttention: 'RlhfTrainAttention',
-  /** {dy, q, k?, v?, probs, mask?} {dims, layouts, scale, softcap} → [dq, dk, dv], or [d(q)] when k and v are in q */
+  /** {dy, q, k?, v?, bias, probs, mask?} {dims, layouts, scale, softcap} → [dq, dk, dv], or [d(q)] when k and v are in q */
   trainAttentionGrad: 'RlhfTrainAttentionGrad',
 } as const;
 
@@ -73,7 +73,7 @@ export interface FusedAddon {
   dropoutMask(state: number[], keepProb: number, out: Float32Array): void;
   crossEntropyRows(logits: Float32Array, rows: number, V: number, targets: Int32Array, weights: Float32Array, grad: Float32Array | null): number;
   trainAttention(q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], bias: Float32Array, biasStrides: number[], reals: number[], mask: Float32Array | null, out: Float32Array, probs: Float32Array): void;
-  trainAttentionGrad(dy: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], probs: Float32Array, mask: Float32Array | null, reals: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
+  trainAttentionGrad(dy: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], bias: Float32Array, biasStrides: number[], probs: Float32Array, mask: Float32Array | null, reals: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
 }
 
 /** How the kernels reach the backend's arrays (native_backend.ts). */
@@ -260,8 +260,8 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       return [out.info, probs.info];
     },
     [FUSED.trainAttentionGrad]: ({ inputs, attrs }, m) => {
-      const { dy, q, k, v, probs, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
-      const { dims, cells } = attentionDims(FUSED.trainAttentionGrad, attrs, [dy, q, k, v, probs, mask]);
+      const { dy, q, k, v, bias, probs, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
+      const { dims, cells } = attentionDims(FUSED.trainAttentionGrad, attrs, [dy, q, k, v, bias, probs, mask]);
       need(tf.util.sizeFromShape(probs!.shape) === tf.util.sizeFromShape(cells), FUSED.trainAttentionGrad, `probs [${probs!.shape}] is not [${cells}]`);
       const qv = m.floats(q!);
       const dq = m.output(q!.shape);
@@ -269,7 +269,8 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       if (!k) dq.values.fill(0);
       const dk = k ? m.output(k.shape) : dq;
       const dv = v ? m.output(v.shape) : dq;
-      addon.trainAttentionGrad(m.floats(dy!), qv, k ? m.floats(k) : qv, v ? m.floats(v) : qv, dims, attrs.layouts as number[], m.floats(probs!),
+      addon.trainAttentionGrad(m.floats(dy!), qv, k ? m.floats(k) : qv, v ? m.floats(v) : qv, dims, attrs.layouts as number[],
+        m.floats(bias!), broadcastStrides(FUSED.trainAttentionGrad, bias!, cells), m.floats(probs!),
         mask ? m.floats(mask) : null, [attrs.scale as number, (attrs.softcap as number) || 0], dq.values, dk.values, dv.values);
       return k ? [dq.info, dk.info, dv.info] : [dq.info];
     },

@@ -174,14 +174,15 @@ export function fusedSelfAttention(
     // The mask of `attention`'s probabilities [B, Hkv, rep·T, T]: the same elements in the same order as [B, H, T, T].
     const keep = drop ? dropoutMask([B, Hkv, (H / Hkv) * T, T], drop.rate, drop.seed) : null;
     const [out, probs] = tf.engine().runKernel(FUSED.trainAttention, { ...named(xs), bias, ...(keep ? { mask: keep } : {}) }, attrs) as Tensor[];
-    // Handles of their own on the inputs: tidyGrad releases what was saved.
-    save([...xs.map((t) => tf.reshape(t, t.shape)), probs!, ...(keep ? [keep] : [])]);
+    // Handles of their own on the inputs and the bias (the caller may free it before the backward pass): tidyGrad
+    // releases what was saved.
+    save([...xs.map((t) => tf.reshape(t, t.shape)), tf.reshape(bias, bias.shape), probs!, ...(keep ? [keep] : [])]);
     return {
       value: out!, // (B, T, H·hs)
       gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
         const n = xs.length;
         const grads = tf.engine().runKernel(FUSED.trainAttentionGrad,
-          { dy, ...named(saved.slice(0, n)), probs: saved[n]!, ...(keep ? { mask: saved[n + 1]! } : {}) }, attrs) as Tensor[];
+          { dy, ...named(saved.slice(0, n)), bias: saved[n]!, probs: saved[n + 1]!, ...(keep ? { mask: saved[n + 2]! } : {}) }, attrs) as Tensor[];
         return n === 3 ? grads : grads[0]!;
       }),
     };
