@@ -134,25 +134,38 @@ void Transposed(const float* x, const Layout& l, const Shape& d, int64_t b, int6
 // rows[r][j] = Σ_c a[r][c]·bt[c, j] for R rows and j in [j0, j1): R rows × 16 keys of sums held in registers, each
 // load of bt serving R rows (with R = 4 there are 8 independent chains of multiply-adds, enough to hide their latency).
 template <int R>
-void Scores(const float* const* a, const float* bt, int64_t hs, int64_t S, int64_t j0, int64_t j1, float* const* rows) {
-  int64_t jb = j0;
-  for (; jb + 16 <= j1; jb += 16) {
-    V8 lo[R], hi[R];
-    for (int r = 0; r < R; r++) lo[r] = hi[r] = Splat(0.0f);
-    for (int64_t c = 0; c < hs; c++) {
-      const V8 b0 = Load(bt + c * S + jb), b1 = Load(bt + c * S + jb + 8);
-      for (int r = 0; r < R; r++) {
-        const V8 ar = Splat(a[r][c]);
-        lo[r] = Fma(ar, b0, lo[r]);
-        hi[r] = Fma(ar, b1, hi[r]);
-      }
-    }
+void ScoreBlock(const float* const* a, const float* bt, int64_t hs, int64_t S, int64_t jb, float* const* rows) {
+  V8 lo[R], hi[R];
+  for (int r = 0; r < R; r++) lo[r] = hi[r] = Splat(0.0f);
+  for (int64_t c = 0; c < hs; c++) {
+    const V8 b0 = Load(bt + c * S + jb), b1 = Load(bt + c * S + jb + 8);
     for (int r = 0; r < R; r++) {
-      Store(rows[r] + jb, lo[r]);
-      Store(rows[r] + jb + 8, hi[r]);
+      const V8 ar = Splat(a[r][c]);
+      lo[r] = Fma(ar, b0, lo[r]);
+      hi[r] = Fma(ar, b1, hi[r]);
     }
   }
-  for (int r = 0; r < R && jb < j1; r++) {
+  for (int r = 0; r < R; r++) {
+    Store(rows[r] + jb, lo[r]);
+    Store(rows[r] + jb + 8, hi[r]);
+  }
+}
+
+// rows[r][j] = Σ_c a[r][c]·bt[c, j] for R rows and j in [j0, j1) (rows S long; entries outside [j0, j1) may be
+// written too): R rows × 16 keys of sums held in registers, each load of bt serving R rows (with R = 4 there are 8
+// independent chains of multiply-adds, enough to hide their latency). A last partial block is computed whole,
+// moved back to end at j1 or at S (recomputing some keys rather than running a loop over memory).
+template <int R>
+void Scores(const float* const* a, const float* bt, int64_t hs, int64_t S, int64_t j0, int64_t j1, float* const* rows) {
+  constexpr int64_t kBlock = 16;
+  int64_t jb = j0;
+  for (; jb + kBlock <= j1; jb += kBlock) ScoreBlock<R>(a, bt, hs, S, jb, rows);
+  if (jb == j1) return;
+  if (S >= kBlock) {
+    ScoreBlock<R>(a, bt, hs, S, std::min(jb, S - kBlock), rows);
+    return;
+  }
+  for (int r = 0; r < R; r++) {
     float* row = rows[r];
     std::fill(row + jb, row + j1, 0.0f);
     for (int64_t c = 0; c < hs; c++) {
@@ -212,6 +225,24 @@ MixFn MixFor(int64_t hs) {
     case 64: return Mix<64>;
     case 128: return Mix<128>;
     default: return Mix<0>;
+  }
+}
+
+// xt [S, T] = x [T, S] transposed, in 16 × 16 tiles (both sides stay in L1), skipping the tiles no sum of step 2
+// reads: those where every key j of the tile is seen by none of the tile's queries and the tile's rows lie outside
+// [first[j], last[j]).
+void TransposeSeen(const float* x, int64_t T, int64_t S, const int64_t* first, const int64_t* last, float* xt) {
+  constexpr int64_t kTile = 16;
+  for (int64_t jb = 0; jb < S; jb += kTile) {
+    const int64_t je = std::min(S, jb + kTile);
+    for (int64_t tb = 0; tb < T; tb += kTile) {
+      const int64_t te = std::min(T, tb + kTile);
+      bool read = false;
+      for (int64_t j = jb; j < je && !read; j++) read = first[j] < te && last[j] > tb;
+      if (!read) continue;
+      for (int64_t t = tb; t < te; t++)
+        for (int64_t j = jb; j < je; j++) xt[j * T + t] = x[t * S + j];
+    }
   }
 }
 
@@ -349,7 +380,9 @@ Napi::Value TrainAttentionGrad(const Napi::CallbackInfo& info) {
   ParallelFor(d.B * d.G, 1, [&](int64_t s, int64_t e) {
     const size_t tile = static_cast<size_t>(d.T * d.S);
     std::vector<float> vt(static_cast<size_t>(d.hs * d.S)), kt(a.softcap > 0 ? static_cast<size_t>(d.hs * d.S) : 0);
-    std::vector<float> ds(tile), kept(mask ? tile : 0), pdp(static_cast<size_t>(d.S)), scores(a.softcap > 0 ? static_cast<size_t>(d.S) : 0);
+    // ds: dS row by row (ds2: P ⊙ mask); dsT and pmT: dS and P ⊙ mask transposed ([S, T]), so that the sums over
+    // queries of step 2 read their weights contiguously.
+    std::vector<float> ds(tile), ds2(mask ? tile : 0), dsT(tile), pmT(tile), pdp(static_cast<size_t>(d.S)), scores(a.softcap > 0 ? static_cast<size_t>(d.S) : 0);
     Visibility vis;
     for (int64_t task = s; task < e; task++) {
       const int64_t b = task / d.G, g = task % d.G;
@@ -364,7 +397,6 @@ Napi::Value TrainAttentionGrad(const Napi::CallbackInfo& info) {
         vis.For(bias + b * bst[0] + h * bst[1], bst, d.T, d.S);
         const std::vector<int64_t>& lo = vis.lo;
         const std::vector<int64_t>& hi = vis.hi;
-        if (mh) for (int64_t i = 0; i < d.T * d.S; i++) kept[i] = ph[i] * mh[i];
         for (int64_t t0 = 0; t0 < d.T; t0 += kRows) {
           const int64_t count = std::min(kRows, d.T - t0);
           const float* dys[kRows];
@@ -409,12 +441,18 @@ Napi::Value TrainAttentionGrad(const Napi::CallbackInfo& info) {
         }
         // 2. per key j: dv_j (+)= Σ_t (p ⊙ mask)_tj·dy_t, dk_j (+)= Σ_t dS_tj·q_t (the first query head of the group
         // writes, the others add)
-        const float* pm = mh ? kept.data() : ph;
+        const float* pm = ph;
+        if (mh) {
+          for (int64_t i = 0; i < d.T * d.S; i++) ds2[i] = ph[i] * mh[i];
+          pm = ds2.data();
+        }
+        TransposeSeen(ds.data(), d.T, d.S, vis.first.data(), vis.last.data(), dsT.data());
+        TransposeSeen(pm, d.T, d.S, vis.first.data(), vis.last.data(), pmT.data());
         const bool add = h > g * rep;
         for (int64_t j = 0; j < d.S; j++) {
           const int64_t t0 = vis.first[j], t1 = std::max(t0, vis.last[j]);  // the rows that see key j
-          mix(pm + j, d.S, t0, t1, dyh, dyRow, d.hs, dv + a.lv.At(b, j, g), add);
-          mix(ds.data() + j, d.S, t0, t1, q + a.lq.At(b, 0, h), a.lq.row, d.hs, dk + a.lk.At(b, j, g), add);
+          mix(pmT.data() + j * d.T, 1, t0, t1, dyh, dyRow, d.hs, dv + a.lv.At(b, j, g), add);
+          mix(dsT.data() + j * d.T, 1, t0, t1, q + a.lq.At(b, 0, h), a.lq.row, d.hs, dk + a.lk.At(b, j, g), add);
         }
       }
     }
