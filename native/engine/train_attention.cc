@@ -184,24 +184,29 @@ void ScoreRows(const float* const* a, int64_t count, const float* bt, int64_t hs
 }
 
 // out[0, hs) (+)= Σ_{n in [n0, n1)} w[n·ws]·x[n·xs + (0, hs)]; for head sizes that are multiples of 8 up to 128
-// (HS > 0) the sum stays in registers, as two interleaved sums (even and odd n) so that consecutive multiply-adds
-// do not wait on each other.
+// (HS > 0) the sum stays in registers (for small heads as two interleaved sums, even and odd n, so that
+// consecutive multiply-adds do not wait on each other).
 template <int HS>
 void Mix(const float* w, int64_t ws, int64_t n0, int64_t n1, const float* x, int64_t xs, int64_t hs, float* out, bool accumulate) {
   if constexpr (HS > 0) {
     constexpr int L = HS / 8;
+    // Two sums when they fit in the 16 AVX registers with room to spare (HS ≤ 32); wider heads have enough
+    // independent chains in one.
+    constexpr bool kTwo = L <= 4;
     V8 even[L], odd[L];
     for (int c = 0; c < L; c++) even[c] = odd[c] = Splat(0.0f);
     int64_t n = n0;
-    for (; n + 2 <= n1; n += 2) {
-      const V8 w0 = Splat(w[n * ws]), w1 = Splat(w[(n + 1) * ws]);
-      const float *x0 = x + n * xs, *x1 = x0 + xs;
-      for (int c = 0; c < L; c++) {
-        even[c] = Fma(w0, Load(x0 + 8 * c), even[c]);
-        odd[c] = Fma(w1, Load(x1 + 8 * c), odd[c]);
+    if constexpr (kTwo) {
+      for (; n + 2 <= n1; n += 2) {
+        const V8 w0 = Splat(w[n * ws]), w1 = Splat(w[(n + 1) * ws]);
+        const float *x0 = x + n * xs, *x1 = x0 + xs;
+        for (int c = 0; c < L; c++) {
+          even[c] = Fma(w0, Load(x0 + 8 * c), even[c]);
+          odd[c] = Fma(w1, Load(x1 + 8 * c), odd[c]);
+        }
       }
     }
-    if (n < n1) {
+    for (; n < n1; n++) {
       const V8 w0 = Splat(w[n * ws]);
       const float* x0 = x + n * xs;
       for (int c = 0; c < L; c++) even[c] = Fma(w0, Load(x0 + 8 * c), even[c]);
@@ -217,13 +222,19 @@ void Mix(const float* w, int64_t ws, int64_t n0, int64_t n1, const float* x, int
   }
 }
 
+// Heads of 128 as two halves of 64 (16 sums of 8 would leave no register for the weight).
+void Mix128(const float* w, int64_t ws, int64_t n0, int64_t n1, const float* x, int64_t xs, int64_t hs, float* out, bool accumulate) {
+  Mix<64>(w, ws, n0, n1, x, xs, hs, out, accumulate);
+  Mix<64>(w, ws, n0, n1, x + 64, xs, hs, out + 64, accumulate);
+}
+
 using MixFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, bool);
 MixFn MixFor(int64_t hs) {
   switch (hs) {
     case 16: return Mix<16>;
     case 32: return Mix<32>;
     case 64: return Mix<64>;
-    case 128: return Mix<128>;
+    case 128: return Mix128;
     default: return Mix<0>;
   }
 }
