@@ -45,6 +45,8 @@ const cases: Case[] = [
     bias: () => tf.add(causalMaskBias(paddedMask(2, 13), 13), alibiBias(paddedMask(2, 13), 4)) },
   { name: 'soft-capped scores, window (Gemma 2)', kind: 'separate', B: 2, T: 18, H: 4, Hkv: 2, hs: 64, bias: () => causalMaskBias(paddedMask(2, 18), 18, 6), softcap: 5 },
   { name: 'head size 128, one kv head, left padding', kind: 'separate', B: 2, T: 21, H: 2, Hkv: 1, hs: 128, bias: () => causalMaskBias(paddedMask(2, 21), 21) },
+  { name: 'head size 96 (three slices of 32), fused q|k|v with grouped heads', kind: 'fused_concat', B: 2, T: 11, H: 4, Hkv: 2, hs: 96, bias: () => causalBias(11, 11) },
+  { name: 'head size 80 (five slices of 16), per-head q, k, v', kind: 'fused_per_head', B: 1, T: 24, H: 2, Hkv: 2, hs: 80, bias: () => causalBias(24, 24) },
   { name: 'dropout on the probabilities (nanoGPT)', kind: 'fused_concat', B: 2, T: 33, H: 2, Hkv: 2, hs: 32, bias: () => causalBias(33, 33), dropout: { rate: 0.2, seed: 7 } },
 ];
 

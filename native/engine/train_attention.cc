@@ -222,21 +222,23 @@ void Mix(const float* w, int64_t ws, int64_t n0, int64_t n1, const float* x, int
   }
 }
 
-// Heads of 128 as two halves of 64 (16 sums of 8 would leave no register for the weight).
-void Mix128(const float* w, int64_t ws, int64_t n0, int64_t n1, const float* x, int64_t xs, int64_t hs, float* out, bool accumulate) {
-  Mix<64>(w, ws, n0, n1, x, xs, hs, out, accumulate);
-  Mix<64>(w, ws, n0, n1, x + 64, xs, hs, out + 64, accumulate);
+// Wider heads (and sizes like 80 or 96) as slices of W columns, each summed in registers: 16 sums of 8 for a head
+// of 128 would leave no register for the weight.
+template <int W>
+void MixSlices(const float* w, int64_t ws, int64_t n0, int64_t n1, const float* x, int64_t xs, int64_t hs, float* out, bool accumulate) {
+  for (int64_t c0 = 0; c0 < hs; c0 += W) Mix<W>(w, ws, n0, n1, x + c0, xs, W, out + c0, accumulate);
 }
 
 using MixFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, bool);
 MixFn MixFor(int64_t hs) {
-  switch (hs) {
-    case 16: return Mix<16>;
-    case 32: return Mix<32>;
-    case 64: return Mix<64>;
-    case 128: return Mix128;
-    default: return Mix<0>;
-  }
+  if (hs == 16) return Mix<16>;
+  if (hs == 32) return Mix<32>;
+  if (hs == 64) return Mix<64>;
+  if (hs % 64 == 0) return MixSlices<64>;
+  if (hs % 32 == 0) return MixSlices<32>;
+  if (hs % 16 == 0) return MixSlices<16>;
+  if (hs % 8 == 0) return MixSlices<8>;
+  return Mix<0>;
 }
 
 // xt [S, T] = x [T, S] transposed, in 16 × 16 tiles (both sides stay in L1), skipping the tiles no sum of step 2
