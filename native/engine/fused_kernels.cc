@@ -509,6 +509,7 @@ void AddFusedKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("dropoutMask", Napi::Function::New(env, DropoutMask));
   exports.Set("crossEntropyRows", Napi::Function::New(env, CrossEntropyRows));
   AddTrainAttentionKernels(env, exports);
+  AddOptimizerKernels(env, exports);
 }
 
 }  // namespace rlhf_engine

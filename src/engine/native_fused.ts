@@ -44,6 +44,11 @@ export const FUSED = {
   trainAttention: 'RlhfTrainAttention',
   /** {dy, q, k?, v?, bias, probs, mask?} {dims, layouts, scale, softcap} → [dq, dk, dv], or [d(q)] when k and v are in q */
   trainAttentionGrad: 'RlhfTrainAttentionGrad',
+  /**
+   * {param, grad, m?, v?} {reals [c1, beta1, c2, beta2, stepScale, epsTerm, keep]} → [param', m', v']: AdamW's
+   * update in one pass, the same float32 operations as trainer/adamw.ts's tensor ops (optimizer_kernels.cc)
+   */
+  adamW: 'RlhfAdamW',
 } as const;
 
 /** Activation kinds of the activation kernels. */
@@ -72,6 +77,7 @@ export interface FusedAddon {
   rotary(x: Float32Array, B: number, H: number, T: number, hs: number, cos: Float32Array, sin: Float32Array, tableBatch: number, transpose: boolean, out: Float32Array): void;
   dropoutMask(state: number[], keepProb: number, out: Float32Array): void;
   crossEntropyRows(logits: Float32Array, rows: number, V: number, targets: Int32Array, weights: Float32Array, grad: Float32Array | null): number;
+  adamW(p: Float32Array, g: Float32Array, m: Float32Array | null, v: Float32Array | null, reals: number[], pOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void;
   trainAttention(q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], bias: Float32Array, biasStrides: number[], reals: number[], mask: Float32Array | null, out: Float32Array, probs: Float32Array): void;
   trainAttentionGrad(dy: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], bias: Float32Array, biasStrides: number[], probs: Float32Array, mask: Float32Array | null, reals: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
 }
@@ -245,6 +251,17 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       const loss = m.output([]);
       loss.values[0] = total;
       return grad ? [loss.info, grad.info] : [loss.info];
+    },
+    [FUSED.adamW]: ({ inputs, attrs }, m) => {
+      const { param, grad, m: m0, v: v0 } = inputs as Record<string, tf.TensorInfo | undefined>;
+      for (const t of [grad, m0, v0]) if (t) sameShape(FUSED.adamW, param!, t);
+      need([param, grad, m0, v0].every((t) => !t || t.dtype === 'float32'), FUSED.adamW, 'takes float32 tensors');
+      need(!m0 === !v0, FUSED.adamW, 'm and v come together');
+      const reals = attrs.reals as number[];
+      need(Array.isArray(reals) && reals.length === 7, FUSED.adamW, 'needs reals [c1, beta1, c2, beta2, stepScale, epsTerm, keep]');
+      const [p1, m1, v1] = [m.output(param!.shape), m.output(param!.shape), m.output(param!.shape)];
+      addon.adamW(m.floats(param!), m.floats(grad!), m0 ? m.floats(m0) : null, v0 ? m.floats(v0) : null, reals, p1.values, m1.values, v1.values);
+      return [p1.info, m1.info, v1.info];
     },
     [FUSED.trainAttention]: ({ inputs, attrs }, m) => {
       const { q, k, v, bias, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
