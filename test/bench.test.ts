@@ -40,6 +40,15 @@ describe('bench suites', () => {
     }
   });
 
+  it('foundation with switchOff: the timed steps alternate with the switch at 0, both reported, the env restored', async () => {
+    delete process.env.RLHF_BENCH_TEST_SWITCH;
+    const r = await foundationSuite(toy('small'), { ...opts, skipGeneration: true, steps: 2, switchOff: 'RLHF_BENCH_TEST_SWITCH' });
+    expect(r.metrics.train_step_switched_off_s).toBeGreaterThan(0);
+    expect(r.metrics.train_step_switched_off_cpu_s).toBeGreaterThanOrEqual(0);
+    expect(r.rows.some((row) => row.metric === 'fwd+bwd step, RLHF_BENCH_TEST_SWITCH=0')).toBe(true);
+    expect(process.env.RLHF_BENCH_TEST_SWITCH).toBeUndefined();
+  });
+
   it('sft: a full step (loss, clipping, AdamW), whole or in micro-batches, reports its parts and leaks nothing', async () => {
     const before = tf.memory().numTensors;
     for (const microBatch of [undefined, 1]) {

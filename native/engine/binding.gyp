@@ -7,7 +7,7 @@
   "targets": [
     {
       "target_name": "rlhf_engine",
-      "sources": ["engine_binding.cc", "decode_attention.cc", "decode_layer.cc", "fused_kernels.cc"],
+      "sources": ["engine_binding.cc", "decode_attention.cc", "decode_layer.cc", "fused_kernels.cc", "train_attention.cc", "optimizer_kernels.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

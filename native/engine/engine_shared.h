@@ -18,6 +18,10 @@ int Threads();
 void AddDecodeKernels(Napi::Env env, Napi::Object exports);
 // Adds the fused training kernels (fused_kernels.cc) to the addon's exports.
 void AddFusedKernels(Napi::Env env, Napi::Object exports);
+// Adds the training attention forward and backward (train_attention.cc) to the addon's exports.
+void AddTrainAttentionKernels(Napi::Env env, Napi::Object exports);
+// Adds AdamW's one-pass update (optimizer_kernels.cc) to the addon's exports.
+void AddOptimizerKernels(Napi::Env env, Napi::Object exports);
 
 // exp(x) in float32 within ~2 ulp, written so the compiler vectorises it (no calls, no branches): x = n·ln2 + r
 // with n rounded to nearest by the 1.5·2^23 trick, e^r by a degree-6 polynomial, 2^n put in the exponent bits.

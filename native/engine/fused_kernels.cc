@@ -517,6 +517,8 @@ void AddFusedKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("rotary", Napi::Function::New(env, Rotary));
   exports.Set("dropoutMask", Napi::Function::New(env, DropoutMask));
   exports.Set("crossEntropyRows", Napi::Function::New(env, CrossEntropyRows));
+  AddTrainAttentionKernels(env, exports);
+  AddOptimizerKernels(env, exports);
 }
 
 }  // namespace rlhf_engine

@@ -77,7 +77,7 @@ interface Flags {
   batch?: number; seq?: number; steps?: number; genBatch: number; promptLen: number; newTokens?: number;
   skipGeneration?: boolean; profile?: number; threads?: string; json?: string;
   microBatch?: number; loraRank?: number; trainBatch: number; gradientCheckpointing?: boolean; cases?: string; vsTorch?: boolean;
-  frozenDtype?: FrozenDtype;
+  frozenDtype?: FrozenDtype; switchOff?: string;
 }
 
 async function main(): Promise<void> {
@@ -101,6 +101,7 @@ async function main(): Promise<void> {
     .option('--prompt-len <n>', 'generation prompt length', positiveInt('--prompt-len'), 64)
     .option('--new-tokens <n>', 'generated tokens per row (128; --quick 16)', positiveInt('--new-tokens'))
     .option('--skip-generation', 'time the training step only')
+    .option('--switch-off <env>', 'foundation: alternate the timed training steps with this env switch of a fast path set to 0 (e.g. RLHF_FUSED_ATTENTION), in one process, and report both')
     .option('--profile [n]', 'print the top-n kernels of the profiled warm-up step (default 15)', (v) => positiveInt('--profile')(v))
     .option('--threads <n[,m…]>', 'threads of every CPU kernel (sets RLHF_THREADS, RLHF_BLAS_THREADS and RLHF_WASM_THREADS); a number or all (the cores); several (1,all) run the suite once per count, each in its own process, and compare them (default: each engine\'s own)')
     .addOption(new Option('--frozen-dtype <dtype>', 'precision of the frozen weights: sft/grpo/dpo with --lora-rank the base, ppo the bases (LoRA) or the initial and reward models, dpo with full weights the reference (default float32; memory: bf16 for every case that has frozen weights)').choices([...FROZEN_DTYPES]))
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
     genBatch: f.genBatch, promptLen: f.promptLen, newTokens: f.newTokens ?? (f.quick ? 16 : 128), decodeSteps: f.quick ? 3 : 5,
     // dpo: full weights unless --lora-rank is given (then the reference is the policy with its adapter off)
     microBatch: f.microBatch, loraRank: suite === 'dpo' ? (f.loraRank ?? 0) : loraRank, trainBatch: f.trainBatch, frozenDtype: f.frozenDtype,
-    skipGeneration: !!f.skipGeneration, profileTop: f.profile === undefined ? 0 : typeof f.profile === 'number' ? f.profile : 15, log,
+    skipGeneration: !!f.skipGeneration, switchOff: f.switchOff, profileTop: f.profile === undefined ? 0 : typeof f.profile === 'number' ? f.profile : 15, log,
   };
   const notes: string[] = [];
   if (suite !== 'ppo' && suite !== 'grpo' && (o.batch !== ref.batch || o.seq !== ref.seq)) notes.push(`training shape B=${o.batch} T=${o.seq} (reference B=${ref.batch} T=${ref.seq}, changed by flags)`);

@@ -41,6 +41,11 @@ export interface SuiteOptions {
   frozenDtype?: FrozenDtype;
   /** Print the top-N kernels of the profiled step (0: do not print). */
   profileTop: number;
+  /**
+   * foundation: an env switch of a fast path (`RLHF_FUSED_ATTENTION`, …): the timed training steps alternate with it
+   * set to 0, in this process on the same model and batch, and both medians are reported.
+   */
+  switchOff?: string;
   log: (msg: string) => void;
 }
 
@@ -78,6 +83,18 @@ function paramBytes(model: DecoderModel): number {
   return paramCount(model) * 4;
 }
 
+/** f() with env variable `name` set to `value`, restored after. */
+function withEnv<T>(name: string, value: string, f: () => T): T {
+  const before = process.env[name];
+  process.env[name] = value;
+  try {
+    return f();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
+
 function stepRows(prefix: string, tokens: number, t: Timing, p: ProfileSummary, shape: string): Row[] {
   return [
     { metric: `${prefix} tokens/s`, value: tokens / (t.wallMs / 1000), unit: 'tok/s', note: shape },
@@ -101,13 +118,23 @@ export async function foundationSuite(config: ModelConfig, o: SuiteOptions): Pro
     const profile = await profileCall(() => trainStep(model, ids));
     if (o.profileTop > 0) o.log(formatProfile(`profile of one forward+backward step (${shape})`, profile, o.profileTop));
     const times: Timing[] = [];
+    const offTimes: Timing[] = [];
     for (let i = 0; i < o.steps; i++) {
       times.push(timeIt(() => trainStep(model, ids)));
       o.log(`  step ${i + 1}/${o.steps}: ${(times[i]!.wallMs / 1000).toFixed(2)} s`);
+      if (o.switchOff) {
+        offTimes.push(withEnv(o.switchOff, '0', () => timeIt(() => trainStep(model, ids))));
+        o.log(`  step ${i + 1}/${o.steps} with ${o.switchOff}=0: ${(offTimes[i]!.wallMs / 1000).toFixed(2)} s`);
+      }
     }
     ids.dispose();
     const t = medianTiming(times);
     rows.push(...stepRows('fwd+bwd', o.batch * o.seq, t, profile, shape), ...heapRow());
+    if (o.switchOff) {
+      const off = medianTiming(offTimes);
+      rows.push({ metric: `fwd+bwd step, ${o.switchOff}=0`, value: off.wallMs / 1000, unit: 's', note: `median wall, steps alternating with the above; CPU ${(off.cpuMs / 1000).toFixed(3)} s vs ${(t.cpuMs / 1000).toFixed(3)} s` });
+      Object.assign(metrics, { train_step_switched_off_s: off.wallMs / 1000, train_step_switched_off_cpu_s: off.cpuMs / 1000 });
+    }
     Object.assign(metrics, {
       train_tokens_per_s: (o.batch * o.seq) / (t.wallMs / 1000), train_step_s: t.wallMs / 1000, train_step_cpu_s: t.cpuMs / 1000,
       train_matmul_share: profile.matmulShare, train_peak_bytes: profile.peakBytes, train_wasm_heap_bytes: wasmHeapBytes() ?? NaN,

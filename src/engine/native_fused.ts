@@ -36,6 +36,19 @@ export const FUSED = {
   dropoutMask: 'RlhfDropoutMask',
   /** {logits [R, V], targets int32 [R], weights [R]} {withGrad} → [Σ w·(lse − picked) as a scalar, grad [R, V]?] */
   crossEntropyRows: 'RlhfCrossEntropyRows',
+  /**
+   * {q, k?, v?, bias, mask?} {dims [B, T, S, H, Hkv, hs], layouts [12], scale, softcap} → [out [B, T, H·hs], probs
+   * [B, H, T, S]]: q, k and v [B, ·, ·] (k and v absent: all three in q) read where `layouts` puts each head
+   * (train_attention.cc); bias broadcastable to [B, H, T, S]; mask the dropout mask [B, H, T, S]
+   */
+  trainAttention: 'RlhfTrainAttention',
+  /** {dy, q, k?, v?, bias, probs, mask?} {dims, layouts, scale, softcap} → [dq, dk, dv], or [d(q)] when k and v are in q */
+  trainAttentionGrad: 'RlhfTrainAttentionGrad',
+  /**
+   * {param, grad, m?, v?} {reals [c1, beta1, c2, beta2, stepScale, epsTerm, keep]} → [param', m', v']: AdamW's
+   * update in one pass, the same float32 operations as trainer/adamw.ts's tensor ops (optimizer_kernels.cc)
+   */
+  adamW: 'RlhfAdamW',
 } as const;
 
 /** Activation kinds of the activation kernels. */
@@ -64,6 +77,9 @@ export interface FusedAddon {
   rotary(x: Float32Array, B: number, H: number, T: number, hs: number, cos: Float32Array, sin: Float32Array, tableBatch: number, transpose: boolean, out: Float32Array): void;
   dropoutMask(state: number[], keepProb: number, out: Float32Array): void;
   crossEntropyRows(logits: Float32Array, rows: number, V: number, targets: Int32Array, weights: Float32Array, grad: Float32Array | null): number;
+  adamW(p: Float32Array, g: Float32Array, m: Float32Array | null, v: Float32Array | null, reals: number[], pOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void;
+  trainAttention(q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], bias: Float32Array, biasStrides: number[], reals: number[], mask: Float32Array | null, out: Float32Array, probs: Float32Array): void;
+  trainAttentionGrad(dy: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], bias: Float32Array, biasStrides: number[], probs: Float32Array, mask: Float32Array | null, reals: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
 }
 
 /** How the kernels reach the backend's arrays (native_backend.ts). */
@@ -94,6 +110,24 @@ function kindOf(kernel: string, attrs: tf.NamedAttrMap): number {
   const kind = attrs.kind as number;
   need(kind === FUSED_ACTIVATION.silu || kind === FUSED_ACTIVATION.gelu_tanh || kind === FUSED_ACTIVATION.gelu, kernel, `unknown activation kind ${String(kind)}`);
   return kind;
+}
+
+/** Strides of a bias of rank ≤ 4 broadcast to `shape` [d0, d1, T, S] (0 on its broadcast axes). */
+function broadcastStrides(kernel: string, bias: tf.TensorInfo, shape: number[]): number[] {
+  need(bias.shape.length <= 4 && bias.dtype === 'float32', kernel, `bias must be float32 of rank ≤ 4, got ${bias.dtype} [${bias.shape}]`);
+  const bshape = [...new Array<number>(4 - bias.shape.length).fill(1), ...bias.shape];
+  need(bshape.every((d, i) => d === 1 || d === shape[i]), kernel, `bias [${bias.shape}] does not broadcast to [${shape}]`);
+  return rowMajorStrides(bshape).map((st, i) => (bshape[i] === 1 ? 0 : st));
+}
+
+/** The attention kernels' shapes, checked: dims [B, T, S, H, Hkv, hs], and [B, H, T, S] of probs and mask. */
+function attentionDims(kernel: string, attrs: tf.NamedAttrMap, tensors: (tf.TensorInfo | undefined)[]): { dims: number[]; cells: number[] } {
+  const dims = attrs.dims as number[];
+  const layouts = attrs.layouts as number[];
+  need(Array.isArray(dims) && dims.length === 6 && Array.isArray(layouts) && layouts.length === 12, kernel, 'needs dims [B, T, S, H, Hkv, hs] and 12 layout numbers');
+  for (const t of tensors) if (t) need(t.dtype === 'float32', kernel, 'takes float32 tensors');
+  const [B, T, S, H] = dims as [number, number, number, number];
+  return { dims, cells: [B, H, T, S] };
 }
 
 function sameShape(kernel: string, a: tf.TensorInfo, b: tf.TensorInfo): void {
@@ -171,10 +205,7 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
     [FUSED.biasedSoftmax]: ({ inputs, attrs }, m) => {
       const { x, bias } = inputs as { x: tf.TensorInfo; bias: tf.TensorInfo };
       need(x.shape.length === 4 && x.dtype === 'float32', FUSED.biasedSoftmax, `x must be float32 [d0, d1, T, S], got ${x.dtype} [${x.shape}]`);
-      need(bias.shape.length <= 4 && bias.dtype === 'float32', FUSED.biasedSoftmax, `bias must be float32 of rank ≤ 4, got ${bias.dtype} [${bias.shape}]`);
-      const bshape = [...new Array<number>(4 - bias.shape.length).fill(1), ...bias.shape];
-      need(bshape.every((d, i) => d === 1 || d === x.shape[i]), FUSED.biasedSoftmax, `bias [${bias.shape}] does not broadcast to [${x.shape}]`);
-      const strides = rowMajorStrides(bshape).map((st, i) => (bshape[i] === 1 ? 0 : st));
+      const strides = broadcastStrides(FUSED.biasedSoftmax, bias, x.shape);
       const [d0, d1, T, S] = x.shape as [number, number, number, number];
       const y = m.output(x.shape);
       addon.biasedSoftmax(m.floats(x), [d0, d1], T, S, attrs.scale as number, m.floats(bias), strides, y.values);
@@ -220,6 +251,45 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       const loss = m.output([]);
       loss.values[0] = total;
       return grad ? [loss.info, grad.info] : [loss.info];
+    },
+    [FUSED.adamW]: ({ inputs, attrs }, m) => {
+      const { param, grad, m: m0, v: v0 } = inputs as Record<string, tf.TensorInfo | undefined>;
+      for (const t of [grad, m0, v0]) if (t) sameShape(FUSED.adamW, param!, t);
+      need([param, grad, m0, v0].every((t) => !t || t.dtype === 'float32'), FUSED.adamW, 'takes float32 tensors');
+      need(!m0 === !v0, FUSED.adamW, 'm and v come together');
+      const reals = attrs.reals as number[];
+      need(Array.isArray(reals) && reals.length === 7, FUSED.adamW, 'needs reals [c1, beta1, c2, beta2, stepScale, epsTerm, keep]');
+      const [p1, m1, v1] = [m.output(param!.shape), m.output(param!.shape), m.output(param!.shape)];
+      addon.adamW(m.floats(param!), m.floats(grad!), m0 ? m.floats(m0) : null, v0 ? m.floats(v0) : null, reals, p1.values, m1.values, v1.values);
+      return [p1.info, m1.info, v1.info];
+    },
+    [FUSED.trainAttention]: ({ inputs, attrs }, m) => {
+      const { q, k, v, bias, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
+      const { dims, cells } = attentionDims(FUSED.trainAttention, attrs, [q, k, v, bias, mask]);
+      if (mask) need(mask.shape.reduce((a, b) => a * b, 1) === tf.util.sizeFromShape(cells), FUSED.trainAttention, `mask [${mask.shape}] is not [${cells}]`);
+      const [B, T, , H, , hs] = dims as number[];
+      const qv = m.floats(q!);
+      const out = m.output([B!, T!, H! * hs!]);
+      const probs = m.output(cells);
+      addon.trainAttention(qv, k ? m.floats(k) : qv, v ? m.floats(v) : qv, dims, attrs.layouts as number[], m.floats(bias!),
+        broadcastStrides(FUSED.trainAttention, bias!, cells), [attrs.scale as number, (attrs.softcap as number) || 0],
+        mask ? m.floats(mask) : null, out.values, probs.values);
+      return [out.info, probs.info];
+    },
+    [FUSED.trainAttentionGrad]: ({ inputs, attrs }, m) => {
+      const { dy, q, k, v, bias, probs, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
+      const { dims, cells } = attentionDims(FUSED.trainAttentionGrad, attrs, [dy, q, k, v, bias, probs, mask]);
+      need(tf.util.sizeFromShape(probs!.shape) === tf.util.sizeFromShape(cells), FUSED.trainAttentionGrad, `probs [${probs!.shape}] is not [${cells}]`);
+      const qv = m.floats(q!);
+      const dq = m.output(q!.shape);
+      // One input holding q, k and v: one gradient, every element of which the kernel writes (zeroed first all the same).
+      if (!k) dq.values.fill(0);
+      const dk = k ? m.output(k.shape) : dq;
+      const dv = v ? m.output(v.shape) : dq;
+      addon.trainAttentionGrad(m.floats(dy!), qv, k ? m.floats(k) : qv, v ? m.floats(v) : qv, dims, attrs.layouts as number[],
+        m.floats(bias!), broadcastStrides(FUSED.trainAttentionGrad, bias!, cells), m.floats(probs!),
+        mask ? m.floats(mask) : null, [attrs.scale as number, (attrs.softcap as number) || 0], dq.values, dk.values, dv.values);
+      return k ? [dq.info, dk.info, dv.info] : [dq.info];
     },
   };
 }

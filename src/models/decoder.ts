@@ -13,7 +13,7 @@ import { linear } from './ops/linear.js';
 import { embedding } from './ops/embedding.js';
 import { layerNorm, rmsNorm } from './ops/norms.js';
 import { activate, gatedActivate } from './ops/activations.js';
-import { attention, causalBias, causalMaskBias } from './ops/attention.js';
+import { attention, causalBias, causalMaskBias, fusedSelfAttention, fusedSelfAttentionAvailable } from './ops/attention.js';
 import { alibiBias, applyRotary, positionsFromMask, rotaryTables } from './ops/positions.js';
 import { ropeFrequencies } from './ops/rope.js';
 import { fastTransposedProducts, matmul2d } from './ops/matmul.js';
@@ -432,7 +432,7 @@ export class DecoderModel {
   ): { x: Tensor; k?: Tensor; v?: Tensor } {
     const c = this.config;
     const h = c.preNorm ? this.norm(x, layer.ln1) : x;
-    const attn = native ? { out: this.nativeSelfAttention(h, layer, native.step, native.layer) } : this.selfAttention(h, layer, bias!, rope, past, training);
+    const attn = native ? { out: this.nativeSelfAttention(h, layer, native.step, native.layer) } : this.selfAttention(h, layer, bias!, rope, past, training, useCache);
     const { k, v } = attn as { k?: Tensor; v?: Tensor };
     let out = attn.out;
     if (layer.postAttnNorm) out = this.norm(out, layer.postAttnNorm);
@@ -476,10 +476,46 @@ export class DecoderModel {
     return this.linear(y, a.o);
   }
 
+  /**
+   * Self-attention with no cache through the fused kernel (ops/attention.ts, fusedSelfAttention), the projections'
+   * outputs read as they are: a fused q|k|v or per-head q, k, v goes in whole, unless rotary or q/k norms must
+   * first change q and k; those then run on [B, T, heads, hs] (the same maps, over the last axis and per position).
+   */
+  private fusedSelfAttention(x: Tensor, layer: LayerSpec, bias: Tensor, rope: { cos: Tensor; sin: Tensor } | null, training: boolean): Tensor {
+    const c = this.config;
+    const [B, T] = x.shape as [number, number];
+    const [H, Hkv, hs] = [c.numHeads, c.numKvHeads, c.headDim];
+    const a = layer.attn;
+    const drop = training && c.attnDropout > 0 ? { rate: c.attnDropout, seed: this.nextSeed(() => this.dropoutRng.seed()) } : null;
+    const attend = (qkv: Tensor | [Tensor, Tensor, Tensor], kind: LayerSpec['attn']['kind']) =>
+      fusedSelfAttention(qkv, headLayout(kind, H, Hkv, hs), { H, Hkv, hs }, bias, c.attnScale, c.attnSoftcap, drop); // (B, T, H·hs)
+    const qkv = a.kind === 'separate' ? null : this.linear(x, a.qkv, training);
+    if (qkv && !rope && !(a.qNorm && a.kNorm)) return this.linear(attend(qkv, a.kind), a.o, training);
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (a.kind === 'separate') {
+      [q, k, v] = [this.linear(x, a.q, training), this.linear(x, a.k, training), this.linear(x, a.v, training)];
+    } else if (a.kind === 'fused_concat') {
+      [q, k, v] = tf.split(qkv!, [H * hs, Hkv * hs, Hkv * hs], 2) as [Tensor, Tensor, Tensor];
+    } else {
+      [q, k, v] = tf.split(lean.reshape(qkv!, [B, T, H, 3, hs]), 3, 3).map((t) => lean.reshape(t, [B, T, H * hs])) as [Tensor, Tensor, Tensor];
+    }
+    // Rotary per position: [B, T, n, hs] seen as [B·T, n, 1, hs] against tables [B·T, 1, d].
+    const tables = rope && [rope.cos, rope.sin].map((t) => lean.reshape(t.shape[0] === B ? t : tf.tile(t, [B, 1, 1]), [B * T, 1, t.shape[2]!]));
+    const normed = !!(a.qNorm && a.kNorm); // as the tensor path: both or neither
+    const prepare = (t: Tensor, n: number, norm: NormSpec | null) => {
+      let y = lean.reshape(t, [B, T, n, hs]);
+      if (normed && norm) y = this.norm(y, norm);
+      if (tables) y = applyRotary(lean.reshape(y, [B * T, n, 1, hs]), tables[0]!, tables[1]!);
+      return lean.reshape(y, [B, T, n * hs]);
+    };
+    return this.linear(attend([prepare(q, H, a.qNorm), prepare(k, Hkv, a.kNorm), v], 'separate'), a.o, training);
+  }
+
   private selfAttention(
     x: Tensor, layer: LayerSpec, bias: Tensor, rope: { cos: Tensor; sin: Tensor } | null,
-    past: [Tensor, Tensor] | null, training: boolean,
-  ): { out: Tensor; k: Tensor; v: Tensor } {
+    past: [Tensor, Tensor] | null, training: boolean, useCache = false,
+  ): { out: Tensor; k?: Tensor; v?: Tensor } {
+    if (!past && !useCache && x.dtype === 'float32' && fusedSelfAttentionAvailable()) return { out: this.fusedSelfAttention(x, layer, bias, rope, training) };
     const c = this.config;
     const [B, T] = x.shape as [number, number];
     const H = c.numHeads;

@@ -11,6 +11,7 @@
  */
 import { tf, type Tensor, type Variable } from '../engine/tf.js';
 import { namedEntries, type NamedTensors } from './grad_utils.js';
+import { FUSED, fusedKernel } from '../engine/native_fused.js';
 
 /** Hyper-parameters; defaults are torch.optim.AdamW's. */
 export interface AdamWConfig {
@@ -126,6 +127,23 @@ export class AdamW {
     const previous = this.state.get(name);
     const t = (previous?.step ?? 0) + 1;
     const decay = this.noDecay(name) ? 0 : this.weightDecay;
+    const bc1 = 1 - this.beta1 ** t; // 4.
+    const bc2 = 1 - this.beta2 ** t;
+    const rootBc2 = Math.sqrt(bc2);
+    if (param.dtype === 'float32' && grad.dtype === 'float32' && fusedKernel(FUSED.adamW)) {
+      // The native backend's one-pass kernel: the same float32 operations in the same order as below.
+      const reals = [(1 - this.beta1) * s, this.beta1, (1 - this.beta2) * s * s, this.beta2, (lr * rootBc2) / bc1, this.eps * rootBc2, decay > 0 ? 1 - lr * decay : 1];
+      const [m, v] = tf.tidy(() => {
+        const inputs: Record<string, Tensor> = previous ? { param, grad, m: previous.m, v: previous.v } : { param, grad };
+        const [p1, m1, v1] = tf.engine().runKernel(FUSED.adamW, inputs, { reals }) as Tensor[];
+        param.assign(p1!);
+        return [m1!, v1!];
+      });
+      previous?.m.dispose();
+      previous?.v.dispose();
+      this.state.set(name, { step: t, m: m!, v: v! });
+      return;
+    }
     const m = tf.tidy(() => {
       const g = tf.mul(grad, (1 - this.beta1) * s);
       return previous ? tf.add(tf.mul(previous.m, this.beta1), g) : g; // 2. (from m = 0 on the first step)
@@ -137,9 +155,6 @@ export class AdamW {
     previous?.m.dispose();
     previous?.v.dispose();
     this.state.set(name, { step: t, m, v });
-    const bc1 = 1 - this.beta1 ** t; // 4.
-    const bc2 = 1 - this.beta2 ** t;
-    const rootBc2 = Math.sqrt(bc2);
     const update = tf.tidy(() => tf.div(tf.mul(m, (lr * rootBc2) / bc1), tf.add(tf.sqrt(v), this.eps * rootBc2)));
     tf.tidy(() => {
       const p0 = decay > 0 ? tf.mul(param, 1 - lr * decay) : param; // 1. same as p - lr*wd*p

@@ -3,6 +3,7 @@ import { isUnbatched } from './matmul.js';
 import { tidyGrad } from './tidy_grad.js';
 import { FUSED, fusedKernel } from '../../engine/native_fused.js';
 import { dropoutMask } from './dropout_mask.js';
+import type { HeadLayout } from '../../engine/native_decode.js';
 
 /** A mask value that stays finite under addition (a fully masked row softmaxes to uniform, never NaN). */
 export const MASKED = -1e9;
@@ -132,6 +133,61 @@ export function attention(
     };
   }) as unknown as (q: Tensor, k: Tensor, v: Tensor) => Tensor;
   return op(q, k, v);
+}
+
+/** RLHF_FUSED_ATTENTION=0 keeps the per-head products (`attention`) for training on the native backend too. */
+export const FUSED_ATTENTION_ENV = 'RLHF_FUSED_ATTENTION';
+
+/** Whether self-attention without a cache can run as one fused kernel each way (`fusedSelfAttention`) here. */
+export function fusedSelfAttentionAvailable(): boolean {
+  return process.env[FUSED_ATTENTION_ENV] !== '0' && fusedKernel(FUSED.trainAttention) && !isUnbatched();
+}
+
+/**
+ * `attention` over T positions with no cache, from the projections' outputs to the o-projection's input in one
+ * kernel forward and one backward (native/engine/train_attention.cc): q, k and v are read where `layout` puts each
+ * head, in `qkv` [B, T, ·] (one fused projection) or in q [B, T, H·hs], k and v [B, T, Hkv·hs]; the output is the
+ * heads side by side, [B, T, H·hs], so neither direction transposes a head. The same formulas as `attention`
+ * (softmax of the scaled, soft-capped scores plus `bias` [B | 1, H | 1, T, T], dropout mask included: the same seed
+ * draws the same mask), with the probabilities saved for the gradient, which comes back in the inputs' layout.
+ */
+export function fusedSelfAttention(
+  qkv: Tensor | [Tensor, Tensor, Tensor], layout: HeadLayout, heads: { H: number; Hkv: number; hs: number },
+  bias: Tensor, scale: number, softcap: number | null = null, dropout: AttentionDropout | null = null,
+): Tensor {
+  const ins = Array.isArray(qkv) ? qkv : [qkv];
+  const [B, T] = ins[0]!.shape as [number, number];
+  const { H, Hkv, hs } = heads;
+  const drop = dropout && dropout.rate > 0 ? dropout : null;
+  if (drop && !(drop.rate < 1)) throw new Error(`attention dropout rate must be in [0, 1), got ${drop.rate}`);
+  const perBatch = (row: number) => T * row;
+  const attrs = {
+    dims: [B, T, T, H, Hkv, hs],
+    layouts: [layout.qOffset, perBatch(layout.qRow), layout.qRow, layout.headStride, layout.kOffset, perBatch(layout.kRow), layout.kRow, layout.headStride,
+      layout.vOffset, perBatch(layout.vRow), layout.vRow, layout.headStride],
+    scale, softcap: softcap ?? 0,
+  };
+  const named = (ts: Tensor[]): Record<string, Tensor> => (ts.length === 3 ? { q: ts[0]!, k: ts[1]!, v: ts[2]! } : { q: ts[0]! });
+  const op = tf.customGrad((...args: unknown[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const xs = args as Tensor[];
+    // The mask of `attention`'s probabilities [B, Hkv, rep·T, T]: the same elements in the same order as [B, H, T, T].
+    const keep = drop ? dropoutMask([B, Hkv, (H / Hkv) * T, T], drop.rate, drop.seed) : null;
+    const [out, probs] = tf.engine().runKernel(FUSED.trainAttention, { ...named(xs), bias, ...(keep ? { mask: keep } : {}) }, attrs) as Tensor[];
+    // Handles of their own on the inputs and the bias (the caller may free it before the backward pass): tidyGrad
+    // releases what was saved.
+    save([...xs.map((t) => tf.reshape(t, t.shape)), tf.reshape(bias, bias.shape), probs!, ...(keep ? [keep] : [])]);
+    return {
+      value: out!, // (B, T, H·hs)
+      gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
+        const n = xs.length;
+        const grads = tf.engine().runKernel(FUSED.trainAttentionGrad,
+          { dy, ...named(saved.slice(0, n)), bias: saved[n]!, probs: saved[n + 1]!, ...(keep ? { mask: saved[n + 2]! } : {}) }, attrs) as Tensor[];
+        return n === 3 ? grads : grads[0]!;
+      }),
+    };
+  }) as unknown as (...xs: Tensor[]) => Tensor;
+  return op(...ins);
 }
 
 /**
