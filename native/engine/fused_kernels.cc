@@ -238,14 +238,14 @@ enum ActKind { kSilu = 0, kGeluTanh = 1, kGeluErf = 2, kActKinds };
 template <int K>
 inline float ActValue(float v) {
   if (K == kSilu) return v * Sigmoid(v);
-  if (K == kGeluErf) return 0.5f * v * (1.0f + std::erf(v * kSqrtHalf));
+  if (K == kGeluErf) return 0.5f * v * (1.0f + FastErf(v * kSqrtHalf));
   return v * Sigmoid(v * (v * v * kGeluA + 1.0f) * kTwoSqrt2OverPi);
 }
 
 // f'(v) = s + v·s·(1 − s)·k'(v); exact gelu Φ(v) + v·φ(v).
 template <int K>
 inline float ActSlope(float v) {
-  if (K == kGeluErf) return 0.5f * (1.0f + std::erf(v * kSqrtHalf)) + v * kInvSqrt2Pi * std::exp(-0.5f * v * v);
+  if (K == kGeluErf) return 0.5f * (1.0f + FastErf(v * kSqrtHalf)) + v * kInvSqrt2Pi * FastExp(-0.5f * v * v);
   if (K == kSilu) {
     const float s = Sigmoid(v);
     return s * (1.0f + v * (1.0f - s));
