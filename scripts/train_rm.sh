@@ -17,23 +17,19 @@ if [ "${DATA:-sentiment}" = hh-rlhf ]; then
     ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-3e-4}" --eval_ratio 0.2 \
     --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
     --save_path "$OUT/rm" "$@"
-elif [ "${RM_ROUND:-1}" = 2 ]; then
-  # round 2: the round-1 reward model (its value head too) trained one epoch more on the round-2 pairs only
-  cli train_reward_model \
-    --pretrain "${RM1_OUT:-$OUT/round1/rm}" \
-    --dataset "${RM_DATA:-$OUT/pairs/round2.jsonl}" --eval_dataset "${RM_EVAL_DATA:-$OUT/pairs/eval.jsonl}" \
-    --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction "${RM_REDUCTION:-answer_sum}" --group_by_prompt \
-    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM2_EPOCHS:-1}" \
-    ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM2_LR:-5e-4}" --weight_decay 0.1 --warmup_ratio 0.1 \
-    --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
-    --save_path "$OUT/rm" "$@"
 else
+  if [ "${RM_ROUND:-1}" = 2 ]; then
+    # round 2: the round-1 reward model (its value head too) trained one epoch more on the round-2 pairs only
+    FROM=${RM1_OUT:-$OUT/round1/rm}; PAIRS=${RM_DATA:-$OUT/pairs/round2.jsonl}; EPOCHS=${RM2_EPOCHS:-1}; LR=${RM2_LR:-5e-4}
+  else
+    FROM=${SFT_OUT:-$OUT/sft}; PAIRS=${RM_DATA:-$OUT/pairs/train.jsonl}; EPOCHS=${RM_EPOCHS:-2}; LR=${RM_LR:-1e-3}
+  fi
   cli train_reward_model \
-    --pretrain "${SFT_OUT:-$OUT/sft}" \
-    --dataset "${RM_DATA:-$OUT/pairs/train.jsonl}" --eval_dataset "${RM_EVAL_DATA:-$OUT/pairs/eval.jsonl}" \
+    --pretrain "$FROM" \
+    --dataset "$PAIRS" --eval_dataset "${RM_EVAL_DATA:-$OUT/pairs/eval.jsonl}" \
     --prompt_template "${TEMPLATE:-alpaca}" --loss_fn log_sig --reward_reduction "${RM_REDUCTION:-answer_sum}" --group_by_prompt \
-    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "${RM_EPOCHS:-2}" \
-    ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "${RM_LR:-1e-3}" --weight_decay 0.1 --warmup_ratio 0.1 \
+    --max_len "${RM_MAX_LEN:-48}" --batch_size "${RM_BATCH:-16}" --max_epochs "$EPOCHS" \
+    ${RM_SAMPLES:+--max_datasets_size "$RM_SAMPLES"} --lr "$LR" --weight_decay 0.1 --warmup_ratio 0.1 \
     ${RM_LORA:+--lora_rank "$RM_LORA" --lora_target all-linear --merge_lora_weights} \
     --backend "${BACKEND:-auto}" --seed "${SEED:-42}" \
     --save_path "$OUT/rm" "$@"

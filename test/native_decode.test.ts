@@ -14,6 +14,7 @@ import { loadPretrained } from '../src/models/pretrained.js';
 import { DecodingSession, generate } from '../src/models/generation.js';
 import type { DecoderModel } from '../src/models/decoder.js';
 import { ARCHS, fixtureDir, relErr } from './helpers/fixtures.js';
+import { sessionStepLogits } from './helpers/decode_steps.js';
 
 const built = nativeBlasAvailable() && !nativeBackendUnavailable();
 
@@ -24,21 +25,10 @@ function stepLogits(model: DecoderModel, prompts: number[][], masks: number[][],
   const session = new DecodingSession(model, prompts.length, prompts[0]!.length + steps);
   if (before === undefined) delete process.env[NATIVE_DECODE_ENV];
   else process.env[NATIVE_DECODE_ENV] = before;
-  const seqs = prompts.map((r) => [...r]);
-  const m = masks.map((r) => [...r]);
-  const out: Float32Array[] = [];
-  try {
-    for (let s = 0; s <= steps; s++) {
-      const l = session.nextLogits(seqs, m);
-      out.push(l.dataSync() as Float32Array);
-      l.dispose();
-      seqs.forEach((r, b) => r.push((7 * s + 3 * b + 1) % 50));
-      m.forEach((r) => r.push(1));
-    }
-    return { logits: out, native: session.nativeKernel, fusedCalls: session.fusedCalls };
-  } finally {
-    session.dispose();
-  }
+  const fusedCalls = () => session.fusedCalls;
+  const native = session.nativeKernel;
+  const logits = sessionStepLogits(session, prompts, masks, steps, (s, b) => (7 * s + 3 * b + 1) % 50);
+  return { logits, native, fusedCalls: fusedCalls() };
 }
 
 describe.skipIf(!built)('native decode kernel', () => {

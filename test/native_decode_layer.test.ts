@@ -18,6 +18,7 @@ import { LoraAdapter } from '../src/models/lora.js';
 import { dequantize, packWeight } from '../src/models/ops/packed_weight.js';
 import type { DecoderModel } from '../src/models/decoder.js';
 import { fixtureDir, relErr } from './helpers/fixtures.js';
+import { sessionStepLogits } from './helpers/decode_steps.js';
 import { seededValues } from './helpers/seeded_values.js';
 
 const built = nativeBlasAvailable() && !nativeBackendUnavailable();
@@ -45,21 +46,9 @@ function headReference(x: Float32Array, R: number, C: number, V: number, head: F
 /** Last-position logits at the prefill and at each of `steps` fixed next tokens, and how many calls were whole-layer. */
 function stepLogits(model: DecoderModel, prompts: number[][], masks: number[][], steps: number): { logits: Float32Array[]; fusedCalls: number } {
   const session = new DecodingSession(model, prompts.length, prompts[0]!.length + steps);
-  const seqs = prompts.map((r) => [...r]);
-  const m = masks.map((r) => [...r]);
-  const out: Float32Array[] = [];
-  try {
-    for (let s = 0; s <= steps; s++) {
-      const l = session.nextLogits(seqs, m);
-      out.push(l.dataSync() as Float32Array);
-      l.dispose();
-      seqs.forEach((r, b) => r.push((5 * s + 3 * b + 2) % 40));
-      m.forEach((r) => r.push(1));
-    }
-    return { logits: out, fusedCalls: session.fusedCalls };
-  } finally {
-    session.dispose();
-  }
+  const fusedCalls = () => session.fusedCalls;
+  const logits = sessionStepLogits(session, prompts, masks, steps, (s, b) => (5 * s + 3 * b + 2) % 40);
+  return { logits, fusedCalls: fusedCalls() };
 }
 
 function withEnv<T>(name: string, value: string, f: () => T): T {
