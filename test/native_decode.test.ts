@@ -15,20 +15,17 @@ import { DecodingSession, generate } from '../src/models/generation.js';
 import type { DecoderModel } from '../src/models/decoder.js';
 import { ARCHS, fixtureDir, relErr } from './helpers/fixtures.js';
 import { sessionStepLogits } from './helpers/decode_steps.js';
+import { withEnv } from '../src/engine/with_env.js';
 
 const built = nativeBlasAvailable() && !nativeBackendUnavailable();
 
 /** Last-position logits of each step: the prompt, then `steps` fixed tokens, through one session. */
 function stepLogits(model: DecoderModel, prompts: number[][], masks: number[][], steps: number, kernel: boolean): { logits: Float32Array[]; native: boolean; fusedCalls: number } {
-  const before = process.env[NATIVE_DECODE_ENV];
-  if (!kernel) process.env[NATIVE_DECODE_ENV] = '0';
-  const session = new DecodingSession(model, prompts.length, prompts[0]!.length + steps);
-  if (before === undefined) delete process.env[NATIVE_DECODE_ENV];
-  else process.env[NATIVE_DECODE_ENV] = before;
-  const fusedCalls = () => session.fusedCalls;
+  const open = () => new DecodingSession(model, prompts.length, prompts[0]!.length + steps);
+  const session = kernel ? open() : withEnv(NATIVE_DECODE_ENV, '0', open);
   const native = session.nativeKernel;
   const logits = sessionStepLogits(session, prompts, masks, steps, (s, b) => (7 * s + 3 * b + 1) % 50);
-  return { logits, native, fusedCalls: fusedCalls() };
+  return { logits, native, fusedCalls: session.fusedCalls };
 }
 
 describe.skipIf(!built)('native decode kernel', () => {

@@ -20,6 +20,7 @@ import type { DecoderModel } from '../src/models/decoder.js';
 import { fixtureDir, relErr } from './helpers/fixtures.js';
 import { sessionStepLogits } from './helpers/decode_steps.js';
 import { seededValues } from './helpers/seeded_values.js';
+import { withEnv } from '../src/engine/with_env.js';
 
 const built = nativeBlasAvailable() && !nativeBackendUnavailable();
 
@@ -46,20 +47,8 @@ function headReference(x: Float32Array, R: number, C: number, V: number, head: F
 /** Last-position logits at the prefill and at each of `steps` fixed next tokens, and how many calls were whole-layer. */
 function stepLogits(model: DecoderModel, prompts: number[][], masks: number[][], steps: number): { logits: Float32Array[]; fusedCalls: number } {
   const session = new DecodingSession(model, prompts.length, prompts[0]!.length + steps);
-  const fusedCalls = () => session.fusedCalls;
   const logits = sessionStepLogits(session, prompts, masks, steps, (s, b) => (5 * s + 3 * b + 2) % 40);
-  return { logits, fusedCalls: fusedCalls() };
-}
-
-function withEnv<T>(name: string, value: string, f: () => T): T {
-  const before = process.env[name];
-  process.env[name] = value;
-  try {
-    return f();
-  } finally {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  }
+  return { logits, fusedCalls: session.fusedCalls };
 }
 
 describe.skipIf(!built)('whole-layer decode calls', () => {

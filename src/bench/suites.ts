@@ -15,6 +15,7 @@ import { medianTiming, timeIt, type Timing } from './measure.js';
 import { formatProfile, profileCall, type ProfileSummary } from './profile.js';
 import type { Row } from './report.js';
 import { decodeStepMs, generateTokens, randomIds, sftLabels, sftOptimization, sftStep, trainStep } from './workloads.js';
+import { withEnv } from '../engine/with_env.js';
 
 export interface SuiteOptions {
   batch: number;
@@ -81,18 +82,6 @@ export function frozenNote(model: DecoderModel): string {
 
 function paramBytes(model: DecoderModel): number {
   return paramCount(model) * 4;
-}
-
-/** f() with env variable `name` set to `value`, restored after. */
-function withEnv<T>(name: string, value: string, f: () => T): T {
-  const before = process.env[name];
-  process.env[name] = value;
-  try {
-    return f();
-  } finally {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  }
 }
 
 function stepRows(prefix: string, tokens: number, t: Timing, p: ProfileSummary, shape: string): Row[] {

@@ -71,7 +71,8 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
 
     // 1. actor and initial model
     // The SFT model is read packed when it is frozen: under LoRA (the actor's base), or as the initial model of a resume.
-    const base = track(loadMerged(pretrain, c.model, '--model', lora || resumeDir ? c.frozenDtype : 'float32').model);
+    // On a resume it is only the initial model: then --ref_pretrain's model when given (no LoRA: config checks it).
+    const base = track(loadMerged(resumeDir && ref ? ref : pretrain, c.model, '--model', lora || resumeDir ? c.frozenDtype : 'float32').model);
     let actor: DecoderModel;
     let initial: DecoderModel;
     const actorAdapterDir = resumeDir && isAdapterDir(resumeDir) ? resumeDir : null;
@@ -86,7 +87,7 @@ export async function loadPpoModels(c: PpoConfig, resumeDir?: string): Promise<P
       frozen(actor);
     } else if (resumeDir) {
       actor = track(loadMerged(resumeDir, c.model, '--model').model);
-      initial = ref ? track(loadMerged(ref, c.model, '--model', c.frozenDtype).model) : base;
+      initial = base;
       frozen(initial);
     } else {
       actor = base;
