@@ -82,8 +82,10 @@ class Pool {
     }
     wake_.notify_all();
     Drain();
+    // Every chunk done, and every worker that joined this job out of Drain: a worker still inside it could otherwise
+    // claim a chunk of the next job while that job's counters are being reset, and the lost count would hang it.
     std::unique_lock<std::mutex> lock(mu_);
-    finished_.wait(lock, [&] { return done_.load() == chunks_; });
+    finished_.wait(lock, [&] { return done_.load() == chunks_ && active_ == 0; });
     job_ = nullptr;
   }
 
@@ -110,8 +112,11 @@ class Pool {
         if (stop_) return;
         seen = generation_;
         if (job_ == nullptr) continue;
+        ++active_;  // joined under the lock that set the job up, so it is this job's
       }
       Drain();
+      std::unique_lock<std::mutex> lock(mu_);
+      if (--active_ == 0) finished_.notify_all();
     }
   }
 
@@ -122,6 +127,7 @@ class Pool {
   int64_t total_ = 0, chunks_ = 0;
   std::atomic<int64_t> next_{0}, done_{0};
   uint64_t generation_ = 0;
+  int active_ = 0;  // workers inside Drain for the current job (guarded by mu_)
   bool stop_ = false;
 };
 
