@@ -11,7 +11,8 @@ import { nativeBackendUnavailable } from '../src/engine/native_backend.js';
 import { nativeBlasAvailable } from '../src/engine/native_blas.js';
 import { NATIVE_DECODE_ENV, nativeDecodeUnavailable, NativeKVCache, decodeAttention } from '../src/engine/native_decode.js';
 import { loadPretrained } from '../src/models/pretrained.js';
-import { DecodingSession, generate } from '../src/models/generation.js';
+import { DecodingSession, generate, repeatedRows, SHARED_PREFILL_ENV } from '../src/models/generation.js';
+import { Rng } from '../src/engine/rng.js';
 import type { DecoderModel } from '../src/models/decoder.js';
 import { ARCHS, fixtureDir, relErr } from './helpers/fixtures.js';
 import { sessionStepLogits } from './helpers/decode_steps.js';
@@ -61,6 +62,42 @@ describe.skipIf(!built)('native decode kernel', () => {
       const without = generate(model, prompts, masks, { maxNewTokens: 8, eosTokenId: null });
       delete process.env[NATIVE_DECODE_ENV];
       expect(withKernel.sequences, arch).toEqual(without.sequences);
+      model.dispose();
+    }
+  });
+
+  it('finds the rows that repeat an earlier one, the mask included', () => {
+    expect(repeatedRows([[1, 2], [3, 4], [1, 2], [1, 2]], [[1, 1], [1, 1], [1, 1], [0, 1]])).toEqual([0, 1, 0, 3]);
+    expect(repeatedRows([[1, 2], [3, 4]], [[1, 1], [1, 1]])).toBeNull();
+  });
+
+  it.each([
+    ['whole-layer calls', 7, 3],
+    ['per-op prefill', 50, 3], // 8 distinct rows × 50 positions: past the 256 rows the whole-layer calls take
+  ])('a prompt repeated in the batch runs its prefill once (%s): the same logits at every step and the same samples', (_, P, steps) => {
+    for (const arch of ['llama', 'gpt2'] as const) {
+      const { model } = loadPretrained(fixtureDir(arch));
+      const a = Array.from({ length: P }, (_, i) => (5 * i + 3) % 40);
+      const b = [9, 9, 9, ...Array.from({ length: P - 3 }, (_, i) => (7 * i + 1) % 40)];
+      const bm = [0, 0, 0, ...new Array<number>(P - 3).fill(1)];
+      const full = new Array<number>(P).fill(1);
+      // A, A, B (left-padded), A, B, and six distinct rows so that the per-op case is past the whole-layer limit
+      const extra = [1, 2, 3, 4, 5, 6].map((k) => Array.from({ length: P }, (_, i) => (k * i + 11) % 40));
+      const prompts = [a, a, b, a, b, ...extra];
+      const masks = [full, full, bm, full, bm, ...extra.map(() => full)];
+      const open = () => new DecodingSession(model, prompts.length, P + steps);
+      const shared = open();
+      const got = sessionStepLogits(shared, prompts, masks, steps, (s, r) => (3 * s + r) % 40);
+      const ref = withEnv(SHARED_PREFILL_ENV, '0', () => {
+        const plain = open();
+        const l = sessionStepLogits(plain, prompts, masks, steps, (s, r) => (3 * s + r) % 40);
+        expect(plain.prefillRows).toBe(11);
+        return l;
+      });
+      expect(shared.prefillRows, arch).toBe(8);
+      for (let s = 0; s <= steps; s++) expect(relErr(got[s]!, ref[s]!), `${arch} step ${s}`).toBeLessThan(1e-6);
+      const sample = () => generate(model, prompts, masks, { maxNewTokens: 6, doSample: true, topK: 20, eosTokenId: null, rng: new Rng(7) }).sequences;
+      expect(sample(), arch).toEqual(withEnv(SHARED_PREFILL_ENV, '0', sample));
       model.dispose();
     }
   });

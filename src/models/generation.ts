@@ -78,6 +78,9 @@ export class DecodingSession {
     return this.native !== null;
   }
 
+  /** Rows the prompt's forward ran on: the batch, or fewer when repeated prompts shared it (sharedPrefill). */
+  prefillRows = 0;
+
   /** Calls that ran through the whole-layer decode kernels (engine/native_decode_layer.ts). */
   get fusedCalls(): number {
     return this.fused?.calls ?? 0;
@@ -103,6 +106,11 @@ export class DecodingSession {
       }
       const from = this.fed;
       this.fed = S;
+      if (from === 0) {
+        const shared = this.sharedPrefill(seqs, masks, positions);
+        if (shared) return shared;
+        this.prefillRows = B;
+      }
       if (this.fused?.covers(B * (S - from))) {
         const logits = this.fused.logits(seqs.map((r) => r.slice(from)), Int32Array.from(positions.flat()), cache);
         return tf.tensor2d(logits, [B, logits.length / B]);
@@ -131,9 +139,53 @@ export class DecodingSession {
     return last.logits;
   }
 
-  /** The vocabulary head on the last position only ([B, 1, C] → [B, V]). */
-  private lastLogits(hidden: Tensor): Tensor {
+  /**
+   * The first call on the native cache when some rows repeat an earlier row (a prompt sampled k times: labelling,
+   * GRPO's groups): the prompt runs once per distinct row into a cache of those rows, whose keys and values are then
+   * copied to every row that repeats it, and the logits gathered. Without it the prefill, most of a short
+   * generation's work, runs k times over the same tokens. Null when every row is distinct.
+   */
+  private sharedPrefill(seqs: number[][], masks: number[][], positions: number[][]): Tensor | null {
+    const cache = this.native!;
+    if (process.env[SHARED_PREFILL_ENV] === '0') return null;
+    const source = repeatedRows(seqs, masks);
+    if (!source) return null;
+    const distinct = [...new Set(source)];
+    const U = distinct.length;
     const B = this.batch;
+    const S = seqs[0]!.length;
+    const cap = cache.capacity;
+    const once = new NativeKVCache(U, cache.layers, cache.kvHeads, cache.headDim, cap);
+    distinct.forEach((b, u) => once.mask.set(cache.mask.subarray(b * cap, (b + 1) * cap), u * cap));
+    const slot = new Map(distinct.map((b, u) => [b, u]));
+    const rows = source.map((b) => slot.get(b)!);
+    const logits = tf.tidy(() => {
+      let first: Tensor;
+      if (this.fused?.covers(U * S)) {
+        const l = this.fused.logits(distinct.map((b) => seqs[b]!), Int32Array.from(distinct.flatMap((b) => positions[b]!)), once);
+        first = tf.tensor2d(l, [U, l.length / U]);
+      } else {
+        const ids = tf.tensor2d(distinct.map((b) => seqs[b]!), [U, S], 'int32');
+        const out = this.model.forward(ids, { decodeCache: once, positionIds: tf.tensor2d(distinct.map((b) => positions[b]!), [U, S], 'int32') });
+        first = this.lastLogits(out.hidden, U);
+      }
+      return tf.gather(first, rows);
+    });
+    this.prefillRows = U;
+    const row = cache.kvHeads * cache.headDim * cap; // keys [B, Hkv, hs, cap], values [B, Hkv, cap, hs]: a row is contiguous
+    for (let l = 0; l < cache.layers; l++) {
+      for (let b = 0; b < B; b++) {
+        const u = rows[b]!;
+        cache.keys[l]!.set(once.keys[l]!.subarray(u * row, (u + 1) * row), b * row);
+        cache.values[l]!.set(once.values[l]!.subarray(u * row, (u + 1) * row), b * row);
+      }
+    }
+    cache.length = once.length;
+    return logits;
+  }
+
+  /** The vocabulary head on the last position only ([B, 1, C] → [B, V]). */
+  private lastLogits(hidden: Tensor, B = this.batch): Tensor {
     const h = hidden.shape[1] === 1 ? hidden : tf.slice(hidden, [0, hidden.shape[1]! - 1, 0], [B, 1, -1]);
     return tf.reshape(this.model.logits(h, this.headT), [B, -1]);
   }
@@ -144,6 +196,22 @@ export class DecodingSession {
     if (this.cache) disposeCache(this.cache);
     this.cache = undefined;
   }
+}
+
+/** RLHF_SHARED_PREFILL=0 runs every row's prompt, repeated or not (the path before the shared prefill). */
+export const SHARED_PREFILL_ENV = 'RLHF_SHARED_PREFILL';
+
+/** For each row, the first row with the same tokens and mask, or null when no row repeats another. */
+export function repeatedRows(seqs: readonly number[][], masks: readonly number[][]): number[] | null {
+  const first = new Map<string, number>();
+  const source = seqs.map((r, b) => {
+    const key = `${r.join(',')}|${masks[b]!.join('')}`;
+    const s = first.get(key);
+    if (s !== undefined) return s;
+    first.set(key, b);
+    return b;
+  });
+  return first.size < seqs.length ? source : null;
 }
 
 export function generate(model: DecoderModel, inputIds: number[][], attentionMask: number[][] | null, opts: GenerateOptions = {}): GenerateOutput {
