@@ -13,7 +13,7 @@ TRAIN_N=${LABEL_PROMPTS:-743}
 EVAL_N=${LABEL_EVAL_PROMPTS:-128}
 label() {
   cli label_pairs --pretrain "${SFT_OUT:-$OUT/sft}" --prompts "$PROMPTS" \
-    --num_samples "${LABEL_SAMPLES:-8}" --pairs "${LABEL_PAIRS:-all}" --min_gap "${LABEL_MIN_GAP:-2}" \
+    --num_samples "${LABEL_SAMPLES:-16}" --pairs "${LABEL_PAIRS:-all}" --min_gap "${LABEL_MIN_GAP:-2}" \
     --max_input_len "${LABEL_INPUT_LEN:-96}" --max_new_tokens "${LABEL_NEW_TOKENS:-20}" --batch_size "${LABEL_BATCH:-48}" \
     --backend "${BACKEND:-auto}" "$@"
 }

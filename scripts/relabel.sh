@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/pipeline}
 cli label_pairs --pretrain "${POLICY_OUT:-$OUT/round1/ppo}" --prompts "${LABEL_PROMPTS_FILE:-$ROOT/datasets/full/alpaca_en_demo.json}" \
-  --num_samples "${LABEL_SAMPLES:-8}" --pairs "${LABEL_PAIRS:-all}" --min_gap "${LABEL_MIN_GAP:-2}" \
+  --num_samples "${LABEL_SAMPLES:-16}" --pairs "${LABEL_PAIRS:-all}" --min_gap "${LABEL_MIN_GAP:-2}" \
   --max_input_len "${LABEL_INPUT_LEN:-96}" --max_new_tokens "${LABEL_NEW_TOKENS:-20}" --batch_size "${LABEL_BATCH:-48}" \
   --skip_prompts 0 --num_prompts "${RELABEL_PROMPTS:-256}" --seed "$(( ${SEED:-42} + 2 ))" \
   --backend "${BACKEND:-auto}" --out "$OUT/pairs/round2.jsonl" --stats "$OUT/pairs/round2.stats.json" "$@"
