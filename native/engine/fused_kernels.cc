@@ -22,7 +22,8 @@
 //   dropoutMask(state [c, s0, s1, s2], keepProb, out)          tf.dropout's scaled mask: floor(u + keep)/keep, u
 //                                                             from the Alea generator tfjs seeds from the seed
 //   crossEntropyRows(logits, rows, V, targets, weights, grad | null) → Σ_r w_r·(lse_r − logits[r, t_r]);
-//                                                             grad = (softmax − onehot(t))·w per row
+//                                                             grad = (softmax − onehot(t))·w per row (grad may be
+//                                                             the logits' own array)
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -363,10 +364,11 @@ Napi::Value CrossEntropyRows(const Napi::CallbackInfo& info) {
       float* er = grad ? grad + r * V : scratch.data();
       // A NaN logit leaves the max finite but makes its exponential, the sum, the loss and the gradient NaN.
       const float m = MaxOf(zr, V);
+      const float picked = zr[t[r]];  // read first: grad may be the logits themselves
       for (int64_t c = 0; c < V; c++) er[c] = FastExp(zr[c] - m);
       const double sum = SumToDouble(er, V);
       const double lse = static_cast<double>(m) + std::log(sum);
-      loss[r] = static_cast<double>(wt[r]) * (lse - static_cast<double>(zr[t[r]]));
+      loss[r] = static_cast<double>(wt[r]) * (lse - static_cast<double>(picked));
       if (grad) {
         const float scale = static_cast<float>(static_cast<double>(wt[r]) / sum);
         for (int64_t c = 0; c < V; c++) er[c] *= scale;
