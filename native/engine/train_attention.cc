@@ -19,6 +19,12 @@
 // Grouped heads: query head h reads kv head h / (H / Hkv). The work is split over (b, kv head), so the k and v
 // gradients of a kv head sum over its query heads in one task, without atomics. Softmax sums run in double, as the
 // fused softmax kernels' do. Products of exact zeros (masked or dropped probabilities) are skipped.
+// The rows here are short (a query's visible keys): 8-float vectors beat AVX-512's 16 on them (tiny-chat's forward
+// 9.0 → 8.6 ms, shakespeare-char's 3.8 → 3.3 ms), so an AVX-512 build vectorises this file's loops 256 bits wide.
+#ifdef __AVX512F__
+#pragma GCC target("prefer-vector-width=256")
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <string>
