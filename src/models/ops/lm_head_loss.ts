@@ -22,8 +22,9 @@ import { FUSED, fusedKernel } from '../../engine/native_fused.js';
 /** An LM head [V, C]: a float32 tensor, or frozen and packed (then only dh flows back, never dW). */
 export type HeadWeight = Tensor | PackedWeight;
 
-/** Rows r0 … r0 + R of a [N] or [N, C] tensor. */
+/** Rows r0 … r0 + R of a [N] or [N, C] tensor (t itself when that is all of it: one chunk, no copy). */
 function rowsOf(t: Tensor, r0: number, R: number): Tensor {
+  if (r0 === 0 && R === t.shape[0]) return t;
   return t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, -1]);
 }
 
