@@ -92,6 +92,21 @@ describe.runIf(why === '')('native fused kernels against the cpu decompositions'
       return lmHeadCrossEntropy(h, w, lb, 16);
     };
     await expectFusedMatches((h, w) => f(h!, w!), [{ shape: [N, C], lo: -3, hi: 3 }, { shape: [V, C] }]);
+    // The loss as the whole objective (dy = 1): the gradients saved in the forward pass are returned as they are.
+    const plainGrads = async (backend: string) => {
+      await tf.setBackend(backend);
+      return tf.tidy(() => {
+        const h = tf.tensor(values(N * C, 1, -3, 3), [N, C]);
+        const w = tf.tensor(values(V * C, 2), [V, C]);
+        return tf.grads((a: Tensor, b: Tensor) => f(a, b))([h, w]).map((g) => Array.from(g.dataSync()));
+      });
+    };
+    const [ref, got] = [await plainGrads('cpu'), await plainGrads('native')];
+    for (let i = 0; i < 2; i++) expect(relErr(got[i]!, ref[i]!)).toBeLessThanOrEqual(1e-6);
+    await tf.setBackend('native');
+    const before = tf.memory().numTensors;
+    tf.dispose(tf.tidy(() => tf.grads((a: Tensor, b: Tensor) => f(a, b))([tf.ones([N, C]), tf.ones([V, C])])));
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it.each([

@@ -162,6 +162,40 @@ describe.runIf(why === '')('native backend kernels against the cpu backend', () 
     await expectSame((x) => tf.transpose(x!), [{ shape: [0, 3] }]);
   });
 
+  it('a transpose that keeps the order of the elements (identity, or moving axes of size 1) shares the buffer', async () => {
+    for (const perm of [[0, 1, 2, 3], [1, 0, 3, 2], [0, 3, 2, 1], [3, 0, 1, 2]]) {
+      await expectSame((x) => tf.transpose(x!, perm), [{ shape: [2, 1, 5, 1] }]);
+    }
+    await tf.setBackend('native');
+    const backend = tf.backend() as unknown as { data: { get(id: object): { values: unknown } } };
+    const x = tf.randomUniform([6400, 192]);
+    const same = tf.transpose(x, [0, 1]);
+    const moved = tf.transpose(tf.reshape(x, [6400, 1, 192]), [1, 0, 2]);
+    expect(same.shape).toEqual([6400, 192]);
+    expect(moved.shape).toEqual([1, 6400, 192]);
+    expect(backend.data.get(same.dataId).values).toBe(backend.data.get(x.dataId).values);
+    expect(backend.data.get(moved.dataId).values).toBe(backend.data.get(x.dataId).values);
+    x.dispose();
+    expect(same.dataSync()[5]).toBe(moved.dataSync()[5]);
+    tf.dispose([same, moved]);
+  });
+
+  it('casts int32 and bool to float32 (and bool to int32) as the arrays those dtypes imply', async () => {
+    await expectSame((x) => tf.cast(x!, 'float32'), [{ shape: [7, 33], dtype: 'int32', lo: -1000, hi: 1000 }]);
+    await expectSame((x) => tf.cast(x!, 'float32'), [{ shape: [5000], dtype: 'bool' }]);
+    await expectSame((x) => tf.cast(x!, 'int32'), [{ shape: [9, 4], dtype: 'bool' }]);
+    // A native kernel after the cast reads the array (the cpu kernel keeps the Int32Array under the float32 dtype,
+    // which sent every later kernel to its JavaScript fallback).
+    await expectSame((x, y) => tf.mul(tf.expandDims(tf.cast(x!, 'float32'), 2), y!), [{ shape: [8, 128], dtype: 'int32', lo: 0, hi: 128 }, { shape: [16] }]);
+    await tf.setBackend('native');
+    const backend = tf.backend() as unknown as { data: { get(id: object): { values: unknown } } };
+    const f = tf.cast(tf.tensor1d([1, 2, 3], 'int32'), 'float32');
+    const i = tf.cast(tf.tensor1d([1, 0, 1], 'bool'), 'int32');
+    expect(backend.data.get(f.dataId).values).toBeInstanceOf(Float32Array);
+    expect(backend.data.get(i.dataId).values).toBeInstanceOf(Int32Array);
+    tf.dispose([f, i]);
+  });
+
   it('slice, split, unstack, concat, pad', async () => {
     await expectSame((x) => [tf.slice(x!, [1, 0, 2], [2, -1, 3]), tf.slice(x!, [0, 1, 0], [3, 2, 6]), tf.slice(x!, 2), tf.slice(x!, [0, 0, 0], [0, 3, 6])], [{ shape: [3, 4, 6] }]);
     await expectSame((x) => [...tf.split(x!, 3, -1), ...tf.split(x!, [1, -1, 2], 1), ...tf.split(x!, [3, 0], 0)], [{ shape: [3, 4, 6] }]);

@@ -22,6 +22,11 @@
 // broadcasting x values against 16 columns at a time, in blocks of rows; [N, K] weights (nn.Linear) as dot products
 // of 3 weight rows with 4 x rows at a time. AVX2 + FMA where the build has them (the baseline: plain sums), split
 // over output columns on the engine's threads (the same sums whatever the thread count).
+// Generation's rows are few and short: as in train_attention.cc, an AVX-512 build vectorises this file 256 bits wide.
+#ifdef __AVX512F__
+#pragma GCC target("prefer-vector-width=256")
+#endif
+
 #include <napi.h>
 
 #include <algorithm>

@@ -22,7 +22,8 @@
 //   dropoutMask(state [c, s0, s1, s2], keepProb, out)          tf.dropout's scaled mask: floor(u + keep)/keep, u
 //                                                             from the Alea generator tfjs seeds from the seed
 //   crossEntropyRows(logits, rows, V, targets, weights, grad | null) → Σ_r w_r·(lse_r − logits[r, t_r]);
-//                                                             grad = (softmax − onehot(t))·w per row
+//                                                             grad = (softmax − onehot(t))·w per row (grad may be
+//                                                             the logits' own array)
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -363,10 +364,11 @@ Napi::Value CrossEntropyRows(const Napi::CallbackInfo& info) {
       float* er = grad ? grad + r * V : scratch.data();
       // A NaN logit leaves the max finite but makes its exponential, the sum, the loss and the gradient NaN.
       const float m = MaxOf(zr, V);
+      const float picked = zr[t[r]];  // read first: grad may be the logits themselves
       for (int64_t c = 0; c < V; c++) er[c] = FastExp(zr[c] - m);
       const double sum = SumToDouble(er, V);
       const double lse = static_cast<double>(m) + std::log(sum);
-      loss[r] = static_cast<double>(wt[r]) * (lse - static_cast<double>(zr[t[r]]));
+      loss[r] = static_cast<double>(wt[r]) * (lse - static_cast<double>(picked));
       if (grad) {
         const float scale = static_cast<float>(static_cast<double>(wt[r]) / sum);
         for (int64_t c = 0; c < V; c++) er[c] *= scale;
@@ -489,6 +491,27 @@ Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
   const float keep = info[1].As<Napi::Number>().FloatValue();
   const int64_t n = Elements(info, 2, "dropoutMask", "out");
   float* out = Floats(info, 2, "dropoutMask", "out", n);
+  // Alea's state is always whole multiples of 2^-32 in [0, 1) (Mash's outputs, their differences, and each step's
+  // fractional part) with an integer carry, and 2091639·s0 + c·2^-32 is then exact in double: the generator is the
+  // integer multiply-with-carry x' = (a·x + c) mod 2^32, c' = (a·x + c) >> 32, whose only serial dependency is one add
+  // and one shift per step (the double form waits on a multiply, an add and two conversions). u = x'·2^-32 rounds to
+  // float32 as the double does, 2^-32 being a power of two.
+  const double scale = 4294967296.0;  // 2^32
+  const auto whole = [&](double s) { return s >= 0 && s < 1 && std::floor(s * scale) == s * scale; };
+  if (whole(s0) && whole(s1) && whole(s2) && c >= 0 && c <= 2091639.0 && std::floor(c) == c) {
+    uint32_t x0 = static_cast<uint32_t>(s0 * scale), x1 = static_cast<uint32_t>(s1 * scale), x2 = static_cast<uint32_t>(s2 * scale);
+    uint64_t carry = static_cast<uint64_t>(c);
+    for (int64_t i = 0; i < n; i++) {
+      const uint64_t t = 2091639ull * x0 + carry;
+      x0 = x1;
+      x1 = x2;
+      x2 = static_cast<uint32_t>(t);
+      carry = t >> 32;
+      const float u = static_cast<float>(x2) * 2.3283064365386963e-10f;  // 2^-32
+      out[i] = std::floor(u + keep) / keep;
+    }
+    return info.Env().Undefined();
+  }
   for (int64_t i = 0; i < n; i++) {
     const double t = 2091639.0 * s0 + c * 2.3283064365386963e-10;  // 2^-32
     s0 = s1;

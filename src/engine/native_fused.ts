@@ -34,7 +34,10 @@ export const FUSED = {
   rotary: 'RlhfRotary',
   /** {} {shape, keepProb, state: Alea's [c, s0, s1, s2]} → tf.dropout's scaled mask on ones of `shape` */
   dropoutMask: 'RlhfDropoutMask',
-  /** {logits [R, V], targets int32 [R], weights [R]} {withGrad} → [Σ w·(lse − picked) as a scalar, grad [R, V]?] */
+  /**
+   * {logits [R, V], targets int32 [R], weights [R]} {withGrad, inPlace} → [Σ w·(lse − picked) as a scalar, grad [R, V]?];
+   * inPlace: grad is written over the logits' values (the caller reads the logits no more)
+   */
   crossEntropyRows: 'RlhfCrossEntropyRows',
   /**
    * {q, k?, v?, bias, mask?} {dims [B, T, S, H, Hkv, hs], layouts [12], scale, softcap} → [out [B, T, H·hs], probs
@@ -89,6 +92,8 @@ export interface FusedMemory {
   ints(t: tf.TensorInfo): Int32Array;
   /** A new float32 output and its (uninitialised) values. */
   output(shape: number[]): { info: tf.TensorInfo; values: Float32Array };
+  /** A float32 output over `values` as they lie (an input's, overwritten in place; the backend counts the alias). */
+  view(shape: number[], values: Float32Array): tf.TensorInfo;
 }
 
 type Args = { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap };
@@ -246,8 +251,11 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       const [R, V] = logits!.shape as [number, number];
       need(targets!.dtype === 'int32' && targets!.shape.length === 1 && targets!.shape[0] === R, FUSED.crossEntropyRows, `targets must be int32 [${R}], got ${targets!.dtype} [${targets!.shape}]`);
       need(weights!.shape.length === 1 && weights!.shape[0] === R, FUSED.crossEntropyRows, `weights must be [${R}], got [${weights!.shape}]`);
-      const grad = attrs.withGrad ? m.output([R, V]) : null;
-      const total = addon.crossEntropyRows(m.floats(logits!), R, V, m.ints(targets!), m.floats(weights!), grad ? grad.values : null);
+      const z = m.floats(logits!);
+      // inPlace: the gradient overwrites the logits (the caller's last use of them), which then stay in cache for
+      // the head's products and need no second [rows, V] buffer.
+      const grad = !attrs.withGrad ? null : attrs.inPlace ? { info: m.view([R, V], z), values: z } : m.output([R, V]);
+      const total = addon.crossEntropyRows(z, R, V, m.ints(targets!), m.floats(weights!), grad ? grad.values : null);
       const loss = m.output([]);
       loss.values[0] = total;
       return grad ? [loss.info, grad.info] : [loss.info];

@@ -209,8 +209,10 @@ export function causalMaskBias(attentionMask: Tensor, T: number, window: number 
 export function causalBias(T: number, S: number, window: number | null = null): Tensor {
   return tf.tidy(() => {
     const past = S - T;
-    const qi = tf.reshape(tf.range(past, past + T, 1, 'int32'), [T, 1]);
-    const kj = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
+    // Positions as float32 (exact below 2^24): backends compare floats natively, int32 often in JavaScript (the
+    // native backend's int32 Greater took 1.7 ms at T = 128, the float32 one 0.02 ms).
+    const qi = tf.reshape(tf.range(past, past + T, 1, 'float32'), [T, 1]);
+    const kj = tf.reshape(tf.range(0, S, 1, 'float32'), [1, S]);
     const hidden = window ? tf.logicalOr(tf.greater(kj, qi), tf.greaterEqual(tf.sub(qi, kj), window)) : tf.greater(kj, qi);
     return tf.reshape(tf.mul(tf.cast(hidden, 'float32'), MASKED), [1, 1, T, S]); // 0 where key j is visible to query i
   });

@@ -22,8 +22,9 @@ import { FUSED, fusedKernel } from '../../engine/native_fused.js';
 /** An LM head [V, C]: a float32 tensor, or frozen and packed (then only dh flows back, never dW). */
 export type HeadWeight = Tensor | PackedWeight;
 
-/** Rows r0 … r0 + R of a [N] or [N, C] tensor. */
+/** Rows r0 … r0 + R of a [N] or [N, C] tensor (t itself when that is all of it: one chunk, no copy). */
 function rowsOf(t: Tensor, r0: number, R: number): Tensor {
+  if (r0 === 0 && R === t.shape[0]) return t;
   return t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, -1]);
 }
 
@@ -31,7 +32,7 @@ function rowsOf(t: Tensor, r0: number, R: number): Tensor {
  * The scalar loss `forward` returns with its gradients (one per input, computed in the same pass): the backward pass
  * only scales them by the incoming dy, and frees them.
  */
-function lossWithPrecomputedGrads(inputs: Tensor[], forward: (...xs: Tensor[]) => { value: Tensor; grads: Tensor[] }): Tensor {
+function lossWithPrecomputedGrads(inputs: Tensor[], forward: (...xs: Tensor[]) => { value: Tensor; grads: Tensor[] }, hostMemory = false): Tensor {
   const op = tf.customGrad((...args: unknown[]) => {
     const save = args.pop() as tf.GradSaveFunc;
     const { value, grads } = forward(...(args as Tensor[]));
@@ -39,7 +40,10 @@ function lossWithPrecomputedGrads(inputs: Tensor[], forward: (...xs: Tensor[]) =
     return {
       value,
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
-        const scaled = tf.tidy(() => saved.map((g) => tf.mul(g, dy)));
+        // The loss is usually the whole objective (dy = 1): then the gradients are the saved ones as they are (clones
+        // share their values), not a pass over the [V, C] head gradient. Only read where reading dy costs nothing.
+        const unit = hostMemory && dy.size === 1 && dy.dataSync()[0] === 1;
+        const scaled = tf.tidy(() => saved.map((g) => (unit ? tf.clone(g) : tf.mul(g, dy))));
         for (const t of saved) t.dispose();
         return scaled;
       },
@@ -216,7 +220,8 @@ function fusedHeadCrossEntropy(h: Tensor, head: Tensor, rowSizes: number[], targ
       const step = tf.tidy(() => {
         const hc = rowsOf(x, r0, R);
         const logits = tf.matMul(hc, W, false, true); // (R, V)
-        const [loss, G] = tf.engine().runKernel(FUSED.crossEntropyRows, { logits, targets: rowsOf(targets, r0, R), weights: rowsOf(weights, r0, R) }, { withGrad }) as Tensor[];
+        // The logits are not read again: their gradient takes their place.
+        const [loss, G] = tf.engine().runKernel(FUSED.crossEntropyRows, { logits, targets: rowsOf(targets, r0, R), weights: rowsOf(weights, r0, R) }, { withGrad, inPlace: true }) as Tensor[];
         if (!G) return { loss: tf.add(total, loss!) };
         const prod = tf.matMul(G, hc, true, false); // (V, C)
         return { loss: tf.add(total, loss!), dh: tf.matMul(G, W), dW: dW ? tf.add(dW, prod) : prod };
@@ -230,10 +235,11 @@ function fusedHeadCrossEntropy(h: Tensor, head: Tensor, rowSizes: number[], targ
     return { total, dh: withGrad ? (dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0)) : null, dW };
   };
   if (!withGrad) return tf.tidy(() => run(h, head).total);
+  // The fused kernel exists on the native backend only, whose tensors are host memory.
   return lossWithPrecomputedGrads([h, head], (x, W) => {
     const { total, dh, dW } = run(x, W);
     return { value: total, grads: [dh!, dW!] };
-  });
+  }, true);
 }
 
 /**
