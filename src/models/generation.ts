@@ -111,15 +111,7 @@ export class DecodingSession {
         if (shared) return shared;
         this.prefillRows = B;
       }
-      if (this.fused?.covers(B * (S - from))) {
-        const logits = this.fused.logits(seqs.map((r) => r.slice(from)), Int32Array.from(positions.flat()), cache);
-        return tf.tensor2d(logits, [B, logits.length / B]);
-      }
-      return tf.tidy(() => {
-        const ids = tf.tensor2d(seqs.map((r) => r.slice(from)), [B, S - from], 'int32');
-        const out = model.forward(ids, { decodeCache: cache, positionIds: tf.tensor2d(positions, [B, S - from], 'int32') });
-        return this.lastLogits(out.hidden);
-      });
+      return this.nativeLogits(seqs.map((r) => r.slice(from)), positions, cache);
     }
     const last = tf.tidy((): { logits: Tensor; cache?: KVCache } & tf.TensorContainerObject => {
       const fullMask = tf.tensor2d(masks, undefined, 'int32');
@@ -153,24 +145,14 @@ export class DecodingSession {
     const distinct = [...new Set(source)];
     const U = distinct.length;
     const B = this.batch;
-    const S = seqs[0]!.length;
     const cap = cache.capacity;
     const once = new NativeKVCache(U, cache.layers, cache.kvHeads, cache.headDim, cap);
     distinct.forEach((b, u) => once.mask.set(cache.mask.subarray(b * cap, (b + 1) * cap), u * cap));
     const slot = new Map(distinct.map((b, u) => [b, u]));
     const rows = source.map((b) => slot.get(b)!);
-    const logits = tf.tidy(() => {
-      let first: Tensor;
-      if (this.fused?.covers(U * S)) {
-        const l = this.fused.logits(distinct.map((b) => seqs[b]!), Int32Array.from(distinct.flatMap((b) => positions[b]!)), once);
-        first = tf.tensor2d(l, [U, l.length / U]);
-      } else {
-        const ids = tf.tensor2d(distinct.map((b) => seqs[b]!), [U, S], 'int32');
-        const out = this.model.forward(ids, { decodeCache: once, positionIds: tf.tensor2d(distinct.map((b) => positions[b]!), [U, S], 'int32') });
-        first = this.lastLogits(out.hidden, U);
-      }
-      return tf.gather(first, rows);
-    });
+    const first = this.nativeLogits(distinct.map((b) => seqs[b]!), distinct.map((b) => positions[b]!), once);
+    const logits = tf.gather(first, rows);
+    first.dispose();
     this.prefillRows = U;
     const row = cache.kvHeads * cache.headDim * cap; // keys [B, Hkv, hs, cap], values [B, Hkv, cap, hs]: a row is contiguous
     for (let l = 0; l < cache.layers; l++) {
@@ -182,6 +164,23 @@ export class DecodingSession {
     }
     cache.length = once.length;
     return logits;
+  }
+
+  /**
+   * Logits [B, V] of the last of the new tokens `ids` [B][T] (position ids `positions` [B][T]) on a native cache of B
+   * rows: through the whole-layer calls when they cover B·T rows, else the model's forward.
+   */
+  private nativeLogits(ids: number[][], positions: number[][], cache: NativeKVCache): Tensor {
+    const B = ids.length;
+    const T = ids[0]!.length;
+    if (this.fused?.covers(B * T)) {
+      const logits = this.fused.logits(ids, Int32Array.from(positions.flat()), cache);
+      return tf.tensor2d(logits, [B, logits.length / B]);
+    }
+    return tf.tidy(() => {
+      const out = this.model.forward(tf.tensor2d(ids, [B, T], 'int32'), { decodeCache: cache, positionIds: tf.tensor2d(positions, [B, T], 'int32') });
+      return this.lastLogits(out.hidden, B);
+    });
   }
 
   /** The vocabulary head on the last position only ([B, 1, C] → [B, V]). */
