@@ -12,6 +12,8 @@ import { FUSED, FUSED_KERNELS_ENV, fusedKernel } from '../src/engine/native_fuse
 import { layerNorm, rmsNorm } from '../src/models/ops/norms.js';
 import { activate, gatedActivate } from '../src/models/ops/activations.js';
 import { lmHeadCrossEntropy } from '../src/models/ops/lm_head_loss.js';
+import { headLogProbsAndEntropy } from '../src/models/ops/head_logprobs.js';
+import { packWeight } from '../src/models/ops/packed_weight.js';
 import { IGNORE_INDEX } from '../src/models/ops/loss.js';
 import { attention, causalBias, causalMaskBias } from '../src/models/ops/attention.js';
 import { applyRotary, rotaryTables } from '../src/models/ops/positions.js';
@@ -132,6 +134,37 @@ describe.runIf(why === '')('native fused kernels against the cpu decompositions'
     await expectFusedMatches((x) => f(x!), [{ shape: [B, H, T, hs], lo: -2, hi: 2 }]);
   });
 
+  it('head log-probs and entropy: values and gradients of h and the head, a frozen head, several row chunks', async () => {
+    const [N, C, V] = [37, 24, 5000];
+    const targets = Int32Array.from({ length: N }, (_, i) => (i * 7919) % V);
+    const f = (h: Tensor, w: Tensor) => headLogProbsAndEntropy(h, w, tf.tensor1d(targets, 'int32'), 16);
+    // dh = dz·W sums 5,000 terms that cancel (dz sums to ~0 over the vocabulary): against float64, OpenBLAS's float32
+    // sums are 1.3e-6 off, the cpu product (which accumulates in double) 3.6e-7; the kernel's own values are 1e-7.
+    await expectFusedMatches((h, w) => f(h!, w!), [{ shape: [N, C], lo: -3, hi: 3 }, { shape: [V, C] }], 3e-6);
+    // Only the log-prob column carrying a gradient (PPO's policy loss), and a frozen head (dh only).
+    await expectFusedMatches((h, w) => tf.slice(f(h!, w!), [0, 0], [N, 1]), [{ shape: [N, C], lo: -3, hi: 3 }, { shape: [V, C] }], 3e-6);
+    // A frozen head is a model's weight, kept across the forward and backward passes (not a tensor of the taped call).
+    const kept = new Map<string, Tensor>();
+    const w = () => {
+      if (!kept.has(tf.getBackend())) kept.set(tf.getBackend(), tf.keep(tf.tensor(values(V * C, 5), [V, C])));
+      return kept.get(tf.getBackend())!;
+    };
+    await expectFusedMatches((h) => headLogProbsAndEntropy(h!, w(), tf.tensor1d(targets, 'int32'), 16, null, true), [{ shape: [N, C], lo: -3, hi: 3 }], 3e-6);
+    // A packed frozen head (int8): its own product, the same stats kernel.
+    const packedOn = new Map<string, ReturnType<typeof packWeight>>(); // one per backend, as a loaded model holds it
+    const packed = () => {
+      if (!packedOn.has(tf.getBackend())) packedOn.set(tf.getBackend(), packWeight(Float32Array.from(values(V * C, 5)), [V, C], 'int8'));
+      return packedOn.get(tf.getBackend())!;
+    };
+    await expectFusedMatches((h) => headLogProbsAndEntropy(h!, packed(), tf.tensor1d(targets, 'int32'), 16, null, true), [{ shape: [N, C], lo: -3, hi: 3 }], 3e-6);
+    await tf.setBackend('native');
+    const ran = await kernelsRun(() => headLogProbsAndEntropy(tf.tensor(values(N * C, 1), [N, C]), w(), tf.tensor1d(targets, 'int32'), 16));
+    expect(ran).toContain(FUSED.logProbEntropyRows);
+    expect(ran).not.toContain('Softmax');
+    expect(ran).not.toContain('Transpose');
+    tf.dispose([...kept.values()]);
+  });
+
   it('dropout masks equal tf.dropout on ones, element for element, on native and on cpu', async () => {
     for (const [shape, rate, seed] of [[[7], 0.5, 1], [[3, 129], 0.1, 123456789], [[12, 4, 64, 64], 0.2, 2147483646], [[1000], 0.9, 42]] as const) {
       await tf.setBackend('native');
@@ -176,6 +209,8 @@ describe.runIf(why === '')('native fused kernels against the cpu decompositions'
     const logits = tf.ones([2, 5]);
     expect(run(FUSED.crossEntropyRows, { logits, targets: tf.tensor1d([1, 5], 'int32'), weights: tf.ones([2]) }, { withGrad: true })).toThrow(/target 5 of row 1 is not in \[0, 4\]/);
     expect(run(FUSED.crossEntropyRows, { logits, targets: tf.tensor1d([1, 2, 3], 'int32'), weights: tf.ones([2]) })).toThrow(/targets must be int32 \[2\]/);
+    expect(run(FUSED.logProbEntropyRows, { logits, targets: tf.tensor1d([0, 7], 'int32') })).toThrow(/target 7 of row 1 is not in \[0, 4\]/);
+    expect(run(FUSED.logProbEntropyRows, { logits, targets: tf.tensor1d([0, 1], 'int32'), d: tf.ones([2, 3]) })).toThrow(/d must be \[2, 2\]/);
   });
 
   it('leaks no tensors', async () => {

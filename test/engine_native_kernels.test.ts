@@ -104,6 +104,10 @@ describe.runIf(why === '')('native backend kernels against the cpu backend', () 
     });
   }
 
+  it('step keeps NaN and zero as the cpu kernel does (ReLU\'s gradient)', async () => {
+    await expectSame(() => [tf.step(tf.tensor1d([NaN, 0, -0, 1e-30, -2, 3])), tf.step(tf.tensor1d([NaN, 0, 2, -1]), -0.5)], []);
+  });
+
   it('maximum, minimum and max propagate NaN as the cpu kernels do', async () => {
     const nanFirst = () => tf.tensor1d([NaN, 1, 2, NaN]);
     const other = () => tf.tensor1d([0, NaN, 3, NaN]);
@@ -115,7 +119,7 @@ describe.runIf(why === '')('native backend kernels against the cpu backend', () 
     ['sigmoid', tf.sigmoid, -8, 8], ['erf', tf.erf, -3, 3], ['neg', tf.neg], ['abs', tf.abs], ['relu', tf.relu], ['square', tf.square],
     ['reciprocal', tf.reciprocal, 0.1, 3], ['sin', tf.sin, -6, 6], ['cos', tf.cos, -6, 6], ['log1p', tf.log1p, -0.5, 3],
     ['softplus', tf.softplus, -30, 30], ['floor', tf.floor, -3, 3], ['ceil', tf.ceil, -3, 3], ['sign', tf.sign],
-    ['expm1', tf.expm1], ['elu', tf.elu, -3, 3], ['relu6', tf.relu6, -3, 9],
+    ['expm1', tf.expm1], ['elu', tf.elu, -3, 3], ['relu6', tf.relu6, -3, 9], ['step', (x) => tf.step(x)], ['step alpha 0.25', (x) => tf.step(x, 0.25)],
   ];
   for (const [name, op, lo, hi] of unary) {
     it(`${name}`, async () => {

@@ -4,7 +4,7 @@
 // are as long as the shapes say before touching memory, so a wrong call throws instead of writing out of bounds.
 //
 //   binary(op, a, aShape, b, bShape, out, outShape)   elementwise with numpy broadcasting (float32 in)
-//   unary(op, x, out)                                  elementwise float32
+//   unary(op, x, out, alpha?)                          elementwise float32 (alpha: Step's)
 //   reduce(op, x, pre, red, post, out)                 over the middle axis of [pre, red, post]
 //   argReduce(op, x, pre, red, post, out)              int32 index of the max (op 0) or min (op 1)
 //   softmax(x, rows, cols, out, log)                   over the last axis
@@ -337,7 +337,7 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
 
 enum UnaryOp {
   kExp, kLog, kSqrt, kRsqrt, kTanh, kSigmoid, kErf, kNeg, kAbs, kRelu, kSquare, kReciprocal, kSin, kCos, kLog1p,
-  kSoftplus, kFloor, kCeil, kSign, kExpm1, kElu, kRelu6, kUnaryOps
+  kSoftplus, kFloor, kCeil, kSign, kExpm1, kElu, kRelu6, kStep, kUnaryOps
 };
 
 template <class F>
@@ -357,7 +357,9 @@ inline float Softplus(float x) {
 
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 3) throw Napi::TypeError::New(env, "engine.unary takes 3 arguments");
+  if (info.Length() != 3 && info.Length() != 4) throw Napi::TypeError::New(env, "engine.unary takes 3 or 4 arguments");
+  // The op's parameter (Step's alpha), 0 when not given.
+  const float alpha = info.Length() == 4 && info[3].IsNumber() ? info[3].As<Napi::Number>().FloatValue() : 0.0f;
   const int64_t op = Int(info, 0, "unary", "op");
   const View X = Typed(info, 1, "unary", "x"), O = Typed(info, 2, "unary", "out");
   if (op < 0 || op >= kUnaryOps) throw Napi::RangeError::New(env, "engine.unary: unknown op");
@@ -389,6 +391,8 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
     case kExpm1: Map(x, o, n, [](float v) { return std::expm1(v); }); break;
     case kElu: Map(x, o, n, [](float v) { return v >= 0 ? v : std::expm1(v); }); break;
     case kRelu6: Map(x, o, n, [](float v) { return v < 0 ? 0.0f : (v > 6 ? 6.0f : v); }); break;
+    // tfjs's step: NaN stays NaN, 1 above zero, alpha elsewhere (ReLU's gradient is dy · step(x)).
+    case kStep: Map(x, o, n, [alpha](float v) { return std::isnan(v) ? v : (v > 0 ? 1.0f : alpha); }); break;
   }
   return env.Undefined();
 }

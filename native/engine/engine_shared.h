@@ -74,6 +74,17 @@ inline double SumToDouble(const float* x, int64_t n) {
   return s;
 }
 
+// Σ x·y in double over eight running sums, as SumToDouble.
+inline double DotToDouble(const float* x, const float* y, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) acc[k] += static_cast<double>(x[i + k]) * y[i + k];
+  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; i++) s += static_cast<double>(x[i]) * y[i];
+  return s;
+}
+
 // The largest element (NaN elements skipped: callers see them through the exponentials they feed), 16 at a time in
 // two vectors of 8 (GCC vector extensions; the compiler leaves the scalar form of this loop unvectorised). The max
 // is exact, so the grouping changes nothing but possibly the sign of a zero maximum, which no caller can see.

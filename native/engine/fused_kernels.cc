@@ -24,6 +24,11 @@
 //   crossEntropyRows(logits, rows, V, targets, weights, grad | null) → Σ_r w_r·(lse_r − logits[r, t_r]);
 //                                                             grad = (softmax − onehot(t))·w per row (grad may be
 //                                                             the logits' own array)
+//   logProbEntropyRows(logits, rows, V, targets, d | null, out)
+//                                                             d null: out [rows, 2] = (z_t − lse, lse − Σ p·z) per row;
+//                                                             else out [rows, V] = dz for d [rows, 2] (of logp and
+//                                                             entropy): dlogp·(onehot − p) − dH·p⊙(z − lse + H) (out
+//                                                             may be the logits' own array)
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -381,6 +386,47 @@ Napi::Value CrossEntropyRows(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), total);
 }
 
+// Per-token log-probability of the target and entropy of each row's distribution (PPO's, GRPO's and DPO's log-probs
+// straight from a chunk of logits), or their logits gradient: one pass for the max, one for Σe and Σe·z, and for the
+// gradient one writing dz, instead of the dozen [rows, V] tensors of the decomposition.
+Napi::Value LogProbEntropyRows(const Napi::CallbackInfo& info) {
+  Arity(info, 6, "logProbEntropyRows");
+  const int64_t rows = Count(info, 1, "logProbEntropyRows", "rows"), V = Count(info, 2, "logProbEntropyRows", "V");
+  const float* z = Floats(info, 0, "logProbEntropyRows", "logits", rows * V);
+  const int32_t* t = Array<int32_t>(info, 3, "logProbEntropyRows", "targets", rows);
+  const float* d = Floats(info, 4, "logProbEntropyRows", "d", rows * 2, true);
+  float* out = Floats(info, 5, "logProbEntropyRows", "out", d ? rows * V : rows * 2);
+  for (int64_t r = 0; r < rows; r++) {
+    if (t[r] < 0 || t[r] >= V) Fail(info.Env(), "logProbEntropyRows", "target " + std::to_string(t[r]) + " of row " + std::to_string(r) + " is not in [0, " + std::to_string(V - 1) + "]");
+  }
+  ParallelFor(rows, RowGrain(V), [&](int64_t s, int64_t e) {
+    std::vector<float> ex(static_cast<size_t>(V));
+    for (int64_t r = s; r < e; r++) {
+      const float* zr = z + r * V;
+      const float m = MaxOf(zr, V);
+      const float picked = zr[t[r]];  // read first: out may be the logits themselves
+      for (int64_t c = 0; c < V; c++) ex[static_cast<size_t>(c)] = FastExp(zr[c] - m);
+      const double sum = SumToDouble(ex.data(), V), sz = DotToDouble(ex.data(), zr, V);
+      const double lse = static_cast<double>(m) + std::log(sum);
+      const double H = lse - sz / sum;
+      if (!d) {
+        out[2 * r] = static_cast<float>(static_cast<double>(picked) - lse);
+        out[2 * r + 1] = static_cast<float>(H);
+        continue;
+      }
+      // dz_c = −p_c·(dlogp + dH·(z_c − lse + H)), then + dlogp at the target; z_c − lse + H as (z_c − m) + (H − log Σe),
+      // two terms without the cancellation of large logits against lse
+      const float dlogp = d[2 * r], dH = d[2 * r + 1];
+      const float b = static_cast<float>(H - std::log(sum));
+      const float inv = static_cast<float>(1.0 / sum);
+      float* o = out + r * V;
+      for (int64_t c = 0; c < V; c++) o[c] = -(ex[static_cast<size_t>(c)] * inv) * (dlogp + dH * ((zr[c] - m) + b));
+      o[t[r]] += dlogp;
+    }
+  });
+  return info.Env().Undefined();
+}
+
 // ---- softmax with a scale and an additive (mask) bias, and the softmax gradient ----
 
 Napi::Value BiasedSoftmax(const Napi::CallbackInfo& info) {
@@ -540,6 +586,7 @@ void AddFusedKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("rotary", Napi::Function::New(env, Rotary));
   exports.Set("dropoutMask", Napi::Function::New(env, DropoutMask));
   exports.Set("crossEntropyRows", Napi::Function::New(env, CrossEntropyRows));
+  exports.Set("logProbEntropyRows", Napi::Function::New(env, LogProbEntropyRows));
   AddTrainAttentionKernels(env, exports);
   AddOptimizerKernels(env, exports);
 }

@@ -29,7 +29,7 @@ type Values = Float32Array | Int32Array | Uint8Array;
 
 interface EngineAddon extends FusedAddon {
   binary(op: number, a: Values, aShape: number[], b: Values, bShape: number[], out: Values, outShape: number[]): void;
-  unary(op: number, x: Float32Array, out: Float32Array): void;
+  unary(op: number, x: Float32Array, out: Float32Array, alpha?: number): void;
   reduce(op: number, x: Float32Array, pre: number, red: number, post: number, out: Float32Array): void;
   argReduce(op: number, x: Float32Array, pre: number, red: number, post: number, out: Int32Array): void;
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void;
@@ -314,7 +314,7 @@ const BINARY: Record<string, number> = {
 
 const UNARY: Record<string, number> = {
   Exp: 0, Log: 1, Sqrt: 2, Rsqrt: 3, Tanh: 4, Sigmoid: 5, Erf: 6, Neg: 7, Abs: 8, Relu: 9, Square: 10, Reciprocal: 11,
-  Sin: 12, Cos: 13, Log1p: 14, Softplus: 15, Floor: 16, Ceil: 17, Sign: 18, Expm1: 19, Elu: 20, Relu6: 21,
+  Sin: 12, Cos: 13, Log1p: 14, Softplus: 15, Floor: 16, Ceil: 17, Sign: 18, Expm1: 19, Elu: 20, Relu6: 21, Step: 22,
 };
 
 const REDUCE: Record<string, { op: number; axisAttr: string }> = {
@@ -371,7 +371,7 @@ function makeKernels(engine: EngineAddon, blas: BlasAddon): Record<string, Nativ
       const xv = floats(backend, x);
       if (!xv) return fallback({ inputs, backend, attrs });
       const { info, values } = output(backend, x.shape, 'float32');
-      engine.unary(op, xv, values as Float32Array);
+      engine.unary(op, xv, values as Float32Array, Number(attrs?.alpha ?? 0));
       return info;
     };
   }

@@ -40,6 +40,11 @@ export const FUSED = {
    */
   crossEntropyRows: 'RlhfCrossEntropyRows',
   /**
+   * {logits [R, V], targets int32 [R], d? [R, 2]} {inPlace} → without d [R, 2]: log p(target) and the entropy per row;
+   * with d (the gradient of those two columns) the logits' gradient [R, V]; inPlace: written over the logits' values
+   */
+  logProbEntropyRows: 'RlhfLogProbEntropyRows',
+  /**
    * {q, k?, v?, bias, mask?} {dims [B, T, S, H, Hkv, hs], layouts [12], scale, softcap} → [out [B, T, H·hs], probs
    * [B, H, T, S]]: q, k and v [B, ·, ·] (k and v absent: all three in q) read where `layouts` puts each head
    * (train_attention.cc); bias broadcastable to [B, H, T, S]; mask the dropout mask [B, H, T, S]
@@ -80,6 +85,7 @@ export interface FusedAddon {
   rotary(x: Float32Array, B: number, H: number, T: number, hs: number, cos: Float32Array, sin: Float32Array, tableBatch: number, transpose: boolean, out: Float32Array): void;
   dropoutMask(state: number[], keepProb: number, out: Float32Array): void;
   crossEntropyRows(logits: Float32Array, rows: number, V: number, targets: Int32Array, weights: Float32Array, grad: Float32Array | null): number;
+  logProbEntropyRows(logits: Float32Array, rows: number, V: number, targets: Int32Array, d: Float32Array | null, out: Float32Array): void;
   adamW(p: Float32Array, g: Float32Array, m: Float32Array | null, v: Float32Array | null, reals: number[], pOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void;
   trainAttention(q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], bias: Float32Array, biasStrides: number[], reals: number[], mask: Float32Array | null, out: Float32Array, probs: Float32Array): void;
   trainAttentionGrad(dy: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, dims: number[], layouts: number[], bias: Float32Array, biasStrides: number[], probs: Float32Array, mask: Float32Array | null, reals: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
@@ -259,6 +265,17 @@ export function fusedKernels(addon: FusedAddon): Record<string, Kernel> {
       const loss = m.output([]);
       loss.values[0] = total;
       return grad ? [loss.info, grad.info] : [loss.info];
+    },
+    [FUSED.logProbEntropyRows]: ({ inputs, attrs }, m) => {
+      const { logits, targets, d } = inputs as Record<string, tf.TensorInfo | undefined>;
+      need(logits!.shape.length === 2 && logits!.dtype === 'float32', FUSED.logProbEntropyRows, `logits must be float32 [rows, V], got [${logits!.shape}]`);
+      const [R, V] = logits!.shape as [number, number];
+      need(targets!.dtype === 'int32' && targets!.shape.length === 1 && targets!.shape[0] === R, FUSED.logProbEntropyRows, `targets must be int32 [${R}], got ${targets!.dtype} [${targets!.shape}]`);
+      need(!d || (d.shape.length === 2 && d.shape[0] === R && d.shape[1] === 2), FUSED.logProbEntropyRows, `d must be [${R}, 2], got [${d?.shape}]`);
+      const z = m.floats(logits!);
+      const out = !d ? m.output([R, 2]) : attrs.inPlace ? { info: m.view([R, V], z), values: z } : m.output([R, V]);
+      addon.logProbEntropyRows(z, R, V, m.ints(targets!), d ? m.floats(d) : null, out.values);
+      return out.info;
     },
     [FUSED.adamW]: ({ inputs, attrs }, m) => {
       const { param, grad, m: m0, v: v0 } = inputs as Record<string, tf.TensorInfo | undefined>;

@@ -11,7 +11,8 @@
  * so dz = dlogp·(onehot − p) − dH·p ⊙ (z − lse + H), then dh = dz·W and dW = dzᵀ·h.
  */
 import { tf, type Tensor } from '../../engine/tf.js';
-import { capChunk, headGradChunk, headPieces, LOSS_ROWS_PER_CHUNK, piecesLogits, splitSizes, type HeadWeight } from './lm_head_loss.js';
+import { capChunk, FUSED_CHUNK_LOGITS, headGradChunk, headPieces, LOSS_ROWS_PER_CHUNK, piecesLogits, splitSizes, type HeadWeight } from './lm_head_loss.js';
+import { FUSED, fusedKernel } from '../../engine/native_fused.js';
 import { isPackedWeight } from './packed_weight.js';
 import { packedMatMul } from './packed_linear.js';
 import { scatterAt } from './loss.js';
@@ -28,9 +29,8 @@ interface ChunkStats {
   entropy: Tensor; // (R)
 }
 
-function chunkStats(hc: Tensor, logitsOf: (hc: Tensor) => Tensor, targets: Tensor, cap: number | null): ChunkStats {
-  const R = hc.shape[0]!;
-  const raw = logitsOf(hc); // (R, V)
+function chunkStats(raw: Tensor, targets: Tensor, cap: number | null): ChunkStats {
+  const R = raw.shape[0]!; // raw: (R, V) logits before the cap
   const { logits: z, slope } = capChunk(raw, cap);
   const V = z.shape[1]!;
   const p = tf.softmax(z, -1);
@@ -68,20 +68,39 @@ export function headLogProbsAndEntropy(
   const [N, C] = h.shape as [number, number];
   if (head.shape[1] !== C) throw new Error(`headLogProbsAndEntropy: head [${head.shape}] does not match hidden width ${C}`);
   if (targets.size !== N) throw new Error(`headLogProbsAndEntropy: ${targets.size} targets for ${N} rows`);
-  const rowSizes = splitSizes(N, rowsPerChunk);
-  const vocabSizes = splitSizes(head.shape[0]!, VOCAB_CHUNK);
+  const V = head.shape[0]!;
+  // On the native backend: one kernel per chunk for the stats and one for dz, and products that read the head [V, C]
+  // as it lies (no vocabulary-split, transposed copy of it per call), larger chunks where the vocabulary is small.
+  const fused = !softcap && h.dtype === 'float32' && fusedKernel(FUSED.logProbEntropyRows);
+  const rowSizes = splitSizes(N, fused && rowsPerChunk === LOSS_ROWS_PER_CHUNK ? Math.max(rowsPerChunk, Math.floor(FUSED_CHUNK_LOGITS / V)) : rowsPerChunk);
+  const vocabSizes = splitSizes(V, VOCAB_CHUNK);
   const rows = (t: Tensor, r0: number, R: number) => (t.rank === 1 ? tf.slice(t, [r0], [R]) : tf.slice(t, [r0, 0], [R, t.shape[1]!]));
   const tg = tf.reshape(tf.cast(targets, 'int32'), [N]);
+  /** The logits of a chunk of rows: the packed product, the head as it lies (fused), or its transposed pieces. */
+  const logitsFor = (W: HeadWeight): ((hc: Tensor) => Tensor) => {
+    if (isPackedWeight(W)) return (hc) => packedMatMul(hc, W, true);
+    if (fused) return (hc) => tf.matMul(hc, W, false, true);
+    const { WTj } = headPieces(W, vocabSizes);
+    return (hc) => piecesLogits(hc, WTj);
+  };
+  /** (R, 2): log p(target) and the entropy of a chunk. */
+  const statsOf = (logits: Tensor, tc: Tensor): Tensor => {
+    if (fused) return tf.engine().runKernel(FUSED.logProbEntropyRows, { logits, targets: tc }, {}) as Tensor;
+    const s = chunkStats(logits, tc, softcap);
+    return tf.stack([s.logp, s.entropy], 1);
+  };
+  /** (R, V): the gradient of a chunk's logits for dc (R, 2); the logits are not read again. */
+  const gradOf = (logits: Tensor, tc: Tensor, dc: Tensor): Tensor =>
+    fused
+      ? (tf.engine().runKernel(FUSED.logProbEntropyRows, { logits, targets: tc, d: dc }, { inPlace: true }) as Tensor)
+      : logitsGrad(chunkStats(logits, tc, softcap), dc);
   const forward = (x: Tensor, W: HeadWeight): Tensor =>
     tf.tidy(() => {
-      const logitsOf = isPackedWeight(W) ? (hc: Tensor) => packedMatMul(hc, W, true) : ((WTj) => (hc: Tensor) => piecesLogits(hc, WTj))(headPieces(W, vocabSizes).WTj);
+      const logitsOf = logitsFor(W);
       const parts: Tensor[] = [];
       let r0 = 0;
       for (const R of rowSizes) {
-        parts.push(tf.tidy(() => {
-          const s = chunkStats(rows(x, r0, R), logitsOf, rows(tg, r0, R), softcap);
-          return tf.stack([s.logp, s.entropy], 1); // (R, 2)
-        }));
+        parts.push(tf.tidy(() => statsOf(logitsOf(rows(x, r0, R)), rows(tg, r0, R)))); // (R, 2)
         r0 += R;
       }
       return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
@@ -96,14 +115,12 @@ export function headLogProbsAndEntropy(
           value: forward(hh as Tensor, head),
           gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
             const [x, t] = saved as [Tensor, Tensor];
-            const packed = isPackedWeight(head);
-            const WTj = packed ? null : headPieces(head, vocabSizes).WTj;
-            const logitsOf = (hc: Tensor) => (packed ? packedMatMul(hc, head, true) : piecesLogits(hc, WTj!));
-            const back = (dz: Tensor) => (packed ? packedMatMul(dz, head, false) : tf.matMul(dz, head as Tensor)); // (R, C)
+            const logitsOf = logitsFor(head);
+            const back = (dz: Tensor) => (isPackedWeight(head) ? packedMatMul(dz, head, false) : tf.matMul(dz, head)); // (R, C)
             const parts: Tensor[] = [];
             let r0 = 0;
             for (const R of rowSizes) {
-              parts.push(tf.tidy(() => back(logitsGrad(chunkStats(rows(x, r0, R), logitsOf, rows(t, r0, R), softcap), rows(dy, r0, R)))));
+              parts.push(tf.tidy(() => back(gradOf(logitsOf(rows(x, r0, R)), rows(t, r0, R), rows(dy, r0, R)))));
               r0 += R;
             }
             return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
@@ -118,15 +135,32 @@ export function headLogProbsAndEntropy(
         value: forward(hh as Tensor, ww as Tensor),
         gradFunc: tidyGrad((dy: Tensor, saved: Tensor[]) => {
           const [x, W, t] = saved as [Tensor, Tensor, Tensor];
-          const { Wj, WTj } = headPieces(W, vocabSizes);
           const dhParts: Tensor[] = [];
+          if (fused) {
+            // dh = dz·W and dW = Σ dzᵀ·h [V, C], both reading W and dz as they lie
+            let dW: Tensor | null = null;
+            let r0 = 0;
+            for (const R of rowSizes) {
+              const step = tf.tidy(() => {
+                const hc = rows(x, r0, R);
+                const dz = gradOf(tf.matMul(hc, W, false, true), rows(t, r0, R), rows(dy, r0, R));
+                const prod = tf.matMul(dz, hc, true, false);
+                return { dh: tf.matMul(dz, W), dW: dW ? tf.add(dW, prod) : prod };
+              });
+              if (dW) tf.dispose(dW);
+              dW = step.dW;
+              dhParts.push(step.dh);
+              r0 += R;
+            }
+            return [dhParts.length === 1 ? dhParts[0]! : tf.concat(dhParts, 0), dW!];
+          }
+          const { Wj, WTj } = headPieces(W, vocabSizes);
           let dWT: Tensor[] | null = null; // Σ hᵀ·dz_j, [C, vc] per vocabulary piece
           let r0 = 0;
           for (const R of rowSizes) {
             const step = tf.tidy(() => {
               const hc = rows(x, r0, R);
-              const s = chunkStats(hc, (c) => piecesLogits(c, WTj), rows(t, r0, R), softcap);
-              const dz = logitsGrad(s, rows(dy, r0, R));
+              const dz = gradOf(piecesLogits(hc, WTj), rows(t, r0, R), rows(dy, r0, R));
               const grads = headGradChunk(dz, hc, Wj, vocabSizes, dWT);
               return { dh: grads.dh, next: grads.dWT };
             });

@@ -61,7 +61,7 @@ export function piecesLogits(hc: Tensor, WTj: Tensor[]): Tensor {
 export const LOSS_ROWS_PER_CHUNK = 256;
 
 /** Logits per chunk on the fused path, at least: 8M (32 MiB per [rows, V] temporary; tiny-chat's 1024 rows in one). */
-const FUSED_CHUNK_LOGITS = 1 << 23;
+export const FUSED_CHUNK_LOGITS = 1 << 23;
 
 export function splitSizes(total: number, chunk: number): number[] {
   const sizes: number[] = [];
