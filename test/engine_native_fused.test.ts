@@ -79,7 +79,7 @@ describe.runIf(why === '')('native fused kernels against the cpu decompositions'
     await expectFusedMatches((x, w) => layerNorm(x!, w!, null, 1e-5), [{ shape, lo: -2, hi: 3 }, { shape: [C], lo: 0.5, hi: 1.5 }]);
   });
 
-  it.each(['silu', 'gelu_new', 'gelu'] as const)('%s and the gated form: value and gradients', async (kind) => {
+  it.each(['silu', 'gelu_new', 'gelu', 'relu'] as const)('%s and the gated form: value and gradients', async (kind) => {
     for (const shape of [[5], [4, 129], [70, 1030]]) {
       await expectFusedMatches((x) => activate(x!, kind), [{ shape, lo: -8, hi: 8 }]);
       await expectFusedMatches((g, u) => gatedActivate(g!, u!, kind), [{ shape, lo: -8, hi: 8 }, { shape }]);

@@ -7,7 +7,8 @@
 //   rmsNormGrad(dy, x, w, rstd, rows, C, dx, dw)              dx, and dw = Σ_rows dy·x·rstd
 //   layerNorm(x, w, b | null, rows, C, eps, y, mean, rstd)    y = (x − mean)·rstd·w (+ b)
 //   layerNormGrad(dy, x, w, mean, rstd, rows, C, dx, dw, db | null)
-//   activation(kind, x, out)                                  kind 0: silu x·σ(x); 1: gelu_tanh x·σ(2u); 2: gelu x·Φ(x)
+//   activation(kind, x, out)                                  kind 0: silu x·σ(x); 1: gelu_tanh x·σ(2u); 2: gelu x·Φ(x);
+//                                                             3: relu max(x, 0)
 //   activationGrad(kind, x, dy, dx)
 //   gatedActivation(kind, gate, up, out)                      act(gate)·up
 //   gatedActivationGrad(kind, gate, up, dy, dgate, dup)
@@ -238,11 +239,12 @@ constexpr float kGeluA = 0.044715f;
 constexpr float kSqrtHalf = 0.70710678118654752f;       // 1/√2
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;     // 1/√(2π)
 
-enum ActKind { kSilu = 0, kGeluTanh = 1, kGeluErf = 2, kActKinds };
+enum ActKind { kSilu = 0, kGeluTanh = 1, kGeluErf = 2, kRelu = 3, kActKinds };
 
 // f(v) = v·σ(k(v)): silu k = v, gelu_tanh k = 2·√(2/π)·(v + a·v³); exact gelu f(v) = v·Φ(v).
 template <int K>
 inline float ActValue(float v) {
+  if (K == kRelu) return v < 0.0f ? 0.0f : v;  // NaN stays NaN, as tf.relu
   if (K == kSilu) return v * Sigmoid(v);
   if (K == kGeluErf) return 0.5f * v * (1.0f + FastErf(v * kSqrtHalf));
   return v * Sigmoid(v * (v * v * kGeluA + 1.0f) * kTwoSqrt2OverPi);
@@ -251,6 +253,7 @@ inline float ActValue(float v) {
 // f'(v) = s + v·s·(1 − s)·k'(v); exact gelu Φ(v) + v·φ(v).
 template <int K>
 inline float ActSlope(float v) {
+  if (K == kRelu) return std::isnan(v) ? v : (v > 0.0f ? 1.0f : 0.0f);  // tfjs's gradient: dy·step(x)
   if (K == kGeluErf) return 0.5f * (1.0f + FastErf(v * kSqrtHalf)) + v * kInvSqrt2Pi * FastExp(-0.5f * v * v);
   if (K == kSilu) {
     const float s = Sigmoid(v);
@@ -304,6 +307,7 @@ Napi::Value Activation(const Napi::CallbackInfo& info) {
   float* o = Floats(info, 2, "activation", "out", n);
   if (kind == kSilu) ActForward<kSilu>(x, nullptr, o, n);
   else if (kind == kGeluErf) ActForward<kGeluErf>(x, nullptr, o, n);
+  else if (kind == kRelu) ActForward<kRelu>(x, nullptr, o, n);
   else ActForward<kGeluTanh>(x, nullptr, o, n);
   return info.Env().Undefined();
 }
@@ -317,6 +321,7 @@ Napi::Value ActivationGrad(const Napi::CallbackInfo& info) {
   float* dx = Floats(info, 3, "activationGrad", "dx", n);
   if (kind == kSilu) ActBackward<kSilu>(x, nullptr, dy, dx, nullptr, n);
   else if (kind == kGeluErf) ActBackward<kGeluErf>(x, nullptr, dy, dx, nullptr, n);
+  else if (kind == kRelu) ActBackward<kRelu>(x, nullptr, dy, dx, nullptr, n);
   else ActBackward<kGeluTanh>(x, nullptr, dy, dx, nullptr, n);
   return info.Env().Undefined();
 }
@@ -330,6 +335,7 @@ Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
   float* o = Floats(info, 3, "gatedActivation", "out", n);
   if (kind == kSilu) ActForward<kSilu>(g, u, o, n);
   else if (kind == kGeluErf) ActForward<kGeluErf>(g, u, o, n);
+  else if (kind == kRelu) ActForward<kRelu>(g, u, o, n);
   else ActForward<kGeluTanh>(g, u, o, n);
   return info.Env().Undefined();
 }
@@ -345,6 +351,7 @@ Napi::Value GatedActivationGrad(const Napi::CallbackInfo& info) {
   float* du = Floats(info, 5, "gatedActivationGrad", "dup", n);
   if (kind == kSilu) ActBackward<kSilu>(g, u, dy, dg, du, n);
   else if (kind == kGeluErf) ActBackward<kGeluErf>(g, u, dy, dg, du, n);
+  else if (kind == kRelu) ActBackward<kRelu>(g, u, dy, dg, du, n);
   else ActBackward<kGeluTanh>(g, u, dy, dg, du, n);
   return info.Env().Undefined();
 }

@@ -2,13 +2,15 @@
  * Data-parallel throughput: SFT-style training steps (causal-LM loss, AdamW, clipping) on a GPT-2-shaped model with
  * `--strategy ddp` (or zero2) on 1 and on 2 MPI ranks, printing training tokens/s for each and the scaling.
  *
- *   npm run bench -- ddp [--ranks 1,2] [--strategy ddp|zero2] [--backend wasm|cpu|auto] [--steps 4] [--batch 4]
+ *   npm run bench -- ddp [--ranks 1,2] [--strategy ddp|zero2] [--backend auto|native|wasm|cpu] [--steps 4] [--batch 4]
  *                        [--seq 128] [--layers 4] [--hidden 256] [--vocab 8192]
  *
  * Each rank keeps the per-rank batch, so 2 ranks process twice the tokens per step (weak scaling, as ddp is used).
  * (from source: `npx tsx src/bench/ddp.ts ...`). The launcher runs `mpirun -np N` on this same file; under mpirun the
  * file is the rank program. The first step (kernel warm-up) is not timed. The default model (5M parameters, 512 tokens
- * per rank and step) is big enough that compute, not the all-reduce, dominates a step; each rank runs one wasm thread.
+ * per rank and step) is big enough that compute, not the all-reduce, dominates a step. The backend is the CLIs' default
+ * (auto: native where built); each rank runs one kernel thread (RLHF_THREADS, RLHF_BLAS_THREADS, RLHF_WASM_THREADS
+ * default to 1 here), so the 1-rank run is one core and the 2-rank run two.
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -26,7 +28,7 @@ import { Optimization } from '../trainer/optimization.js';
 const OPTIONS = {
   ranks: { type: 'string', default: '1,2' },
   strategy: { type: 'string', default: 'ddp' },
-  backend: { type: 'string', default: 'wasm' },
+  backend: { type: 'string', default: 'auto' },
   steps: { type: 'string', default: '4' },
   batch: { type: 'string', default: '4' },
   seq: { type: 'string', default: '128' },
@@ -113,7 +115,9 @@ function launch(a: Args, print: (line: string) => void): RankReport[] {
   for (const n of a.ranks.split(',').map(Number)) {
     const node = [process.execPath, ...(self.endsWith('.ts') ? ['--import', 'tsx'] : [])];
     const argv = ['--oversubscribe', ...(root ? ['--allow-run-as-root'] : []), '-np', String(n), ...node, self, ...passOn];
-    const r = spawnSync('mpirun', argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = { ...process.env };
+    for (const k of ['RLHF_THREADS', 'RLHF_BLAS_THREADS', 'RLHF_WASM_THREADS']) env[k] ??= '1';
+    const r = spawnSync('mpirun', argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
     if (r.error) throw new Error(`mpirun could not start (${r.error.message}): apt-get install libopenmpi-dev openmpi-bin`);
     const line = r.stdout.split('\n').find((l) => l.startsWith('BENCH '));
     if (r.status !== 0 || !line) throw new Error(`${n}-rank run failed (exit ${r.status}):\n${r.stderr.slice(-2000)}`);

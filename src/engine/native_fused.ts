@@ -60,7 +60,7 @@ export const FUSED = {
 } as const;
 
 /** Activation kinds of the activation kernels. */
-export const FUSED_ACTIVATION = { silu: 0, gelu_tanh: 1, gelu: 2 } as const;
+export const FUSED_ACTIVATION = { silu: 0, gelu_tanh: 1, gelu: 2, relu: 3 } as const;
 
 /** RLHF_FUSED_KERNELS=0 keeps the tfjs decompositions on the native backend too (for comparisons). */
 export const FUSED_KERNELS_ENV = 'RLHF_FUSED_KERNELS';
@@ -119,7 +119,7 @@ function rowsOf(kernel: string, x: tf.TensorInfo, w: tf.TensorInfo): { rows: num
 
 function kindOf(kernel: string, attrs: tf.NamedAttrMap): number {
   const kind = attrs.kind as number;
-  need(kind === FUSED_ACTIVATION.silu || kind === FUSED_ACTIVATION.gelu_tanh || kind === FUSED_ACTIVATION.gelu, kernel, `unknown activation kind ${String(kind)}`);
+  need((Object.values(FUSED_ACTIVATION) as number[]).includes(kind), kernel, `unknown activation kind ${String(kind)}`);
   return kind;
 }
 

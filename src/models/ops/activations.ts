@@ -52,7 +52,8 @@ const silu = tf.customGrad((x, save) => {
 }) as unknown as (x: Tensor) => Tensor;
 
 /** Activations with a fused native kernel, and its kind number. */
-const FUSED_KINDS: Partial<Record<Activation, number>> = { silu: FUSED_ACTIVATION.silu, gelu_new: FUSED_ACTIVATION.gelu_tanh, gelu: FUSED_ACTIVATION.gelu };
+// relu too: tfjs differentiates it as dy·step(x), two passes and a [rows, ffn] temporary where one will do.
+const FUSED_KINDS: Partial<Record<Activation, number>> = { silu: FUSED_ACTIVATION.silu, gelu_new: FUSED_ACTIVATION.gelu_tanh, gelu: FUSED_ACTIVATION.gelu, relu: FUSED_ACTIVATION.relu };
 
 /** act(x) in one kernel, its gradient in another (saves x only), as the custom gradients above. */
 const fusedActivation = (kind: number) => tf.customGrad((x, save) => {
