@@ -26,6 +26,7 @@ import { foundationSuite, sftSuite, type SuiteOptions, type SuiteResult } from '
 import { looksLikeOutOfMemory, outOfMemoryNote } from '../engine/memory.js';
 import { FROZEN_DTYPES, type FrozenDtype } from '../models/frozen_dtype.js';
 import { nativeBlasStatus, nativeMatmulInstalled } from '../engine/native_blas.js';
+import { engineThreads } from '../engine/native_backend.js';
 import { ppoSuite, rmSuite } from './rlhf_suites.js';
 import { grpoSuite } from './grpo_suite.js';
 import { dpoSuite } from './dpo_suite.js';
@@ -140,7 +141,7 @@ async function main(): Promise<void> {
   if (suite === 'ppo' && f.loraRank === undefined && loraRank > 0) notes.push(`LoRA r=${loraRank} by default on ${backend} (four 124M models with two AdamW need ~5 GiB; --lora-rank 0 for full weights)`);
   const generates = (suite === 'foundation' && !o.skipGeneration) || suite === 'ppo' || suite === 'grpo';
   if (f.quick) notes.push(`--quick: ${o.steps} timed step(s)${generates ? `, ${o.newTokens} new tokens per row` : ''}`);
-  const threads = backend === 'wasm' ? wasmThreads() : null;
+  const threads = backend === 'wasm' ? wasmThreads() : backend === 'native' ? engineThreads() : null;
   const blas = backend === 'wasm' && nativeMatmulInstalled();
   const loadBefore = load1();
 
